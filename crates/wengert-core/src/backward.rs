@@ -1,0 +1,357 @@
+//! The reverse sweep: from an output back to the variables asked for.
+//!
+//! Entries are visited in reverse order of recording, in one loop (no
+//! recursion, so a 100,000-entry chain is fine), and only those on a path
+//! from a requested variable to the output. Each visited op's
+//! [`Op::vjp`](crate::Op::vjp) maps the output's gradient to its inputs';
+//! gradients of an entry used several times are summed.
+//!
+//! Two modes share the loop:
+//! - **tensor mode** (`create_graph` off, the usual training step): the vjp
+//!   runs with recording off, its temporaries are cut off the tape as soon as
+//!   its gradients are read out, and gradients are plain tensors that keep
+//!   nothing of the graph alive. Unless `retain_graph` is set, each entry's
+//!   op and value are freed once the sweep has passed it.
+//! - **graph mode** (`create_graph` on): the vjp is recorded like any other
+//!   computation, so the gradients are variables that can be differentiated
+//!   again.
+
+use crate::tape::{freed_error, GradMode, Origin};
+use crate::{Error, Float, Result, Shape, Tape, Tensor, Var};
+use indexmap::IndexMap;
+use smallvec::SmallVec;
+
+/// Settings for [`Tape::backward_with`].
+#[derive(Clone, Default)]
+pub struct BackwardOptions<'a, 't, T: Float> {
+    /// The cotangent ∂L/∂output; `None` means 1, allowed for one-element outputs.
+    pub seed: Option<Tensor<T>>,
+    /// The variables to differentiate with respect to; `None` means every
+    /// leaf that the output depends on.
+    pub wrt: Option<&'a [Var<'t, T>]>,
+    /// Keep ops and saved values so that backward can run through them again.
+    pub retain_graph: bool,
+}
+
+/// Gradients keyed by variable, in a stable order: the order of `wrt` when it
+/// was given, else the order in which the leaves were put on the tape.
+///
+/// Plain tensors: holding them keeps nothing of the tape alive.
+#[derive(Clone, Debug, Default)]
+pub struct Gradients<T: Float> {
+    map: IndexMap<usize, Tensor<T>>,
+}
+
+impl<T: Float> Gradients<T> {
+    /// The gradient with respect to `var`, if it was computed.
+    pub fn get(&self, var: Var<'_, T>) -> Option<&Tensor<T>> {
+        self.map.get(&var.index())
+    }
+
+    /// Takes the gradient with respect to `var` out.
+    pub fn remove(&mut self, var: Var<'_, T>) -> Option<Tensor<T>> {
+        self.map.shift_remove(&var.index())
+    }
+
+    /// `(tape index, gradient)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Tensor<T>)> {
+        self.map.iter().map(|(&k, v)| (k, v))
+    }
+
+    /// The number of gradients.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The gradients in order, without their keys.
+    pub fn into_tensors(self) -> Vec<Tensor<T>> {
+        self.map.into_values().collect()
+    }
+}
+
+/// A gradient during the sweep: a tensor (tensor mode) or a variable (graph mode).
+enum Grad<'t, T: Float> {
+    Tensor(Tensor<T>),
+    Var(Var<'t, T>),
+}
+
+impl<T: Float> Tape<T> {
+    /// Gradients of a one-element `output` with respect to every leaf it
+    /// depends on. Frees the graph behind `output` as it goes.
+    pub fn backward<'t>(&'t self, output: Var<'t, T>) -> Result<Gradients<T>> {
+        self.backward_with(output, BackwardOptions::default())
+    }
+
+    /// Gradients of `output` with the given seed, variables and retention.
+    ///
+    /// ```
+    /// use wengert_core::{BackwardOptions, Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1., 2.], [2])?);
+    /// let y = x.mul(x)?; // not a scalar: give a seed
+    /// let g = tape.backward_with(y, BackwardOptions {
+    ///     seed: Some(Tensor::from_vec(vec![1., 10.], [2])?),
+    ///     wrt: Some(&[x]),
+    ///     retain_graph: false,
+    /// })?;
+    /// assert_eq!(g.get(x).unwrap().data(), &[2., 40.]);
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn backward_with<'t>(&'t self, output: Var<'t, T>, opts: BackwardOptions<'_, 't, T>) -> Result<Gradients<T>> {
+        let seed = self.seed_tensor(output, opts.seed)?;
+        let (wrt, explicit): (Vec<u32>, bool) = match opts.wrt {
+            Some(vars) => {
+                for v in vars {
+                    output.same_tape("backward", v)?;
+                }
+                (vars.iter().map(|v| v.id).collect(), true)
+            }
+            None => {
+                let nodes = self.nodes.borrow();
+                let leaves = (0..=output.id).filter(|&i| matches!(nodes[i as usize].origin, Origin::Leaf));
+                (leaves.collect(), false)
+            }
+        };
+        let grads = self.sweep(output, Grad::Tensor(seed), &wrt, false, opts.retain_graph)?;
+        let mut map = IndexMap::with_capacity(wrt.len());
+        for (&id, g) in wrt.iter().zip(grads) {
+            let g = match g {
+                Some(Grad::Tensor(t)) => t,
+                Some(Grad::Var(v)) => v.value()?,
+                None if explicit => Tensor::zeros(self.nodes.borrow()[id as usize].shape.clone()),
+                None => continue,
+            };
+            map.insert(id as usize, g);
+        }
+        Ok(Gradients { map })
+    }
+
+    /// Gradients of `output` with respect to `wrt`, as variables on this tape
+    /// whose computation is itself recorded (`create_graph`), so they can be
+    /// differentiated again. `seed` defaults to 1 for a one-element output.
+    /// The graph is kept. Variables `output` does not depend on get zeros.
+    ///
+    /// ```
+    /// use wengert_core::{Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(2.0));
+    /// let y = x.powf(3.0)?;
+    /// let dy = tape.grad(y, &[x], None)?[0]; // 3x² = 12
+    /// let d2y = tape.grad(dy, &[x], None)?[0]; // 6x = 12
+    /// assert_eq!(dy.value()?.item()?, 12.0);
+    /// assert_eq!(d2y.value()?.item()?, 12.0);
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn grad<'t>(
+        &'t self,
+        output: Var<'t, T>,
+        wrt: &[Var<'t, T>],
+        seed: Option<Var<'t, T>>,
+    ) -> Result<Vec<Var<'t, T>>> {
+        for v in wrt {
+            output.same_tape("grad", v)?;
+        }
+        let seed = match seed {
+            Some(s) => {
+                output.same_tape("grad", &s)?;
+                if s.shape() != output.shape() {
+                    return Err(seed_shape_error(&output.shape(), &s.shape()));
+                }
+                s
+            }
+            None => self.constant(self.seed_tensor(output, None)?),
+        };
+        let ids: Vec<u32> = wrt.iter().map(|v| v.id).collect();
+        let grads = self.sweep(output, Grad::Var(seed), &ids, true, true)?;
+        wrt.iter()
+            .zip(grads)
+            .map(|(v, g)| match g {
+                Some(Grad::Var(g)) => Ok(g),
+                Some(Grad::Tensor(t)) => Ok(self.constant(t)),
+                None => Ok(self.constant(Tensor::zeros(v.shape()))),
+            })
+            .collect()
+    }
+
+    fn seed_tensor(&self, output: Var<'_, T>, seed: Option<Tensor<T>>) -> Result<Tensor<T>> {
+        let shape = output.shape();
+        match seed {
+            Some(s) if s.shape() != &shape => Err(seed_shape_error(&shape, s.shape())),
+            Some(s) => Ok(s),
+            None if shape.numel() == 1 => Ok(Tensor::ones(shape)),
+            None => Err(Error::shape(
+                "backward",
+                format!(
+                    "output has shape {shape}; a seed (cotangent) is needed for an output that is not a single value"
+                ),
+            )),
+        }
+    }
+
+    /// The reverse loop shared by both modes. Returns one slot per `wrt` entry.
+    fn sweep<'t>(
+        &'t self,
+        output: Var<'t, T>,
+        seed: Grad<'t, T>,
+        wrt: &[u32],
+        create_graph: bool,
+        retain_graph: bool,
+    ) -> Result<Vec<Option<Grad<'t, T>>>> {
+        let out = output.index();
+        let n = out + 1;
+        // An entry is relevant when it is requested or an input of it is:
+        // only relevant entries carry gradients, and an op is asked only for
+        // the gradients of its relevant inputs.
+        let mut requested = vec![false; n];
+        for &w in wrt {
+            if (w as usize) < n {
+                requested[w as usize] = true;
+            }
+        }
+        let mut relevant = requested.clone();
+        {
+            let nodes = self.nodes.borrow();
+            for i in 0..n {
+                if !relevant[i] && nodes[i].requires_grad {
+                    relevant[i] = nodes[i].inputs.iter().any(|&j| relevant[j as usize]);
+                }
+            }
+        }
+        let mut grads: Vec<Option<Grad<'t, T>>> = (0..n).map(|_| None).collect();
+        let mut found: Vec<Option<Grad<'t, T>>> = (0..n).map(|_| None).collect();
+        if relevant[out] {
+            grads[out] = Some(seed);
+        }
+        let _mode = GradMode::set(self, create_graph);
+        for i in (0..n).rev() {
+            if !relevant[i] {
+                continue;
+            }
+            let Some(g) = grads[i].take() else { continue };
+            let (origin, inputs) = {
+                let mut nodes = self.nodes.borrow_mut();
+                let node = &mut nodes[i];
+                let has_relevant_input = node.inputs.iter().any(|&j| relevant[j as usize]);
+                let origin = match &node.origin {
+                    Origin::Op(_) if has_relevant_input => std::mem::replace(&mut node.origin, Origin::Constant),
+                    Origin::Freed(_) if has_relevant_input => return Err(freed_error(i, node)),
+                    _ => Origin::Constant,
+                };
+                (origin, node.inputs.clone())
+            };
+            if let Origin::Op(op) = origin {
+                let result = self.vjp_step(&*op, i, &inputs, &g, &relevant);
+                let mut nodes = self.nodes.borrow_mut();
+                let node = &mut nodes[i];
+                if retain_graph {
+                    node.origin = Origin::Op(op);
+                } else {
+                    node.origin = Origin::Freed(op.name().to_string());
+                    if i != out {
+                        node.value = None;
+                    }
+                }
+                drop(nodes);
+                for (&j, gj) in inputs.iter().zip(result?) {
+                    let Some(gj) = gj else { continue };
+                    let slot = &mut grads[j as usize];
+                    *slot = Some(match slot.take() {
+                        None => gj,
+                        Some(acc) => accumulate(acc, gj)?,
+                    });
+                }
+            }
+            if requested[i] {
+                found[i] = Some(g);
+            }
+        }
+        Ok(wrt.iter().map(|&w| found.get(w as usize).and_then(|g| g.as_ref()).map(Grad::duplicate)).collect())
+    }
+
+    /// Runs one op's vjp and returns its input gradients in the sweep's mode.
+    fn vjp_step<'t>(
+        &'t self,
+        op: &dyn crate::Op<T>,
+        index: usize,
+        inputs: &[u32],
+        g: &Grad<'t, T>,
+        relevant: &[bool],
+    ) -> Result<SmallVec<[Option<Grad<'t, T>>; 4]>> {
+        let mark = self.len();
+        let grad_var = match g {
+            Grad::Var(v) => *v,
+            Grad::Tensor(t) => self.constant(t.clone()),
+        };
+        let input_vars: SmallVec<[Var<'t, T>; 4]> = inputs.iter().map(|&id| Var { tape: self, id }).collect();
+        let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| relevant[j as usize]).collect();
+        let output = Var { tape: self, id: index as u32 };
+        let run = || -> Result<SmallVec<[Option<Grad<'t, T>>; 4]>> {
+            let grads = op.vjp(&input_vars, output, grad_var, &needs)?;
+            if grads.len() != inputs.len() {
+                return Err(Error::Vjp {
+                    op: op.name().to_string(),
+                    detail: format!("returned {} gradients for {} inputs", grads.len(), inputs.len()),
+                });
+            }
+            let mut out = SmallVec::new();
+            for (k, (gk, x)) in grads.into_iter().zip(&input_vars).enumerate() {
+                let gk = match gk {
+                    Some(gk) if needs[k] => gk,
+                    _ => {
+                        out.push(None);
+                        continue;
+                    }
+                };
+                gk.same_tape(op.name(), x)?;
+                let (gs, xs) = (gk.shape(), x.shape());
+                if gs != xs {
+                    return Err(Error::Vjp {
+                        op: op.name().to_string(),
+                        detail: format!("gradient for input {k} has shape {gs}, the input has shape {xs}"),
+                    });
+                }
+                out.push(Some(match g {
+                    Grad::Var(_) => Grad::Var(gk),
+                    Grad::Tensor(_) => Grad::Tensor(gk.value()?),
+                }));
+            }
+            Ok(out)
+        };
+        let result = run();
+        if matches!(g, Grad::Tensor(_)) {
+            // Tensor mode: the temporaries of this vjp are no longer needed.
+            self.nodes.borrow_mut().truncate(mark);
+        }
+        result
+    }
+}
+
+impl<'t, T: Float> Grad<'t, T> {
+    fn duplicate(&self) -> Grad<'t, T> {
+        match self {
+            Grad::Tensor(t) => Grad::Tensor(t.clone()),
+            Grad::Var(v) => Grad::Var(*v),
+        }
+    }
+}
+
+/// Sums two gradients of one entry (the entry was used more than once).
+fn accumulate<'t, T: Float>(acc: Grad<'t, T>, g: Grad<'t, T>) -> Result<Grad<'t, T>> {
+    Ok(match (acc, g) {
+        (Grad::Tensor(mut a), Grad::Tensor(b)) => {
+            crate::kernel::zip_assign(a.data_mut(), b.data(), |x, y| x + y);
+            Grad::Tensor(a)
+        }
+        (Grad::Var(a), Grad::Var(b)) => Grad::Var(a.add(b)?),
+        _ => unreachable!("one sweep never mixes tensor and graph gradients"),
+    })
+}
+
+fn seed_shape_error(output: &Shape, seed: &Shape) -> Error {
+    Error::shape("backward", format!("seed has shape {seed}, the output has shape {output}"))
+}

@@ -1,0 +1,79 @@
+//! The one trait every differentiable operation implements.
+
+use crate::{Float, Result, Tensor, Var};
+use smallvec::SmallVec;
+
+/// The gradients an op's [`Op::vjp`] returns: one entry per input, `None`
+/// where the input needs no gradient (or the gradient is zero).
+pub type InputGrads<'t, T> = SmallVec<[Option<Var<'t, T>>; 4]>;
+
+/// A differentiable operation: a name, a forward computation on tensors and a
+/// vector-Jacobian product written with differentiable operations.
+///
+/// Every op in Wengert — the core's arithmetic, the ops crate's convolutions,
+/// a user's own op in their own crate — is recorded through this trait with
+/// [`Tape::apply`](crate::Tape::apply). Because [`Op::vjp`] builds its result
+/// from [`Var`] operations, the backward pass can itself be recorded on the
+/// tape (`create_graph`) and differentiated again: second derivatives need no
+/// extra code.
+///
+/// # Example: `cube(x) = x³` as a user-defined op
+///
+/// ```
+/// use wengert_core::{InputGrads, Op, Result, Tape, Tensor, Var, smallvec::smallvec};
+///
+/// struct Cube;
+///
+/// impl Op<f64> for Cube {
+///     fn name(&self) -> &str {
+///         "cube"
+///     }
+///     fn forward(&mut self, inputs: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
+///         Ok(inputs[0].map(|x| x * x * x))
+///     }
+///     fn vjp<'t>(
+///         &self,
+///         inputs: &[Var<'t, f64>],
+///         _output: Var<'t, f64>,
+///         grad: Var<'t, f64>,
+///         _needs: &[bool],
+///     ) -> Result<InputGrads<'t, f64>> {
+///         // d(x³)/dx = 3x², written with differentiable ops.
+///         let x = inputs[0];
+///         Ok(smallvec![Some(grad.mul(x.mul(x)?.mul_scalar(3.0)?)?)])
+///     }
+/// }
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::scalar(2.0));
+/// let y = tape.apply(Cube, &[x])?;
+/// let g = tape.backward(y)?;
+/// assert_eq!(g.get(x).unwrap().item()?, 12.0);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub trait Op<T: Float>: 'static {
+    /// The op's name, used in error messages and tape listings.
+    fn name(&self) -> &str;
+
+    /// Computes the output from the input values.
+    ///
+    /// Takes `&mut self` so that an op can keep what its backward needs
+    /// beyond its inputs and output (a pooling op's argmax, say); the op is
+    /// dropped as soon as backward no longer needs it. Validate shapes and
+    /// attributes here and return an [`Error`](crate::Error) naming the op.
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>>;
+
+    /// The vector-Jacobian product: given `grad` = ∂L/∂output, returns
+    /// ∂L/∂input for each input whose `needs[i]` is true.
+    ///
+    /// `inputs` and `output` are the forward pass's variables, so their values
+    /// are available ([`Var::value`]) and they can be used in differentiable
+    /// expressions. Each returned gradient must have its input's shape.
+    fn vjp<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        output: Var<'t, T>,
+        grad: Var<'t, T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<'t, T>>;
+}

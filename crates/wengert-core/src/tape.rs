@@ -1,0 +1,266 @@
+//! The tape: a Wengert list of recorded operations, and the variables on it.
+
+use crate::op::Op;
+use crate::{Error, Float, Result, Shape, Tensor};
+use smallvec::SmallVec;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+/// What produced an entry.
+pub(crate) enum Origin<T: Float> {
+    /// A variable the caller differentiates with respect to.
+    Leaf,
+    /// A value that carries no gradient.
+    Constant,
+    /// The result of an op, with the op kept for backward.
+    Op(Box<dyn Op<T>>),
+    /// An op's result whose op and saved values an earlier backward freed.
+    Freed(String),
+}
+
+/// One entry of the Wengert list.
+pub(crate) struct Node<T: Float> {
+    pub origin: Origin<T>,
+    pub inputs: SmallVec<[u32; 4]>,
+    pub shape: Shape,
+    /// `None` once backward has freed it.
+    pub value: Option<Tensor<T>>,
+    /// Whether a gradient can flow into this entry from a leaf.
+    pub requires_grad: bool,
+}
+
+/// A tape of recorded operations (a Wengert list).
+///
+/// Every variable lives on a tape; operations on variables append entries;
+/// [`Tape::backward`] walks the entries in reverse to compute gradients.
+/// There is no global graph: each tape is an ordinary value, so independent
+/// tapes can run on different threads at once. A tape is reused across
+/// training steps with [`Tape::clear`], which keeps its allocation; the
+/// borrow checker guarantees that no variable outlives the entries it names.
+///
+/// ```
+/// use wengert_core::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::scalar(3.0));
+/// let y = x.mul(x)?.add_scalar(1.0)?; // y = x² + 1
+/// let grads = tape.backward(y)?;
+/// assert_eq!(grads.get(x).unwrap().item()?, 6.0);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub struct Tape<T: Float> {
+    pub(crate) nodes: RefCell<Vec<Node<T>>>,
+    grad_enabled: Cell<bool>,
+}
+
+impl<T: Float> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Tape { nodes: RefCell::new(Vec::new()), grad_enabled: Cell::new(true) }
+    }
+
+    /// Puts a tensor on the tape as a leaf: a variable that gradients can be
+    /// taken with respect to (a parameter or an input).
+    pub fn leaf(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(Origin::Leaf, SmallVec::new(), value, true)
+    }
+
+    /// Puts a tensor on the tape as a constant: no gradient flows into it.
+    pub fn constant(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(Origin::Constant, SmallVec::new(), value, false)
+    }
+
+    /// Records `op` applied to `inputs` and returns its output variable.
+    ///
+    /// This is how every operation, built-in or user-defined, gets on the
+    /// tape. The op is kept only if a gradient can flow through it: under
+    /// [`Tape::no_grad`], or when no input depends on a leaf, the result is a
+    /// constant and the op is dropped at once.
+    pub fn apply<'t>(&'t self, mut op: impl Op<T>, inputs: &[Var<'t, T>]) -> Result<Var<'t, T>> {
+        let mut ids = SmallVec::<[u32; 4]>::new();
+        let mut requires_grad = false;
+        let value = {
+            let nodes = self.nodes.borrow();
+            let mut values = SmallVec::<[&Tensor<T>; 4]>::new();
+            for v in inputs {
+                if !std::ptr::eq(v.tape, self) {
+                    return Err(Error::ForeignVar { op: op.name().to_string() });
+                }
+                let node = &nodes[v.index()];
+                let value = node.value.as_ref().ok_or_else(|| freed_error(v.index(), node))?;
+                values.push(value);
+                ids.push(v.id);
+                requires_grad |= node.requires_grad;
+            }
+            op.forward(&values)?
+        };
+        requires_grad &= self.grad_enabled.get();
+        Ok(if requires_grad {
+            self.push(Origin::Op(Box::new(op)), ids, value, true)
+        } else {
+            self.push(Origin::Constant, SmallVec::new(), value, false)
+        })
+    }
+
+    /// Runs `f` with recording switched off: every result inside is a
+    /// constant. Use it for inference, metric computation and parameter
+    /// updates. Recording resumes afterwards, even if `f` panics.
+    pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _restore = GradMode::set(self, false);
+        f()
+    }
+
+    /// Whether operations are currently recorded (false inside [`Tape::no_grad`]).
+    pub fn is_grad_enabled(&self) -> bool {
+        self.grad_enabled.get()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// Whether the tape has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every entry but keeps the allocation, for the next training
+    /// step. Needs `&mut self`, so no variable of this tape can still exist.
+    pub fn clear(&mut self) {
+        self.nodes.get_mut().clear();
+        self.grad_enabled.set(true);
+    }
+
+    /// Lists the entries: index, origin (op name) and shape. For debugging.
+    pub fn listing(&self) -> String {
+        let nodes = self.nodes.borrow();
+        let mut s = String::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let what = match &n.origin {
+                Origin::Leaf => "leaf".to_string(),
+                Origin::Constant => "constant".to_string(),
+                Origin::Op(op) => format!("{}({:?})", op.name(), n.inputs.as_slice()),
+                Origin::Freed(name) => format!("{name} (freed)"),
+            };
+            s += &format!("#{i}: {what} {}\n", n.shape);
+        }
+        s
+    }
+
+    pub(crate) fn push(
+        &self,
+        origin: Origin<T>,
+        inputs: SmallVec<[u32; 4]>,
+        value: Tensor<T>,
+        requires_grad: bool,
+    ) -> Var<'_, T> {
+        let mut nodes = self.nodes.borrow_mut();
+        let id = u32::try_from(nodes.len()).expect("a tape holds at most 2^32 entries");
+        nodes.push(Node { origin, inputs, shape: value.shape().clone(), value: Some(value), requires_grad });
+        Var { tape: self, id }
+    }
+}
+
+/// Restores a tape's recording flag when dropped.
+pub(crate) struct GradMode<'t, T: Float> {
+    tape: &'t Tape<T>,
+    before: bool,
+}
+
+impl<'t, T: Float> GradMode<'t, T> {
+    pub(crate) fn set(tape: &'t Tape<T>, on: bool) -> Self {
+        let before = tape.grad_enabled.replace(on);
+        GradMode { tape, before }
+    }
+}
+
+impl<T: Float> Drop for GradMode<'_, T> {
+    fn drop(&mut self) {
+        self.tape.grad_enabled.set(self.before);
+    }
+}
+
+pub(crate) fn freed_error<T: Float>(index: usize, node: &Node<T>) -> Error {
+    let op = match &node.origin {
+        Origin::Freed(name) => name.clone(),
+        Origin::Op(op) => op.name().to_string(),
+        Origin::Leaf => "leaf".into(),
+        Origin::Constant => "constant".into(),
+    };
+    Error::Freed { index, op }
+}
+
+/// A variable: a handle to one entry of a [`Tape`].
+///
+/// `Var` is `Copy`; it borrows its tape, so it cannot outlive it or survive a
+/// [`Tape::clear`]. Operations are methods returning `Result` (`x.mul(y)?`);
+/// the arithmetic operators (`x * y`) are also implemented and panic on
+/// shape errors, as their documentation says.
+#[derive(Clone, Copy)]
+pub struct Var<'t, T: Float> {
+    pub(crate) tape: &'t Tape<T>,
+    pub(crate) id: u32,
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The tape this variable lives on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The entry's position on the tape.
+    pub fn index(&self) -> usize {
+        self.id as usize
+    }
+
+    /// The value. Shares the buffer; no copy is made.
+    ///
+    /// Fails only for an intermediate result whose value a backward pass
+    /// without `retain_graph` has freed.
+    pub fn value(&self) -> Result<Tensor<T>> {
+        let nodes = self.tape.nodes.borrow();
+        let node = &nodes[self.index()];
+        node.value.clone().ok_or_else(|| freed_error(self.index(), node))
+    }
+
+    /// The shape (known even after the value is freed).
+    pub fn shape(&self) -> Shape {
+        self.tape.nodes.borrow()[self.index()].shape.clone()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.tape.nodes.borrow()[self.index()].shape.numel()
+    }
+
+    /// Whether a gradient can flow into this variable from a leaf.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.nodes.borrow()[self.index()].requires_grad
+    }
+
+    /// The same value as a constant: gradients stop here (stop-gradient).
+    pub fn detach(&self) -> Result<Var<'t, T>> {
+        Ok(self.tape.constant(self.value()?))
+    }
+
+    /// Checks that `other` lives on the same tape, for `op`'s error message.
+    pub fn same_tape(&self, op: &str, other: &Var<'t, T>) -> Result<()> {
+        if std::ptr::eq(self.tape, other.tape) {
+            Ok(())
+        } else {
+            Err(Error::ForeignVar { op: op.to_string() })
+        }
+    }
+}
+
+impl<T: Float> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var#{}{}", self.id, self.shape())
+    }
+}

@@ -1,0 +1,291 @@
+//! The n-dimensional array that flows through the tape.
+
+use crate::{DType, Error, Float, Result, Shape};
+use rand::Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+use std::fmt;
+use std::sync::Arc;
+
+/// A dense, row-major array of `f32` or `f64`.
+///
+/// The buffer is shared: cloning a tensor copies a pointer, not the data.
+/// Tensors are values; every operation makes a new one. The one way to change
+/// data in place is [`Tensor::data_mut`], which copies first if the buffer is
+/// shared (copy on write), so no other holder ever sees the change.
+///
+/// ```
+/// use wengert_core::Tensor;
+/// let t = Tensor::<f64>::from_vec(vec![1., 2., 3., 4., 5., 6.], [2, 3])?;
+/// assert_eq!(t.shape().dims(), &[2, 3]);
+/// assert_eq!(t.get(&[1, 0])?, 4.0);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Tensor<T> {
+    shape: Shape,
+    data: Arc<Vec<T>>,
+}
+
+impl<T: Float> Tensor<T> {
+    /// A tensor holding `data` in row-major order, or an error when its length
+    /// does not match the shape.
+    pub fn from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::DataLength {
+                op: "Tensor::from_vec".into(),
+                len: data.len(),
+                shape: shape.clone(),
+                expected: shape.numel(),
+            });
+        }
+        Ok(Tensor { shape, data: Arc::new(data) })
+    }
+
+    /// Builds a tensor from a buffer known to have the right length.
+    pub(crate) fn from_parts(data: Vec<T>, shape: Shape) -> Self {
+        debug_assert_eq!(data.len(), shape.numel());
+        Tensor { shape, data: Arc::new(data) }
+    }
+
+    /// A 0-d tensor holding `value`.
+    pub fn scalar(value: T) -> Self {
+        Tensor::from_parts(vec![value], Shape::scalar())
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: impl Into<Shape>, value: T) -> Self {
+        let shape = shape.into();
+        Tensor::from_parts(vec![value; shape.numel()], shape)
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Shape>) -> Self {
+        Tensor::full(shape, T::zero())
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: impl Into<Shape>) -> Self {
+        Tensor::full(shape, T::one())
+    }
+
+    /// The 1-d tensor `start, start + step, …` up to but excluding `end`.
+    pub fn arange(start: T, end: T, step: T) -> Result<Self> {
+        if !(step.is_finite() && step != T::zero() && start.is_finite() && end.is_finite()) {
+            return Err(Error::argument(
+                "arange",
+                "step",
+                format!("start {start}, end {end}, step {step}: need finite values and a non-zero step"),
+            ));
+        }
+        let n = ((end - start) / step).ceil().to_usize().unwrap_or(0);
+        let data: Vec<T> = (0..n).map(|i| start + T::of(i as f64) * step).collect();
+        let len = data.len();
+        Ok(Tensor::from_parts(data, Shape::new(&[len])))
+    }
+
+    /// A tensor whose element at flat (row-major) index `i` is `f(i)`.
+    pub fn from_fn(shape: impl Into<Shape>, f: impl FnMut(usize) -> T) -> Self {
+        let shape = shape.into();
+        let data = (0..shape.numel()).map(f).collect();
+        Tensor::from_parts(data, shape)
+    }
+
+    /// Samples from the normal distribution N(mean, std²) with `rng`.
+    ///
+    /// Pass a seeded generator ([`crate::rng`]) to make runs reproducible.
+    pub fn normal(shape: impl Into<Shape>, mean: T, std: T, rng: &mut impl Rng) -> Result<Self> {
+        let dist = Normal::new(mean.as_f64(), std.as_f64())
+            .map_err(|e| Error::argument("Tensor::normal", "std", format!("std {std}: {e}")))?;
+        let shape = shape.into();
+        let data = (0..shape.numel()).map(|_| T::of(dist.sample(rng))).collect();
+        Ok(Tensor::from_parts(data, shape))
+    }
+
+    /// Samples uniformly from `[low, high)` with `rng`.
+    pub fn uniform(shape: impl Into<Shape>, low: T, high: T, rng: &mut impl Rng) -> Result<Self> {
+        let dist = Uniform::new(low.as_f64(), high.as_f64())
+            .map_err(|e| Error::argument("Tensor::uniform", "range", format!("[{low}, {high}): {e}")))?;
+        let shape = shape.into();
+        let data = (0..shape.numel()).map(|_| T::of(dist.sample(rng))).collect();
+        Ok(Tensor::from_parts(data, shape))
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The extents, as a slice.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    /// The number of axes.
+    pub fn rank(&self) -> usize {
+        self.shape.rank()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        T::DTYPE
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// Mutable access to the elements, copying the buffer first if another
+    /// tensor shares it. Optimisers update parameters in place through this.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        let data: &mut Vec<T> = Arc::make_mut(&mut self.data);
+        data
+    }
+
+    /// Takes the buffer out, copying only if it is shared.
+    pub fn into_vec(self) -> Vec<T> {
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| shared.as_ref().clone())
+    }
+
+    /// A copy of the elements as a `Vec`.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.data.as_ref().clone()
+    }
+
+    /// The element at a multi-index, or an error naming the index and shape.
+    pub fn get(&self, index: &[usize]) -> Result<T> {
+        if index.len() != self.rank() || index.iter().zip(self.dims()).any(|(&i, &d)| i >= d) {
+            return Err(Error::argument(
+                "Tensor::get",
+                "index",
+                format!("{index:?} is out of bounds for shape {}", self.shape),
+            ));
+        }
+        let flat = index.iter().zip(self.shape.strides().iter()).map(|(i, s)| i * s).sum::<usize>();
+        Ok(self.data[flat])
+    }
+
+    /// The single value of a one-element tensor (any shape).
+    pub fn item(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "Tensor::item",
+                format!("needs exactly one element, the tensor has shape {}", self.shape),
+            ));
+        }
+        Ok(self.data[0])
+    }
+
+    /// The same data under a new shape with the same number of elements.
+    /// Shares the buffer.
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::shape(
+                "reshape",
+                format!(
+                    "cannot reshape {} ({} elements) to {shape} ({} elements)",
+                    self.shape,
+                    self.numel(),
+                    shape.numel()
+                ),
+            ));
+        }
+        Ok(Tensor { shape, data: self.data.clone() })
+    }
+
+    /// Converts to another element type (rounding to nearest when narrowing).
+    pub fn cast<U: Float>(&self) -> Tensor<U> {
+        Tensor::from_parts(self.data.iter().map(|&x| U::of(x.as_f64())).collect(), self.shape.clone())
+    }
+
+    /// Applies `f` to every element, giving a new tensor.
+    pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Self {
+        Tensor::from_parts(crate::kernel::map(&self.data, f), self.shape.clone())
+    }
+
+    /// Whether both tensors share one buffer (no copy was made).
+    pub fn shares_buffer(&self, other: &Tensor<T>) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+
+    /// The largest absolute elementwise difference to `other`, or an error
+    /// if the shapes differ. Handy in tests.
+    pub fn max_abs_diff(&self, other: &Tensor<T>) -> Result<T> {
+        if self.shape != other.shape {
+            return Err(Error::shape("max_abs_diff", format!("shapes differ: {} vs {}", self.shape, other.shape)));
+        }
+        Ok(self.data.iter().zip(other.data.iter()).fold(T::zero(), |m, (&a, &b)| m.max((a - b).abs())))
+    }
+}
+
+impl<T: Float> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 8;
+        write!(f, "Tensor<{}>{} [", T::DTYPE, self.shape)?;
+        for (i, x) in self.data.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{x}")?;
+        }
+        if self.numel() > SHOWN {
+            write!(f, ", … ({} more)", self.numel() - SHOWN)?;
+        }
+        f.write_str("]")
+    }
+}
+
+impl<T: Float> PartialEq for Tensor<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn construction_checks_length() {
+        let e = Tensor::<f32>::from_vec(vec![1.0; 5], [2, 3]).unwrap_err();
+        assert_eq!(e.to_string(), "Tensor::from_vec: data has 5 elements but shape [2, 3] needs 6");
+    }
+
+    #[test]
+    fn clone_shares_and_write_copies() {
+        let a = Tensor::<f64>::ones([3]);
+        let mut b = a.clone();
+        assert!(a.shares_buffer(&b));
+        b.data_mut()[0] = 5.0;
+        assert!(!a.shares_buffer(&b));
+        assert_eq!(a.data(), &[1.0, 1.0, 1.0]);
+        assert_eq!(b.data(), &[5.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn seeded_sampling_is_reproducible() {
+        let a = Tensor::<f32>::normal([100], 0.0, 1.0, &mut crate::rng(7)).unwrap();
+        let b = Tensor::<f32>::normal([100], 0.0, 1.0, &mut crate::rng(7)).unwrap();
+        assert_eq!(a, b);
+        let u = Tensor::<f64>::uniform([1000], -2.0, 3.0, &mut crate::rng(1)).unwrap();
+        assert!(u.data().iter().all(|&x| (-2.0..3.0).contains(&x)));
+    }
+
+    #[test]
+    fn arange_and_cast() {
+        let t = Tensor::<f64>::arange(0.0, 1.0, 0.25).unwrap();
+        assert_eq!(t.data(), &[0.0, 0.25, 0.5, 0.75]);
+        let f: Tensor<f32> = t.cast();
+        assert_eq!(f.data(), &[0.0f32, 0.25, 0.5, 0.75]);
+        assert!(Tensor::<f64>::arange(0.0, 1.0, 0.0).is_err());
+        assert!(t.get(&[4]).is_err());
+        assert_eq!(t.get(&[3]).unwrap(), 0.75);
+    }
+}

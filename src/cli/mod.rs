@@ -1,0 +1,3 @@
+//! The subcommands of the `wengert` program, one module each.
+
+pub mod demo;
