@@ -3,10 +3,16 @@
 //! Tape-based reverse-mode automatic differentiation in Rust, built to train
 //! very deep residual networks. This facade re-exports the member crates:
 //!
-//! - [`core`] (`wengert-core`): tensors, the tape, reverse and forward mode.
+//! - [`core`] (`wengert-core`): tensors, the tape, reverse and forward mode;
+//! - [`ops`] (`wengert-ops`): differentiable CNN operations;
+//! - [`conformance`]: the runner that checks ops against reference cases;
+//! - [`bench`](mod@bench): the benchmark workloads shared with the PyTorch peer script.
 
+pub mod bench;
+pub mod conformance;
 pub use wengert_core as core;
 pub use wengert_core::{Error, Result, Tape, Tensor, Var};
+pub use wengert_ops as ops;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -21,12 +21,31 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Run the benchmark workloads and print one JSON line per result.
+    Bench {
+        /// List the workload names instead of running them.
+        #[arg(long)]
+        list: bool,
+        /// Comma-separated workloads to run (default: all).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Check every op against the reference cases (*.json) in DIR.
+    Conformance {
+        /// Folder of case files.
+        dir: std::path::PathBuf,
+        /// Precision to run the cases in.
+        #[arg(long, default_value = "f64", value_parser = ["f32", "f64"])]
+        dtype: String,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Demo { seed: 0 }) {
         Command::Demo { seed } => cli::demo::run(seed),
+        Command::Bench { list, only } => cli::bench::run(list, only.as_deref()),
+        Command::Conformance { dir, dtype } => cli::conformance::run(&dir, &dtype),
     };
     match result {
         Ok(code) => code,

@@ -1,3 +1,5 @@
 //! The subcommands of the `wengert` program, one module each.
 
+pub mod bench;
+pub mod conformance;
 pub mod demo;

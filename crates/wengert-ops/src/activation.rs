@@ -1,0 +1,185 @@
+//! Elementwise activations: `relu`, `leaky_relu`, `sigmoid`, `tanh`, `gelu`
+//! (erf and tanh forms), `softplus`, `silu`, and `erf`.
+//!
+//! PyTorch: `torch.nn.functional.<name>`.
+//!
+//! Each forward is one fused, numerically stable loop; each backward is
+//! written with differentiable ops, so second derivatives work.
+
+use wengert_core::kernel::map;
+use wengert_core::{smallvec, Float, InputGrads, Op, Result, Tensor, Var};
+
+/// Which activation an [`Activation`] op applies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    /// `max(x, 0)`
+    Relu,
+    /// `x` for `x > 0`, else `slope·x`
+    LeakyRelu(f64),
+    /// `1 / (1 + e^{-x})`
+    Sigmoid,
+    /// `tanh x`
+    Tanh,
+    /// `x·Φ(x)`, Φ the standard normal CDF
+    Gelu,
+    /// `ln(1 + eˣ)`
+    Softplus,
+    /// `x·σ(x)`
+    Silu,
+    /// The error function
+    Erf,
+}
+
+/// An elementwise activation.
+#[derive(Clone, Copy, Debug)]
+pub struct Activation(pub Kind);
+
+/// The logistic function, stable for large |x| in both directions.
+fn sigmoid_of<T: Float>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// `erf` through libm, which is accurate to an ulp in both precisions.
+fn erf_of<T: Float>(x: T) -> T {
+    T::of(libm::erf(x.as_f64()))
+}
+
+const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+
+impl<T: Float> Op<T> for Activation {
+    fn name(&self) -> &str {
+        match self.0 {
+            Kind::Relu => "relu",
+            Kind::LeakyRelu(_) => "leaky_relu",
+            Kind::Sigmoid => "sigmoid",
+            Kind::Tanh => "tanh",
+            Kind::Gelu => "gelu",
+            Kind::Softplus => "softplus",
+            Kind::Silu => "silu",
+            Kind::Erf => "erf",
+        }
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let x = inputs[0];
+        let half = T::of(0.5);
+        let data = match self.0 {
+            Kind::Relu => map(x.data(), |v| if v > T::zero() { v } else { T::zero() }),
+            Kind::LeakyRelu(s) => {
+                let s = T::of(s);
+                map(x.data(), |v| if v > T::zero() { v } else { v * s })
+            }
+            Kind::Sigmoid => map(x.data(), sigmoid_of),
+            Kind::Tanh => map(x.data(), T::tanh),
+            Kind::Gelu => map(x.data(), |v| v * half * (T::one() + erf_of(v * T::of(FRAC_1_SQRT_2)))),
+            // ln(1 + eˣ) = max(x, 0) + ln(1 + e^{-|x|}): no overflow, no lost digits.
+            Kind::Softplus => map(x.data(), |v| v.max(T::zero()) + (-v.abs()).exp().ln_1p()),
+            Kind::Silu => map(x.data(), |v| v * sigmoid_of(v)),
+            Kind::Erf => map(x.data(), erf_of),
+        };
+        Tensor::from_vec(data, x.shape().clone())
+    }
+
+    fn vjp<'t>(&self, inputs: &[Var<'t, T>], y: Var<'t, T>, g: Var<'t, T>, _: &[bool]) -> Result<InputGrads<'t, T>> {
+        let x = inputs[0];
+        let tape = x.tape();
+        let gx = match self.0 {
+            // The derivative is a step function of x: a constant mask.
+            Kind::Relu | Kind::LeakyRelu(_) => {
+                let slope = if let Kind::LeakyRelu(s) = self.0 { T::of(s) } else { T::zero() };
+                let mask = x.value()?.map(|v| if v > T::zero() { T::one() } else { slope });
+                g.mul(tape.constant(mask))?
+            }
+            // σ' = σ(1 − σ)
+            Kind::Sigmoid => g.mul(y.mul(y.rsub_scalar(T::one())?)?)?,
+            // tanh' = 1 − tanh²
+            Kind::Tanh => g.mul(y.mul(y)?.rsub_scalar(T::one())?)?,
+            // (xΦ(x))' = Φ(x) + x·φ(x)
+            Kind::Gelu => {
+                let cdf = erf(x.mul_scalar(T::of(FRAC_1_SQRT_2))?)?.add_scalar(T::one())?.mul_scalar(T::of(0.5))?;
+                g.mul(cdf.add(x.mul(normal_pdf(x)?)?)?)?
+            }
+            // softplus' = σ
+            Kind::Softplus => g.mul(sigmoid(x)?)?,
+            // (xσ)' = σ + xσ(1 − σ)
+            Kind::Silu => {
+                let s = sigmoid(x)?;
+                g.mul(s.add(x.mul(s)?.mul(s.rsub_scalar(T::one())?)?)?)?
+            }
+            // erf' = 2/√π · e^{−x²}
+            Kind::Erf => g.mul(x.mul(x)?.neg()?.exp()?.mul_scalar(T::of(std::f64::consts::FRAC_2_SQRT_PI))?)?,
+        };
+        Ok(smallvec![Some(gx)])
+    }
+}
+
+/// φ(x) = e^{−x²/2} / √(2π)
+fn normal_pdf<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    let inv_sqrt_2pi = 0.5 * std::f64::consts::FRAC_2_SQRT_PI * FRAC_1_SQRT_2;
+    x.mul(x)?.mul_scalar(T::of(-0.5))?.exp()?.mul_scalar(T::of(inv_sqrt_2pi))
+}
+
+fn apply<'t, T: Float>(x: Var<'t, T>, kind: Kind) -> Result<Var<'t, T>> {
+    x.tape().apply(Activation(kind), &[x])
+}
+
+/// `max(x, 0)`. The gradient at 0 is 0, as in PyTorch.
+pub fn relu<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    apply(x, Kind::Relu)
+}
+
+/// `x` for `x > 0`, else `negative_slope·x`.
+pub fn leaky_relu<'t, T: Float>(x: Var<'t, T>, negative_slope: f64) -> Result<Var<'t, T>> {
+    if !negative_slope.is_finite() {
+        return Err(wengert_core::Error::argument(
+            "leaky_relu",
+            "negative_slope",
+            format!("must be finite, got {negative_slope}"),
+        ));
+    }
+    apply(x, Kind::LeakyRelu(negative_slope))
+}
+
+/// The logistic function `1 / (1 + e^{−x})`.
+pub fn sigmoid<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    apply(x, Kind::Sigmoid)
+}
+
+/// The hyperbolic tangent.
+pub fn tanh<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    apply(x, Kind::Tanh)
+}
+
+/// The error function `erf(x) = 2/√π ∫₀ˣ e^{−t²} dt`.
+pub fn erf<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    apply(x, Kind::Erf)
+}
+
+/// GELU with the exact normal CDF: `x·Φ(x) = x/2·(1 + erf(x/√2))`
+/// (Hendrycks & Gimpel 2016). PyTorch: `gelu(x, approximate="none")`.
+pub fn gelu<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    apply(x, Kind::Gelu)
+}
+
+/// GELU's tanh approximation, `x/2·(1 + tanh(√(2/π)(x + 0.044715x³)))`,
+/// composed from differentiable ops. PyTorch: `gelu(x, approximate="tanh")`.
+pub fn gelu_tanh<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    let inner = x.add(x.powf(T::of(3.0))?.mul_scalar(T::of(0.044715))?)?.mul_scalar(T::of(c))?;
+    x.mul(tanh(inner)?.add_scalar(T::one())?)?.mul_scalar(T::of(0.5))
+}
+
+/// `ln(1 + eˣ)`, computed without overflow for large `x`.
+pub fn softplus<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    apply(x, Kind::Softplus)
+}
+
+/// `x·σ(x)` (also called swish).
+pub fn silu<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
+    apply(x, Kind::Silu)
+}

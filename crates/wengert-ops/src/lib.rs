@@ -1,0 +1,37 @@
+//! # wengert-ops
+//!
+//! The differentiable operations a deep CNN needs, each recorded through the
+//! core's public [`Op`](wengert_core::Op) trait — the same way a user's crate
+//! adds its own — for `f32` and `f64`:
+//!
+//! - [`matmul`](mod@matmul): `matmul` (batched, broadcast), `linear`;
+//! - [`conv`]: `conv2d`, `conv_transpose2d` (stride, padding, dilation, groups);
+//! - [`pool`]: `max_pool2d`, `avg_pool2d`, `global_avg_pool2d`;
+//! - [`norm`]: `batch_norm_train`, `batch_norm_eval`, `layer_norm`;
+//! - [`activation`]: `relu`, `leaky_relu`, `sigmoid`, `tanh`, `gelu`,
+//!   `gelu_tanh`, `softplus`, `silu`, `erf`;
+//! - [`softmax`](mod@softmax): `softmax`, `log_softmax`;
+//! - [`loss`]: `cross_entropy`, `mse_loss`.
+//!
+//! Every backward rule is written with differentiable ops, so second
+//! derivatives work throughout (the input gradient of `conv2d` is a
+//! `conv_transpose2d` that can itself be differentiated). Every op validates
+//! its shapes and attributes and returns an error naming the op, the
+//! argument and the shapes.
+
+pub mod activation;
+pub mod conv;
+mod gemm;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod pool;
+pub mod softmax;
+
+pub use activation::{erf, gelu, gelu_tanh, leaky_relu, relu, sigmoid, silu, softplus, tanh};
+pub use conv::{conv2d, conv_transpose2d, Conv2dOptions, ConvTranspose2dOptions};
+pub use loss::{cross_entropy, mse_loss};
+pub use matmul::{linear, matmul};
+pub use norm::{batch_norm_eval, batch_norm_train, layer_norm, BatchStats};
+pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2d};
+pub use softmax::{log_softmax, softmax};

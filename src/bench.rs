@@ -1,0 +1,120 @@
+//! The benchmark workloads of `../shared/bench/README.md`, as closures.
+//!
+//! `wengert bench` times them with the shared timing rule and prints JSON
+//! lines comparable with the PyTorch script; the criterion benches in
+//! `benches/` time the same closures. Each constructor does its setup
+//! (random inputs with fixed seeds) and returns the work of one call.
+
+use wengert_core::{BackwardOptions, Result, Tape, Tensor};
+use wengert_ops::{batch_norm_train, conv2d, matmul, relu, tanh, Conv2dOptions};
+
+/// A seeded standard-normal tensor.
+fn randn(shape: &[usize], seed: u64) -> Result<Tensor<f32>> {
+    Tensor::normal(shape, 0.0, 1.0, &mut wengert_core::rng(seed))
+}
+
+/// `C = A·B` for square `n×n` f32 matrices, output allocated per call.
+pub fn gemm(n: usize) -> Result<impl FnMut() -> Result<()>> {
+    let (a, b) = (randn(&[n, n], 0)?, randn(&[n, n], 1)?);
+    Ok(move || {
+        let tape = Tape::new();
+        let c = matmul(tape.constant(a.clone()), tape.constant(b.clone()))?;
+        std::hint::black_box(c.value()?);
+        Ok(())
+    })
+}
+
+/// The inputs of a conv3x3 workload: batch 64, `c→c` channels at `h×h`.
+struct ConvInputs {
+    x: Tensor<f32>,
+    w: Tensor<f32>,
+    gy: Tensor<f32>,
+}
+
+fn conv_inputs(c: usize, h: usize) -> Result<ConvInputs> {
+    Ok(ConvInputs {
+        x: randn(&[64, c, h, h], 0)?,
+        w: randn(&[c, c, 3, 3], 1)?.map(|v| v * 0.1),
+        gy: randn(&[64, c, h, h], 2)?,
+    })
+}
+
+/// 3×3 conv, stride 1, padding 1, inference (nothing recorded).
+pub fn conv3x3_fwd(c: usize, h: usize) -> Result<impl FnMut() -> Result<()>> {
+    let i = conv_inputs(c, h)?;
+    Ok(move || {
+        let tape = Tape::new();
+        let y = conv2d(tape.constant(i.x.clone()), tape.constant(i.w.clone()), None, &Conv2dOptions::square(1, 1))?;
+        std::hint::black_box(y.value()?);
+        Ok(())
+    })
+}
+
+/// The same conv, forward, `L = Σ y ⊙ G`, backward to input and weight.
+pub fn conv3x3_fwdbwd(c: usize, h: usize) -> Result<impl FnMut() -> Result<()>> {
+    let i = conv_inputs(c, h)?;
+    Ok(move || {
+        let tape = Tape::new();
+        let (x, w) = (tape.leaf(i.x.clone()), tape.leaf(i.w.clone()));
+        let y = conv2d(x, w, None, &Conv2dOptions::square(1, 1))?;
+        let loss = y.mul(tape.constant(i.gy.clone()))?.sum_all()?;
+        let g = tape.backward_with(loss, BackwardOptions { wrt: Some(&[x, w]), ..Default::default() })?;
+        std::hint::black_box(g);
+        Ok(())
+    })
+}
+
+/// One ResNet basic block (16→16 channels, input 64×16×32×32): conv3×3-BN-
+/// ReLU-conv3×3-BN, plus identity, ReLU; BN in training mode; gradients to
+/// the input and all six parameters.
+pub fn basic_block_fwdbwd() -> Result<impl FnMut() -> Result<()>> {
+    let x = randn(&[64, 16, 32, 32], 0)?;
+    let gy = randn(&[64, 16, 32, 32], 1)?;
+    let bound = 1.0 / (16.0f32 * 9.0).sqrt();
+    let mut rng = wengert_core::rng(2);
+    let w1 = Tensor::uniform([16, 16, 3, 3], -bound, bound, &mut rng)?;
+    let w2 = Tensor::uniform([16, 16, 3, 3], -bound, bound, &mut rng)?;
+    let (ones, zeros) = (Tensor::<f32>::ones([16]), Tensor::<f32>::zeros([16]));
+    Ok(move || {
+        let tape = Tape::new();
+        let xv = tape.leaf(x.clone());
+        let params: Vec<_> = [&w1, &ones, &zeros, &w2, &ones, &zeros].iter().map(|t| tape.leaf((*t).clone())).collect();
+        let same = Conv2dOptions::square(1, 1);
+        let h = conv2d(xv, params[0], None, &same)?;
+        let h = relu(batch_norm_train(h, Some(params[1]), Some(params[2]), 1e-5)?.0)?;
+        let h = conv2d(h, params[3], None, &same)?;
+        let h = batch_norm_train(h, Some(params[4]), Some(params[5]), 1e-5)?.0;
+        let y = relu(h.add(xv)?)?;
+        let loss = y.mul(tape.constant(gy.clone()))?.sum_all()?;
+        let mut wrt = vec![xv];
+        wrt.extend(params);
+        std::hint::black_box(tape.backward_with(loss, BackwardOptions { wrt: Some(&wrt), ..Default::default() })?);
+        Ok(())
+    })
+}
+
+/// Steps of the tape-overhead chain.
+pub const TAPE_STEPS: usize = 10_000;
+/// Recorded ops per step: mul, add, tanh.
+pub const TAPE_OPS_PER_STEP: usize = 3;
+
+/// `x = tanh(x·w + b)` for [`TAPE_STEPS`] steps on one-element tensors, then
+/// backward to `w` and `b`: the cost of recording and replaying an op.
+pub fn tape_overhead() -> Result<impl FnMut() -> Result<()>> {
+    let mut tape = Tape::<f32>::new();
+    Ok(move || {
+        {
+            let x0 = tape.constant(Tensor::full([1], 0.5));
+            let w = tape.leaf(Tensor::full([1], 0.9));
+            let b = tape.leaf(Tensor::full([1], 0.1));
+            let mut x = x0;
+            for _ in 0..TAPE_STEPS {
+                x = tanh(x.mul(w)?.add(b)?)?;
+            }
+            let g = tape.backward_with(x, BackwardOptions { wrt: Some(&[w, b]), ..Default::default() })?;
+            std::hint::black_box(g);
+        }
+        tape.clear();
+        Ok(())
+    })
+}

@@ -1,0 +1,103 @@
+//! `wengert bench`: the workloads of `../shared/bench/README.md`, timed with
+//! the same rule as the PyTorch script, printed as the same JSON lines.
+
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Instant;
+use wengert::bench;
+use wengert::core::{Error, Result};
+
+/// Warm-up calls, then timed calls until `min_reps` and `target_s` are both
+/// reached (or `max_reps`); returns the median seconds per call and the count.
+fn time(
+    mut f: impl FnMut() -> Result<()>,
+    warmup: usize,
+    min_reps: usize,
+    max_reps: usize,
+    target_s: f64,
+) -> Result<(f64, usize)> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::new();
+    let mut total = 0.0;
+    while (times.len() < min_reps || total < target_s) && times.len() < max_reps {
+        let t0 = Instant::now();
+        f()?;
+        let dt = t0.elapsed().as_secs_f64();
+        times.push(dt);
+        total += dt;
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 };
+    Ok((median, n))
+}
+
+fn emit(workload: &str, metric: &str, value: f64, unit: &str, reps: usize) {
+    let v = (value * 1e4).round() / 1e4;
+    println!(
+        "{}",
+        json!({"system": "wengert", "workload": workload, "metric": metric, "value": v, "unit": unit, "reps": reps})
+    );
+}
+
+const GEMM: [usize; 5] = [128, 256, 512, 1024, 2048];
+const CONV: [(&str, usize, usize); 3] = [("c16_h32", 16, 32), ("c32_h16", 32, 16), ("c64_h8", 64, 8)];
+
+/// The workload names this build can run.
+fn names() -> Vec<String> {
+    let mut v: Vec<String> = GEMM.iter().map(|n| format!("gemm_n{n}")).collect();
+    v.extend(CONV.iter().map(|(s, _, _)| format!("conv3x3_{s}")));
+    v.extend(["basic_block_fwdbwd", "tape_overhead", "peak_sgemm_n4096"].map(String::from));
+    v
+}
+
+fn gemm(n: usize, workload: &str, rule: (usize, usize, usize, f64)) -> Result<()> {
+    let (t, reps) = time(bench::gemm(n)?, rule.0, rule.1, rule.2, rule.3)?;
+    emit(workload, "gflops", 2.0 * (n as f64).powi(3) / t / 1e9, "GFLOPS", reps);
+    Ok(())
+}
+
+fn run_one(name: &str) -> Result<()> {
+    if let Some(n) = name.strip_prefix("gemm_n").and_then(|n| n.parse::<usize>().ok()).filter(|n| GEMM.contains(n)) {
+        return gemm(n, name, (3, 10, 200, 1.0));
+    }
+    if let Some(&(s, c, h)) = CONV.iter().find(|(s, _, _)| name == format!("conv3x3_{s}")) {
+        let (t, reps) = time(bench::conv3x3_fwd(c, h)?, 3, 10, 200, 1.0)?;
+        emit(&format!("conv3x3_{s}_fwd"), "ms", t * 1e3, "ms", reps);
+        let (t, reps) = time(bench::conv3x3_fwdbwd(c, h)?, 3, 10, 200, 1.0)?;
+        emit(&format!("conv3x3_{s}_fwdbwd"), "ms", t * 1e3, "ms", reps);
+        return Ok(());
+    }
+    match name {
+        "basic_block_fwdbwd" => {
+            let (t, reps) = time(bench::basic_block_fwdbwd()?, 3, 10, 100, 1.5)?;
+            emit(name, "ms", t * 1e3, "ms", reps);
+        }
+        "tape_overhead" => {
+            let (t, reps) = time(bench::tape_overhead()?, 2, 5, 30, 2.0)?;
+            let ops = (bench::TAPE_STEPS * bench::TAPE_OPS_PER_STEP) as f64;
+            emit(name, "us_per_op", t / ops * 1e6, "us", reps);
+        }
+        "peak_sgemm_n4096" => gemm(4096, name, (1, 5, 20, 4.0))?,
+        _ => return Err(Error::argument("bench", "--only", format!("unknown workload '{name}'; see --list"))),
+    }
+    Ok(())
+}
+
+/// Lists the workloads, or runs the comma-separated ones in `only` (all by default).
+pub fn run(list: bool, only: Option<&str>) -> Result<ExitCode> {
+    if list {
+        names().iter().for_each(|n| println!("{n}"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chosen: Vec<String> = match only {
+        Some(s) => s.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+        None => names(),
+    };
+    for name in &chosen {
+        run_one(name)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
