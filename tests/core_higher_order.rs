@@ -10,7 +10,7 @@ struct Sin;
 struct Cos;
 
 impl Op<f64> for Sin {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "sin"
     }
     fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
@@ -22,7 +22,7 @@ impl Op<f64> for Sin {
 }
 
 impl Op<f64> for Cos {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "cos"
     }
     fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>> {

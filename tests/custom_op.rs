@@ -10,7 +10,7 @@ struct SoftClip {
 }
 
 impl Op<f64> for SoftClip {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "softclip"
     }
 
@@ -76,7 +76,7 @@ fn user_op_errors_name_the_op_and_argument() {
 /// An op whose backward breaks the contract gets a clear error, not a panic.
 struct BadVjp;
 impl Op<f64> for BadVjp {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "bad_vjp"
     }
     fn forward(&mut self, inputs: &[&Tensor<f64>]) -> Result<Tensor<f64>> {

@@ -222,17 +222,17 @@ impl<T: Float> Tape<T> {
                 }
             }
         }
-        let mut grads: Vec<Option<Grad<'t, T>>> = (0..n).map(|_| None).collect();
-        let mut found: Vec<Option<Grad<'t, T>>> = (0..n).map(|_| None).collect();
+        let mut grads = GradSlots::new(n);
+        let mut found: Vec<(usize, Grad<'t, T>)> = Vec::with_capacity(wrt.len());
         if relevant[out] {
-            grads[out] = Some(seed);
+            grads.put(out, seed);
         }
         let _mode = GradMode::set(self, create_graph);
         for i in (0..n).rev() {
             if !relevant[i] {
                 continue;
             }
-            let Some(g) = grads[i].take() else { continue };
+            let Some(g) = grads.take(i) else { continue };
             let (origin, inputs) = {
                 let mut nodes = self.nodes.borrow_mut();
                 let node = &mut nodes[i];
@@ -245,35 +245,29 @@ impl<T: Float> Tape<T> {
                 (origin, node.inputs.clone())
             };
             if let Origin::Op(op) = origin {
-                let result = self.vjp_step(&*op, i, &inputs, &g, &relevant);
+                let result = self.vjp_step(&*op, i, &inputs, &g, &relevant, &mut grads);
                 let mut nodes = self.nodes.borrow_mut();
                 let node = &mut nodes[i];
                 if retain_graph {
                     node.origin = Origin::Op(op);
                 } else {
-                    node.origin = Origin::Freed(op.name().to_string());
+                    node.origin = Origin::Freed(op.name());
                     if i != out {
                         node.value = None;
                     }
                 }
                 drop(nodes);
-                for (&j, gj) in inputs.iter().zip(result?) {
-                    let Some(gj) = gj else { continue };
-                    let slot = &mut grads[j as usize];
-                    *slot = Some(match slot.take() {
-                        None => gj,
-                        Some(acc) => accumulate(acc, gj)?,
-                    });
-                }
+                result?;
             }
             if requested[i] {
-                found[i] = Some(g);
+                found.push((i, g));
             }
         }
-        Ok(wrt.iter().map(|&w| found.get(w as usize).and_then(|g| g.as_ref()).map(Grad::duplicate)).collect())
+        Ok(wrt.iter().map(|&w| found.iter().find(|(i, _)| *i == w as usize).map(|(_, g)| g.duplicate())).collect())
     }
 
-    /// Runs one op's vjp and returns its input gradients in the sweep's mode.
+    /// Runs one op's vjp and adds its input gradients into `grads`, in the
+    /// sweep's mode.
     fn vjp_step<'t>(
         &'t self,
         op: &dyn crate::Op<T>,
@@ -281,7 +275,8 @@ impl<T: Float> Tape<T> {
         inputs: &[u32],
         g: &Grad<'t, T>,
         relevant: &[bool],
-    ) -> Result<SmallVec<[Option<Grad<'t, T>>; 4]>> {
+        grads: &mut GradSlots<'t, T>,
+    ) -> Result<()> {
         let mark = self.len();
         let grad_var = match g {
             Grad::Var(v) => *v,
@@ -290,37 +285,39 @@ impl<T: Float> Tape<T> {
         let input_vars: SmallVec<[Var<'t, T>; 4]> = inputs.iter().map(|&id| Var { tape: self, id }).collect();
         let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| relevant[j as usize]).collect();
         let output = Var { tape: self, id: index as u32 };
-        let run = || -> Result<SmallVec<[Option<Grad<'t, T>>; 4]>> {
-            let grads = op.vjp(&input_vars, output, grad_var, &needs)?;
-            if grads.len() != inputs.len() {
+        let mut run = || -> Result<()> {
+            let input_grads = op.vjp(&input_vars, output, grad_var, &needs)?;
+            if input_grads.len() != inputs.len() {
                 return Err(Error::Vjp {
                     op: op.name().to_string(),
-                    detail: format!("returned {} gradients for {} inputs", grads.len(), inputs.len()),
+                    detail: format!("returned {} gradients for {} inputs", input_grads.len(), inputs.len()),
                 });
             }
-            let mut out = SmallVec::new();
-            for (k, (gk, x)) in grads.into_iter().zip(&input_vars).enumerate() {
-                let gk = match gk {
-                    Some(gk) if needs[k] => gk,
-                    _ => {
-                        out.push(None);
-                        continue;
-                    }
-                };
+            for (k, (gk, x)) in input_grads.into_iter().zip(&input_vars).enumerate() {
+                let Some(gk) = gk.filter(|_| needs[k]) else { continue };
                 gk.same_tape(op.name(), x)?;
-                let (gs, xs) = (gk.shape(), x.shape());
-                if gs != xs {
+                if !gk.same_shape(x) {
                     return Err(Error::Vjp {
                         op: op.name().to_string(),
-                        detail: format!("gradient for input {k} has shape {gs}, the input has shape {xs}"),
+                        detail: format!(
+                            "gradient for input {k} has shape {}, the input has shape {}",
+                            gk.shape(),
+                            x.shape()
+                        ),
                     });
                 }
-                out.push(Some(match g {
+                let gk = match g {
                     Grad::Var(_) => Grad::Var(gk),
                     Grad::Tensor(_) => Grad::Tensor(gk.value()?),
-                }));
+                };
+                let j = x.index();
+                let total = match grads.take(j) {
+                    None => gk,
+                    Some(acc) => accumulate(acc, gk)?,
+                };
+                grads.put(j, total);
             }
-            Ok(out)
+            Ok(())
         };
         let result = run();
         if matches!(g, Grad::Tensor(_)) {
@@ -328,6 +325,48 @@ impl<T: Float> Tape<T> {
             self.nodes.borrow_mut().truncate(mark);
         }
         result
+    }
+}
+
+/// The pending gradient of each entry: a 4-byte slot per entry pointing into
+/// a small arena, since only the entries near the sweep's front hold a
+/// gradient at any time (a dense `Vec<Option<Grad>>` cost megabytes per
+/// sweep to allocate and fill on long tapes).
+struct GradSlots<'t, T: Float> {
+    slot: Vec<u32>,
+    arena: Vec<Option<Grad<'t, T>>>,
+    free: Vec<u32>,
+}
+
+impl<'t, T: Float> GradSlots<'t, T> {
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(n: usize) -> Self {
+        GradSlots { slot: vec![Self::EMPTY; n], arena: Vec::new(), free: Vec::new() }
+    }
+
+    fn take(&mut self, i: usize) -> Option<Grad<'t, T>> {
+        let s = std::mem::replace(&mut self.slot[i], Self::EMPTY);
+        if s == Self::EMPTY {
+            return None;
+        }
+        self.free.push(s);
+        self.arena[s as usize].take()
+    }
+
+    fn put(&mut self, i: usize, g: Grad<'t, T>) {
+        debug_assert_eq!(self.slot[i], Self::EMPTY);
+        let s = match self.free.pop() {
+            Some(s) => {
+                self.arena[s as usize] = Some(g);
+                s
+            }
+            None => {
+                self.arena.push(Some(g));
+                (self.arena.len() - 1) as u32
+            }
+        };
+        self.slot[i] = s;
     }
 }
 

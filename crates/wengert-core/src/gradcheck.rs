@@ -179,7 +179,7 @@ mod tests {
     /// `2x` with a deliberately wrong backward rule (`3g`).
     struct WrongDouble;
     impl Op<f64> for WrongDouble {
-        fn name(&self) -> &str {
+        fn name(&self) -> &'static str {
             "wrong_double"
         }
         fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>> {

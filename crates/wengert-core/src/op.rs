@@ -25,7 +25,7 @@ pub type InputGrads<'t, T> = SmallVec<[Option<Var<'t, T>>; 4]>;
 /// struct Cube;
 ///
 /// impl Op<f64> for Cube {
-///     fn name(&self) -> &str {
+///     fn name(&self) -> &'static str {
 ///         "cube"
 ///     }
 ///     fn forward(&mut self, inputs: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
@@ -52,8 +52,9 @@ pub type InputGrads<'t, T> = SmallVec<[Option<Var<'t, T>>; 4]>;
 /// # Ok::<(), wengert_core::Error>(())
 /// ```
 pub trait Op<T: Float>: 'static {
-    /// The op's name, used in error messages and tape listings.
-    fn name(&self) -> &str;
+    /// The op's name, used in error messages and tape listings. Static, so
+    /// that it outlives the op when backward frees it.
+    fn name(&self) -> &'static str;
 
     /// Computes the output from the input values.
     ///

@@ -5,14 +5,30 @@ use smallvec::SmallVec;
 use std::fmt;
 use std::ops::Deref;
 
-/// Dimension lists up to this rank live inline, without a heap allocation.
-pub(crate) type Dims = SmallVec<[usize; 6]>;
+/// Dimension lists up to rank 4 (NCHW) live inline, without a heap
+/// allocation; higher ranks spill to the heap. Four keeps a `Shape` at 40
+/// bytes, which matters because shapes are copied on every op.
+pub(crate) type Dims = SmallVec<[usize; 4]>;
 
 /// The extent of a tensor along each axis, outermost first (row-major).
 ///
 /// A 0-d tensor (a scalar) has the empty shape `[]`.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Eq, Default)]
 pub struct Shape(Dims);
+
+/// Compared element by element: shapes are short, and this inlines where the
+/// derived comparison calls `memcmp` (measurable on scalar-heavy tapes).
+impl PartialEq for Shape {
+    fn eq(&self, other: &Shape) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(other.0.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl std::hash::Hash for Shape {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_slice().hash(state);
+    }
+}
 
 impl Shape {
     /// The shape with the given extents.

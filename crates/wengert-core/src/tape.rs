@@ -15,7 +15,7 @@ pub(crate) enum Origin<T: Float> {
     /// The result of an op, with the op kept for backward.
     Op(Box<dyn Op<T>>),
     /// An op's result whose op and saved values an earlier backward freed.
-    Freed(String),
+    Freed(&'static str),
 }
 
 /// One entry of the Wengert list.
@@ -188,7 +188,7 @@ impl<T: Float> Drop for GradMode<'_, T> {
 
 pub(crate) fn freed_error<T: Float>(index: usize, node: &Node<T>) -> Error {
     let op = match &node.origin {
-        Origin::Freed(name) => name.clone(),
+        Origin::Freed(name) => name.to_string(),
         Origin::Op(op) => op.name().to_string(),
         Origin::Leaf => "leaf".into(),
         Origin::Constant => "constant".into(),
@@ -232,6 +232,21 @@ impl<'t, T: Float> Var<'t, T> {
     /// The shape (known even after the value is freed).
     pub fn shape(&self) -> Shape {
         self.tape.nodes.borrow()[self.index()].shape.clone()
+    }
+
+    /// Whether this variable has exactly the shape `dims` (no copy is made).
+    pub fn has_shape(&self, dims: &[usize]) -> bool {
+        self.tape.nodes.borrow()[self.index()].shape.dims() == dims
+    }
+
+    /// Whether both variables have the same shape (no copy is made).
+    pub fn same_shape(&self, other: &Var<'_, T>) -> bool {
+        if std::ptr::eq(self.tape, other.tape) {
+            let nodes = self.tape.nodes.borrow();
+            nodes[self.index()].shape == nodes[other.index()].shape
+        } else {
+            self.shape() == other.shape()
+        }
     }
 
     /// The number of elements.

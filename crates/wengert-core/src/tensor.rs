@@ -6,9 +6,44 @@ use rand_distr::{Distribution, Normal, Uniform};
 use std::fmt;
 use std::sync::Arc;
 
+/// Tensors of at most this many elements keep them inline, with no heap
+/// allocation and no reference count: a scalar-heavy graph (the tape-overhead
+/// benchmark, loss bookkeeping) then spends its time on arithmetic, not on
+/// `malloc` and atomic counts.
+const INLINE: usize = 4;
+
+/// Where a tensor's elements live.
+#[derive(Clone)]
+enum Storage<T> {
+    /// Up to [`INLINE`] elements, copied on clone.
+    Inline { len: u8, data: [T; INLINE] },
+    /// A shared heap buffer.
+    Shared(Arc<Vec<T>>),
+}
+
+impl<T: Float> Storage<T> {
+    fn new(data: Vec<T>) -> Self {
+        if data.len() <= INLINE {
+            let mut inline = [T::zero(); INLINE];
+            inline[..data.len()].copy_from_slice(&data);
+            Storage::Inline { len: data.len() as u8, data: inline }
+        } else {
+            Storage::Shared(Arc::new(data))
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Storage::Inline { len, data } => &data[..*len as usize],
+            Storage::Shared(v) => v,
+        }
+    }
+}
+
 /// A dense, row-major array of `f32` or `f64`.
 ///
-/// The buffer is shared: cloning a tensor copies a pointer, not the data.
+/// The buffer is shared: cloning a tensor copies a pointer, not the data
+/// (tensors of four elements or fewer are simply copied).
 /// Tensors are values; every operation makes a new one. The one way to change
 /// data in place is [`Tensor::data_mut`], which copies first if the buffer is
 /// shared (copy on write), so no other holder ever sees the change.
@@ -23,7 +58,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Tensor<T> {
     shape: Shape,
-    data: Arc<Vec<T>>,
+    data: Storage<T>,
 }
 
 impl<T: Float> Tensor<T> {
@@ -39,13 +74,13 @@ impl<T: Float> Tensor<T> {
                 expected: shape.numel(),
             });
         }
-        Ok(Tensor { shape, data: Arc::new(data) })
+        Ok(Tensor { shape, data: Storage::new(data) })
     }
 
     /// Builds a tensor from a buffer known to have the right length.
     pub(crate) fn from_parts(data: Vec<T>, shape: Shape) -> Self {
         debug_assert_eq!(data.len(), shape.numel());
-        Tensor { shape, data: Arc::new(data) }
+        Tensor { shape, data: Storage::new(data) }
     }
 
     /// A 0-d tensor holding `value`.
@@ -128,7 +163,7 @@ impl<T: Float> Tensor<T> {
 
     /// The number of elements.
     pub fn numel(&self) -> usize {
-        self.data.len()
+        self.data().len()
     }
 
     /// The element type.
@@ -138,24 +173,29 @@ impl<T: Float> Tensor<T> {
 
     /// The elements in row-major order.
     pub fn data(&self) -> &[T] {
-        &self.data
+        self.data.as_slice()
     }
 
     /// Mutable access to the elements, copying the buffer first if another
     /// tensor shares it. Optimisers update parameters in place through this.
     pub fn data_mut(&mut self) -> &mut [T] {
-        let data: &mut Vec<T> = Arc::make_mut(&mut self.data);
-        data
+        match &mut self.data {
+            Storage::Inline { len, data } => &mut data[..*len as usize],
+            Storage::Shared(v) => Arc::make_mut(v).as_mut_slice(),
+        }
     }
 
     /// Takes the buffer out, copying only if it is shared.
     pub fn into_vec(self) -> Vec<T> {
-        Arc::try_unwrap(self.data).unwrap_or_else(|shared| shared.as_ref().clone())
+        match self.data {
+            Storage::Inline { len, data } => data[..len as usize].to_vec(),
+            Storage::Shared(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| shared.as_ref().clone()),
+        }
     }
 
     /// A copy of the elements as a `Vec`.
     pub fn to_vec(&self) -> Vec<T> {
-        self.data.as_ref().clone()
+        self.data().to_vec()
     }
 
     /// The element at a multi-index, or an error naming the index and shape.
@@ -168,7 +208,7 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let flat = index.iter().zip(self.shape.strides().iter()).map(|(i, s)| i * s).sum::<usize>();
-        Ok(self.data[flat])
+        Ok(self.data()[flat])
     }
 
     /// The single value of a one-element tensor (any shape).
@@ -179,7 +219,7 @@ impl<T: Float> Tensor<T> {
                 format!("needs exactly one element, the tensor has shape {}", self.shape),
             ));
         }
-        Ok(self.data[0])
+        Ok(self.data()[0])
     }
 
     /// The same data under a new shape with the same number of elements.
@@ -202,17 +242,42 @@ impl<T: Float> Tensor<T> {
 
     /// Converts to another element type (rounding to nearest when narrowing).
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor::from_parts(self.data.iter().map(|&x| U::of(x.as_f64())).collect(), self.shape.clone())
+        Tensor::from_parts(self.data().iter().map(|&x| U::of(x.as_f64())).collect(), self.shape.clone())
     }
 
-    /// Applies `f` to every element, giving a new tensor.
+    /// Applies `f` to every element, giving a new tensor (in parallel when large).
     pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Self {
-        Tensor::from_parts(crate::kernel::map(&self.data, f), self.shape.clone())
+        if let Storage::Inline { len, data } = &self.data {
+            let mut out = [T::zero(); INLINE];
+            out.iter_mut().zip(data).for_each(|(o, &x)| *o = f(x));
+            return Tensor { shape: self.shape.clone(), data: Storage::Inline { len: *len, data: out } };
+        }
+        Tensor::from_parts(crate::kernel::map(self.data(), f), self.shape.clone())
     }
 
-    /// Whether both tensors share one buffer (no copy was made).
+    /// `f(self[i], other[i])` for tensors of the same shape, or an error
+    /// naming `op` when the shapes differ. In parallel when large.
+    pub fn zip_map(&self, other: &Tensor<T>, op: &str, f: impl Fn(T, T) -> T + Sync) -> Result<Self> {
+        if self.shape != other.shape {
+            return Err(Error::shape(op, format!("shapes differ: {} and {}", self.shape, other.shape)));
+        }
+        if let (Storage::Inline { len, data: a }, Storage::Inline { data: b, .. }) = (&self.data, &other.data) {
+            let mut out = [T::zero(); INLINE];
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+            return Ok(Tensor { shape: self.shape.clone(), data: Storage::Inline { len: *len, data: out } });
+        }
+        Ok(Tensor::from_parts(crate::kernel::zip_map(self.data(), other.data(), f), self.shape.clone()))
+    }
+
+    /// Whether both tensors share one heap buffer (no copy was made). Always
+    /// false for tensors of four elements or fewer, which are stored inline.
     pub fn shares_buffer(&self, other: &Tensor<T>) -> bool {
-        Arc::ptr_eq(&self.data, &other.data)
+        match (&self.data, &other.data) {
+            (Storage::Shared(a), Storage::Shared(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// The largest absolute elementwise difference to `other`, or an error
@@ -221,7 +286,7 @@ impl<T: Float> Tensor<T> {
         if self.shape != other.shape {
             return Err(Error::shape("max_abs_diff", format!("shapes differ: {} vs {}", self.shape, other.shape)));
         }
-        Ok(self.data.iter().zip(other.data.iter()).fold(T::zero(), |m, (&a, &b)| m.max((a - b).abs())))
+        Ok(self.data().iter().zip(other.data().iter()).fold(T::zero(), |m, (&a, &b)| m.max((a - b).abs())))
     }
 }
 
@@ -229,7 +294,7 @@ impl<T: Float> fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 8;
         write!(f, "Tensor<{}>{} [", T::DTYPE, self.shape)?;
-        for (i, x) in self.data.iter().take(SHOWN).enumerate() {
+        for (i, x) in self.data().iter().take(SHOWN).enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -244,7 +309,7 @@ impl<T: Float> fmt::Debug for Tensor<T> {
 
 impl<T: Float> PartialEq for Tensor<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.shape == other.shape && self.data == other.data
+        self.shape == other.shape && self.data() == other.data()
     }
 }
 
@@ -260,13 +325,19 @@ mod tests {
 
     #[test]
     fn clone_shares_and_write_copies() {
-        let a = Tensor::<f64>::ones([3]);
+        let a = Tensor::<f64>::ones([5]);
         let mut b = a.clone();
         assert!(a.shares_buffer(&b));
         b.data_mut()[0] = 5.0;
         assert!(!a.shares_buffer(&b));
-        assert_eq!(a.data(), &[1.0, 1.0, 1.0]);
-        assert_eq!(b.data(), &[5.0, 1.0, 1.0]);
+        assert_eq!(a.data(), &[1.0; 5]);
+        assert_eq!(b.data(), &[5.0, 1.0, 1.0, 1.0, 1.0]);
+        // Small tensors are inline: clones are independent copies.
+        let s = Tensor::<f32>::ones([2]);
+        let mut t = s.clone();
+        t.data_mut()[1] = 3.0;
+        assert_eq!((s.data(), t.data()), (&[1.0f32, 1.0][..], &[1.0f32, 3.0][..]));
+        assert_eq!(t.into_vec(), vec![1.0, 3.0]);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! Each forward is one fused, numerically stable loop; each backward is
 //! written with differentiable ops, so second derivatives work.
 
-use wengert_core::kernel::map;
 use wengert_core::{smallvec, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// Which activation an [`Activation`] op applies.
@@ -52,7 +51,7 @@ fn erf_of<T: Float>(x: T) -> T {
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
 impl<T: Float> Op<T> for Activation {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         match self.0 {
             Kind::Relu => "relu",
             Kind::LeakyRelu(_) => "leaky_relu",
@@ -68,21 +67,20 @@ impl<T: Float> Op<T> for Activation {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
         let half = T::of(0.5);
-        let data = match self.0 {
-            Kind::Relu => map(x.data(), |v| if v > T::zero() { v } else { T::zero() }),
+        Ok(match self.0 {
+            Kind::Relu => x.map(|v| if v > T::zero() { v } else { T::zero() }),
             Kind::LeakyRelu(s) => {
                 let s = T::of(s);
-                map(x.data(), |v| if v > T::zero() { v } else { v * s })
+                x.map(|v| if v > T::zero() { v } else { v * s })
             }
-            Kind::Sigmoid => map(x.data(), sigmoid_of),
-            Kind::Tanh => map(x.data(), T::tanh),
-            Kind::Gelu => map(x.data(), |v| v * half * (T::one() + erf_of(v * T::of(FRAC_1_SQRT_2)))),
+            Kind::Sigmoid => x.map(sigmoid_of),
+            Kind::Tanh => x.map(T::tanh),
+            Kind::Gelu => x.map(|v| v * half * (T::one() + erf_of(v * T::of(FRAC_1_SQRT_2)))),
             // ln(1 + eˣ) = max(x, 0) + ln(1 + e^{-|x|}): no overflow, no lost digits.
-            Kind::Softplus => map(x.data(), |v| v.max(T::zero()) + (-v.abs()).exp().ln_1p()),
-            Kind::Silu => map(x.data(), |v| v * sigmoid_of(v)),
-            Kind::Erf => map(x.data(), erf_of),
-        };
-        Tensor::from_vec(data, x.shape().clone())
+            Kind::Softplus => x.map(|v| v.max(T::zero()) + (-v.abs()).exp().ln_1p()),
+            Kind::Silu => x.map(|v| v * sigmoid_of(v)),
+            Kind::Erf => x.map(erf_of),
+        })
     }
 
     fn vjp<'t>(&self, inputs: &[Var<'t, T>], y: Var<'t, T>, g: Var<'t, T>, _: &[bool]) -> Result<InputGrads<'t, T>> {
@@ -95,10 +93,8 @@ impl<T: Float> Op<T> for Activation {
                 let mask = x.value()?.map(|v| if v > T::zero() { T::one() } else { slope });
                 g.mul(tape.constant(mask))?
             }
-            // σ' = σ(1 − σ)
-            Kind::Sigmoid => g.mul(y.mul(y.rsub_scalar(T::one())?)?)?,
-            // tanh' = 1 − tanh²
-            Kind::Tanh => g.mul(y.mul(y)?.rsub_scalar(T::one())?)?,
+            // σ' = σ(1 − σ) and tanh' = 1 − tanh², from the output y.
+            Kind::Sigmoid | Kind::Tanh => tape.apply(OutputGrad(self.0), &[g, y])?,
             // (xΦ(x))' = Φ(x) + x·φ(x)
             Kind::Gelu => {
                 let cdf = erf(x.mul_scalar(T::of(FRAC_1_SQRT_2))?)?.add_scalar(T::one())?.mul_scalar(T::of(0.5))?;
@@ -115,6 +111,51 @@ impl<T: Float> Op<T> for Activation {
             Kind::Erf => g.mul(x.mul(x)?.neg()?.exp()?.mul_scalar(T::of(std::f64::consts::FRAC_2_SQRT_PI))?)?,
         };
         Ok(smallvec![Some(gx)])
+    }
+}
+
+/// The backward of sigmoid or tanh from its output: `g·y(1 − y)` or
+/// `g·(1 − y²)` (inputs `g`, `y`) in one pass instead of four ops. Its own
+/// vjp is written with differentiable ops, so higher orders still work.
+#[derive(Clone, Copy, Debug)]
+struct OutputGrad(Kind);
+
+impl<T: Float> Op<T> for OutputGrad {
+    fn name(&self) -> &'static str {
+        if self.0 == Kind::Tanh {
+            "tanh_backward"
+        } else {
+            "sigmoid_backward"
+        }
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let (g, y) = (inputs[0], inputs[1]);
+        if self.0 == Kind::Tanh {
+            g.zip_map(y, "tanh_backward", |g, y| g * (T::one() - y * y))
+        } else {
+            g.zip_map(y, "sigmoid_backward", |g, y| g * y * (T::one() - y))
+        }
+    }
+
+    fn vjp<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        h: Var<'t, T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<'t, T>> {
+        let (g, y) = (inputs[0], inputs[1]);
+        // Linear in g, with the same factor; for y: tanh: −2gy, sigmoid: g(1 − 2y).
+        let dg = needs[0].then(|| h.tape().apply(*self, &[h, y])).transpose()?;
+        let dy = if !needs[1] {
+            None
+        } else if self.0 == Kind::Tanh {
+            Some(h.mul(g)?.mul(y)?.mul_scalar(T::of(-2.0))?)
+        } else {
+            Some(h.mul(g)?.mul(y.mul_scalar(T::of(-2.0))?.add_scalar(T::one())?)?)
+        };
+        Ok(smallvec![dg, dy])
     }
 }
 

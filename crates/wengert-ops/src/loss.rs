@@ -15,7 +15,7 @@ struct Pick {
 }
 
 impl<T: Float> Op<T> for Pick {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "pick"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -38,7 +38,7 @@ struct Scatter {
 }
 
 impl<T: Float> Op<T> for Scatter {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "scatter"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

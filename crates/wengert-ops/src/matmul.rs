@@ -85,7 +85,7 @@ fn view<T>(data: &[T], off: usize, rows: usize, cols: usize, trans: bool) -> Mat
 }
 
 impl<T: Float> Op<T> for MatMul {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "matmul"
     }
 

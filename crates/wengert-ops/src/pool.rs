@@ -95,7 +95,7 @@ struct MaxPool {
 }
 
 impl<T: Float> Op<T> for MaxPool {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "max_pool2d"
     }
 
@@ -162,7 +162,7 @@ struct ArgmaxMap {
 }
 
 impl<T: Float> Op<T> for ArgmaxMap {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         if self.scatter {
             "max_pool2d_adjoint"
         } else {
@@ -226,7 +226,7 @@ impl AvgPool {
 }
 
 impl<T: Float> Op<T> for AvgPool {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         if self.adjoint {
             "avg_pool2d_adjoint"
         } else {

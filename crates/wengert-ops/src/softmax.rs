@@ -15,7 +15,7 @@ pub struct Softmax {
 }
 
 impl<T: Float> Op<T> for Softmax {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         if self.log {
             "log_softmax"
         } else {

@@ -3,7 +3,7 @@
 //! The gradient of a broadcast operand is the output gradient summed back to
 //! the operand's shape ([`Var::sum_to`]).
 
-use crate::kernel::{broadcast_zip, zip_map, Layout};
+use crate::kernel::{broadcast_zip, Layout};
 use crate::{smallvec, Float, InputGrads, Op, Result, Shape, Tensor, Var};
 
 /// Which arithmetic operation a [`Binary`] op performs.
@@ -42,7 +42,7 @@ pub fn broadcast_map<T: Float>(
     f: impl Fn(T, T) -> T + Sync,
 ) -> Result<Tensor<T>> {
     if a.shape() == b.shape() {
-        return Ok(Tensor::from_parts(zip_map(a.data(), b.data(), f), a.shape().clone()));
+        return a.zip_map(b, op, f);
     }
     let shape = Shape::broadcast(op, a.shape(), b.shape())?;
     if shape.numel() == 0 {
@@ -53,7 +53,7 @@ pub fn broadcast_map<T: Float>(
 }
 
 impl<T: Float> Op<T> for Binary {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         self.0.name()
     }
 
@@ -87,6 +87,7 @@ impl<T: Float> Op<T> for Binary {
         };
         let reduce = |g: Option<Var<'t, T>>, x: Var<'t, T>, need: bool| -> Result<Option<Var<'t, T>>> {
             match g {
+                Some(g) if need && g.same_shape(&x) => Ok(Some(g)),
                 Some(g) if need => Ok(Some(g.sum_to(&x.shape())?)),
                 _ => Ok(None),
             }

@@ -11,7 +11,7 @@ pub struct Concat {
 }
 
 impl<T: Float> Op<T> for Concat {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "concat"
     }
 
@@ -80,7 +80,7 @@ impl Slice {
 }
 
 impl<T: Float> Op<T> for Slice {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "slice"
     }
 
@@ -108,7 +108,7 @@ struct SliceAdjoint {
 }
 
 impl<T: Float> Op<T> for SliceAdjoint {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "slice_adjoint"
     }
 

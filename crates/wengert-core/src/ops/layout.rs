@@ -14,7 +14,7 @@ use crate::{smallvec, Error, Float, InputGrads, Op, Result, Shape, Tensor, Var};
 pub struct Reshape(pub Shape);
 
 impl<T: Float> Op<T> for Reshape {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "reshape"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -30,7 +30,7 @@ impl<T: Float> Op<T> for Reshape {
 pub struct Permute(pub Dims);
 
 impl<T: Float> Op<T> for Permute {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "permute"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -54,7 +54,7 @@ impl<T: Float> Op<T> for Permute {
 pub struct BroadcastTo(pub Shape);
 
 impl<T: Float> Op<T> for BroadcastTo {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "broadcast_to"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -73,7 +73,7 @@ impl<T: Float> Op<T> for BroadcastTo {
 pub struct SumTo(pub Shape);
 
 impl<T: Float> Op<T> for SumTo {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "sum_to"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

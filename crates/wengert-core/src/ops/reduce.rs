@@ -56,7 +56,7 @@ pub struct Sum {
 }
 
 impl<T: Float> Op<T> for Sum {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "sum"
     }
 
@@ -81,7 +81,7 @@ pub struct Amax {
 }
 
 impl<T: Float> Op<T> for Amax {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "amax"
     }
 

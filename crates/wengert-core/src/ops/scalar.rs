@@ -2,7 +2,7 @@
 
 use crate::{smallvec, Float, InputGrads, Op, Result, Tensor, Var};
 
-/// `x + c`, `x * c` or `x / c` for a constant `c`.
+/// `x + c`, `x * c`, `x / c` or `c - x` for a constant `c`.
 #[derive(Clone, Copy, Debug)]
 pub enum Scalar<T> {
     /// `x + c`
@@ -11,14 +11,17 @@ pub enum Scalar<T> {
     Mul(T),
     /// `x / c` (kept apart from `x * (1/c)`, which rounds differently)
     Div(T),
+    /// `c - x`
+    RSub(T),
 }
 
 impl<T: Float> Op<T> for Scalar<T> {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         match self {
             Scalar::Add(_) => "add_scalar",
             Scalar::Mul(_) => "mul_scalar",
             Scalar::Div(_) => "div_scalar",
+            Scalar::RSub(_) => "rsub_scalar",
         }
     }
 
@@ -28,6 +31,7 @@ impl<T: Float> Op<T> for Scalar<T> {
             Scalar::Add(c) => x.map(|v| v + c),
             Scalar::Mul(c) => x.map(|v| v * c),
             Scalar::Div(c) => x.map(|v| v / c),
+            Scalar::RSub(c) => x.map(|v| c - v),
         })
     }
 
@@ -36,6 +40,7 @@ impl<T: Float> Op<T> for Scalar<T> {
             Scalar::Add(_) => g,
             Scalar::Mul(c) => g.mul_scalar(c)?,
             Scalar::Div(c) => g.div_scalar(c)?,
+            Scalar::RSub(_) => g.neg()?,
         })])
     }
 }
@@ -63,6 +68,6 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// `c - self`.
     pub fn rsub_scalar(self, c: T) -> Result<Var<'t, T>> {
-        self.neg()?.add_scalar(c)
+        self.tape.apply(Scalar::RSub(c), &[self])
     }
 }

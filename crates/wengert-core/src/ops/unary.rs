@@ -18,7 +18,7 @@ pub enum Unary<T> {
 }
 
 impl<T: Float> Op<T> for Unary<T> {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         match self {
             Unary::Neg => "neg",
             Unary::Exp => "exp",

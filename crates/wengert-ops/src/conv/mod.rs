@@ -271,7 +271,7 @@ pub struct ConvInputGrad(Geometry);
 pub struct ConvWeightGrad(Geometry);
 
 impl<T: Float> Op<T> for Conv {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "conv2d"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -297,7 +297,7 @@ impl<T: Float> Op<T> for Conv {
 }
 
 impl<T: Float> Op<T> for ConvInputGrad {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "conv_transpose2d"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -324,7 +324,7 @@ impl<T: Float> Op<T> for ConvInputGrad {
 }
 
 impl<T: Float> Op<T> for ConvWeightGrad {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "conv2d_weight_grad"
     }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
