@@ -22,13 +22,21 @@ impl Display for DType {
     }
 }
 
+mod sealed {
+    /// Implemented for exactly `f32` and `f64`.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 /// A floating-point element type: `f32` or `f64`.
 ///
-/// Built on [`num_traits::Float`], with the few extras the kernels need.
-/// It is sealed in spirit (kernels are tuned for the two IEEE types), but
-/// nothing stops a user from implementing it for another type.
+/// Built on [`num_traits::Float`], with the few extras the kernels need. The
+/// trait is sealed: kernels (the GEMM, scratch buffers) rely on the element
+/// being one of the two IEEE types, so [`Float::DTYPE`] is always truthful.
 pub trait Float:
-    num_traits::Float
+    sealed::Sealed
+    + num_traits::Float
     + num_traits::FromPrimitive
     + num_traits::NumAssign
     + AddAssign

@@ -199,11 +199,14 @@ pub(crate) fn reduce_axis<T: Float>(
     let outer: usize = dims[..axis].iter().product();
     let r = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
+    if outer == 1 && inner == 1 {
+        return vec![fold_flat(x, init, &f)];
+    }
     let mut out = vec![init; outer * inner];
     let block = |o: usize, dst: &mut [T]| {
         let base = o * r * inner;
         if inner == 1 {
-            dst[0] = x[base..base + r].iter().fold(init, |acc, &v| f(acc, v));
+            dst[0] = fold_lanes(&x[base..base + r], init, &f);
         } else {
             for j in 0..r {
                 let src = &x[base + j * inner..base + (j + 1) * inner];
@@ -219,9 +222,47 @@ pub(crate) fn reduce_axis<T: Float>(
     out
 }
 
+/// Folds a contiguous slice with eight independent accumulators: the loop
+/// vectorises (one chain of dependent additions cannot), and a sum's
+/// rounding error grows with the length of each chain, so it is also more
+/// accurate. `f` must be associative and commutative (sum, max).
+fn fold_lanes<T: Float>(x: &[T], init: T, f: &impl Fn(T, T) -> T) -> T {
+    let mut acc = [init; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = f(*a, v);
+        }
+    }
+    // Pairwise combination of the lanes, then the leftovers.
+    let half = [f(acc[0], acc[4]), f(acc[1], acc[5]), f(acc[2], acc[6]), f(acc[3], acc[7])];
+    let total = f(f(half[0], half[2]), f(half[1], half[3]));
+    rest.iter().fold(total, |a, &v| f(a, v))
+}
+
+/// Folds a whole buffer: [`fold_lanes`] over chunks, in parallel when large.
+fn fold_flat<T: Float>(x: &[T], init: T, f: &(impl Fn(T, T) -> T + Sync)) -> T {
+    if x.len() < PAR_THRESHOLD {
+        return fold_lanes(x, init, f);
+    }
+    x.par_chunks(CHUNK).map(|c| fold_lanes(c, init, f)).collect::<Vec<T>>().into_iter().fold(init, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_folds_match_sequential_folds() {
+        for n in [0, 1, 7, 8, 9, 100, 40_000] {
+            let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 - 50.0).collect();
+            let sum: f64 = x.iter().sum();
+            assert_eq!(reduce_axis(&x, &[n], 0, 0.0, |a, b| a + b), vec![sum], "n = {n}");
+            let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(reduce_axis(&x, &[n], 0, f64::NEG_INFINITY, f64::max), vec![max], "n = {n}");
+        }
+    }
 
     #[test]
     fn coalescing_merges_contiguous_axes() {

@@ -26,6 +26,7 @@ pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+mod scratch;
 pub mod softmax;
 
 pub use activation::{erf, gelu, gelu_tanh, leaky_relu, relu, sigmoid, silu, softplus, tanh};

@@ -8,6 +8,7 @@
 
 use super::Geometry;
 use crate::gemm::{matmul_into, Mat};
+use crate::scratch::with_scratch;
 use rayon::prelude::*;
 use wengert_core::Float;
 
@@ -102,7 +103,7 @@ fn gemm_threads(g: &Geometry) -> bool {
 
 /// The GEMM's column count worth aiming for: below a few hundred columns
 /// `gemm` spends more time packing than multiplying.
-const TARGET_COLUMNS: usize = 1024;
+const TARGET_COLUMNS: usize = 256;
 
 /// Images unfolded side by side into one GEMM: enough to reach
 /// [`TARGET_COLUMNS`] on small images, one image on large ones, and never
@@ -154,10 +155,11 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let threads = gemm_threads(g);
     let block = block_images(g);
     let mut y = vec![T::zero(); g.n * g.c_out * p];
-    y.par_chunks_mut(block * g.c_out * p).with_min_len(blocks_per_task(g, block)).enumerate().for_each_init(
-        || (vec![T::zero(); k * block * p], vec![T::zero(); if block > 1 { og * block * p } else { 0 }]),
-        |(cols, out), (b, yb)| {
-            let (n0, nb) = (b * block, yb.len() / (g.c_out * p));
+    y.par_chunks_mut(block * g.c_out * p).with_min_len(blocks_per_task(g, block)).enumerate().for_each(|(b, yb)| {
+        let (n0, nb) = (b * block, yb.len() / (g.c_out * p));
+        let ld = nb * p;
+        with_scratch(k * ld + if nb > 1 { og * ld } else { 0 }, |buf: &mut [T]| {
+            let (cols, out) = buf.split_at_mut(k * ld);
             for grp in 0..g.groups {
                 let a = Mat::row_major(&w[grp * og * k..(grp + 1) * og * k], og, k);
                 let cols = unfold_block(g, x, n0, nb, grp, cols);
@@ -165,7 +167,6 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
                     matmul_into(&mut yb[grp * og * p..(grp + 1) * og * p], a, cols, false, threads);
                 } else {
                     // out is og × nb·P; image i's channels are its columns i·P..(i+1)·P.
-                    let ld = nb * p;
                     matmul_into(&mut out[..og * ld], a, cols, false, threads);
                     for i in 0..nb {
                         for o in 0..og {
@@ -175,8 +176,8 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
                     }
                 }
             }
-        },
-    );
+        });
+    });
     y
 }
 
@@ -233,9 +234,8 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     let threads = gemm_threads(g);
     let mut dx = vec![T::zero(); g.n * img_in];
     let scratch = if g.is_pointwise() { 0 } else { k * p };
-    dx.par_chunks_mut(img_in).with_min_len(blocks_per_task(g, 1)).enumerate().for_each_init(
-        || vec![T::zero(); scratch],
-        |cols, (n, dx)| {
+    dx.par_chunks_mut(img_in).with_min_len(blocks_per_task(g, 1)).enumerate().for_each(|(n, dx)| {
+        with_scratch(scratch, |cols: &mut [T]| {
             for grp in 0..g.groups {
                 let a = Mat::row_major(&w[grp * og * k..(grp + 1) * og * k], og, k).t();
                 let b = Mat::row_major(&gy[(n * g.c_out + grp * og) * p..][..og * p], og, p);
@@ -247,8 +247,8 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
                     col2im(g, cols, dxg);
                 }
             }
-        },
-    );
+        });
+    });
     dx
 }
 
@@ -270,30 +270,32 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
         .into_par_iter()
         .with_min_len(blocks_per_task(g, block))
         .fold(
-            || (vec![T::zero(); wlen], vec![T::zero(); k * block * p], vec![T::zero(); og * block * p]),
-            |(mut dwt, mut cols, mut gb), b| {
+            || vec![T::zero(); wlen],
+            |mut dwt, b| {
                 let (n0, nb) = (b * block, block.min(g.n - b * block));
                 let ld = nb * p;
-                for grp in 0..g.groups {
-                    // gy of these images, og × nb·P, side by side like the columns.
-                    let gmat = if nb == 1 {
-                        Mat::row_major(&gy[(n0 * g.c_out + grp * og) * p..][..og * p], og, p)
-                    } else {
-                        for i in 0..nb {
-                            for o in 0..og {
-                                gb[o * ld + i * p..][..p]
-                                    .copy_from_slice(&gy[((n0 + i) * g.c_out + grp * og + o) * p..][..p]);
+                with_scratch(k * ld + og * ld, |buf: &mut [T]| {
+                    let (cols, gb) = buf.split_at_mut(k * ld);
+                    for grp in 0..g.groups {
+                        // gy of these images, og × nb·P, side by side like the columns.
+                        let gmat = if nb == 1 {
+                            Mat::row_major(&gy[(n0 * g.c_out + grp * og) * p..][..og * p], og, p)
+                        } else {
+                            for i in 0..nb {
+                                for o in 0..og {
+                                    gb[o * ld + i * p..][..p]
+                                        .copy_from_slice(&gy[((n0 + i) * g.c_out + grp * og + o) * p..][..p]);
+                                }
                             }
-                        }
-                        Mat::row_major(&gb[..og * ld], og, ld)
-                    };
-                    let a = unfold_block(g, x, n0, nb, grp, &mut cols);
-                    matmul_into(&mut dwt[grp * k * og..(grp + 1) * k * og], a, gmat.t(), true, threads);
-                }
-                (dwt, cols, gb)
+                            Mat::row_major(&gb[..og * ld], og, ld)
+                        };
+                        let a = unfold_block(g, x, n0, nb, grp, cols);
+                        matmul_into(&mut dwt[grp * k * og..(grp + 1) * k * og], a, gmat.t(), true, threads);
+                    }
+                });
+                dwt
             },
         )
-        .map(|(dwt, _, _)| dwt)
         .reduce(
             || vec![T::zero(); wlen],
             |mut a, b| {
