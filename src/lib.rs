@@ -5,6 +5,7 @@
 //!
 //! - [`core`] (`wengert-core`): tensors, the tape, reverse and forward mode;
 //! - [`ops`] (`wengert-ops`): differentiable CNN operations;
+//! - [`nn`] (`wengert-nn`): layers, initialisation, optimisers, checkpoints;
 //! - [`conformance`]: the runner that checks ops against reference cases;
 //! - [`bench`](mod@bench): the benchmark workloads shared with the PyTorch peer script.
 
@@ -12,6 +13,7 @@ pub mod bench;
 pub mod conformance;
 pub use wengert_core as core;
 pub use wengert_core::{Error, Result, Tape, Tensor, Var};
+pub use wengert_nn as nn;
 pub use wengert_ops as ops;
 
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,256 @@
+//! Checkpoints in the safetensors format.
+//!
+//! - The model file holds every parameter and buffer under its dotted name
+//!   (`layer1.0.conv1.weight`, `bn1.running_mean`, `bn1.num_batches_tracked`
+//!   as an i64 scalar), the layout PyTorch's safetensors export writes for
+//!   a torchvision model, so such files load without renaming.
+//! - The training-state file holds the optimiser's tensors (momenta) and, in
+//!   the file's metadata, the step count and the caller's training position.
+//!
+//! Writes are atomic: the file is written next to its destination under a
+//! temporary name, flushed to disk, then renamed over it, so a crash leaves
+//! either the old checkpoint or the new one, never a damaged one.
+//!
+//! Loading checks everything and reports every problem at once: a file that
+//! is truncated or not safetensors, names the model lacks (unexpected),
+//! names the file lacks (missing), shapes and dtypes that differ.
+
+use crate::module::{Module, StateMut, StateRef};
+use crate::optim::OptimState;
+use safetensors::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use wengert_core::{DType, Error, Float, Result, Tensor};
+
+/// A tensor ready to serialise: dtype, shape and little-endian bytes.
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn dtype_of<T: Float>() -> Dtype {
+    match T::DTYPE {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+    }
+}
+
+fn raw_float<T: Float>(t: &Tensor<T>) -> Raw {
+    let mut bytes = Vec::with_capacity(t.numel() * std::mem::size_of::<T>());
+    for &v in t.data() {
+        match T::DTYPE {
+            DType::F32 => bytes.extend_from_slice(&(v.as_f64() as f32).to_le_bytes()),
+            DType::F64 => bytes.extend_from_slice(&v.as_f64().to_le_bytes()),
+        }
+    }
+    Raw { dtype: dtype_of::<T>(), shape: t.dims().to_vec(), bytes }
+}
+
+fn io_error(path: &Path, detail: impl std::fmt::Display) -> Error {
+    Error::Io { path: path.display().to_string(), detail: detail.to_string() }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
+/// flushed, then renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io_error(path, "not a file path"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(path, e)
+    })
+}
+
+fn serialize(entries: &[(String, Raw)], metadata: Option<HashMap<String, String>>, path: &Path) -> Result<Vec<u8>> {
+    safetensors::serialize(entries.iter().map(|(n, r)| (n.as_str(), r)), metadata).map_err(|e| io_error(path, e))
+}
+
+/// Saves every parameter and buffer of `model` to `path`.
+pub fn save_model<T: Float>(model: &dyn Module<T>, path: &Path) -> Result<()> {
+    let mut entries = Vec::new();
+    model.visit("", &mut |name, s| {
+        let raw = match s {
+            StateRef::Param(p) => raw_float(p.value()),
+            StateRef::Buffer(b) => raw_float(b),
+            StateRef::Count(c) => Raw { dtype: Dtype::I64, shape: vec![], bytes: c.to_le_bytes().to_vec() },
+        };
+        entries.push((name, raw));
+    });
+    write_atomic(path, &serialize(&entries, None, path)?)
+}
+
+/// What [`load_model`] did beyond loading every entry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadReport {
+    /// Names in the file that the model does not have (only when not strict).
+    pub skipped: Vec<String>,
+}
+
+/// Reads a float tensor of the file's dtype into `T`.
+fn read_float<T: Float>(view: &safetensors::tensor::TensorView<'_>) -> Vec<T> {
+    let b = view.data();
+    match view.dtype() {
+        Dtype::F32 => {
+            b.chunks_exact(4).map(|c| T::of(f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)).collect()
+        }
+        _ => b.chunks_exact(8).map(|c| T::of(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect(),
+    }
+}
+
+fn open(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| io_error(path, e))
+}
+
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes)
+        .map_err(|e| io_error(path, format!("not a valid safetensors file ({e}); truncated or corrupted?")))
+}
+
+/// Loads `path` into `model`. Every model entry must be in the file with the
+/// same shape and dtype (floats as the model's element type, counters as
+/// i64). Names in the file that the model lacks are an error when `strict`;
+/// otherwise they are skipped and listed in the report. Nothing is changed
+/// unless the whole file checks out.
+pub fn load_model<T: Float>(model: &mut dyn Module<T>, path: &Path, strict: bool) -> Result<LoadReport> {
+    let bytes = open(path)?;
+    let file = parse(path, &bytes)?;
+    let mut expected: BTreeMap<String, (Vec<usize>, Dtype)> = BTreeMap::new();
+    model.visit("", &mut |name, s| {
+        let (shape, dtype) = match s {
+            StateRef::Param(p) => (p.value().dims().to_vec(), dtype_of::<T>()),
+            StateRef::Buffer(b) => (b.dims().to_vec(), dtype_of::<T>()),
+            StateRef::Count(_) => (vec![], Dtype::I64),
+        };
+        expected.insert(name, (shape, dtype));
+    });
+    let present: BTreeMap<String, (Vec<usize>, Dtype)> =
+        file.tensors().into_iter().map(|(n, v)| (n, (v.shape().to_vec(), v.dtype()))).collect();
+    let missing: Vec<&String> = expected.keys().filter(|n| !present.contains_key(*n)).collect();
+    let unexpected: Vec<String> = present.keys().filter(|n| !expected.contains_key(*n)).cloned().collect();
+    let mismatched: Vec<String> = expected
+        .iter()
+        .filter_map(|(n, (shape, dtype))| {
+            let (fs, fd) = present.get(n)?;
+            (fs != shape || fd != dtype).then(|| format!("{n}: file has {fd:?} {fs:?}, model has {dtype:?} {shape:?}"))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing from the file: {}", join_names(&missing)));
+    }
+    if strict && !unexpected.is_empty() {
+        problems.push(format!("not in the model: {}", join_names(&unexpected.iter().collect::<Vec<_>>())));
+    }
+    if !mismatched.is_empty() {
+        problems.push(format!("shape or dtype differs: {}", mismatched.join("; ")));
+    }
+    if !problems.is_empty() {
+        return Err(io_error(path, problems.join(". ")));
+    }
+    let mut failure = None;
+    model.visit_mut("", &mut |name, s| {
+        let view = match file.tensor(&name) {
+            Ok(v) => v,
+            Err(e) => {
+                failure.get_or_insert_with(|| io_error(path, format!("{name}: {e}")));
+                return;
+            }
+        };
+        match s {
+            StateMut::Param(p) => {
+                *p.value_mut() = Tensor::from_vec(read_float(&view), view.shape().to_vec()).expect("shape checked")
+            }
+            StateMut::Buffer(b) => {
+                *b = Tensor::from_vec(read_float(&view), view.shape().to_vec()).expect("shape checked")
+            }
+            StateMut::Count(c) => *c = i64::from_le_bytes(view.data().try_into().expect("i64 scalar checked")),
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(LoadReport { skipped: unexpected }),
+    }
+}
+
+fn join_names<S: AsRef<str>>(names: &[S]) -> String {
+    names.iter().map(|n| n.as_ref()).collect::<Vec<_>>().join(", ")
+}
+
+/// Saves an optimiser state and the caller's training position (free-form
+/// key/value pairs, e.g. epoch and iteration) to `path`.
+pub fn save_training_state<T: Float>(
+    state: &OptimState<T>,
+    position: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let entries: Vec<(String, Raw)> = state.tensors.iter().map(|(n, t)| (n.clone(), raw_float(t))).collect();
+    let mut meta: HashMap<String, String> =
+        position.iter().map(|(k, v)| (format!("position.{k}"), v.clone())).collect();
+    meta.insert("optimizer.steps".into(), state.steps.to_string());
+    write_atomic(path, &serialize(&entries, Some(meta), path)?)
+}
+
+/// Loads what [`save_training_state`] wrote.
+pub fn load_training_state<T: Float>(path: &Path) -> Result<(OptimState<T>, BTreeMap<String, String>)> {
+    let bytes = open(path)?;
+    let file = parse(path, &bytes)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| io_error(path, e))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let steps = meta
+        .get("optimizer.steps")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io_error(path, "no optimizer.steps in the metadata: not a training-state file"))?;
+    let tensors = float_tensors(&file, path)?.into_iter().collect();
+    let position =
+        meta.iter().filter_map(|(k, v)| k.strip_prefix("position.").map(|k| (k.to_string(), v.clone()))).collect();
+    Ok((OptimState { tensors, steps }, position))
+}
+
+/// Every tensor of a parsed file, which must all be of type `T`.
+fn float_tensors<T: Float>(file: &SafeTensors<'_>, path: &Path) -> Result<BTreeMap<String, Tensor<T>>> {
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != dtype_of::<T>() {
+            return Err(io_error(path, format!("{name} is {:?}, expected {:?}", view.dtype(), dtype_of::<T>())));
+        }
+        out.insert(name, Tensor::from_vec(read_float(&view), view.shape().to_vec())?);
+    }
+    Ok(out)
+}
+
+/// Reads every tensor of a safetensors file (all must be of type `T`), by name.
+pub fn read_tensors<T: Float>(path: &Path) -> Result<BTreeMap<String, Tensor<T>>> {
+    let bytes = open(path)?;
+    float_tensors(&parse(path, &bytes)?, path)
+}
+
+/// Writes named tensors to a safetensors file, atomically.
+pub fn write_tensors<T: Float>(tensors: &BTreeMap<String, Tensor<T>>, path: &Path) -> Result<()> {
+    let entries: Vec<(String, Raw)> = tensors.iter().map(|(n, t)| (n.clone(), raw_float(t))).collect();
+    write_atomic(path, &serialize(&entries, None, path)?)
+}

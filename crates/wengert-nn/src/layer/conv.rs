@@ -1,0 +1,101 @@
+use super::{visit_weight_bias, visit_weight_bias_mut};
+use crate::init::torch_default;
+use crate::module::{Module, Param, StateMut, StateRef, Step};
+use wengert_core::{Error, Float, Result, Rng, Var};
+use wengert_ops::{Conv2dOptions, ConvTranspose2dOptions};
+
+/// 2-d convolution with `weight [out, in/groups, kh, kw]` and optional `bias [out]`.
+pub struct Conv2d<T: Float> {
+    /// `[out, in/groups, kh, kw]`
+    pub weight: Param<T>,
+    /// `[out]`, if the layer has a bias.
+    pub bias: Option<Param<T>>,
+    /// Stride, padding, dilation and groups.
+    pub options: Conv2dOptions,
+}
+
+impl<T: Float> Conv2d<T> {
+    /// A square `k×k` convolution with PyTorch's default initialisation.
+    pub fn new(c_in: usize, c_out: usize, k: usize, options: Conv2dOptions, bias: bool, rng: &mut Rng) -> Result<Self> {
+        let g = options.groups.max(1);
+        if c_in % g != 0 || c_out % g != 0 {
+            return Err(Error::argument(
+                "Conv2d",
+                "groups",
+                format!("{c_in} → {c_out} channels are not divisible by groups {g}"),
+            ));
+        }
+        let fan_in = c_in / g * k * k;
+        let weight = Param::new(torch_default([c_out, c_in / g, k, k], fan_in, rng)?);
+        let bias = if bias { Some(Param::new(torch_default([c_out], fan_in, rng)?)) } else { None };
+        Ok(Conv2d { weight, bias, options })
+    }
+}
+
+impl<T: Float> Module<T> for Conv2d<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let w = step.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| step.param(b));
+        wengert_ops::conv2d(x, w, b, &self.options)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        visit_weight_bias_mut(prefix, &mut self.weight, self.bias.as_mut(), f);
+    }
+}
+
+/// 2-d transposed convolution with `weight [in, out/groups, kh, kw]`.
+pub struct ConvTranspose2d<T: Float> {
+    /// `[in, out/groups, kh, kw]`
+    pub weight: Param<T>,
+    /// `[out]`, if the layer has a bias.
+    pub bias: Option<Param<T>>,
+    /// Stride, padding, output padding, dilation and groups.
+    pub options: ConvTranspose2dOptions,
+}
+
+impl<T: Float> ConvTranspose2d<T> {
+    /// A square `k×k` transposed convolution with PyTorch's default initialisation.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        options: ConvTranspose2dOptions,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let g = options.groups.max(1);
+        if c_in % g != 0 || c_out % g != 0 {
+            return Err(Error::argument(
+                "ConvTranspose2d",
+                "groups",
+                format!("{c_in} → {c_out} channels are not divisible by groups {g}"),
+            ));
+        }
+        // PyTorch computes the fan from weight axis 1 (out/groups) here.
+        let fan_in = c_out / g * k * k;
+        let weight = Param::new(torch_default([c_in, c_out / g, k, k], fan_in, rng)?);
+        let bias = if bias { Some(Param::new(torch_default([c_out], fan_in, rng)?)) } else { None };
+        Ok(ConvTranspose2d { weight, bias, options })
+    }
+}
+
+impl<T: Float> Module<T> for ConvTranspose2d<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let w = step.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| step.param(b));
+        wengert_ops::conv_transpose2d(x, w, b, &self.options)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        visit_weight_bias_mut(prefix, &mut self.weight, self.bias.as_mut(), f);
+    }
+}

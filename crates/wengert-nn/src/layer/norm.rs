@@ -1,0 +1,130 @@
+use super::{visit_weight_bias, visit_weight_bias_mut};
+use crate::module::{join, Module, Param, StateMut, StateRef, Step};
+use wengert_core::{Error, Float, Result, Tensor, Var};
+
+/// Batch normalisation over `[N, C, H, W]` (or `[N, C]`) with learned scale
+/// and shift and running estimates of the mean and variance.
+///
+/// In a training step it normalises with the batch statistics and updates
+/// the running estimates, PyTorch's way: `r ← (1 − momentum)·r +
+/// momentum·batch`, with the *unbiased* batch variance, and
+/// `num_batches_tracked += 1`. In an evaluation step it normalises with the
+/// running estimates.
+pub struct BatchNorm2d<T: Float> {
+    /// Scale `[C]` (γ), initialised to 1.
+    pub weight: Param<T>,
+    /// Shift `[C]` (β), initialised to 0.
+    pub bias: Param<T>,
+    /// Running mean `[C]`.
+    pub running_mean: Tensor<T>,
+    /// Running variance `[C]`.
+    pub running_var: Tensor<T>,
+    /// The number of training batches seen.
+    pub num_batches_tracked: i64,
+    /// Weight of the newest batch in the running estimates (PyTorch: 0.1).
+    pub momentum: f64,
+    /// Added to the variance (PyTorch: 1e-5).
+    pub eps: f64,
+}
+
+impl<T: Float> BatchNorm2d<T> {
+    /// A layer over `channels` with PyTorch's defaults (momentum 0.1, eps 1e-5).
+    pub fn new(channels: usize) -> Self {
+        BatchNorm2d {
+            weight: Param::new(Tensor::ones([channels])),
+            bias: Param::new(Tensor::zeros([channels])),
+            running_mean: Tensor::zeros([channels]),
+            running_var: Tensor::ones([channels]),
+            num_batches_tracked: 0,
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+
+    /// Sets γ to zero: the residual branch this layer ends then starts as
+    /// the zero function, and its block as the identity (Goyal et al. 2017).
+    pub fn zero_init(&mut self) {
+        self.weight.value_mut().data_mut().iter_mut().for_each(|v| *v = T::zero());
+    }
+}
+
+impl<T: Float> Module<T> for BatchNorm2d<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let (w, b) = (step.param(&self.weight), step.param(&self.bias));
+        if !step.is_training() {
+            return wengert_ops::batch_norm_eval(x, Some(w), Some(b), &self.running_mean, &self.running_var, self.eps);
+        }
+        let (y, stats) = wengert_ops::batch_norm_train(x, Some(w), Some(b), self.eps)?;
+        if stats.count < 2 {
+            return Err(Error::shape(
+                "BatchNorm2d",
+                format!("input {} has one value per channel; training needs at least two", x.shape()),
+            ));
+        }
+        let m = T::of(self.momentum);
+        let unbias = T::of(stats.count as f64 / (stats.count - 1) as f64);
+        let keep = T::one() - m;
+        self.running_mean.data_mut().iter_mut().zip(stats.mean.data()).for_each(|(r, &v)| *r = keep * *r + m * v);
+        self.running_var
+            .data_mut()
+            .iter_mut()
+            .zip(stats.var.data())
+            .for_each(|(r, &v)| *r = keep * *r + m * v * unbias);
+        self.num_batches_tracked += 1;
+        Ok(y)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        visit_weight_bias(prefix, &self.weight, Some(&self.bias), f);
+        f(join(prefix, "running_mean"), StateRef::Buffer(&self.running_mean));
+        f(join(prefix, "running_var"), StateRef::Buffer(&self.running_var));
+        f(join(prefix, "num_batches_tracked"), StateRef::Count(&self.num_batches_tracked));
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        visit_weight_bias_mut(prefix, &mut self.weight, Some(&mut self.bias), f);
+        f(join(prefix, "running_mean"), StateMut::Buffer(&mut self.running_mean));
+        f(join(prefix, "running_var"), StateMut::Buffer(&mut self.running_var));
+        f(join(prefix, "num_batches_tracked"), StateMut::Count(&mut self.num_batches_tracked));
+    }
+}
+
+/// Layer normalisation over the trailing `normalized_shape` axes, with
+/// elementwise scale and shift of that shape.
+pub struct LayerNorm<T: Float> {
+    /// Scale, initialised to 1.
+    pub weight: Param<T>,
+    /// Shift, initialised to 0.
+    pub bias: Param<T>,
+    /// The normalised trailing shape.
+    pub normalized_shape: Vec<usize>,
+    /// Added to the variance (PyTorch: 1e-5).
+    pub eps: f64,
+}
+
+impl<T: Float> LayerNorm<T> {
+    /// A layer over the trailing `normalized_shape`.
+    pub fn new(normalized_shape: &[usize]) -> Self {
+        LayerNorm {
+            weight: Param::new(Tensor::ones(normalized_shape)),
+            bias: Param::new(Tensor::zeros(normalized_shape)),
+            normalized_shape: normalized_shape.to_vec(),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl<T: Float> Module<T> for LayerNorm<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let (w, b) = (step.param(&self.weight), step.param(&self.bias));
+        wengert_ops::layer_norm(x, &self.normalized_shape, Some(w), Some(b), self.eps)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        visit_weight_bias(prefix, &self.weight, Some(&self.bias), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        visit_weight_bias_mut(prefix, &mut self.weight, Some(&mut self.bias), f);
+    }
+}

@@ -1,0 +1,72 @@
+use crate::module::{join, Module, StateMut, StateRef, Step};
+use wengert_core::{Float, Result, Var};
+
+/// Layers applied in order. Children are named `0`, `1`, ... as in
+/// PyTorch's `nn.Sequential`, unless given names.
+///
+/// ```
+/// use wengert_nn::layer::{Activation, Linear, Sequential};
+/// use wengert_nn::Module;
+/// let mut rng = wengert_core::rng(0);
+/// let net = Sequential::<f32>::new()
+///     .push(Linear::new(4, 8, true, &mut rng)?)
+///     .push(Activation::Relu)
+///     .push(Linear::new(8, 2, true, &mut rng)?);
+/// assert_eq!(net.state_names(), ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// assert_eq!(net.num_parameters(), 4 * 8 + 8 + 8 * 2 + 2);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Sequential<T: Float> {
+    layers: Vec<(String, Box<dyn Module<T>>)>,
+}
+
+impl<T: Float> Sequential<T> {
+    /// An empty sequence.
+    pub fn new() -> Self {
+        Sequential { layers: Vec::new() }
+    }
+
+    /// Appends a layer named by its position.
+    pub fn push(self, layer: impl Module<T> + 'static) -> Self {
+        let name = self.layers.len().to_string();
+        self.push_named(name, layer)
+    }
+
+    /// Appends a layer with a given name.
+    pub fn push_named(mut self, name: impl Into<String>, layer: impl Module<T> + 'static) -> Self {
+        self.layers.push((name.into(), Box::new(layer)));
+        self
+    }
+
+    /// The number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether there are no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl<T: Float> Module<T> for Sequential<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
+        for (_, layer) in &mut self.layers {
+            x = layer.forward(step, x)?;
+        }
+        Ok(x)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        for (name, layer) in &self.layers {
+            layer.visit(&join(prefix, name), f);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        for (name, layer) in &mut self.layers {
+            layer.visit_mut(&join(prefix, name), f);
+        }
+    }
+}

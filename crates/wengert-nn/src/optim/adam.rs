@@ -1,0 +1,93 @@
+use super::{each_param, OptimState, Optimizer};
+use crate::module::{Module, ParamGrads};
+use std::collections::BTreeMap;
+use wengert_core::{Float, Result, Tensor};
+
+/// Adam (Kingma & Ba 2015) and AdamW (Loshchilov & Hutter 2019), with
+/// PyTorch's conventions. At step `t` (from 1), per parameter `w`:
+///
+/// ```text
+/// g = g + λ·w                     (Adam's L2 penalty; not for AdamW)
+/// w = w·(1 − lr·λ)                (AdamW's decoupled decay)
+/// m = β₁·m + (1 − β₁)·g
+/// v = β₂·v + (1 − β₂)·g²
+/// w = w − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+/// ```
+#[derive(Clone, Debug)]
+pub struct Adam<T: Float> {
+    /// `β₁` (0.9).
+    pub beta1: f64,
+    /// `β₂` (0.999).
+    pub beta2: f64,
+    /// `ε` (1e-8).
+    pub eps: f64,
+    /// `λ`.
+    pub weight_decay: f64,
+    /// Decoupled weight decay (AdamW) instead of an L2 penalty.
+    pub decoupled: bool,
+    moments: BTreeMap<String, Tensor<T>>,
+    steps: u64,
+}
+
+impl<T: Float> Adam<T> {
+    /// Adam with PyTorch's defaults and L2 penalty `weight_decay`.
+    pub fn new(weight_decay: f64) -> Self {
+        Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, decoupled: false, moments: BTreeMap::new(), steps: 0 }
+    }
+
+    /// AdamW with PyTorch's defaults and decoupled decay `weight_decay` (PyTorch's default is 0.01).
+    pub fn adamw(weight_decay: f64) -> Self {
+        Adam { decoupled: true, ..Self::new(weight_decay) }
+    }
+}
+
+impl<T: Float> Optimizer<T> for Adam<T> {
+    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>, lr: f64) -> Result<()> {
+        let t = self.steps + 1;
+        let bc1 = 1.0 - self.beta1.powi(t as i32);
+        let bc2_sqrt = (1.0 - self.beta2.powi(t as i32)).sqrt();
+        let (b1, b2, eps) = (T::of(self.beta1), T::of(self.beta2), T::of(self.eps));
+        let (step_size, wd, decay) = (T::of(lr / bc1), T::of(self.weight_decay), T::of(1.0 - lr * self.weight_decay));
+        let (decoupled, bc2_sqrt) = (self.decoupled, T::of(bc2_sqrt));
+        let moments = &mut self.moments;
+        each_param(model, grads, |name, w, g| {
+            let g: Vec<T> = if decoupled || wd == T::zero() {
+                g.to_vec()
+            } else {
+                g.data().iter().zip(w.data()).map(|(&g, &w)| g + wd * w).collect()
+            };
+            if decoupled {
+                w.data_mut().iter_mut().for_each(|w| *w *= decay);
+            }
+            for (suffix, power) in [("exp_avg", 1), ("exp_avg_sq", 2)] {
+                let key = format!("{name}.{suffix}");
+                let (beta, m) = (
+                    if power == 1 { b1 } else { b2 },
+                    moments.entry(key).or_insert_with(|| Tensor::zeros(w.shape().clone())),
+                );
+                m.data_mut().iter_mut().zip(&g).for_each(|(m, &g)| {
+                    let x = if power == 1 { g } else { g * g };
+                    *m = beta * *m + (T::one() - beta) * x;
+                });
+            }
+            let m = &moments[&format!("{name}.exp_avg")];
+            let v = &moments[&format!("{name}.exp_avg_sq")];
+            for ((w, &m), &v) in w.data_mut().iter_mut().zip(m.data()).zip(v.data()) {
+                *w -= step_size * m / (v.sqrt() / bc2_sqrt + eps);
+            }
+            Ok(())
+        })?;
+        self.steps = t;
+        Ok(())
+    }
+
+    fn state(&self) -> OptimState<T> {
+        OptimState { tensors: self.moments.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), steps: self.steps }
+    }
+
+    fn load_state(&mut self, state: OptimState<T>) -> Result<()> {
+        self.moments = state.tensors.into_iter().collect();
+        self.steps = state.steps;
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+use super::{each_param, OptimState, Optimizer};
+use crate::module::{Module, ParamGrads};
+use std::collections::BTreeMap;
+use wengert_core::{Error, Float, Result, Tensor};
+
+/// Stochastic gradient descent with momentum, Nesterov momentum and weight
+/// decay, with PyTorch's conventions (`torch.optim.SGD`). Per parameter `w`
+/// with gradient `g`, momentum `μ`, dampening `τ`, weight decay `λ`:
+///
+/// ```text
+/// d = g + λ·w
+/// b = d                      on the first step
+/// b = μ·b + (1 − τ)·d        afterwards
+/// d = d + μ·b  (Nesterov)    or  d = b
+/// w = w − lr·d
+/// ```
+///
+/// This is the update He et al. train ResNets with (μ = 0.9, λ = 1e-4).
+#[derive(Clone, Debug, Default)]
+pub struct Sgd<T: Float> {
+    /// `μ`; 0 disables momentum.
+    pub momentum: f64,
+    /// `τ`.
+    pub dampening: f64,
+    /// `λ` (L2 penalty added to the gradient).
+    pub weight_decay: f64,
+    /// Use Nesterov momentum (needs `momentum > 0` and `dampening == 0`).
+    pub nesterov: bool,
+    buffers: BTreeMap<String, Tensor<T>>,
+    steps: u64,
+}
+
+impl<T: Float> Sgd<T> {
+    /// SGD with the given momentum and weight decay (no dampening, no Nesterov).
+    pub fn new(momentum: f64, weight_decay: f64) -> Self {
+        Sgd { momentum, weight_decay, ..Default::default() }
+    }
+
+    /// The same with Nesterov momentum.
+    pub fn nesterov(mut self) -> Self {
+        self.nesterov = true;
+        self
+    }
+}
+
+impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>, lr: f64) -> Result<()> {
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::argument("Sgd", "nesterov", "needs momentum > 0 and zero dampening"));
+        }
+        let (mu, damp, wd, lr) =
+            (T::of(self.momentum), T::of(1.0 - self.dampening), T::of(self.weight_decay), T::of(lr));
+        let (momentum, nesterov) = (self.momentum != 0.0, self.nesterov);
+        let buffers = &mut self.buffers;
+        each_param(model, grads, |name, w, g| {
+            let mut d: Vec<T> = g.data().iter().zip(w.data()).map(|(&g, &w)| g + wd * w).collect();
+            if momentum {
+                let key = format!("{name}.momentum_buffer");
+                match buffers.get_mut(&key) {
+                    None => {
+                        buffers.insert(key, Tensor::from_vec(d.clone(), w.shape().clone())?);
+                    }
+                    Some(b) => b.data_mut().iter_mut().zip(&d).for_each(|(b, &d)| *b = mu * *b + damp * d),
+                }
+                let b = &buffers[&format!("{name}.momentum_buffer")];
+                if nesterov {
+                    d.iter_mut().zip(b.data()).for_each(|(d, &b)| *d += mu * b);
+                } else {
+                    d.copy_from_slice(b.data());
+                }
+            }
+            w.data_mut().iter_mut().zip(&d).for_each(|(w, &d)| *w -= lr * d);
+            Ok(())
+        })?;
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn state(&self) -> OptimState<T> {
+        OptimState { tensors: self.buffers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), steps: self.steps }
+    }
+
+    fn load_state(&mut self, state: OptimState<T>) -> Result<()> {
+        self.buffers = state.tensors.into_iter().collect();
+        self.steps = state.steps;
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Optimisers and schedules against updates computed by hand from their
+//! documented formulas (PyTorch's conventions).
+
+use wengert::core::{Tape, Tensor};
+use wengert::nn::layer::Linear;
+use wengert::nn::optim::{
+    clip_grad_norm, Adam, Constant, Cosine, LrSchedule, MultiStep, Optimizer, Sgd, StepDecay, Warmup,
+};
+use wengert::nn::{Module, Param, ParamGrads, StateMut, StateRef, Step};
+
+/// A model of one scalar parameter, for hand-checkable updates.
+struct Scalar(Param<f64>);
+
+impl Module<f64> for Scalar {
+    fn forward<'t>(
+        &mut self,
+        step: &mut Step<'t, f64>,
+        x: wengert::Var<'t, f64>,
+    ) -> wengert::Result<wengert::Var<'t, f64>> {
+        step.param(&self.0).mul(x)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, f64>)) {
+        f(wengert::nn::module::join(prefix, "w"), StateRef::Param(&self.0));
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, f64>)) {
+        f(wengert::nn::module::join(prefix, "w"), StateMut::Param(&mut self.0));
+    }
+}
+
+/// Runs `steps` optimiser steps on L(w) = c·w (gradient c at every step,
+/// chosen per step), returning w after each step.
+fn run(opt: &mut dyn Optimizer<f64>, w0: f64, grads: &[f64], lr: f64) -> Vec<f64> {
+    let mut m = Scalar(Param::new(Tensor::scalar(w0)));
+    let mut out = Vec::new();
+    for &c in grads {
+        let tape = Tape::new();
+        let g = {
+            let mut step = Step::train(&tape, 0);
+            let y = m.forward(&mut step, tape.constant(Tensor::scalar(c))).unwrap();
+            step.backward(y).unwrap()
+        };
+        opt.step(&mut m, &g, lr).unwrap();
+        out.push(m.0.value().item().unwrap());
+    }
+    out
+}
+
+fn close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn sgd_with_momentum_and_weight_decay() {
+    // d = g + λw; b₁ = d₁; bₜ = μbₜ₋₁ + dₜ; w ← w − lr·b.
+    let (lr, mu, wd) = (0.1, 0.9, 0.01);
+    let grads = [1.0, -2.0, 0.5];
+    let got = run(&mut Sgd::new(mu, wd), 1.0, &grads, lr);
+    let (mut w, mut b) = (1.0f64, None::<f64>);
+    let mut want = Vec::new();
+    for g in grads {
+        let d = g + wd * w;
+        let nb = b.map_or(d, |b| mu * b + d);
+        b = Some(nb);
+        w -= lr * nb;
+        want.push(w);
+    }
+    close(&got, &want);
+    // Plain SGD: w ← w − lr·g.
+    close(&run(&mut Sgd::new(0.0, 0.0), 1.0, &[1.0, 1.0], 0.5), &[0.5, 0.0]);
+}
+
+#[test]
+fn sgd_nesterov() {
+    let (lr, mu) = (0.1, 0.9);
+    let got = run(&mut Sgd::new(mu, 0.0).nesterov(), 2.0, &[1.0, 1.0], lr);
+    // Step 1: b = 1, d = 1 + 0.9·1 = 1.9, w = 2 − 0.19. Step 2: b = 1.9, d = 1 + 1.71.
+    close(&got, &[2.0 - 0.19, 2.0 - 0.19 - 0.1 * 2.71]);
+    let mut bad = Sgd::<f64>::new(0.0, 0.0).nesterov();
+    let mut m = Scalar(Param::new(Tensor::scalar(1.0)));
+    let e = bad.step(&mut m, &ParamGrads::default(), 0.1).unwrap_err();
+    assert!(e.to_string().contains("nesterov"), "{e}");
+}
+
+#[test]
+fn adam_and_adamw() {
+    let (lr, wd) = (0.01, 0.1);
+    let grads = [0.5, -1.0, 2.0];
+    let hand = |decoupled: bool| {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        let (mut w, mut m, mut v) = (1.0f64, 0.0, 0.0);
+        let mut out = Vec::new();
+        for (t, &g0) in grads.iter().enumerate() {
+            let t = t as i32 + 1;
+            let g = if decoupled { g0 } else { g0 + wd * w };
+            if decoupled {
+                w *= 1.0 - lr * wd;
+            }
+            m = b1 * m + (1.0 - b1) * g;
+            v = b2 * v + (1.0 - b2) * g * g;
+            let step = lr / (1.0 - b1.powi(t));
+            w -= step * m / (v.sqrt() / (1.0 - b2.powi(t)).sqrt() + eps);
+            out.push(w);
+        }
+        out
+    };
+    close(&run(&mut Adam::new(wd), 1.0, &grads, lr), &hand(false));
+    close(&run(&mut Adam::adamw(wd), 1.0, &grads, lr), &hand(true));
+    // The first Adam step moves every parameter by about lr, whatever |g|.
+    let w = run(&mut Adam::new(0.0), 0.0, &[1234.5], 0.01)[0];
+    assert!((w + 0.01).abs() < 1e-9, "{w}");
+}
+
+#[test]
+fn optimizer_state_round_trips() {
+    let mut a = Sgd::new(0.9, 0.0);
+    run(&mut a, 1.0, &[1.0, 2.0], 0.1);
+    let state = a.state();
+    assert_eq!(state.steps, 2);
+    assert_eq!(state.tensors[0].0, "w.momentum_buffer");
+    let mut b = Sgd::new(0.9, 0.0);
+    b.load_state(state.clone()).unwrap();
+    assert_eq!(b.state(), state);
+}
+
+#[test]
+fn frozen_parameters_are_left_alone() {
+    let mut rng = wengert::core::rng(0);
+    let mut layer = Linear::<f64>::new(3, 2, true, &mut rng).unwrap();
+    layer.weight.set_requires_grad(false);
+    let before = layer.weight.value().clone();
+    let tape = Tape::new();
+    let grads = {
+        let mut step = Step::train(&tape, 0);
+        let y = layer.forward(&mut step, tape.constant(Tensor::ones([4, 3]))).unwrap().sum_all().unwrap();
+        step.backward(y).unwrap()
+    };
+    assert!(grads.get(&layer.weight).is_none() && grads.get(layer.bias.as_ref().unwrap()).is_some());
+    Sgd::new(0.0, 0.0).step(&mut layer, &grads, 1.0).unwrap();
+    assert_eq!(layer.weight.value(), &before);
+    assert_eq!(layer.bias.as_ref().unwrap().value().data().len(), 2);
+    assert_eq!(layer.num_parameters(), 2);
+}
+
+#[test]
+fn schedules_at_chosen_steps() {
+    let paper = MultiStep { base: 0.1, milestones: vec![32_000, 48_000], gamma: 0.1 };
+    assert_eq!(paper.lr(0), 0.1);
+    assert_eq!(paper.lr(31_999), 0.1);
+    assert!((paper.lr(32_000) - 0.01).abs() < 1e-15);
+    assert!((paper.lr(48_000) - 0.001).abs() < 1e-15);
+    let step = StepDecay { base: 1.0, every: 10, gamma: 0.5 };
+    assert_eq!((step.lr(9), step.lr(10), step.lr(25)), (1.0, 0.5, 0.25));
+    let cos = Cosine { base: 1.0, min: 0.0, period: 100 };
+    assert_eq!(cos.lr(0), 1.0);
+    assert!((cos.lr(50) - 0.5).abs() < 1e-12);
+    assert_eq!(cos.lr(100), 0.0);
+    assert_eq!(cos.lr(1000), 0.0);
+    let warm = Warmup { steps: 4, start: 0.0, inner: paper };
+    assert_eq!(warm.lr(0), 0.0);
+    assert!((warm.lr(2) - 0.05).abs() < 1e-15);
+    assert_eq!(warm.lr(4), 0.1);
+    assert!((warm.lr(32_000) - 0.01).abs() < 1e-15);
+    assert_eq!(Warmup { steps: 10, start: 0.5, inner: Constant(2.0) }.lr(5), 1.5);
+}
+
+#[test]
+fn gradient_clipping_by_global_norm() {
+    let mut rng = wengert::core::rng(0);
+    let mut layer = Linear::<f64>::new(2, 2, true, &mut rng).unwrap();
+    let tape = Tape::new();
+    let mut grads = {
+        let mut step = Step::train(&tape, 0);
+        let y = layer.forward(&mut step, tape.constant(Tensor::full([1, 2], 10.0))).unwrap().sum_all().unwrap();
+        step.backward(y).unwrap()
+    };
+    // dL/dW = 10 everywhere (4 entries), dL/db = 1 (2 entries): norm √402.
+    let norm = clip_grad_norm(&mut grads, 1.0);
+    assert!((norm - 402f64.sqrt()).abs() < 1e-12);
+    let after: f64 = [&layer.weight, layer.bias.as_ref().unwrap()]
+        .iter()
+        .map(|p| grads.get(p).unwrap().data().iter().map(|v| v * v).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    assert!((after - 1.0).abs() < 1e-5, "{after}");
+    let _ = layer.forward(&mut Step::eval(&tape), tape.constant(Tensor::zeros([1, 2]))).unwrap();
+}
