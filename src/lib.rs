@@ -6,6 +6,7 @@
 //! - [`core`] (`wengert-core`): tensors, the tape, reverse and forward mode;
 //! - [`ops`] (`wengert-ops`): differentiable CNN operations;
 //! - [`nn`] (`wengert-nn`): layers, initialisation, optimisers, checkpoints;
+//! - [`resnet`] (`wengert-resnet`): residual networks and their data;
 //! - [`conformance`]: the runner that checks ops against reference cases;
 //! - [`bench`](mod@bench): the benchmark workloads shared with the PyTorch peer script.
 
@@ -15,6 +16,7 @@ pub use wengert_core as core;
 pub use wengert_core::{Error, Result, Tape, Tensor, Var};
 pub use wengert_nn as nn;
 pub use wengert_ops as ops;
+pub use wengert_resnet as resnet;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
