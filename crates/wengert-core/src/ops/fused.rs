@@ -1,0 +1,147 @@
+//! A whole function recorded as one entry of the tape.
+//!
+//! [`Var::call`] runs `f(inputs)` on a private inner tape and records one
+//! entry on the outer tape. Its vector-Jacobian product is the inner tape's
+//! backward pass, so the node behaves exactly like the function's ops
+//! recorded one by one — but it is one node: a residual block `x + F(x)`
+//! recorded this way has the backward `δ ↦ δ + J_Fᵀδ` (the inner sweep adds
+//! the identity path to F's), and its intermediate results are owned, and
+//! freed, as a unit.
+//!
+//! With `recompute`, the node keeps nothing but its inputs and runs `f`
+//! again during backward (gradient checkpointing, Chen et al. 2016):
+//! activation memory drops to the blocks' inputs, for one extra forward
+//! pass. Results are identical either way.
+//!
+//! When the backward pass is itself recorded (`Tape::grad`), the vjp re-runs
+//! `f` on the outer tape and differentiates that recording, so derivatives
+//! of every order work through the node as well.
+
+use crate::{BackwardOptions, Error, Float, InputGrads, Op, Result, Tape, Tensor, Var};
+use std::rc::Rc;
+
+/// A function of variables that can run on any tape.
+pub type Function<T> = Rc<dyn for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Var<'t, T>>>;
+
+/// The inner recording of one forward run: the tape, and the positions of
+/// the inputs and the output on it.
+struct Inner<T: Float> {
+    tape: Tape<T>,
+    inputs: Vec<u32>,
+    output: u32,
+}
+
+impl<T: Float> Inner<T> {
+    fn record(f: &Function<T>, values: &[Tensor<T>], needs: Option<&[bool]>) -> Result<Inner<T>> {
+        let tape = Tape::new();
+        let (inputs, output) = {
+            let vars: Vec<Var<'_, T>> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if needs.is_none_or(|n| n[i]) { tape.leaf(v.clone()) } else { tape.constant(v.clone()) })
+                .collect();
+            let out = f(&tape, &vars)?;
+            (vars.iter().map(|v| v.id).collect(), out.id)
+        };
+        Ok(Inner { tape, inputs, output })
+    }
+}
+
+/// The op behind [`Var::call`].
+struct Fused<T: Float> {
+    name: &'static str,
+    f: Function<T>,
+    recompute: bool,
+    inner: Option<Inner<T>>,
+}
+
+impl<T: Float> Op<T> for Fused<T> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let values: Vec<Tensor<T>> = inputs.iter().map(|t| (*t).clone()).collect();
+        let inner = Inner::record(&self.f, &values, None)?;
+        let out = Var { tape: &inner.tape, id: inner.output }.value()?;
+        if !self.recompute {
+            self.inner = Some(inner);
+        }
+        Ok(out)
+    }
+
+    fn vjp<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        g: Var<'t, T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<'t, T>> {
+        let outer = g.tape();
+        if outer.is_grad_enabled() {
+            // The backward pass is being recorded: differentiate a recording
+            // of f on the outer tape, so the result can be differentiated again.
+            let y = (self.f)(outer, inputs)?;
+            let wanted: Vec<Var<'t, T>> = inputs.iter().zip(needs).filter(|(_, &n)| n).map(|(v, _)| *v).collect();
+            let mut grads = outer.grad(y, &wanted, Some(g))?.into_iter();
+            return Ok(needs.iter().map(|&n| if n { grads.next() } else { None }).collect());
+        }
+        let fresh;
+        let inner = match &self.inner {
+            Some(inner) => inner,
+            None => {
+                let values = inputs.iter().map(|v| v.value()).collect::<Result<Vec<_>>>()?;
+                fresh = Inner::record(&self.f, &values, Some(needs))?;
+                &fresh
+            }
+        };
+        let wrt: Vec<Var<'_, T>> = inner.inputs.iter().map(|&id| Var { tape: &inner.tape, id }).collect();
+        let out = Var { tape: &inner.tape, id: inner.output };
+        // Keep the inner graph: a retained outer graph may run backward
+        // through this node again; it is freed with the node.
+        let seed = g.value()?;
+        let grads =
+            inner.tape.backward_with(out, BackwardOptions { seed: Some(seed), wrt: Some(&wrt), retain_graph: true })?;
+        let mut result = InputGrads::new();
+        for ((v, &need), w) in inputs.iter().zip(needs).zip(&wrt) {
+            result.push(if need {
+                let t = grads
+                    .get(*w)
+                    .cloned()
+                    .ok_or_else(|| Error::Vjp { op: self.name.into(), detail: "missing inner gradient".into() })?;
+                Some(v.tape().constant(t))
+            } else {
+                None
+            });
+        }
+        Ok(result)
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Records `f(inputs)` as a single entry named `name` on `inputs[0]`'s
+    /// tape; see the [module documentation](crate::ops::fused). With
+    /// `recompute`, only the inputs are kept and `f` runs again in backward.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use wengert_core::{ops::fused::Function, Tape, Tensor, Var};
+    /// // A residual unit x + w·x as one node.
+    /// let unit: Function<f64> = Rc::new(|_, v| v[0].add(v[1].mul(v[0])?));
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::scalar(2.0));
+    /// let w = tape.leaf(Tensor::scalar(0.1));
+    /// let y = Var::call("residual", unit, &[x, w], false)?;
+    /// assert_eq!(tape.len(), 3); // x, w and one node
+    /// let g = tape.backward(y)?;
+    /// assert_eq!(g.get(x).unwrap().item()?, 1.1); // δ(1 + w): the identity plus ∂F/∂x
+    /// assert_eq!(g.get(w).unwrap().item()?, 2.0);
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn call(name: &'static str, f: Function<T>, inputs: &[Var<'t, T>], recompute: bool) -> Result<Var<'t, T>> {
+        let Some(first) = inputs.first() else {
+            return Err(Error::argument(name, "inputs", "a fused call needs at least one input"));
+        };
+        first.tape.apply(Fused { name, f, recompute, inner: None }, inputs)
+    }
+}
