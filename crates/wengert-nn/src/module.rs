@@ -177,6 +177,13 @@ impl<'t, T: Float> Step<'t, T> {
         v
     }
 
+    /// Uses `var` as `p` in this step instead of putting `p`'s value on the
+    /// tape: for differentiating with respect to variables made elsewhere
+    /// (a conformance case's inputs, a meta-learning outer loop).
+    pub fn bind(&mut self, p: &Param<T>, var: Var<'t, T>) {
+        self.bound.push((p as ParamKey<T>, var));
+    }
+
     /// Backward from a one-element `loss` to every trainable parameter used
     /// in this step.
     pub fn backward(&self, loss: Var<'t, T>) -> Result<ParamGrads<T>> {

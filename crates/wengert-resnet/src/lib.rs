@@ -1,8 +1,11 @@
 //! # wengert-resnet
 //!
-//! Residual networks on Wengert. This first part holds the data side:
+//! Residual networks on Wengert:
 //!
+//! - [`block`]: residual blocks (basic, bottleneck, pre-activation, and the
+//!   plain block without a shortcut), each recorded on the tape as one node;
 //! - [`data`]: the IDX reader (MNIST, Fashion-MNIST), datasets, and a loader
 //!   with seeded shuffling, normalisation, augmentation and prefetching.
 
+pub mod block;
 pub mod data;

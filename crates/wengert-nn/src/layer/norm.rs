@@ -41,6 +41,29 @@ impl<T: Float> BatchNorm2d<T> {
         }
     }
 
+    /// Folds one training batch's statistics into the running estimates, as
+    /// PyTorch does: `r ← (1 − momentum)·r + momentum·batch`, with the
+    /// unbiased batch variance, and `num_batches_tracked += 1`.
+    pub fn update_running(&mut self, stats: &wengert_ops::BatchStats<T>) -> Result<()> {
+        if stats.count < 2 {
+            return Err(Error::shape(
+                "BatchNorm2d",
+                format!("{} value(s) per channel; training needs at least two", stats.count),
+            ));
+        }
+        let m = T::of(self.momentum);
+        let unbias = T::of(stats.count as f64 / (stats.count - 1) as f64);
+        let keep = T::one() - m;
+        self.running_mean.data_mut().iter_mut().zip(stats.mean.data()).for_each(|(r, &v)| *r = keep * *r + m * v);
+        self.running_var
+            .data_mut()
+            .iter_mut()
+            .zip(stats.var.data())
+            .for_each(|(r, &v)| *r = keep * *r + m * v * unbias);
+        self.num_batches_tracked += 1;
+        Ok(())
+    }
+
     /// Sets γ to zero: the residual branch this layer ends then starts as
     /// the zero function, and its block as the identity (Goyal et al. 2017).
     pub fn zero_init(&mut self) {

@@ -1,0 +1,96 @@
+//! Residual blocks as single nodes: recomputation, running statistics,
+//! names, and the block Jacobian's approach to the identity.
+
+use wengert::core::functional::jacobian;
+use wengert::core::{BackwardOptions, Tape, Tensor};
+use wengert::nn::{Module, StateMut, StateRef, Step};
+use wengert::resnet::block::{Block, Kind, Shortcut};
+
+fn grads_of(block: &mut Block<f64>, x: &Tensor<f64>) -> (Tensor<f64>, Vec<Tensor<f64>>) {
+    let tape = Tape::new();
+    let xv = tape.leaf(x.clone());
+    let mut step = Step::train(&tape, 0);
+    let y = block.forward(&mut step, xv).unwrap();
+    let seed = Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0);
+    let g = tape.backward_with(y, BackwardOptions { seed: Some(seed), wrt: Some(&[xv]), retain_graph: true }).unwrap();
+    let loss =
+        y.mul(tape.constant(Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0))).unwrap().sum_all().unwrap();
+    let pg = step.backward(loss).unwrap();
+    let mut params = Vec::new();
+    block.visit("", &mut |_, s| {
+        if let StateRef::Param(p) = s {
+            params.push(pg.get(p).unwrap().clone());
+        }
+    });
+    (g.into_tensors().remove(0), params)
+}
+
+#[test]
+fn recomputation_gives_identical_gradients() {
+    let x = Tensor::normal([2, 4, 6, 6], 0.0, 1.0, &mut wengert::core::rng(1)).unwrap();
+    for (kind, width, stride, shortcut) in [
+        (Kind::Basic, 8, 2, Shortcut::ZeroPad),
+        (Kind::Bottleneck, 2, 1, Shortcut::Projection),
+        (Kind::PreAct, 4, 1, Shortcut::Identity),
+    ] {
+        let mut a = Block::new(kind, 4, width, stride, shortcut, &mut wengert::core::rng(2)).unwrap();
+        let mut b = Block::new(kind, 4, width, stride, shortcut, &mut wengert::core::rng(2)).unwrap();
+        b.recompute = true;
+        assert_eq!(grads_of(&mut a, &x), grads_of(&mut b, &x), "{kind:?}");
+    }
+}
+
+#[test]
+fn training_updates_running_statistics_and_names_match_torchvision() {
+    let mut b = Block::<f32>::new(Kind::Bottleneck, 8, 4, 2, Shortcut::Projection, &mut wengert::core::rng(0)).unwrap();
+    let names = b.state_names();
+    for n in ["conv1.weight", "bn3.running_var", "downsample.0.weight", "downsample.1.num_batches_tracked"] {
+        assert!(names.iter().any(|m| m == n), "{n} not in {names:?}");
+    }
+    let tape = Tape::new();
+    let x = tape.constant(Tensor::normal([4, 8, 6, 6], 1.0, 2.0, &mut wengert::core::rng(3)).unwrap());
+    let y = b.forward(&mut Step::train(&tape, 0), x).unwrap();
+    assert_eq!(y.shape().dims(), &[4, 16, 3, 3]);
+    let mut counts = Vec::new();
+    b.visit("", &mut |n, s| {
+        if let StateRef::Count(c) = s {
+            counts.push((n, *c));
+        }
+    });
+    assert_eq!(counts.len(), 4);
+    assert!(counts.iter().all(|(_, c)| *c == 1), "{counts:?}");
+    assert!(Block::<f32>::new(Kind::Basic, 4, 8, 1, Shortcut::Identity, &mut wengert::core::rng(0)).is_err());
+}
+
+/// ‖J − I‖_F of a pre-activation block whose branch parameters are scaled
+/// by `s`, at a fixed input.
+fn distance_from_identity(s: f64) -> f64 {
+    let x = Tensor::normal([1, 2, 3, 3], 0.0, 1.0, &mut wengert::core::rng(7)).unwrap();
+    let j = jacobian(
+        |tape, v| {
+            let mut b =
+                Block::<f64>::new(Kind::PreAct, 2, 2, 1, Shortcut::Identity, &mut wengert::core::rng(8)).unwrap();
+            b.visit_mut("", &mut |_, e| {
+                if let StateMut::Param(p) = e {
+                    p.value_mut().data_mut().iter_mut().for_each(|w| *w *= s);
+                }
+            });
+            b.forward(&mut Step::train(tape, 0), v[0])
+        },
+        &x,
+    )
+    .unwrap();
+    let n = x.numel();
+    (0..n * n).map(|k| j.data()[k] - if k / n == k % n { 1.0 } else { 0.0 }).map(|d| d * d).sum::<f64>().sqrt()
+}
+
+#[test]
+fn block_jacobian_goes_to_the_identity_linearly() {
+    assert_eq!(distance_from_identity(0.0), 0.0, "J = I exactly at s = 0");
+    let (a, b) = (distance_from_identity(1e-2), distance_from_identity(1e-3));
+    assert!(a > 0.0 && b > 0.0);
+    // O(s): a tenth of the scale gives a tenth of the distance (F is
+    // quadratic in s here, since both convolutions scale; so ≤ C·s holds).
+    assert!(b <= a / 9.0, "{a} then {b}");
+    assert!(a <= 10.0 * 1e-2, "‖J − I‖ = {a} at s = 0.01");
+}
