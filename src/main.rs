@@ -30,6 +30,17 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Print a model's layers, parameter count and multiply-adds.
+    Summary {
+        /// A zoo name: resnet20 … resnet1202, plain20 …, resnet18 … resnet152.
+        model: String,
+        /// Input size C,H,W (default 3,32,32 for CIFAR models, 3,224,224 for ImageNet ones).
+        #[arg(long)]
+        input: Option<String>,
+        /// Number of classes (default 10 or 1000).
+        #[arg(long)]
+        classes: Option<usize>,
+    },
     /// Check every op against the reference cases (*.json) in DIR.
     Conformance {
         /// Folder of case files.
@@ -44,6 +55,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Demo { seed: 0 }) {
         Command::Demo { seed } => cli::demo::run(seed),
+        Command::Summary { model, input, classes } => cli::summary::run(&model, input.as_deref(), classes),
         Command::Bench { list, only } => cli::bench::run(list, only.as_deref()),
         Command::Conformance { dir, dtype } => cli::conformance::run(&dir, &dtype),
     };

@@ -345,6 +345,31 @@ impl<T: Float> Module<T> for Block<T> {
 }
 
 impl<T: Float> Block<T> {
+    /// The output `(channels, height, width)` for an input of `(c, h, w)`,
+    /// and the multiply-adds of the block's convolutions for one image.
+    pub fn shape_and_macs(&self, (c, h, w): (usize, usize, usize)) -> ((usize, usize, usize), u64) {
+        let s = self.stride;
+        let (oh, ow) = ((h - 1) / s + 1, (w - 1) / s + 1);
+        let mut macs = 0u64;
+        let mut c_out = c;
+        for (i, conv) in self.convs.iter().enumerate() {
+            let d = conv.value().dims();
+            // The strided convolution: the first 3×3 (or the only one) of the branch.
+            let strided = match self.kind {
+                Kind::Bottleneck => i >= 1,
+                _ => true,
+            };
+            let (hh, ww) = if strided { (oh, ow) } else { (h, w) };
+            macs += (d[0] * d[1] * d[2] * d[3] * hh * ww) as u64;
+            c_out = d[0];
+        }
+        if let Some((conv, _)) = &self.projection {
+            let d = conv.value().dims();
+            macs += (d[0] * d[1] * oh * ow) as u64;
+        }
+        ((c_out, oh, ow), macs)
+    }
+
     /// `(conv, bn)` names of the branch's layers.
     fn layer_names(&self) -> [(&'static str, &'static str); 3] {
         [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]

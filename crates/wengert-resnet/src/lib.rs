@@ -4,8 +4,11 @@
 //!
 //! - [`block`]: residual blocks (basic, bottleneck, pre-activation, and the
 //!   plain block without a shortcut), each recorded on the tape as one node;
+//! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
+//!   ResNet-18 to 152 in torchvision's layout;
 //! - [`data`]: the IDX reader (MNIST, Fashion-MNIST), datasets, and a loader
 //!   with seeded shuffling, normalisation, augmentation and prefetching.
 
 pub mod block;
 pub mod data;
+pub mod zoo;

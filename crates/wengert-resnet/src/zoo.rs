@@ -1,0 +1,231 @@
+//! The model zoo: CIFAR ResNets and their plain counterparts (He et al.
+//! 2016 §4.2) and the ImageNet ResNets in torchvision's layout.
+//!
+//! | name | layout |
+//! |---|---|
+//! | `resnet20` … `resnet1202` (depth `6n+2`) | 3×3 conv to 16 channels, three stages of `n` basic blocks (16/32/64 channels, stride 2 entering stages 2 and 3), option A shortcuts, global average pool, linear |
+//! | `plain20` … `plain1202` | the same layers without shortcuts |
+//! | `resnet18`, `resnet34` | 7×7/2 conv to 64, BN, ReLU, 3×3/2 max pool; basic blocks `[2,2,2,2]` / `[3,4,6,3]` of widths 64–512; option B shortcuts; global average pool; linear |
+//! | `resnet50`, `resnet101`, `resnet152` | the same stem; bottleneck blocks `[3,4,6,3]` / `[3,4,23,3]` / `[3,8,36,3]` (expansion 4, stride on the 3×3 conv) |
+
+use crate::block::{Block, Kind, Shortcut};
+use wengert_core::{Error, Float, Result, Rng, Var};
+use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
+use wengert_nn::layer::{BatchNorm2d, Linear};
+use wengert_nn::module::join;
+use wengert_nn::{Module, Param, StateMut, StateRef, Step};
+use wengert_ops::{conv2d, global_avg_pool2d, max_pool2d, relu, Conv2dOptions, Pool2d};
+
+/// The two families' stems and widths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// 32×32 inputs: 3×3 stem, widths 16/32/64.
+    Cifar,
+    /// 224×224 inputs: 7×7/2 stem and max pool, widths 64/128/256/512.
+    ImageNet,
+}
+
+/// An architecture, before its weights are drawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// The zoo name.
+    pub name: String,
+    /// The family.
+    pub family: Family,
+    /// The block kind.
+    pub kind: Kind,
+    /// Blocks per stage.
+    pub blocks: Vec<usize>,
+    /// The shortcut where the shape changes.
+    pub shortcut: Shortcut,
+}
+
+impl Spec {
+    /// The architecture called `name` (see the [module documentation](self)).
+    pub fn by_name(name: &str) -> Result<Spec> {
+        let unknown = || {
+            Error::argument(
+                "model",
+                "name",
+                format!("unknown model '{name}'; try resnet20 … resnet1202 (depth 6n+2), plain20 …, resnet18, resnet34, resnet50, resnet101, resnet152"),
+            )
+        };
+        let (plain, depth) = if let Some(d) = name.strip_prefix("plain") {
+            (true, d)
+        } else if let Some(d) = name.strip_prefix("resnet") {
+            (false, d)
+        } else {
+            return Err(unknown());
+        };
+        let depth: usize = depth.parse().map_err(|_| unknown())?;
+        let imagenet = match depth {
+            18 => Some((Kind::Basic, vec![2, 2, 2, 2])),
+            34 => Some((Kind::Basic, vec![3, 4, 6, 3])),
+            50 => Some((Kind::Bottleneck, vec![3, 4, 6, 3])),
+            101 => Some((Kind::Bottleneck, vec![3, 4, 23, 3])),
+            152 => Some((Kind::Bottleneck, vec![3, 8, 36, 3])),
+            _ => None,
+        };
+        if let (Some((kind, blocks)), false) = (imagenet, plain) {
+            return Ok(Spec {
+                name: name.into(),
+                family: Family::ImageNet,
+                kind,
+                blocks,
+                shortcut: Shortcut::Projection,
+            });
+        }
+        if depth < 8 || (depth - 2) % 6 != 0 {
+            return Err(unknown());
+        }
+        let n = (depth - 2) / 6;
+        let kind = if plain { Kind::Plain } else { Kind::Basic };
+        Ok(Spec { name: name.into(), family: Family::Cifar, kind, blocks: vec![n; 3], shortcut: Shortcut::ZeroPad })
+    }
+
+    /// The default input `(channels, height, width)` and class count of the family.
+    pub fn defaults(&self) -> ((usize, usize, usize), usize) {
+        match self.family {
+            Family::Cifar => ((3, 32, 32), 10),
+            Family::ImageNet => ((3, 224, 224), 1000),
+        }
+    }
+
+    fn widths(&self) -> Vec<usize> {
+        match self.family {
+            Family::Cifar => vec![16, 32, 64],
+            Family::ImageNet => vec![64, 128, 256, 512],
+        }
+    }
+}
+
+/// What [`ResNet::summary`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Each stage's (or block's) name and output `[C, H, W]`.
+    pub rows: Vec<(String, [usize; 3])>,
+    /// Multiply-adds for one image.
+    pub macs: u64,
+}
+
+/// A residual (or plain) network of the zoo.
+pub struct ResNet<T: Float> {
+    spec: Spec,
+    stem: Param<T>,
+    stem_norm: BatchNorm2d<T>,
+    stages: Vec<Vec<Block<T>>>,
+    fc: Linear<T>,
+}
+
+impl<T: Float> ResNet<T> {
+    /// Builds `spec` for images of `in_channels` and `classes` outputs, with
+    /// weights drawn from `rng` (Kaiming-normal convolutions, PyTorch's
+    /// default for the final linear layer).
+    pub fn new(spec: &Spec, in_channels: usize, classes: usize, rng: &mut Rng) -> Result<Self> {
+        let widths = spec.widths();
+        let k = if spec.family == Family::Cifar { 3 } else { 7 };
+        let stem = Param::new(kaiming_normal([widths[0], in_channels, k, k], Fan::FanOut, RELU_GAIN, rng)?);
+        let mut c = widths[0];
+        let mut stages = Vec::new();
+        for (i, (&n, &width)) in spec.blocks.iter().zip(&widths).enumerate() {
+            let mut stage = Vec::new();
+            for j in 0..n {
+                let stride = if i > 0 && j == 0 { 2 } else { 1 };
+                let c_out = if spec.kind == Kind::Bottleneck { 4 * width } else { width };
+                let shortcut = if stride != 1 || c != c_out { spec.shortcut } else { Shortcut::Identity };
+                stage.push(Block::new(spec.kind, c, width, stride, shortcut, rng)?);
+                c = c_out;
+            }
+            stages.push(stage);
+        }
+        Ok(ResNet {
+            spec: spec.clone(),
+            stem,
+            stem_norm: BatchNorm2d::new(widths[0]),
+            stages,
+            fc: Linear::new(c, classes, true, rng)?,
+        })
+    }
+
+    /// Builds the zoo model called `name`.
+    pub fn by_name(name: &str, in_channels: usize, classes: usize, rng: &mut Rng) -> Result<Self> {
+        Self::new(&Spec::by_name(name)?, in_channels, classes, rng)
+    }
+
+    /// The architecture.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Turns per-block recomputation on or off for every block.
+    pub fn set_recompute(&mut self, on: bool) {
+        self.stages.iter_mut().flatten().for_each(|b| b.recompute = on);
+    }
+
+    /// The layers with their output shapes for one image of `(c, h, w)`,
+    /// and the multiply-adds of all convolutions and the linear layer.
+    pub fn summary(&self, (c, h, w): (usize, usize, usize)) -> Result<Summary> {
+        let d = self.stem.value().dims();
+        if c != d[1] {
+            return Err(Error::shape("summary", format!("the model takes {} input channels, not {c}", d[1])));
+        }
+        let (s, k) = if self.spec.family == Family::Cifar { (1, 3) } else { (2, 7) };
+        let (mut h, mut w) = ((h + 2 * (k / 2) - k) / s + 1, (w + 2 * (k / 2) - k) / s + 1);
+        let mut macs = (d.iter().product::<usize>() * h * w) as u64;
+        let mut rows = vec![("conv1 + bn1 + relu".to_string(), [d[0], h, w])];
+        if self.spec.family == Family::ImageNet {
+            (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+            rows.push(("maxpool 3×3/2".into(), [d[0], h, w]));
+        }
+        let mut shape = (d[0], h, w);
+        for (i, stage) in self.stages.iter().enumerate() {
+            for (j, b) in stage.iter().enumerate() {
+                let (out, m) = b.shape_and_macs(shape);
+                macs += m;
+                shape = out;
+                rows.push((format!("layer{}.{j}", i + 1), [out.0, out.1, out.2]));
+            }
+        }
+        let fc = self.fc.weight.value().dims();
+        macs += (fc[0] * fc[1]) as u64;
+        rows.push(("avgpool + fc".into(), [fc[0], 1, 1]));
+        Ok(Summary { rows, macs })
+    }
+}
+
+impl<T: Float> Module<T> for ResNet<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let (s, p) = if self.spec.family == Family::Cifar { (1, 1) } else { (2, 3) };
+        let h = conv2d(x, step.param(&self.stem), None, &Conv2dOptions::square(s, p))?;
+        let mut h = relu(self.stem_norm.forward(step, h)?)?;
+        if self.spec.family == Family::ImageNet {
+            h = max_pool2d(h, &Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false })?;
+        }
+        for b in self.stages.iter_mut().flatten() {
+            h = b.forward(step, h)?;
+        }
+        self.fc.forward(step, global_avg_pool2d(h)?)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        f(join(prefix, "conv1.weight"), StateRef::Param(&self.stem));
+        self.stem_norm.visit(&join(prefix, "bn1"), f);
+        for (i, stage) in self.stages.iter().enumerate() {
+            for (j, b) in stage.iter().enumerate() {
+                b.visit(&join(prefix, &format!("layer{}.{j}", i + 1)), f);
+            }
+        }
+        self.fc.visit(&join(prefix, "fc"), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        f(join(prefix, "conv1.weight"), StateMut::Param(&mut self.stem));
+        self.stem_norm.visit_mut(&join(prefix, "bn1"), f);
+        for (i, stage) in self.stages.iter_mut().enumerate() {
+            for (j, b) in stage.iter_mut().enumerate() {
+                b.visit_mut(&join(prefix, &format!("layer{}.{j}", i + 1)), f);
+            }
+        }
+        self.fc.visit_mut(&join(prefix, "fc"), f);
+    }
+}

@@ -1,0 +1,55 @@
+//! The zoo's architectures: exact parameter counts, shapes, multiply-adds.
+
+use wengert::core::{Tape, Tensor};
+use wengert::nn::{Module, Step};
+use wengert::resnet::zoo::{ResNet, Spec};
+
+fn count(name: &str, c: usize, classes: usize) -> usize {
+    ResNet::<f32>::by_name(name, c, classes, &mut wengert::core::rng(0)).unwrap().num_parameters()
+}
+
+#[test]
+fn parameter_counts_match_the_published_models() {
+    // torchvision's counts for the ImageNet models.
+    assert_eq!(count("resnet18", 3, 1000), 11_689_512);
+    assert_eq!(count("resnet34", 3, 1000), 21_797_672);
+    assert_eq!(count("resnet50", 3, 1000), 25_557_032);
+    assert_eq!(count("resnet101", 3, 1000), 44_549_160);
+    // CIFAR ResNet-20 with option A shortcuts (no shortcut parameters): 0.27M.
+    assert_eq!(count("resnet20", 3, 10), 269_722);
+    assert_eq!(count("plain20", 3, 10), 269_722);
+    assert_eq!(count("resnet56", 3, 10), 853_018);
+    // Any input channels and classes.
+    assert_eq!(count("resnet20", 1, 10), 269_722 - 2 * 16 * 9);
+}
+
+#[test]
+fn multiply_adds_and_shapes() {
+    let net = ResNet::<f32>::by_name("resnet50", 3, 1000, &mut wengert::core::rng(0)).unwrap();
+    let s = net.summary((3, 224, 224)).unwrap();
+    let (rows, macs) = (s.rows, s.macs);
+    // Commonly quoted as 4.09 G (convolutions and the linear layer).
+    assert!((4.08e9..4.10e9).contains(&(macs as f64)), "{macs}");
+    assert_eq!(rows.last().unwrap().1, [1000, 1, 1]);
+    assert_eq!(rows.iter().find(|r| r.0 == "layer4.2").unwrap().1, [2048, 7, 7]);
+    let r18 = ResNet::<f32>::by_name("resnet18", 3, 1000, &mut wengert::core::rng(0)).unwrap();
+    assert!((1.81e9..1.82e9).contains(&(r18.summary((3, 224, 224)).unwrap().macs as f64)));
+    assert!(Spec::by_name("resnet21").is_err() && Spec::by_name("vgg16").is_err());
+}
+
+#[test]
+fn a_cifar_resnet_runs_on_mnist_sized_input() {
+    let mut net = ResNet::<f32>::by_name("resnet20", 1, 10, &mut wengert::core::rng(0)).unwrap();
+    let tape = Tape::new();
+    let x = tape.constant(Tensor::normal([2, 1, 28, 28], 0.0, 1.0, &mut wengert::core::rng(1)).unwrap());
+    let mut step = Step::train(&tape, 0);
+    let y = net.forward(&mut step, x).unwrap();
+    assert_eq!(y.shape().dims(), &[2, 10]);
+    let loss = wengert::ops::cross_entropy(y, &[3, 7]).unwrap();
+    let g = step.backward(loss).unwrap();
+    // Stem conv and BN (3 tensors), 9 blocks of 2 convs and 2 BNs (6 each), fc (2).
+    let mut params = 0;
+    net.visit("", &mut |_, s| params += matches!(s, wengert::nn::StateRef::Param(_)) as usize);
+    assert_eq!(params, 3 + 9 * 6 + 2);
+    assert_eq!(g.len(), params, "every trainable tensor gets a gradient");
+}
