@@ -6,6 +6,7 @@
 //! (random inputs with fixed seeds) and returns the work of one call.
 
 use wengert_core::{BackwardOptions, Result, Tape, Tensor};
+
 use wengert_ops::{batch_norm_train, conv2d, matmul, relu, tanh, Conv2dOptions};
 
 /// A seeded standard-normal tensor.
@@ -115,6 +116,68 @@ pub fn tape_overhead() -> Result<impl FnMut() -> Result<()>> {
             std::hint::black_box(g);
         }
         tape.clear();
+        Ok(())
+    })
+}
+
+/// A CIFAR ResNet of depth `6n+2` as the peer script builds it: option B
+/// shortcuts (1×1 projection + BN where the shape changes).
+fn cifar_option_b(depth: usize) -> wengert_resnet::zoo::Spec {
+    use wengert_resnet::{block::Shortcut, zoo::Spec};
+    let spec = Spec::by_name(&format!("resnet{depth}")).expect("a zoo depth");
+    Spec { shortcut: Shortcut::Projection, ..spec }
+}
+
+/// One training step of a zoo model: forward, softmax cross-entropy (mean),
+/// backward, SGD (lr 0.01, momentum 0.9, weight decay 5e-4), on a fixed
+/// random batch. Returns the step and the model's parameter count.
+fn train_step(
+    spec: &wengert_resnet::zoo::Spec,
+    batch: usize,
+    hw: usize,
+    classes: usize,
+) -> Result<(impl FnMut() -> Result<()>, usize)> {
+    use wengert_nn::optim::{Optimizer, Sgd};
+    use wengert_nn::{Module, Step};
+    let mut model = wengert_resnet::zoo::ResNet::<f32>::new(spec, 3, classes, &mut wengert_core::rng(0))?;
+    let params = model.num_parameters();
+    let x = randn(&[batch, 3, hw, hw], 1)?;
+    let labels: Vec<usize> = (0..batch).map(|i| (i * 7919) % classes).collect();
+    let mut opt = Sgd::new(0.9, 5e-4);
+    Ok((
+        move || {
+            let tape = Tape::new();
+            let grads = {
+                let mut step = Step::train(&tape, 0);
+                let logits = model.forward(&mut step, tape.constant(x.clone()))?;
+                let loss = wengert_ops::cross_entropy(logits, &labels)?;
+                step.backward(loss)?
+            };
+            opt.step(&mut model, &grads, 0.01)
+        },
+        params,
+    ))
+}
+
+/// `resnet{depth}_train_step`: CIFAR ResNet, batch 128 of 3×32×32, 10 classes.
+pub fn cifar_train_step(depth: usize) -> Result<(impl FnMut() -> Result<()>, usize)> {
+    train_step(&cifar_option_b(depth), 128, 32, 10)
+}
+
+/// `resnet50_train_step`: ImageNet ResNet-50, batch 16 of 3×224×224.
+pub fn resnet50_train_step() -> Result<(impl FnMut() -> Result<()>, usize)> {
+    train_step(&wengert_resnet::zoo::Spec::by_name("resnet50")?, 16, 224, 1000)
+}
+
+/// `resnet50_forward`: ResNet-50 inference (evaluation mode, nothing recorded), batch 16.
+pub fn resnet50_forward() -> Result<impl FnMut() -> Result<()>> {
+    use wengert_nn::{Module, Step};
+    let mut model = wengert_resnet::zoo::ResNet::<f32>::by_name("resnet50", 3, 1000, &mut wengert_core::rng(0))?;
+    let x = randn(&[16, 3, 224, 224], 1)?;
+    Ok(move || {
+        let tape = Tape::new();
+        let y = tape.no_grad(|| model.forward(&mut Step::eval(&tape), tape.constant(x.clone())))?;
+        std::hint::black_box(y.value()?);
         Ok(())
     })
 }

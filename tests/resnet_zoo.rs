@@ -19,6 +19,13 @@ fn parameter_counts_match_the_published_models() {
     assert_eq!(count("resnet20", 3, 10), 269_722);
     assert_eq!(count("plain20", 3, 10), 269_722);
     assert_eq!(count("resnet56", 3, 10), 853_018);
+    // With option B shortcuts, as the shared benchmark's models.
+    let option_b = |d: &str| {
+        let spec = Spec { shortcut: wengert::resnet::block::Shortcut::Projection, ..Spec::by_name(d).unwrap() };
+        ResNet::<f32>::new(&spec, 3, 10, &mut wengert::core::rng(0)).unwrap().num_parameters()
+    };
+    assert_eq!(option_b("resnet20"), 272_474);
+    assert_eq!(option_b("resnet56"), 855_770);
     // Any input channels and classes.
     assert_eq!(count("resnet20", 1, 10), 269_722 - 2 * 16 * 9);
 }

@@ -49,7 +49,18 @@ const CONV: [(&str, usize, usize); 3] = [("c16_h32", 16, 32), ("c32_h16", 32, 16
 fn names() -> Vec<String> {
     let mut v: Vec<String> = GEMM.iter().map(|n| format!("gemm_n{n}")).collect();
     v.extend(CONV.iter().map(|(s, _, _)| format!("conv3x3_{s}")));
-    v.extend(["basic_block_fwdbwd", "tape_overhead", "peak_sgemm_n4096"].map(String::from));
+    v.extend(
+        [
+            "basic_block_fwdbwd",
+            "resnet20_train_step",
+            "resnet56_train_step",
+            "resnet50_train_step",
+            "resnet50_forward",
+            "tape_overhead",
+            "peak_sgemm_n4096",
+        ]
+        .map(String::from),
+    );
     v
 }
 
@@ -81,13 +92,60 @@ fn run_one(name: &str) -> Result<()> {
             emit(name, "us_per_op", t / ops * 1e6, "us", reps);
         }
         "peak_sgemm_n4096" => gemm(4096, name, (1, 5, 20, 4.0))?,
+        "resnet20_train_step" | "resnet56_train_step" => {
+            let depth = if name == "resnet20_train_step" { 20 } else { 56 };
+            let (step, _) = bench::cifar_train_step(depth)?;
+            let (t, reps) = time(step, 2, 5, 30, 6.0)?;
+            emit(name, "images_per_s", 128.0 / t, "img/s", reps);
+        }
+        "resnet50_train_step" => {
+            let (step, _) = bench::resnet50_train_step()?;
+            let (t, reps) = time(step, 1, 3, 10, 12.0)?;
+            emit(name, "images_per_s", 16.0 / t, "img/s", reps);
+        }
+        "resnet50_forward" => {
+            let (t, reps) = time(bench::resnet50_forward()?, 1, 3, 10, 6.0)?;
+            emit(name, "images_per_s", 16.0 / t, "img/s", reps);
+        }
         _ => return Err(Error::argument("bench", "--only", format!("unknown workload '{name}'; see --list"))),
     }
     Ok(())
 }
 
-/// Lists the workloads, or runs the comma-separated ones in `only` (all by default).
-pub fn run(list: bool, only: Option<&str>) -> Result<ExitCode> {
+/// Peak resident memory (`VmHWM`) in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+/// `--mem resnet56|resnet50`: a few train steps, then the peak memory.
+fn mem(model: &str) -> Result<()> {
+    let (mut step, steps, workload): (Box<dyn FnMut() -> Result<()>>, usize, &str) = match model {
+        "resnet56" => (Box::new(bench::cifar_train_step(56)?.0), 4, "resnet56_train_step"),
+        "resnet50" => (Box::new(bench::resnet50_train_step()?.0), 3, "resnet50_train_step"),
+        other => {
+            return Err(Error::argument("bench", "--mem", format!("unknown model '{other}'; use resnet56 or resnet50")))
+        }
+    };
+    for _ in 0..steps {
+        step()?;
+    }
+    let peak = peak_rss_mib().ok_or_else(|| Error::argument("bench", "--mem", "no VmHWM in /proc/self/status"))?;
+    println!(
+        "{}",
+        json!({"system": "wengert", "workload": workload, "metric": "peak_rss", "value": (peak * 10.0).round() / 10.0, "unit": "MiB", "reps": steps})
+    );
+    Ok(())
+}
+
+/// Lists the workloads, or runs the comma-separated ones in `only` (all by
+/// default), or (`mem`) measures a model's peak training memory.
+pub fn run(list: bool, only: Option<&str>, mem_model: Option<&str>) -> Result<ExitCode> {
+    if let Some(m) = mem_model {
+        mem(m)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if list {
         names().iter().for_each(|n| println!("{n}"));
         return Ok(ExitCode::SUCCESS);

@@ -4,3 +4,4 @@ pub mod bench;
 pub mod conformance;
 pub mod demo;
 pub mod summary;
+pub mod train;

@@ -6,9 +6,12 @@
 //!   plain block without a shortcut), each recorded on the tape as one node;
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
+//! - [`train`]: a trainer with SGD, warm-up and cosine decay, evaluation,
+//!   checkpoints and resuming;
 //! - [`data`]: the IDX reader (MNIST, Fashion-MNIST), datasets, and a loader
 //!   with seeded shuffling, normalisation, augmentation and prefetching.
 
 pub mod block;
 pub mod data;
+pub mod train;
 pub mod zoo;

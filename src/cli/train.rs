@@ -1,0 +1,191 @@
+//! `wengert train` and `wengert eval`: a zoo model on MNIST-style data.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use wengert::core::{Error, Result};
+use wengert::nn::checkpoint::{load_model, write_atomic};
+use wengert::resnet::data::{Augment, Dataset, Loader, Split};
+use wengert::resnet::train::{evaluate, Config, Score, Trainer};
+use wengert::resnet::zoo::ResNet;
+
+/// What `wengert train` was asked to do.
+pub struct TrainArgs {
+    pub model: String,
+    pub dataset: String,
+    pub data_dir: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub threads: Option<usize>,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub limit: Option<usize>,
+    pub pad: usize,
+}
+
+/// The folder of a dataset: `--data-dir`, or the bundled MNIST, or Debian's
+/// Fashion-MNIST package.
+fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = given {
+        return Ok(d.to_path_buf());
+    }
+    match dataset {
+        "mnist" => {
+            let local = PathBuf::from("data/mnist");
+            Ok(if local.is_dir() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist") })
+        }
+        "fashion-mnist" => {
+            let d = PathBuf::from("/usr/share/datasets/fashion-mnist");
+            if d.is_dir() {
+                Ok(d)
+            } else {
+                Err(Error::Io {
+                    path: d.display().to_string(),
+                    detail: "not found: install it with 'apt-get install dataset-fashion-mnist' or pass --data-dir"
+                        .into(),
+                })
+            }
+        }
+        other => {
+            Err(Error::argument("train", "--dataset", format!("unknown dataset '{other}'; use mnist or fashion-mnist")))
+        }
+    }
+}
+
+/// MNIST-style normalisation: (mean, std) of the pixels in [0, 1].
+fn normalisation(dataset: &str) -> (f64, f64) {
+    if dataset == "fashion-mnist" {
+        (0.2860, 0.3530)
+    } else {
+        (0.1307, 0.3081)
+    }
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::argument("train", "--threads", e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn percent(s: &Score) -> String {
+    format!("{:.2}%", 100.0 * s.accuracy)
+}
+
+/// Trains, evaluating after each epoch; prints `test accuracy: XX.XX%` last.
+pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    set_threads(a.threads)?;
+    let dir = data_dir(&a.dataset, a.data_dir.as_deref())?;
+    let mut train_set = Dataset::load(&dir, Split::Train)?;
+    if let Some(n) = a.limit {
+        train_set = train_set.take(n);
+    }
+    let test_set = Dataset::load(&dir, Split::Test)?;
+    let mut train = Loader::new(train_set, a.batch_size, a.seed);
+    train.normalise = normalisation(&a.dataset);
+    train.augment = Augment { pad: a.pad, flip: a.dataset == "fashion-mnist" };
+    let mut test = Loader::new(test_set, 500, a.seed);
+    test.shuffle = false;
+    test.normalise = train.normalise;
+    let model = ResNet::<f32>::by_name(&a.model, 1, 10, &mut wengert::core::rng(a.seed))?;
+    let config =
+        Config { epochs: a.epochs, lr: a.lr, momentum: 0.9, weight_decay: a.weight_decay, warmup: 100, seed: a.seed };
+    let mut trainer = Trainer::new(model, config, train.batches());
+    if a.resume {
+        trainer.resume(&a.out)?;
+        println!("resumed from {} at iteration {}", a.out.display(), trainer.iteration);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // Ctrl-C: finish the current step, save a checkpoint, then exit.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let csv = a.out.join("metrics.csv");
+    let mut rows = vec!["epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_s".to_string()];
+    if a.resume {
+        if let Ok(old) = std::fs::read_to_string(&csv) {
+            rows = old.lines().map(String::from).collect();
+        }
+    }
+    let mut last_test = None;
+    while trainer.position().0 < a.epochs {
+        let (epoch, start) = trainer.position();
+        let bar = indicatif::ProgressBar::new(train.batches() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .map_err(|e| Error::argument("train", "progress", e.to_string()))?
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, a.epochs));
+        bar.set_position(start as u64);
+        let mut ips = 0.0;
+        let mut interrupted = false;
+        let score = {
+            let stop = stop.clone();
+            let result = trainer.epoch(&train, |s, rate| {
+                ips = rate;
+                bar.inc(1);
+                bar.set_message(format!("loss {:.4} acc {} {:.0} img/s", s.loss, percent(s), rate));
+                if stop.load(Ordering::SeqCst) {
+                    interrupted = true;
+                }
+            });
+            bar.finish_and_clear();
+            result?
+        };
+        if interrupted || stop.load(Ordering::SeqCst) {
+            trainer.save(&a.out)?;
+            println!("interrupted: checkpoint saved in {} (resume with --resume)", a.out.display());
+            return Ok(ExitCode::from(130));
+        }
+        let t = trainer.evaluate(&test)?;
+        println!(
+            "epoch {}: train loss {:.4} accuracy {}, test loss {:.4} accuracy {}, {ips:.0} images/s",
+            epoch + 1,
+            score.loss,
+            percent(&score),
+            t.loss,
+            percent(&t)
+        );
+        rows.push(format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{ips:.1}",
+            epoch + 1,
+            score.loss,
+            score.accuracy,
+            t.loss,
+            t.accuracy
+        ));
+        trainer.save(&a.out)?;
+        write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
+        last_test = Some(t);
+    }
+    let t = match last_test {
+        Some(t) => t,
+        None => trainer.evaluate(&test)?,
+    };
+    println!("checkpoint: {}", a.out.join("model.safetensors").display());
+    println!("test accuracy: {}", percent(&t));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wengert eval --checkpoint FILE`: test accuracy of a saved model.
+pub fn eval(model: &str, checkpoint: &Path, dataset: &str, data_dir: Option<&Path>) -> Result<ExitCode> {
+    let dir = self::data_dir(dataset, data_dir)?;
+    let mut test = Loader::new(Dataset::load(&dir, Split::Test)?, 500, 0);
+    test.shuffle = false;
+    test.normalise = normalisation(dataset);
+    let mut net = ResNet::<f32>::by_name(model, 1, 10, &mut wengert::core::rng(0))?;
+    load_model(&mut net, checkpoint, true)?;
+    let s = evaluate(&mut net, &test)?;
+    println!("test loss: {:.4}", s.loss);
+    println!("test accuracy: {}", percent(&s));
+    Ok(ExitCode::SUCCESS)
+}
