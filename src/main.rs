@@ -35,48 +35,7 @@ enum Command {
         mem: Option<String>,
     },
     /// Train a zoo model (ResNet-20 on the bundled MNIST by default).
-    Train {
-        /// Zoo model name.
-        #[arg(long, default_value = "resnet20")]
-        model: String,
-        /// mnist (bundled) or fashion-mnist (Debian's dataset-fashion-mnist).
-        #[arg(long, default_value = "mnist")]
-        dataset: String,
-        /// A folder of IDX files to use instead.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Epochs.
-        #[arg(long, default_value_t = 1)]
-        epochs: usize,
-        /// Images per batch (64 reached 99.17% after one epoch of MNIST, 128 reached 99.08%).
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// Peak learning rate (warm-up, then cosine decay).
-        #[arg(long, default_value_t = 0.1)]
-        lr: f64,
-        /// L2 weight decay.
-        #[arg(long, default_value_t = 5e-4)]
-        weight_decay: f64,
-        /// Seed of weights, shuffling and augmentation.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Worker threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Output folder for the checkpoint and metrics.
-        #[arg(long, default_value = "runs/latest")]
-        out: PathBuf,
-        /// Continue from the checkpoint in the output folder.
-        #[arg(long)]
-        resume: bool,
-        /// Train on the first N images only (quick runs).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Random-crop augmentation: pad by N pixels, crop back (0: off; the
-        /// digits are centred, so one epoch trains best without it).
-        #[arg(long, default_value_t = 0)]
-        pad: usize,
-    },
+    Train(cli::train::TrainArgs),
     /// Test accuracy of a saved model.
     Eval {
         /// The model.safetensors file.
@@ -117,35 +76,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Demo { seed: 0 }) {
         Command::Demo { seed } => cli::demo::run(seed),
-        Command::Train {
-            model,
-            dataset,
-            data_dir,
-            epochs,
-            batch_size,
-            lr,
-            weight_decay,
-            seed,
-            threads,
-            out,
-            resume,
-            limit,
-            pad,
-        } => cli::train::run(cli::train::TrainArgs {
-            model,
-            dataset,
-            data_dir,
-            epochs,
-            batch_size,
-            lr,
-            weight_decay,
-            seed,
-            threads,
-            out,
-            resume,
-            limit,
-            pad,
-        }),
+        Command::Train(args) => cli::train::run(args),
         Command::Eval { checkpoint, model, dataset, data_dir } => {
             cli::train::eval(&model, &checkpoint, &dataset, data_dir.as_deref())
         }

@@ -10,21 +10,49 @@ use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::train::{evaluate, Config, Score, Trainer};
 use wengert::resnet::zoo::ResNet;
 
-/// What `wengert train` was asked to do.
+/// The options of `wengert train`.
+#[derive(clap::Args)]
 pub struct TrainArgs {
-    pub model: String,
-    pub dataset: String,
-    pub data_dir: Option<PathBuf>,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub seed: u64,
-    pub threads: Option<usize>,
-    pub out: PathBuf,
-    pub resume: bool,
-    pub limit: Option<usize>,
-    pub pad: usize,
+    /// Zoo model name.
+    #[arg(long, default_value = "resnet20")]
+    model: String,
+    /// mnist (bundled) or fashion-mnist (Debian's dataset-fashion-mnist).
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// A folder of IDX files to use instead.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Epochs.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Images per batch (64 reached 99.17% after one epoch of MNIST, 128 reached 99.08%).
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (warm-up, then cosine decay).
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+    /// Seed of weights, shuffling and augmentation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder for the checkpoint and metrics.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    /// Continue from the checkpoint in the output folder.
+    #[arg(long)]
+    resume: bool,
+    /// Train on the first N images only (quick runs).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Random-crop augmentation: pad by N pixels, crop back (0: off; the
+    /// digits are centred, so one epoch trains best without it).
+    #[arg(long, default_value_t = 0)]
+    pad: usize,
 }
 
 /// The folder of a dataset: `--data-dir`, or the bundled MNIST, or Debian's

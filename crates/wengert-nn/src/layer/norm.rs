@@ -78,22 +78,7 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
             return wengert_ops::batch_norm_eval(x, Some(w), Some(b), &self.running_mean, &self.running_var, self.eps);
         }
         let (y, stats) = wengert_ops::batch_norm_train(x, Some(w), Some(b), self.eps)?;
-        if stats.count < 2 {
-            return Err(Error::shape(
-                "BatchNorm2d",
-                format!("input {} has one value per channel; training needs at least two", x.shape()),
-            ));
-        }
-        let m = T::of(self.momentum);
-        let unbias = T::of(stats.count as f64 / (stats.count - 1) as f64);
-        let keep = T::one() - m;
-        self.running_mean.data_mut().iter_mut().zip(stats.mean.data()).for_each(|(r, &v)| *r = keep * *r + m * v);
-        self.running_var
-            .data_mut()
-            .iter_mut()
-            .zip(stats.var.data())
-            .for_each(|(r, &v)| *r = keep * *r + m * v * unbias);
-        self.num_batches_tracked += 1;
+        self.update_running(&stats)?;
         Ok(y)
     }
 

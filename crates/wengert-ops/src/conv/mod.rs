@@ -6,11 +6,11 @@
 //! groups, dilation)`. Weights are `[out, in/groups, kh, kw]` for conv2d and
 //! `[in, out/groups, kh, kw]` for the transposed conv.
 //!
-//! Three ops, closed under differentiation: [`Conv`] (`y = x ⋆ w`),
-//! [`ConvInputGrad`] (its gradient with respect to `x`, which *is* the
-//! transposed convolution) and [`ConvWeightGrad`] (its gradient with respect
-//! to `w`). Each one's vector-Jacobian product is built from the other two,
-//! so derivatives of every order work.
+//! One op, [`Conv`], in three roles closed under differentiation: the
+//! convolution `y = x ⋆ w`, its gradient with respect to `x` (which *is* the
+//! transposed convolution) and its gradient with respect to `w`. Each role's
+//! vector-Jacobian product is built from the other two, so derivatives of
+//! every order work.
 
 mod kernel;
 
@@ -258,94 +258,76 @@ fn transpose_geometry(x: &[usize], w: &[usize], o: &ConvTranspose2dOptions) -> R
     })
 }
 
-/// `y = x ⋆ w` (inputs `x`, `w`).
-#[derive(Clone, Debug)]
-pub struct Conv(Geometry);
+/// Which of the three linear maps of a convolution an op computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// `y = x ⋆ w` (inputs `x`, `w`).
+    Forward,
+    /// `dx = convᵀ(gy, w)`, the transposed convolution (inputs `gy`, `w`).
+    InputGrad,
+    /// `dw = Σ gy · unfold(x)ᵀ` (inputs `x`, `gy`).
+    WeightGrad,
+}
 
-/// `dx = Gᵀ-conv(gy, w)`, the transposed convolution (inputs `gy`, `w`).
-#[derive(Clone, Debug)]
-pub struct ConvInputGrad(Geometry);
+/// A convolution, its input gradient or its weight gradient, for one geometry.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv {
+    geom: Geometry,
+    role: Role,
+}
 
-/// `dw = Σ gy · unfold(x)ᵀ` (inputs `x`, `gy`).
-#[derive(Clone, Debug)]
-pub struct ConvWeightGrad(Geometry);
+impl Conv {
+    fn apply<'t, T: Float>(&self, role: Role, a: Var<'t, T>, b: Var<'t, T>) -> Result<Var<'t, T>> {
+        a.tape().apply(Conv { geom: self.geom, role }, &[a, b])
+    }
+}
 
 impl<T: Float> Op<T> for Conv {
     fn name(&self) -> &'static str {
-        "conv2d"
+        match self.role {
+            Role::Forward => "conv2d",
+            Role::InputGrad => "conv_transpose2d",
+            Role::WeightGrad => "conv2d_weight_grad",
+        }
     }
-    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        let g = &self.0;
-        g.expect("conv2d", "input", inputs[0].dims(), g.x_dims())?;
-        g.expect("conv2d", "weight", inputs[1].dims(), g.w_dims())?;
-        Tensor::from_vec(kernel::forward(g, inputs[0].data(), inputs[1].data()), g.y_dims())
-    }
-    fn vjp<'t>(
-        &self,
-        inputs: &[Var<'t, T>],
-        _: Var<'t, T>,
-        gy: Var<'t, T>,
-        needs: &[bool],
-    ) -> Result<InputGrads<'t, T>> {
-        let (x, w) = (inputs[0], inputs[1]);
-        let tape = gy.tape();
-        Ok(smallvec![
-            needs[0].then(|| tape.apply(ConvInputGrad(self.0), &[gy, w])).transpose()?,
-            needs[1].then(|| tape.apply(ConvWeightGrad(self.0), &[x, gy])).transpose()?
-        ])
-    }
-}
 
-impl<T: Float> Op<T> for ConvInputGrad {
-    fn name(&self) -> &'static str {
-        "conv_transpose2d"
-    }
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        let g = &self.0;
-        g.expect("conv_transpose2d", "input", inputs[0].dims(), g.y_dims())?;
-        g.expect("conv_transpose2d", "weight", inputs[1].dims(), g.w_dims())?;
-        Tensor::from_vec(kernel::input_grad(g, inputs[0].data(), inputs[1].data()), g.x_dims())
+        let g = &self.geom;
+        let op = <Self as Op<T>>::name(self);
+        let (a, b) = (inputs[0], inputs[1]);
+        let (expect_a, expect_b, out) = match self.role {
+            Role::Forward => (("input", g.x_dims()), ("weight", g.w_dims()), g.y_dims()),
+            Role::InputGrad => (("input", g.y_dims()), ("weight", g.w_dims()), g.x_dims()),
+            Role::WeightGrad => (("input", g.x_dims()), ("output gradient", g.y_dims()), g.w_dims()),
+        };
+        g.expect(op, expect_a.0, a.dims(), expect_a.1)?;
+        g.expect(op, expect_b.0, b.dims(), expect_b.1)?;
+        let data = match self.role {
+            Role::Forward => kernel::forward(g, a.data(), b.data()),
+            Role::InputGrad => kernel::input_grad(g, a.data(), b.data()),
+            Role::WeightGrad => kernel::weight_grad(g, a.data(), b.data()),
+        };
+        Tensor::from_vec(data, out)
     }
-    fn vjp<'t>(
-        &self,
-        inputs: &[Var<'t, T>],
-        _: Var<'t, T>,
-        h: Var<'t, T>,
-        needs: &[bool],
-    ) -> Result<InputGrads<'t, T>> {
-        // ⟨h, convᵀ(gy, w)⟩ = ⟨conv(h, w), gy⟩: linear in gy and in w.
-        let (gy, w) = (inputs[0], inputs[1]);
-        let tape = h.tape();
-        Ok(smallvec![
-            needs[0].then(|| tape.apply(Conv(self.0), &[h, w])).transpose()?,
-            needs[1].then(|| tape.apply(ConvWeightGrad(self.0), &[h, gy])).transpose()?
-        ])
-    }
-}
 
-impl<T: Float> Op<T> for ConvWeightGrad {
-    fn name(&self) -> &'static str {
-        "conv2d_weight_grad"
-    }
-    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        let g = &self.0;
-        g.expect("conv2d_weight_grad", "input", inputs[0].dims(), g.x_dims())?;
-        g.expect("conv2d_weight_grad", "output gradient", inputs[1].dims(), g.y_dims())?;
-        Tensor::from_vec(kernel::weight_grad(g, inputs[0].data(), inputs[1].data()), g.w_dims())
-    }
+    /// All three maps are bilinear and each one's adjoint is another:
+    /// for `y = x ⋆ w`, `⟨g, x ⋆ w⟩ = ⟨convᵀ(g, w), x⟩ = ⟨Σ g·unfold(x)ᵀ, w⟩`.
     fn vjp<'t>(
         &self,
         inputs: &[Var<'t, T>],
         _: Var<'t, T>,
-        k: Var<'t, T>,
+        g: Var<'t, T>,
         needs: &[bool],
     ) -> Result<InputGrads<'t, T>> {
-        // ⟨k, Σ gy · unfold(x)ᵀ⟩ = ⟨gy, conv(x, k)⟩.
-        let (x, gy) = (inputs[0], inputs[1]);
-        let tape = k.tape();
+        let (a, b) = (inputs[0], inputs[1]);
+        let (first, second) = match self.role {
+            Role::Forward => ((Role::InputGrad, g, b), (Role::WeightGrad, a, g)),
+            Role::InputGrad => ((Role::Forward, g, b), (Role::WeightGrad, g, a)),
+            Role::WeightGrad => ((Role::InputGrad, b, g), (Role::Forward, a, g)),
+        };
         Ok(smallvec![
-            needs[0].then(|| tape.apply(ConvInputGrad(self.0), &[gy, k])).transpose()?,
-            needs[1].then(|| tape.apply(Conv(self.0), &[x, k])).transpose()?
+            needs[0].then(|| self.apply(first.0, first.1, first.2)).transpose()?,
+            needs[1].then(|| self.apply(second.0, second.1, second.2)).transpose()?
         ])
     }
 }
@@ -384,7 +366,7 @@ pub fn conv2d<'t, T: Float>(
     opts: &Conv2dOptions,
 ) -> Result<Var<'t, T>> {
     let geom = conv_geometry(&x.shape(), &w.shape(), opts)?;
-    let y = x.tape().apply(Conv(geom), &[x, w])?;
+    let y = x.tape().apply(Conv { geom, role: Role::Forward }, &[x, w])?;
     add_bias("conv2d", y, bias)
 }
 
@@ -399,6 +381,6 @@ pub fn conv_transpose2d<'t, T: Float>(
     opts: &ConvTranspose2dOptions,
 ) -> Result<Var<'t, T>> {
     let geom = transpose_geometry(&x.shape(), &w.shape(), opts)?;
-    let y = x.tape().apply(ConvInputGrad(geom), &[x, w])?;
+    let y = x.tape().apply(Conv { geom, role: Role::InputGrad }, &[x, w])?;
     add_bias("conv_transpose2d", y, bias)
 }
