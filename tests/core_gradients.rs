@@ -25,7 +25,7 @@ fn with_axes() -> impl Strategy<Value = (Tensor<f64>, Vec<isize>, bool)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn add_sub_mul_broadcast((a, b) in pair()) {
@@ -110,7 +110,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Grad-of-grad for every core op: the recorded backward pass,
     /// differentiated once more, against finite differences of the gradient.

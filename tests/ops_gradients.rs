@@ -62,7 +62,7 @@ fn pool_case() -> impl Strategy<Value = (Vec<usize>, Pool2d)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
     fn conv2d_gradients((x, w, b, o) in conv_case()) {

@@ -9,7 +9,7 @@ use wengert::core::Tensor;
 use wengert::ops::{self, Conv2dOptions, Pool2d};
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(8))]
+    #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
     fn conv2d_second_order(

@@ -2,12 +2,21 @@
 //!
 //! PyTorch: `torch.nn.functional.batch_norm` and `layer_norm`.
 //!
-//! Both are compositions of differentiable core ops, two-pass for numerical
-//! stability: the mean first, then the mean of squared deviations (never
-//! `E[x²] − E[x]²`, which cancels catastrophically when the mean is large).
-//! Composition keeps the backward pass exact and differentiable again.
+//! Statistics are two-pass for numerical stability: the mean first, then the
+//! mean of squared deviations (never `E[x²] − E[x]²`, which cancels
+//! catastrophically when the mean is large).
+//!
+//! Training-mode batch norm is one fused op: a parallel pass for the channel
+//! statistics (accumulated in f64), one pass to normalise, and one fused
+//! backward pass, keeping only the per-channel mean and inverse deviation.
+//! Written as a composition of core ops it kept about five full-size
+//! intermediates per layer and made nine passes over them. When the
+//! backward pass is itself recorded (second derivatives), the op
+//! differentiates the composition instead, so every order still works.
+//! Layer norm and evaluation-mode batch norm are compositions.
 
-use wengert_core::{Error, Float, Result, Tensor, Var};
+use rayon::prelude::*;
+use wengert_core::{smallvec, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// What a training-mode batch norm returns besides its output: the batch
 /// statistics, for updating running estimates.
@@ -68,7 +77,7 @@ pub fn batch_norm_train<'t, T: Float>(
     bias: Option<Var<'t, T>>,
     eps: f64,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    let (c, bshape) =
+    let (c, _) =
         check_bn(x, &[("weight", weight.map(|w| w.shape()).as_deref()), ("bias", bias.map(|b| b.shape()).as_deref())])?;
     check_eps("batch_norm", eps)?;
     let s = x.shape();
@@ -76,13 +85,154 @@ pub fn batch_norm_train<'t, T: Float>(
     if count < 1 {
         return Err(Error::shape("batch_norm", format!("input is {s}: no values per channel")));
     }
+    let tape = x.tape();
+    let w = weight.unwrap_or_else(|| tape.constant(Tensor::ones([c])));
+    let b = bias.unwrap_or_else(|| tape.constant(Tensor::zeros([c])));
+    let (mean, var) = channel_stats(&x.value()?, c);
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps }, &[x, w, b])?;
+    let to_tensor = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(T::of).collect(), [c]);
+    let stats = BatchStats { mean: to_tensor(mean)?, var: to_tensor(var)?, count };
+    Ok((y, stats))
+}
+
+/// Per-channel mean and biased variance of `[N, C, ...]`, two-pass, in f64,
+/// in parallel over channels.
+fn channel_stats<T: Float>(x: &Tensor<T>, c: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = x.dims()[0];
+    let inner = x.numel() / (n * c).max(1);
+    let count = (n * inner) as f64;
+    let data = x.data();
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let rows = || (0..n).map(move |i| &data[(i * c + ch) * inner..(i * c + ch + 1) * inner]);
+            let mean = rows().map(|r| r.iter().map(|v| v.as_f64()).sum::<f64>()).sum::<f64>() / count;
+            let var = rows().map(|r| r.iter().map(|v| (v.as_f64() - mean).powi(2)).sum::<f64>()).sum::<f64>() / count;
+            (mean, var)
+        })
+        .unzip()
+}
+
+/// Training-mode batch norm `y = (x − μ)·r·γ + β` over `[N, C, ...]` with the
+/// batch's per-channel mean `μ` and inverse deviation `r` (inputs `x`, `γ`, `β`).
+struct BatchNormTrain {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+    eps: f64,
+}
+
+/// Calls `f(channel, a row, b row, output row)` for every contiguous row of
+/// two `[N, C, ...]` tensors of one shape, writing a new tensor, in parallel
+/// over images.
+fn per_row<T: Float>(a: &Tensor<T>, b: &Tensor<T>, c: usize, f: impl Fn(usize, &[T], &[T], &mut [T]) + Sync) -> Vec<T> {
+    let n = a.dims()[0];
+    let inner = a.numel() / (n * c).max(1);
+    let image = (c * inner).max(1);
+    let mut out = vec![T::zero(); a.numel()];
+    out.par_chunks_mut(image).zip(a.data().par_chunks(image).zip(b.data().par_chunks(image))).for_each(
+        |(o, (ai, bi))| {
+            for ch in 0..c {
+                let row = ch * inner..(ch + 1) * inner;
+                f(ch, &ai[row.clone()], &bi[row.clone()], &mut o[row]);
+            }
+        },
+    );
+    out
+}
+
+impl<T: Float> Op<T> for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "batch_norm"
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let (x, w, b) = (inputs[0], inputs[1].data(), inputs[2].data());
+        let c = x.dims()[1];
+        let out = per_row(x, x, c, |ch, xs, _, ys| {
+            let scale = T::of(self.inv_std[ch]) * w[ch];
+            let shift = b[ch] - T::of(self.mean[ch]) * scale;
+            ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * scale + shift);
+        });
+        Tensor::from_vec(out, x.shape().clone())
+    }
+
+    fn vjp<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        g: Var<'t, T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<'t, T>> {
+        let tape = g.tape();
+        if tape.is_grad_enabled() {
+            // Recorded backward: differentiate the composition, which can be
+            // differentiated again.
+            let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
+            let y = batch_norm_composite(x, w, b, self.eps)?;
+            let wanted: Vec<Var<'t, T>> = inputs.iter().zip(needs).filter(|(_, &n)| n).map(|(v, _)| *v).collect();
+            let mut grads = tape.grad(y, &wanted, Some(g))?.into_iter();
+            return Ok(needs.iter().map(|&n| if n { grads.next() } else { None }).collect());
+        }
+        let (x, w, gy) = (inputs[0].value()?, inputs[1].value()?, g.value()?);
+        let c = x.dims()[1];
+        let n = x.dims()[0];
+        let inner = x.numel() / (n * c).max(1);
+        let (xd, gd) = (x.data(), gy.data());
+        // Σg and Σg·x̂ per channel.
+        let (sum_g, sum_gx): (Vec<f64>, Vec<f64>) = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (m, r) = (self.mean[ch], self.inv_std[ch]);
+                let mut sg = 0.0;
+                let mut sgx = 0.0;
+                for i in 0..n {
+                    let at = (i * c + ch) * inner..(i * c + ch + 1) * inner;
+                    for (&gv, &xv) in gd[at.clone()].iter().zip(&xd[at]) {
+                        sg += gv.as_f64();
+                        sgx += gv.as_f64() * (xv.as_f64() - m) * r;
+                    }
+                }
+                (sg, sgx)
+            })
+            .unzip();
+        let count = (n * inner) as f64;
+        let dx = needs[0]
+            .then(|| -> Result<Var<'t, T>> {
+                // dx = γ·r/M · (M·g − Σg − x̂·Σg·x̂)
+                let wd = w.data();
+                let out = per_row(&gy, &x, c, |ch, gs, xs, dst| {
+                    let (m, r) = (self.mean[ch], self.inv_std[ch]);
+                    let k = T::of(r / count) * wd[ch];
+                    let (mean_g, mean_gx) = (T::of(sum_g[ch]), T::of(sum_gx[ch]));
+                    for ((d, &gv), &xv) in dst.iter_mut().zip(gs).zip(xs) {
+                        let xhat = (xv - T::of(m)) * T::of(r);
+                        *d = k * (T::of(count) * gv - mean_g - xhat * mean_gx);
+                    }
+                });
+                Ok(tape.constant(Tensor::from_vec(out, x.shape().clone())?))
+            })
+            .transpose()?;
+        let per_channel =
+            |v: &[f64]| Tensor::from_vec(v.iter().map(|&a| T::of(a)).collect(), [c]).map(|t| tape.constant(t));
+        let dw = needs[1].then(|| per_channel(&sum_gx)).transpose()?;
+        let db = needs[2].then(|| per_channel(&sum_g)).transpose()?;
+        Ok(smallvec![dx, dw, db])
+    }
+}
+
+/// Training-mode batch norm as a composition of core ops (the reference
+/// the fused op differentiates when the backward pass is recorded).
+fn batch_norm_composite<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, b: Var<'t, T>, eps: f64) -> Result<Var<'t, T>> {
+    let s = x.shape();
+    let mut bshape = vec![1; s.rank()];
+    bshape[1] = s[1];
     let axes: Vec<isize> = (0..s.rank() as isize).filter(|&a| a != 1).collect();
     let mean = x.mean(&axes, true)?;
     let centred = x.sub(mean)?;
     let var = centred.mul(centred)?.mean(&axes, true)?;
     let y = centred.div(var.add_scalar(T::of(eps))?.sqrt()?)?;
-    let stats = BatchStats { mean: mean.value()?.reshape([c])?, var: var.value()?.reshape([c])?, count };
-    Ok((affine(y, weight, bias, &bshape)?, stats))
+    affine(y, Some(w), Some(b), &bshape)
 }
 
 /// Batch normalisation in evaluation mode: normalises with the given running

@@ -94,8 +94,16 @@ impl Geometry {
     fn k(&self) -> usize {
         self.cg() * self.kh * self.kw
     }
+    /// Whether the unfolded input is the input itself: a 1×1 kernel, stride
+    /// 1, no padding, and output and input of one size (a transposed conv
+    /// with output padding has a 1×1 view whose input is larger).
     fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && self.h == self.oh
+            && self.w == self.ow
     }
     fn x_dims(&self) -> [usize; 4] {
         [self.n, self.c_in, self.h, self.w]
