@@ -36,6 +36,24 @@ enum Command {
     },
     /// Train a zoo model (ResNet-20 on the bundled MNIST by default).
     Train(cli::train::TrainArgs),
+    /// Logits of a model in evaluation mode for the tensor `input` of a safetensors file.
+    Predict {
+        /// Zoo model name.
+        #[arg(long)]
+        model: String,
+        /// Weights (safetensors, torchvision-style names; PyTorch exports load as they are).
+        #[arg(long)]
+        weights: PathBuf,
+        /// A safetensors file holding the f32 tensor `input` (NCHW).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the tensor `logits`.
+        #[arg(long)]
+        output: PathBuf,
+        /// Number of classes (default: the family's, 10 or 1000).
+        #[arg(long)]
+        classes: Option<usize>,
+    },
     /// Test accuracy of a saved model.
     Eval {
         /// The model.safetensors file.
@@ -77,6 +95,9 @@ fn main() -> ExitCode {
     let result = match args.command.unwrap_or(Command::Demo { seed: 0 }) {
         Command::Demo { seed } => cli::demo::run(seed),
         Command::Train(args) => cli::train::run(args),
+        Command::Predict { model, weights, input, output, classes } => {
+            cli::train::predict(&model, &weights, &input, &output, classes)
+        }
         Command::Eval { checkpoint, model, dataset, data_dir } => {
             cli::train::eval(&model, &checkpoint, &dataset, data_dir.as_deref())
         }

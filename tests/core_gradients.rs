@@ -127,7 +127,11 @@ proptest! {
         assert_second_gradients(|_, v| v[0].sqrt(), &[pos.clone()])?;
         assert_second_gradients(|_, v| v[0].powf(3.0)?.add_scalar(1.0)?.div_scalar(2.0), &[x.clone()])?;
         assert_second_gradients(|_, v| v[0].powf(-0.5), &[pos])?;
-        assert_second_gradients(|_, v| v[0].mul(v[0])?.sum(&axes, keep)?.powf(2.0), &[x.clone()])?;
+        // Squared sums over many axes reach values in the tens of thousands,
+        // where central differences of the gradient carry round-off near the
+        // tolerance; the mean (sum / count) keeps the scale O(1) and still
+        // exercises sum's rule.
+        assert_second_gradients(|_, v| v[0].mul(v[0])?.mean(&axes, keep)?.powf(2.0), &[x.clone()])?;
         assert_second_gradients(|_, v| v[0].mean(&axes, keep)?.exp(), &[x.clone()])?;
         let n = x.numel();
         let distinct = Tensor::from_fn(x.shape().clone(), |i| ((i * 7919) % n) as f64 * 0.1);

@@ -59,3 +59,33 @@ fn a_resumed_run_continues_exactly() {
     assert_eq!(state(&resumed), state(&straight));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn predict_writes_the_models_logits() {
+    use std::collections::BTreeMap;
+    use wengert::core::{Tape, Tensor};
+    use wengert::nn::checkpoint::{read_tensors, save_model, write_tensors};
+    use wengert::nn::{Module, Step};
+    let dir = std::env::temp_dir().join(format!("wengert-predict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut net = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(4)).unwrap();
+    save_model(&net, &dir.join("w.safetensors")).unwrap();
+    let x = Tensor::<f32>::normal([2, 1, 12, 12], 0.0, 1.0, &mut wengert::core::rng(5)).unwrap();
+    write_tensors(&BTreeMap::from([("input".to_string(), x.clone())]), &dir.join("in.safetensors")).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wengert"))
+        .args(["predict", "--model", "resnet8", "--classes", "10"])
+        .arg("--weights")
+        .arg(dir.join("w.safetensors"))
+        .arg("--input")
+        .arg(dir.join("in.safetensors"))
+        .arg("--output")
+        .arg(dir.join("out.safetensors"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let got = read_tensors::<f32>(&dir.join("out.safetensors")).unwrap().remove("logits").unwrap();
+    let tape = Tape::new();
+    let want = net.forward(&mut Step::eval(&tape), tape.constant(x)).unwrap().value().unwrap();
+    assert_eq!(got, want);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -217,3 +217,27 @@ pub fn eval(model: &str, checkpoint: &Path, dataset: &str, data_dir: Option<&Pat
     println!("test accuracy: {}", percent(&s));
     Ok(ExitCode::SUCCESS)
 }
+
+/// `wengert predict`: the logits of a zoo model in evaluation mode for the
+/// f32 tensor `input` (NCHW) of a safetensors file, written as `logits`.
+pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes: Option<usize>) -> Result<ExitCode> {
+    use std::collections::BTreeMap;
+    use wengert::nn::checkpoint::{read_tensors, write_tensors};
+    use wengert::nn::{Module, Step};
+    let mut tensors = read_tensors::<f32>(input)?;
+    let x = tensors
+        .remove("input")
+        .ok_or_else(|| Error::Io { path: input.display().to_string(), detail: "no tensor named 'input'".into() })?;
+    if x.rank() != 4 {
+        return Err(Error::shape("predict", format!("input is {}; need [N, C, H, W]", x.shape())));
+    }
+    let spec = wengert::resnet::zoo::Spec::by_name(model)?;
+    let classes = classes.unwrap_or(spec.defaults().1);
+    let mut net = ResNet::<f32>::new(&spec, x.dims()[1], classes, &mut wengert::core::rng(0))?;
+    load_model(&mut net, weights, true)?;
+    let tape = wengert::core::Tape::new();
+    let logits = tape.no_grad(|| net.forward(&mut Step::eval(&tape), tape.constant(x)))?.value()?;
+    write_tensors(&BTreeMap::from([("logits".to_string(), logits)]), output)?;
+    println!("wrote logits to {}", output.display());
+    Ok(ExitCode::SUCCESS)
+}

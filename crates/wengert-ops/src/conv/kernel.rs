@@ -77,6 +77,11 @@ fn col2im<T: Float>(g: &Geometry, cols: &[T], x: &mut [T]) {
             for kx in 0..g.kw {
                 let (x_lo, x_hi) = valid_range(kx * dw, sw, pw, w, ow);
                 let row = rows.next().expect("cols has K rows");
+                if x_hi <= x_lo {
+                    // No output column of this tap lands inside the input
+                    // (and x_lo·s + k·d − p may not even be a valid index).
+                    continue;
+                }
                 for oy in y_lo..y_hi {
                     let iy = oy * sh + ky * dh - ph;
                     let dst = &mut plane[iy * w..(iy + 1) * w];

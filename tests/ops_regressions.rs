@@ -1,0 +1,36 @@
+//! Cases the property tests found, pinned so they stay fixed.
+
+use wengert::core::gradcheck::{check_gradients, GradCheck};
+use wengert::core::{Tape, Tensor};
+use wengert::ops::{self, Conv2dOptions, ConvTranspose2dOptions};
+
+/// Found by the property tests: a transposed conv with output padding at
+/// stride 1 (allowed when the dilation is larger) has a 1×1 kernel whose
+/// conv view maps a larger input to a smaller output.
+#[test]
+fn transposed_pointwise_conv_with_output_padding() {
+    let t = Tape::<f64>::new();
+    let x = t.leaf(Tensor::from_fn([1, 1, 2, 4], |i| i as f64));
+    let w = t.leaf(Tensor::full([1, 1, 1, 1], 2.0));
+    let o = ConvTranspose2dOptions { output_padding: [1, 1], dilation: [2, 2], ..Default::default() };
+    let y = ops::conv_transpose2d(x, w, None, &o).unwrap();
+    assert_eq!(y.shape().dims(), &[1, 1, 3, 5]);
+    let v = y.value().unwrap();
+    assert_eq!(v.get(&[0, 0, 1, 3]).unwrap(), 14.0);
+    assert_eq!(v.get(&[0, 0, 2, 4]).unwrap(), 0.0, "the output padding row and column are zero");
+    let g = t.backward(y.sum_all().unwrap()).unwrap();
+    assert_eq!(g.get(w).unwrap().item().unwrap(), (0..8).sum::<i32>() as f64);
+}
+
+/// Found by the property tests: with stride 3 and padding 2 on a 1-pixel-wide
+/// input, whole columns of kernel taps land in the padding; the input
+/// gradient's fold computed an index for such an empty run and underflowed.
+#[test]
+fn conv_gradient_where_kernel_columns_fall_entirely_in_padding() {
+    let x = Tensor::from_fn([1, 2, 1, 1], |i| 0.5 + i as f64);
+    let w = Tensor::from_fn([2, 1, 1, 3], |i| i as f64 * 0.3 - 0.4);
+    let b = Tensor::from_vec(vec![0.1, -0.2], [2]).unwrap();
+    let o = Conv2dOptions { stride: [3, 1], padding: [0, 2], dilation: [2, 2], groups: 2 };
+    let r = check_gradients(|_, v| ops::conv2d(v[0], v[1], Some(v[2]), &o), &[x, w, b], &GradCheck::default()).unwrap();
+    assert!(r.passed(), "{r}");
+}
