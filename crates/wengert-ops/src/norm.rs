@@ -16,6 +16,7 @@
 //! Layer norm and evaluation-mode batch norm are compositions.
 
 use rayon::prelude::*;
+use wengert_core::ops::fused::vjp_of_recording;
 use wengert_core::{smallvec, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// What a training-mode batch norm returns besides its output: the batch
@@ -168,11 +169,8 @@ impl<T: Float> Op<T> for BatchNormTrain {
         if tape.is_grad_enabled() {
             // Recorded backward: differentiate the composition, which can be
             // differentiated again.
-            let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
-            let y = batch_norm_composite(x, w, b, self.eps)?;
-            let wanted: Vec<Var<'t, T>> = inputs.iter().zip(needs).filter(|(_, &n)| n).map(|(v, _)| *v).collect();
-            let mut grads = tape.grad(y, &wanted, Some(g))?.into_iter();
-            return Ok(needs.iter().map(|&n| if n { grads.next() } else { None }).collect());
+            let y = batch_norm_composite(inputs[0], inputs[1], inputs[2], self.eps)?;
+            return vjp_of_recording(y, inputs, g, needs);
         }
         let (x, w, gy) = (inputs[0].value()?, inputs[1].value()?, g.value()?);
         let c = x.dims()[1];

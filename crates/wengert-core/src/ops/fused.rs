@@ -81,10 +81,7 @@ impl<T: Float> Op<T> for Fused<T> {
         if outer.is_grad_enabled() {
             // The backward pass is being recorded: differentiate a recording
             // of f on the outer tape, so the result can be differentiated again.
-            let y = (self.f)(outer, inputs)?;
-            let wanted: Vec<Var<'t, T>> = inputs.iter().zip(needs).filter(|(_, &n)| n).map(|(v, _)| *v).collect();
-            let mut grads = outer.grad(y, &wanted, Some(g))?.into_iter();
-            return Ok(needs.iter().map(|&n| if n { grads.next() } else { None }).collect());
+            return vjp_of_recording((self.f)(outer, inputs)?, inputs, g, needs);
         }
         let fresh;
         let inner = match &self.inner {
@@ -116,6 +113,24 @@ impl<T: Float> Op<T> for Fused<T> {
         }
         Ok(result)
     }
+}
+
+/// The vector-Jacobian product of an op, computed by differentiating `y`, a
+/// recording of the same function on the outer tape built from `inputs`.
+///
+/// This is how an op with a fused backward kernel stays differentiable to
+/// every order: when the backward pass is itself being recorded
+/// ([`Tape::is_grad_enabled`] inside `vjp`), record the op's function as
+/// ordinary ops and return this instead of the kernel's result.
+pub fn vjp_of_recording<'t, T: Float>(
+    y: Var<'t, T>,
+    inputs: &[Var<'t, T>],
+    g: Var<'t, T>,
+    needs: &[bool],
+) -> Result<InputGrads<'t, T>> {
+    let wanted: Vec<Var<'t, T>> = inputs.iter().zip(needs).filter(|(_, &n)| n).map(|(v, _)| *v).collect();
+    let mut grads = g.tape().grad(y, &wanted, Some(g))?.into_iter();
+    Ok(needs.iter().map(|&n| if n { grads.next() } else { None }).collect())
 }
 
 impl<'t, T: Float> Var<'t, T> {
