@@ -200,12 +200,13 @@ impl<T: Float> Op<T> for BatchNormTrain {
                 // dx = γ·r/M · (M·g − Σg − x̂·Σg·x̂)
                 let wd = w.data();
                 let out = per_row(&gy, &x, c, |ch, gs, xs, dst| {
-                    let (m, r) = (self.mean[ch], self.inv_std[ch]);
-                    let k = T::of(r / count) * wd[ch];
-                    let (mean_g, mean_gx) = (T::of(sum_g[ch]), T::of(sum_gx[ch]));
+                    // Per-channel constants, converted once per row rather than per element.
+                    let (m, r) = (T::of(self.mean[ch]), T::of(self.inv_std[ch]));
+                    let k = T::of(self.inv_std[ch] / count) * wd[ch];
+                    let (sg, sgx, total) = (T::of(sum_g[ch]), T::of(sum_gx[ch]), T::of(count));
                     for ((d, &gv), &xv) in dst.iter_mut().zip(gs).zip(xs) {
-                        let xhat = (xv - T::of(m)) * T::of(r);
-                        *d = k * (T::of(count) * gv - mean_g - xhat * mean_gx);
+                        let xhat = (xv - m) * r;
+                        *d = k * (total * gv - sg - xhat * sgx);
                     }
                 });
                 Ok(tape.constant(Tensor::from_vec(out, x.shape().clone())?))
