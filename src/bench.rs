@@ -136,10 +136,12 @@ fn train_step(
     batch: usize,
     hw: usize,
     classes: usize,
+    recompute: bool,
 ) -> Result<(impl FnMut() -> Result<()>, usize)> {
     use wengert_nn::optim::{Optimizer, Sgd};
     use wengert_nn::{Module, Step};
     let mut model = wengert_resnet::zoo::ResNet::<f32>::new(spec, 3, classes, &mut wengert_core::rng(0))?;
+    model.set_recompute(recompute);
     let params = model.num_parameters();
     let x = randn(&[batch, 3, hw, hw], 1)?;
     let labels: Vec<usize> = (0..batch).map(|i| (i * 7919) % classes).collect();
@@ -161,12 +163,21 @@ fn train_step(
 
 /// `resnet{depth}_train_step`: CIFAR ResNet, batch 128 of 3×32×32, 10 classes.
 pub fn cifar_train_step(depth: usize) -> Result<(impl FnMut() -> Result<()>, usize)> {
-    train_step(&cifar_option_b(depth), 128, 32, 10)
+    train_step(&cifar_option_b(depth), 128, 32, 10, false)
 }
 
 /// `resnet50_train_step`: ImageNet ResNet-50, batch 16 of 3×224×224.
 pub fn resnet50_train_step() -> Result<(impl FnMut() -> Result<()>, usize)> {
-    train_step(&wengert_resnet::zoo::Spec::by_name("resnet50")?, 16, 224, 1000)
+    train_step(&wengert_resnet::zoo::Spec::by_name("resnet50")?, 16, 224, 1000, false)
+}
+
+/// A training step of the zoo model `name` at its family's default input
+/// (3×32×32 and 10 classes, or 3×224×224 and 1000) with `batch` images,
+/// optionally recomputing every block's branch during backward.
+pub fn zoo_train_step(name: &str, batch: usize, recompute: bool) -> Result<(impl FnMut() -> Result<()>, usize)> {
+    let spec = wengert_resnet::zoo::Spec::by_name(name)?;
+    let ((_, hw, _), classes) = spec.defaults();
+    train_step(&spec, batch, hw, classes, recompute)
 }
 
 /// `resnet50_forward`: ResNet-50 inference (evaluation mode, nothing recorded), batch 16.

@@ -8,10 +8,12 @@
 //! - [`nn`] (`wengert-nn`): layers, initialisation, optimisers, checkpoints;
 //! - [`resnet`] (`wengert-resnet`): residual networks and their data;
 //! - [`conformance`]: the runner that checks ops against reference cases;
+//! - [`plot`]: PNG line charts for training curves and experiments;
 //! - [`bench`](mod@bench): the benchmark workloads shared with the PyTorch peer script.
 
 pub mod bench;
 pub mod conformance;
+pub mod plot;
 pub use wengert_core as core;
 pub use wengert_core::{Error, Result, Tape, Tensor, Var};
 pub use wengert_nn as nn;

@@ -30,10 +30,33 @@ enum Command {
         /// Comma-separated workloads to run (default: all).
         #[arg(long)]
         only: Option<String>,
-        /// Only measure the peak memory of training steps of resnet56 or resnet50.
+        /// Only measure the peak memory of training steps of a zoo model
+        /// (resnet56 and resnet50: the peer workloads).
         #[arg(long)]
         mem: Option<String>,
+        /// With --mem: images per step (default 8 for models other than resnet56/resnet50).
+        #[arg(long, requires = "mem")]
+        batch: Option<usize>,
+        /// With --mem: recompute each block's branch during backward (gradient checkpointing).
+        #[arg(long, requires = "mem")]
+        recompute: bool,
     },
+    /// Gradient at the first layer relative to the last, for plain and
+    /// residual nets of growing depth, at initialisation (table and PNG).
+    Gradflow {
+        /// Depths (convolutions) to measure, comma-separated, even.
+        #[arg(long, default_value = "8,16,32,64,128,256,512,1024")]
+        depths: String,
+        /// Folder for gradflow.csv and gradflow.png.
+        #[arg(long, default_value = "runs/gradflow")]
+        out: PathBuf,
+        /// Seed of the weights and the batch.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train plain-20, plain-56, ResNet-20 and ResNet-56 with one budget and
+    /// plot their error (He et al. 2016, Figure 6).
+    Degradation(cli::degradation::DegradationArgs),
     /// Train a zoo model (ResNet-20 on the bundled MNIST by default).
     Train(cli::train::TrainArgs),
     /// Logits of a model in evaluation mode for the tensor `input` of a safetensors file.
@@ -91,10 +114,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when the reader of stdout goes away (`wengert summary resnet152 | head`),
+    // as command-line tools do, instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal at start-up,
+    // before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Demo { seed: 0 }) {
         Command::Demo { seed } => cli::demo::run(seed),
         Command::Train(args) => cli::train::run(args),
+        Command::Degradation(args) => cli::degradation::run(args),
+        Command::Gradflow { depths, out, seed } => {
+            cli::gradflow::parse_list("--depths", &depths).and_then(|d| cli::gradflow::run(&d, &out, seed))
+        }
         Command::Predict { model, weights, input, output, classes } => {
             cli::train::predict(&model, &weights, &input, &output, classes)
         }
@@ -102,7 +137,9 @@ fn main() -> ExitCode {
             cli::train::eval(&model, &checkpoint, &dataset, data_dir.as_deref())
         }
         Command::Summary { model, input, classes } => cli::summary::run(&model, input.as_deref(), classes),
-        Command::Bench { list, only, mem } => cli::bench::run(list, only.as_deref(), mem.as_deref()),
+        Command::Bench { list, only, mem, batch, recompute } => {
+            cli::bench::run(list, only.as_deref(), mem.as_deref(), batch, recompute)
+        }
         Command::Conformance { dir, dtype } => cli::conformance::run(&dir, &dtype),
     };
     match result {

@@ -94,3 +94,22 @@ fn block_jacobian_goes_to_the_identity_linearly() {
     assert!(b <= a / 9.0, "{a} then {b}");
     assert!(a <= 10.0 * 1e-2, "‖J − I‖ = {a} at s = 0.01");
 }
+
+#[test]
+fn gradient_flow_measures_the_first_and_last_layers() {
+    use wengert::resnet::gradflow::{measure, stack, Setup};
+    // A residual stack of 2·k convolutions holds k blocks of two convolutions.
+    let s = Setup { depth: 8, residual: true, ..Setup::default() };
+    assert_eq!(stack(&s).unwrap().state_names().iter().filter(|n| n.ends_with("weight")).count(), 8);
+    assert!(measure(&Setup { depth: 7, residual: true, ..Setup::default() }).is_err());
+    // One convolution is both the first and the last.
+    let one = measure(&Setup { depth: 1, ..Setup::default() }).unwrap();
+    assert_eq!(one.ratio(), 1.0);
+    // The residual idea, at 128 layers with batch norm: the plain stack's
+    // first layer gets over 10⁴ times the last one's gradient, the residual
+    // stack's stays within a factor of 100.
+    let plain = measure(&Setup { depth: 128, norm: true, ..Setup::default() }).unwrap();
+    let residual = measure(&Setup { depth: 128, norm: true, residual: true, ..Setup::default() }).unwrap();
+    assert!(plain.ratio() > 1e4, "plain {}", plain.ratio());
+    assert!((0.01..100.0).contains(&residual.ratio()), "residual {}", residual.ratio());
+}

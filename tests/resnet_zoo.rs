@@ -28,6 +28,38 @@ fn parameter_counts_match_the_published_models() {
     assert_eq!(option_b("resnet56"), 855_770);
     // Any input channels and classes.
     assert_eq!(count("resnet20", 1, 10), 269_722 - 2 * 16 * 9);
+    // Pre-activation ResNet-164 and ResNet-1001 (He et al. 2016, Identity
+    // Mappings: 1.7M and 10.2M), counts checked against a PyTorch build of
+    // the same layout (bottleneck units, 1×1 projection shortcuts).
+    assert_eq!(count("preact_resnet164", 3, 10), 1_703_258);
+    assert_eq!(count("preact_resnet1001", 3, 10), 10_327_706);
+    assert_eq!(count("resnet1202", 3, 10), 19_421_274); // 19.4M in the paper
+}
+
+#[test]
+fn a_pre_activation_resnet_ends_in_batch_norm_and_trains() {
+    let mut net = ResNet::<f32>::by_name("preact_resnet164", 1, 10, &mut wengert::core::rng(0)).unwrap();
+    let names = net.state_names();
+    for n in [
+        "conv1.weight",
+        "layer1.0.bn1.weight",
+        "layer1.0.conv3.weight",
+        "layer2.0.shortcut.0.weight",
+        "bn.weight",
+        "fc.bias",
+    ] {
+        assert!(names.iter().any(|m| m == n), "{n} missing");
+    }
+    assert!(!names.iter().any(|m| m == "bn1.weight"), "no norm after the stem in a pre-activation net");
+    assert!(!names.iter().any(|m| m == "layer1.1.shortcut.0.weight"), "identity where the shape stays");
+    let tape = Tape::new();
+    let x = tape.constant(Tensor::normal([2, 1, 16, 16], 0.0, 1.0, &mut wengert::core::rng(1)).unwrap());
+    let mut step = Step::train(&tape, 0);
+    let y = net.forward(&mut step, x).unwrap();
+    assert_eq!(y.shape().dims(), &[2, 10]);
+    let g = step.backward(wengert::ops::cross_entropy(y, &[1, 2]).unwrap()).unwrap();
+    assert_eq!(g.len(), net.state_names().iter().filter(|n| n.ends_with("weight") || n.ends_with("bias")).count());
+    assert!(Spec::by_name("preact_resnet165").is_err());
 }
 
 #[test]

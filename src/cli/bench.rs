@@ -119,31 +119,49 @@ fn peak_rss_mib() -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
-/// `--mem resnet56|resnet50`: a few train steps, then the peak memory.
-fn mem(model: &str) -> Result<()> {
-    let (mut step, steps, workload): (Box<dyn FnMut() -> Result<()>>, usize, &str) = match model {
-        "resnet56" => (Box::new(bench::cifar_train_step(56)?.0), 4, "resnet56_train_step"),
-        "resnet50" => (Box::new(bench::resnet50_train_step()?.0), 3, "resnet50_train_step"),
-        other => {
-            return Err(Error::argument("bench", "--mem", format!("unknown model '{other}'; use resnet56 or resnet50")))
+/// `--mem MODEL`: a few training steps, then the peak memory. `resnet56`
+/// and `resnet50` are the peer script's workloads (batch 128 and 16); any
+/// other zoo model runs at its default input with `batch` images (8 unless
+/// given), recomputing block branches in backward with `recompute`.
+fn mem(model: &str, batch: Option<usize>, recompute: bool) -> Result<()> {
+    type Step = Box<dyn FnMut() -> Result<()>>;
+    let (mut step, steps, workload): (Step, usize, String) = match (model, batch, recompute) {
+        ("resnet56", None, false) => (Box::new(bench::cifar_train_step(56)?.0), 4, "resnet56_train_step".into()),
+        ("resnet50", None, false) => (Box::new(bench::resnet50_train_step()?.0), 3, "resnet50_train_step".into()),
+        (name, batch, recompute) => {
+            let batch = batch.unwrap_or(8);
+            let suffix = if recompute { "_recompute" } else { "" };
+            (
+                Box::new(bench::zoo_train_step(name, batch, recompute)?.0),
+                2,
+                format!("{name}_b{batch}_train_step{suffix}"),
+            )
         }
     };
+    let t0 = std::time::Instant::now();
     for _ in 0..steps {
         step()?;
     }
+    let seconds = t0.elapsed().as_secs_f64() / steps as f64;
     let peak = peak_rss_mib().ok_or_else(|| Error::argument("bench", "--mem", "no VmHWM in /proc/self/status"))?;
     println!(
         "{}",
-        json!({"system": "wengert", "workload": workload, "metric": "peak_rss", "value": (peak * 10.0).round() / 10.0, "unit": "MiB", "reps": steps})
+        json!({"system": "wengert", "workload": workload, "metric": "peak_rss", "value": (peak * 10.0).round() / 10.0, "unit": "MiB", "reps": steps, "seconds_per_step": (seconds * 1000.0).round() / 1000.0})
     );
     Ok(())
 }
 
 /// Lists the workloads, or runs the comma-separated ones in `only` (all by
 /// default), or (`mem`) measures a model's peak training memory.
-pub fn run(list: bool, only: Option<&str>, mem_model: Option<&str>) -> Result<ExitCode> {
+pub fn run(
+    list: bool,
+    only: Option<&str>,
+    mem_model: Option<&str>,
+    batch: Option<usize>,
+    recompute: bool,
+) -> Result<ExitCode> {
     if let Some(m) = mem_model {
-        mem(m)?;
+        mem(m, batch, recompute)?;
         return Ok(ExitCode::SUCCESS);
     }
     if list {

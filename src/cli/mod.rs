@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod degradation;
 pub mod demo;
+pub mod gradflow;
 pub mod summary;
 pub mod train;

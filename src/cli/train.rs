@@ -57,7 +57,7 @@ pub struct TrainArgs {
 
 /// The folder of a dataset: `--data-dir`, or the bundled MNIST, or Debian's
 /// Fashion-MNIST package.
-fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
+pub fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
     if let Some(d) = given {
         return Ok(d.to_path_buf());
     }
@@ -85,7 +85,7 @@ fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// MNIST-style normalisation: (mean, std) of the pixels in [0, 1].
-fn normalisation(dataset: &str) -> (f64, f64) {
+pub fn normalisation(dataset: &str) -> (f64, f64) {
     if dataset == "fashion-mnist" {
         (0.2860, 0.3530)
     } else {
@@ -143,6 +143,13 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             rows = old.lines().map(String::from).collect();
         }
     }
+    let steps_csv = a.out.join("steps.csv");
+    let mut steps: Vec<[f64; 3]> = Vec::new();
+    if a.resume {
+        if let Ok(old) = std::fs::read_to_string(&steps_csv) {
+            steps = old.lines().skip(1).filter_map(|l| parse_row(l).and_then(|v| v.try_into().ok())).collect();
+        }
+    }
     let mut last_test = None;
     while trainer.position().0 < a.epochs {
         let (epoch, start) = trainer.position();
@@ -156,10 +163,16 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         bar.set_position(start as u64);
         let mut ips = 0.0;
         let mut interrupted = false;
+        let mut done = epoch * train.batches() + start;
+        steps.retain(|r| r[0] <= done as f64);
         let score = {
             let stop = stop.clone();
             let result = trainer.epoch(&train, |s, rate| {
                 ips = rate;
+                done += 1;
+                if done % 10 == 0 {
+                    steps.push([done as f64, s.loss, 100.0 * (1.0 - s.accuracy)]);
+                }
                 bar.inc(1);
                 bar.set_message(format!("loss {:.4} acc {} {:.0} img/s", s.loss, percent(s), rate));
                 if stop.load(Ordering::SeqCst) {
@@ -193,6 +206,12 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         ));
         trainer.save(&a.out)?;
         write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
+        let lines: Vec<String> = steps.iter().map(|r| format!("{},{:.6},{:.4}", r[0], r[1], r[2])).collect();
+        write_atomic(
+            &steps_csv,
+            format!("iteration,train_loss,train_error_percent\n{}\n", lines.join("\n")).as_bytes(),
+        )?;
+        plot_curves(&a.out.join("curves.png"), &a.model, &steps, &rows, train.batches())?;
         last_test = Some(t);
     }
     let t = match last_test {
@@ -202,6 +221,37 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     println!("checkpoint: {}", a.out.join("model.safetensors").display());
     println!("test accuracy: {}", percent(&t));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The numbers of one CSV row (`None` for the header).
+fn parse_row(line: &str) -> Option<Vec<f64>> {
+    line.split(',').map(|v| v.parse().ok()).collect()
+}
+
+/// `curves.png`: training loss, and training and test error, against the iteration.
+fn plot_curves(path: &Path, model: &str, steps: &[[f64; 3]], epochs: &[String], batches: usize) -> Result<()> {
+    use wengert::plot::{line_charts, Chart, Series};
+    let series =
+        |name: &str, col: usize| Series { name: name.into(), points: steps.iter().map(|r| (r[0], r[col])).collect() };
+    let test: Vec<(f64, f64)> =
+        epochs.iter().filter_map(|l| parse_row(l)).map(|r| (r[0] * batches as f64, 100.0 * (1.0 - r[4]))).collect();
+    let loss = Chart {
+        title: format!("{model}: training loss (running mean over the epoch)"),
+        x_label: "iteration".into(),
+        y_label: "loss".into(),
+        log_y: true,
+        series: vec![series("train", 1)],
+        ..Default::default()
+    };
+    let error = Chart {
+        title: format!("{model}: error"),
+        x_label: "iteration".into(),
+        y_label: "error (%)".into(),
+        log_y: true,
+        series: vec![series("train (running mean)", 2), Series { name: "test (end of epoch)".into(), points: test }],
+        ..Default::default()
+    };
+    line_charts(path, &[loss, error])
 }
 
 /// `wengert eval --checkpoint FILE`: test accuracy of a saved model.

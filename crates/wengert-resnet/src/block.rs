@@ -17,6 +17,11 @@
 //!   `bn2` – ReLU – `conv3` 1×1 (4× width) – `bn3`; ReLU after the sum.
 //! - [`Kind::PreAct`]: `bn1` – ReLU – `conv1` 3×3 (stride) – `bn2` – ReLU –
 //!   `conv2` 3×3 (He et al. 2016, *Identity Mappings*); nothing after the sum.
+//!   A projection shortcut takes the pre-activated input `relu(bn1(x))`, as
+//!   in the paper's code.
+//! - [`Kind::PreActBottleneck`]: `bn1` – ReLU – `conv1` 1×1 – `bn2` – ReLU –
+//!   `conv2` 3×3 (stride) – `bn3` – ReLU – `conv3` 1×1 (4× width), the unit of
+//!   pre-activation ResNet-164 and ResNet-1001.
 //! - [`Kind::Plain`]: the basic block without its shortcut, for the plain
 //!   networks the paper compares against.
 
@@ -39,8 +44,23 @@ pub enum Kind {
     Bottleneck,
     /// Two 3×3 convolutions, pre-activation.
     PreAct,
+    /// 1×1, 3×3, 1×1 with expansion 4, pre-activation.
+    PreActBottleneck,
     /// Two 3×3 convolutions and no shortcut.
     Plain,
+}
+
+impl Kind {
+    /// Whether the branch starts with batch norm and ReLU and nothing
+    /// follows the sum.
+    pub fn pre_activation(self) -> bool {
+        matches!(self, Kind::PreAct | Kind::PreActBottleneck)
+    }
+
+    /// Whether the block's output has four times the branch width.
+    pub fn expands(self) -> bool {
+        matches!(self, Kind::Bottleneck | Kind::PreActBottleneck)
+    }
 }
 
 /// How the input reaches the sum when the branch changes its shape.
@@ -52,7 +72,7 @@ pub enum Shortcut {
     ZeroPad,
     /// Option B: 1×1 convolution at the stride, then batch norm
     /// (`downsample.0`, `downsample.1`); for pre-activation blocks, the
-    /// convolution alone (`shortcut.0`).
+    /// convolution alone (`shortcut.0`) on the pre-activated input.
     Projection,
 }
 
@@ -86,7 +106,7 @@ impl<T: Float> Block<T> {
         shortcut: Shortcut,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let c_out = if kind == Kind::Bottleneck { 4 * width } else { width };
+        let c_out = if kind.expands() { 4 * width } else { width };
         if shortcut == Shortcut::Identity && (c_in != c_out || stride != 1) && kind != Kind::Plain {
             return Err(Error::argument(
                 "Block",
@@ -117,9 +137,13 @@ impl<T: Float> Block<T> {
                 vec![conv(width, c_in, 1, rng)?, conv(width, width, 3, rng)?, conv(c_out, width, 1, rng)?],
                 vec![BatchNorm2d::new(width), BatchNorm2d::new(width), BatchNorm2d::new(c_out)],
             ),
+            Kind::PreActBottleneck => (
+                vec![conv(width, c_in, 1, rng)?, conv(width, width, 3, rng)?, conv(c_out, width, 1, rng)?],
+                vec![BatchNorm2d::new(c_in), BatchNorm2d::new(width), BatchNorm2d::new(width)],
+            ),
         };
         let projection = if shortcut == Shortcut::Projection {
-            let bn = if kind == Kind::PreAct { None } else { Some(BatchNorm2d::new(c_out)) };
+            let bn = if kind.pre_activation() { None } else { Some(BatchNorm2d::new(c_out)) };
             Some((conv(c_out, c_in, 1, rng)?, bn))
         } else {
             None
@@ -131,7 +155,7 @@ impl<T: Float> Block<T> {
     /// as its shortcut (Goyal et al. 2017). Not for pre-activation blocks,
     /// whose branch ends in a convolution.
     pub fn zero_init_last_norm(&mut self) {
-        if self.kind != Kind::PreAct {
+        if !self.kind.pre_activation() {
             if let Some(bn) = self.norms.last_mut() {
                 bn.zero_init();
             }
@@ -143,6 +167,7 @@ impl<T: Float> Block<T> {
             Kind::Basic => "basic_block",
             Kind::Bottleneck => "bottleneck_block",
             Kind::PreAct => "preact_block",
+            Kind::PreActBottleneck => "preact_bottleneck_block",
             Kind::Plain => "plain_block",
         }
     }
@@ -169,7 +194,7 @@ struct Spec<T: Float> {
 }
 
 /// Gives a closure the signature [`Function`] needs (for every tape lifetime).
-fn function<T: Float, F>(f: F) -> F
+pub(crate) fn function<T: Float, F>(f: F) -> F
 where
     F: for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Var<'t, T>>,
 {
@@ -196,6 +221,7 @@ impl<T: Float> Spec<T> {
             }
         };
         let s = self.stride;
+        let mut preactivated = None;
         let branch = match self.kind {
             Kind::Basic | Kind::Plain => {
                 let h = conv2d(x, next()?, None, &Conv2dOptions::square(s, 1))?;
@@ -213,11 +239,24 @@ impl<T: Float> Spec<T> {
             }
             Kind::PreAct => {
                 let (w1, b1) = (next()?, next()?);
-                let h = relu(bn(x, w1, b1)?)?;
-                let h = conv2d(h, next()?, None, &Conv2dOptions::square(s, 1))?;
+                let a = relu(bn(x, w1, b1)?)?;
+                preactivated = Some(a);
+                let h = conv2d(a, next()?, None, &Conv2dOptions::square(s, 1))?;
                 let (w2, b2) = (next()?, next()?);
                 let h = relu(bn(h, w2, b2)?)?;
                 conv2d(h, next()?, None, &Conv2dOptions::square(1, 1))?
+            }
+            Kind::PreActBottleneck => {
+                let (w1, b1) = (next()?, next()?);
+                let a = relu(bn(x, w1, b1)?)?;
+                preactivated = Some(a);
+                let h = conv2d(a, next()?, None, &Conv2dOptions::square(1, 0))?;
+                let (w2, b2) = (next()?, next()?);
+                let h = relu(bn(h, w2, b2)?)?;
+                let h = conv2d(h, next()?, None, &Conv2dOptions::square(s, 1))?;
+                let (w3, b3) = (next()?, next()?);
+                let h = relu(bn(h, w3, b3)?)?;
+                conv2d(h, next()?, None, &Conv2dOptions::square(1, 0))?
             }
         };
         if self.kind == Kind::Plain {
@@ -234,7 +273,7 @@ impl<T: Float> Spec<T> {
                 Var::concat(&[zeros(extra / 2), xs, zeros(extra - extra / 2)], 1)?
             }
             Shortcut::Projection => {
-                let h = conv2d(x, next()?, None, &Conv2dOptions::square(s, 0))?;
+                let h = conv2d(preactivated.unwrap_or(x), next()?, None, &Conv2dOptions::square(s, 0))?;
                 if self.projection_norm {
                     bn(h, next()?, next()?)?
                 } else {
@@ -256,11 +295,11 @@ impl<T: Float> Module<T> for Block<T> {
         };
         // Parameters in the order Spec::apply takes them.
         match self.kind {
-            Kind::PreAct => {
-                bn_params(step, &norms[0], &mut inputs);
-                inputs.push(step.param(&self.convs[0]));
-                bn_params(step, &norms[1], &mut inputs);
-                inputs.push(step.param(&self.convs[1]));
+            Kind::PreAct | Kind::PreActBottleneck => {
+                for (c, bn) in self.convs.iter().zip(norms) {
+                    bn_params(step, bn, &mut inputs);
+                    inputs.push(step.param(c));
+                }
             }
             _ => {
                 for (c, bn) in self.convs.iter().zip(norms) {
@@ -303,9 +342,10 @@ impl<T: Float> Module<T> for Block<T> {
                 bn.update_running(&s)?;
             }
         }
-        match self.kind {
-            Kind::Basic | Kind::Bottleneck | Kind::Plain => relu(y),
-            Kind::PreAct => Ok(y),
+        if self.kind.pre_activation() {
+            Ok(y)
+        } else {
+            relu(y)
         }
     }
 
@@ -355,10 +395,7 @@ impl<T: Float> Block<T> {
         for (i, conv) in self.convs.iter().enumerate() {
             let d = conv.value().dims();
             // The strided convolution: the first 3×3 (or the only one) of the branch.
-            let strided = match self.kind {
-                Kind::Bottleneck => i >= 1,
-                _ => true,
-            };
+            let strided = if self.kind.expands() { i >= 1 } else { true };
             let (hh, ww) = if strided { (oh, ow) } else { (h, w) };
             macs += (d[0] * d[1] * d[2] * d[3] * hh * ww) as u64;
             c_out = d[0];
@@ -377,7 +414,7 @@ impl<T: Float> Block<T> {
 
     /// Names of the projection's convolution and batch norm.
     fn projection_names(&self) -> (&'static str, &'static str) {
-        if self.kind == Kind::PreAct {
+        if self.kind.pre_activation() {
             ("shortcut.0", "")
         } else {
             ("downsample.0", "downsample.1")

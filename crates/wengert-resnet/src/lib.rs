@@ -4,6 +4,9 @@
 //!
 //! - [`block`]: residual blocks (basic, bottleneck, pre-activation, and the
 //!   plain block without a shortcut), each recorded on the tape as one node;
+//! - [`gradflow`]: the gradient reaching the first layer of deep plain and
+//!   residual stacks at initialisation;
+//! - [`residual`]: `x + F(x)` as one node around any module `F`;
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
 //! - [`train`]: a trainer with SGD, warm-up and cosine decay, evaluation,
@@ -13,5 +16,7 @@
 
 pub mod block;
 pub mod data;
+pub mod gradflow;
+pub mod residual;
 pub mod train;
 pub mod zoo;

@@ -7,6 +7,7 @@
 //! | `plain20` … `plain1202` | the same layers without shortcuts |
 //! | `resnet18`, `resnet34` | 7×7/2 conv to 64, BN, ReLU, 3×3/2 max pool; basic blocks `[2,2,2,2]` / `[3,4,6,3]` of widths 64–512; option B shortcuts; global average pool; linear |
 //! | `resnet50`, `resnet101`, `resnet152` | the same stem; bottleneck blocks `[3,4,6,3]` / `[3,4,23,3]` / `[3,8,36,3]` (expansion 4, stride on the 3×3 conv) |
+//! | `preact_resnet164`, `preact_resnet1001` (depth `9n+2`) | 3×3 conv to 16 channels (no norm), three stages of `n` pre-activation bottleneck units (outputs 64/128/256 channels), projection shortcuts where the shape changes, then batch norm, ReLU, global average pool, linear (He et al. 2016, *Identity Mappings*) |
 
 use crate::block::{Block, Kind, Shortcut};
 use wengert_core::{Error, Float, Result, Rng, Var};
@@ -47,9 +48,22 @@ impl Spec {
             Error::argument(
                 "model",
                 "name",
-                format!("unknown model '{name}'; try resnet20 … resnet1202 (depth 6n+2), plain20 …, resnet18, resnet34, resnet50, resnet101, resnet152"),
+                format!("unknown model '{name}'; try resnet20 … resnet1202 (depth 6n+2), plain20 …, resnet18, resnet34, resnet50, resnet101, resnet152, preact_resnet164, preact_resnet1001 (depth 9n+2)"),
             )
         };
+        if let Some(d) = name.strip_prefix("preact_resnet") {
+            let depth: usize = d.parse().map_err(|_| unknown())?;
+            if depth < 11 || (depth - 2) % 9 != 0 {
+                return Err(unknown());
+            }
+            return Ok(Spec {
+                name: name.into(),
+                family: Family::Cifar,
+                kind: Kind::PreActBottleneck,
+                blocks: vec![(depth - 2) / 9; 3],
+                shortcut: Shortcut::Projection,
+            });
+        }
         let (plain, depth) = if let Some(d) = name.strip_prefix("plain") {
             (true, d)
         } else if let Some(d) = name.strip_prefix("resnet") {
@@ -112,7 +126,8 @@ pub struct Summary {
 pub struct ResNet<T: Float> {
     spec: Spec,
     stem: Param<T>,
-    stem_norm: BatchNorm2d<T>,
+    /// After the stem (post-activation nets); before the pool (pre-activation nets).
+    norm: BatchNorm2d<T>,
     stages: Vec<Vec<Block<T>>>,
     fc: Linear<T>,
 }
@@ -131,7 +146,7 @@ impl<T: Float> ResNet<T> {
             let mut stage = Vec::new();
             for j in 0..n {
                 let stride = if i > 0 && j == 0 { 2 } else { 1 };
-                let c_out = if spec.kind == Kind::Bottleneck { 4 * width } else { width };
+                let c_out = if spec.kind.expands() { 4 * width } else { width };
                 let shortcut = if stride != 1 || c != c_out { spec.shortcut } else { Shortcut::Identity };
                 stage.push(Block::new(spec.kind, c, width, stride, shortcut, rng)?);
                 c = c_out;
@@ -141,7 +156,7 @@ impl<T: Float> ResNet<T> {
         Ok(ResNet {
             spec: spec.clone(),
             stem,
-            stem_norm: BatchNorm2d::new(widths[0]),
+            norm: BatchNorm2d::new(if spec.kind.pre_activation() { c } else { widths[0] }),
             stages,
             fc: Linear::new(c, classes, true, rng)?,
         })
@@ -172,7 +187,9 @@ impl<T: Float> ResNet<T> {
         let (s, k) = if self.spec.family == Family::Cifar { (1, 3) } else { (2, 7) };
         let (mut h, mut w) = ((h + 2 * (k / 2) - k) / s + 1, (w + 2 * (k / 2) - k) / s + 1);
         let mut macs = (d.iter().product::<usize>() * h * w) as u64;
-        let mut rows = vec![("conv1 + bn1 + relu".to_string(), [d[0], h, w])];
+        let pre = self.spec.kind.pre_activation();
+        let stem = if pre { "conv1" } else { "conv1 + bn1 + relu" };
+        let mut rows = vec![(stem.to_string(), [d[0], h, w])];
         if self.spec.family == Family::ImageNet {
             (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
             rows.push(("maxpool 3×3/2".into(), [d[0], h, w]));
@@ -188,7 +205,8 @@ impl<T: Float> ResNet<T> {
         }
         let fc = self.fc.weight.value().dims();
         macs += (fc[0] * fc[1]) as u64;
-        rows.push(("avgpool + fc".into(), [fc[0], 1, 1]));
+        let head = if pre { "bn + relu + avgpool + fc" } else { "avgpool + fc" };
+        rows.push((head.into(), [fc[0], 1, 1]));
         Ok(Summary { rows, macs })
     }
 }
@@ -196,35 +214,53 @@ impl<T: Float> ResNet<T> {
 impl<T: Float> Module<T> for ResNet<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let (s, p) = if self.spec.family == Family::Cifar { (1, 1) } else { (2, 3) };
-        let h = conv2d(x, step.param(&self.stem), None, &Conv2dOptions::square(s, p))?;
-        let mut h = relu(self.stem_norm.forward(step, h)?)?;
+        let pre = self.spec.kind.pre_activation();
+        let mut h = conv2d(x, step.param(&self.stem), None, &Conv2dOptions::square(s, p))?;
+        if !pre {
+            h = relu(self.norm.forward(step, h)?)?;
+        }
         if self.spec.family == Family::ImageNet {
             h = max_pool2d(h, &Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false })?;
         }
         for b in self.stages.iter_mut().flatten() {
             h = b.forward(step, h)?;
         }
+        if pre {
+            h = relu(self.norm.forward(step, h)?)?;
+        }
         self.fc.forward(step, global_avg_pool2d(h)?)
     }
 
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
         f(join(prefix, "conv1.weight"), StateRef::Param(&self.stem));
-        self.stem_norm.visit(&join(prefix, "bn1"), f);
+        let pre = self.spec.kind.pre_activation();
+        if !pre {
+            self.norm.visit(&join(prefix, "bn1"), f);
+        }
         for (i, stage) in self.stages.iter().enumerate() {
             for (j, b) in stage.iter().enumerate() {
                 b.visit(&join(prefix, &format!("layer{}.{j}", i + 1)), f);
             }
+        }
+        if pre {
+            self.norm.visit(&join(prefix, "bn"), f);
         }
         self.fc.visit(&join(prefix, "fc"), f);
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
         f(join(prefix, "conv1.weight"), StateMut::Param(&mut self.stem));
-        self.stem_norm.visit_mut(&join(prefix, "bn1"), f);
+        let pre = self.spec.kind.pre_activation();
+        if !pre {
+            self.norm.visit_mut(&join(prefix, "bn1"), f);
+        }
         for (i, stage) in self.stages.iter_mut().enumerate() {
             for (j, b) in stage.iter_mut().enumerate() {
                 b.visit_mut(&join(prefix, &format!("layer{}.{j}", i + 1)), f);
             }
+        }
+        if pre {
+            self.norm.visit_mut(&join(prefix, "bn"), f);
         }
         self.fc.visit_mut(&join(prefix, "fc"), f);
     }

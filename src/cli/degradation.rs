@@ -1,0 +1,139 @@
+//! `wengert degradation`: plain and residual nets of 20 and 56 layers
+//! trained on the same data with the same budget, as in Figure 6 of
+//! He et al. 2016. The deeper plain net trains worse than the shallower one
+//! (the degradation problem); the deeper residual net does not.
+
+use crate::cli::train::{data_dir, normalisation};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use wengert::core::{Error, Result};
+use wengert::nn::checkpoint::write_atomic;
+use wengert::plot::{line_charts, Chart, Series};
+use wengert::resnet::data::{Augment, Dataset, Loader, Split};
+use wengert::resnet::train::{Config, Trainer};
+use wengert::resnet::zoo::ResNet;
+
+/// The options of `wengert degradation`.
+#[derive(clap::Args)]
+pub struct DegradationArgs {
+    /// Models to compare, comma-separated.
+    #[arg(long, default_value = "plain20,plain56,resnet20,resnet56")]
+    models: String,
+    /// fashion-mnist (the default when Debian's dataset-fashion-mnist is installed) or mnist.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// A folder of IDX files to use instead.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A budget that finishes in a few minutes on two cores: 3,000 training
+    /// images, 2 epochs, 1,000 test images.
+    #[arg(long)]
+    quick: bool,
+    /// Training images (default 10,000; 3,000 with --quick).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Epochs (default 3; 2 with --quick).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Test images (default all 10,000; 1,000 with --quick).
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (warm-up, then cosine decay).
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// Seed of weights, shuffling and augmentation (the same for every model).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder for degradation.csv and degradation.png.
+    #[arg(long, default_value = "runs/degradation")]
+    out: PathBuf,
+}
+
+/// One model's curves.
+struct Run {
+    name: String,
+    /// `(iteration, training error % over the last 10 iterations)`.
+    train: Vec<(f64, f64)>,
+    /// `(iteration, test error %)` after each epoch.
+    test: Vec<(f64, f64)>,
+}
+
+/// Trains each model in turn; prints a table, writes the CSV and the plot.
+pub fn run(a: DegradationArgs) -> Result<ExitCode> {
+    let fashion = Path::new("/usr/share/datasets/fashion-mnist").is_dir();
+    let dataset = a.dataset.clone().unwrap_or_else(|| if fashion { "fashion-mnist" } else { "mnist" }.into());
+    let dir = data_dir(&dataset, a.data_dir.as_deref())?;
+    let (limit, epochs, test_limit) = if a.quick {
+        (a.limit.unwrap_or(3_000), a.epochs.unwrap_or(2), a.test_limit.unwrap_or(1_000))
+    } else {
+        (a.limit.unwrap_or(10_000), a.epochs.unwrap_or(3), a.test_limit.unwrap_or(10_000))
+    };
+    let mut train = Loader::new(Dataset::load(&dir, Split::Train)?.take(limit), a.batch_size, a.seed);
+    train.normalise = normalisation(&dataset);
+    train.augment = Augment { pad: 0, flip: dataset == "fashion-mnist" };
+    let mut test = Loader::new(Dataset::load(&dir, Split::Test)?.take(test_limit), 500, a.seed);
+    test.shuffle = false;
+    test.normalise = train.normalise;
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| Error::Io { path: a.out.display().to_string(), detail: e.to_string() })?;
+    println!(
+        "{dataset}: {limit} training images, {epochs} epochs of {} iterations, batch {}, lr {}; {test_limit} test images",
+        train.batches(),
+        a.batch_size,
+        a.lr
+    );
+    let mut runs = Vec::new();
+    for name in a.models.split(',').map(str::trim) {
+        let model = ResNet::<f32>::by_name(name, 1, 10, &mut wengert::core::rng(a.seed))?;
+        let config = Config { epochs, lr: a.lr, momentum: 0.9, weight_decay: 5e-4, warmup: 100, seed: a.seed };
+        let mut trainer = Trainer::new(model, config, train.batches());
+        let mut run = Run { name: name.into(), train: Vec::new(), test: Vec::new() };
+        let t0 = std::time::Instant::now();
+        for epoch in 0..epochs {
+            let base = epoch * train.batches();
+            let (mut done, mut seen, mut wrong) = (0usize, 0.0f64, 0.0f64);
+            trainer.epoch(&train, |s, _| {
+                done += 1;
+                if done % 10 == 0 || done == train.batches() {
+                    let w = s.images as f64 * (1.0 - s.accuracy);
+                    let error = 100.0 * (w - wrong) / (s.images as f64 - seen).max(1.0);
+                    run.train.push(((base + done) as f64, error));
+                    (seen, wrong) = (s.images as f64, w);
+                }
+            })?;
+            let t = trainer.evaluate(&test)?;
+            run.test.push((((epoch + 1) * train.batches()) as f64, 100.0 * (1.0 - t.accuracy)));
+        }
+        let last = run.train.iter().rev().take(5).map(|p| p.1).sum::<f64>() / run.train.len().clamp(1, 5) as f64;
+        println!(
+            "{name:>10}: training error {last:6.2}% (last 50 iterations), test error {:6.2}%, {:.0} s",
+            run.test.last().map_or(f64::NAN, |p| p.1),
+            t0.elapsed().as_secs_f64()
+        );
+        runs.push(run);
+    }
+    let mut csv = vec!["model,kind,iteration,error_percent".to_string()];
+    for r in &runs {
+        csv.extend(r.train.iter().map(|(i, e)| format!("{},train,{i},{e:.4}", r.name)));
+        csv.extend(r.test.iter().map(|(i, e)| format!("{},test,{i},{e:.4}", r.name)));
+    }
+    write_atomic(&a.out.join("degradation.csv"), (csv.join("\n") + "\n").as_bytes())?;
+    let chart = |title: &str, pick: fn(&Run) -> &Vec<(f64, f64)>| Chart {
+        title: format!("{title} ({dataset})"),
+        x_label: "iteration".into(),
+        y_label: "error (%)".into(),
+        log_y: true,
+        series: runs.iter().map(|r| Series { name: r.name.clone(), points: pick(r).clone() }).collect(),
+        ..Default::default()
+    };
+    let png = a.out.join("degradation.png");
+    line_charts(
+        &png,
+        &[chart("training error, 10-iteration windows", |r| &r.train), chart("test error", |r| &r.test)],
+    )?;
+    println!("wrote {} and {}", a.out.join("degradation.csv").display(), png.display());
+    Ok(ExitCode::SUCCESS)
+}
