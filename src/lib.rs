@@ -1,7 +1,19 @@
 //! # Wengert
 //!
 //! Tape-based reverse-mode automatic differentiation in Rust, built to train
-//! very deep residual networks. This facade re-exports the member crates:
+//! very deep residual networks. New here? Start with the [`tutorial`].
+//!
+//! ```
+//! use wengert::{Tape, Tensor};
+//!
+//! let tape = Tape::<f64>::new();
+//! let x = tape.leaf(Tensor::scalar(3.0));
+//! let y = x.mul(x)?.add(x)?;                       // x² + x
+//! assert_eq!(tape.backward(y)?.get(x).unwrap().item()?, 7.0);
+//! # Ok::<(), wengert::Error>(())
+//! ```
+//!
+//! This facade re-exports the member crates:
 //!
 //! - [`core`] (`wengert-core`): tensors, the tape, reverse and forward mode;
 //! - [`ops`] (`wengert-ops`): differentiable CNN operations;
@@ -9,11 +21,15 @@
 //! - [`resnet`] (`wengert-resnet`): residual networks and their data;
 //! - [`conformance`]: the runner that checks ops against reference cases;
 //! - [`plot`]: PNG line charts for training curves and experiments;
+//! - [`tutorial`]: eight short runnable chapters, from a first gradient to training deep ResNets;
 //! - [`bench`](mod@bench): the benchmark workloads shared with the PyTorch peer script.
+
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod conformance;
 pub mod plot;
+pub mod tutorial;
 pub use wengert_core as core;
 pub use wengert_core::{Error, Result, Tape, Tensor, Var};
 pub use wengert_nn as nn;

@@ -53,6 +53,13 @@ enum Command {
         /// Seed of the weights and the batch.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Measure recurrences through time instead: ‖∂L/∂h(1)‖ / ‖∂L/∂h(T)‖
+        /// for the vanilla RNN, the LSTM and the residual recurrence.
+        #[arg(long)]
+        rnn: bool,
+        /// With --rnn: sequence lengths, comma-separated.
+        #[arg(long, default_value = "10,30,100,300,1000")]
+        steps: String,
     },
     /// Train plain-20, plain-56, ResNet-20 and ResNet-56 with one budget and
     /// plot their error (He et al. 2016, Figure 6).
@@ -61,7 +68,7 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Logits of a model in evaluation mode for the tensor `input` of a safetensors file.
     Predict {
-        /// Zoo model name.
+        /// Model name (a zoo ResNet, googlenet, or a recurrent classifier).
         #[arg(long)]
         model: String,
         /// Weights (safetensors, torchvision-style names; PyTorch exports load as they are).
@@ -94,14 +101,19 @@ enum Command {
     },
     /// Print a model's layers, parameter count and multiply-adds.
     Summary {
-        /// A zoo name: resnet20 … resnet1202, plain20 …, resnet18 … resnet152.
+        /// A model name: resnet20 … resnet1202, plain20 …, resnet18 … resnet152,
+        /// preact_resnet164, preact_resnet1001, googlenet, rnn, lstm, residual_rnn.
         model: String,
-        /// Input size C,H,W (default 3,32,32 for CIFAR models, 3,224,224 for ImageNet ones).
+        /// Input size C,H,W (default 3,32,32 for CIFAR models, 3,224,224 for
+        /// ImageNet ones and GoogLeNet, 1,28,28 for the recurrent ones).
         #[arg(long)]
         input: Option<String>,
         /// Number of classes (default 10 or 1000).
         #[arg(long)]
         classes: Option<usize>,
+        /// GoogLeNet with its auxiliary classifiers.
+        #[arg(long)]
+        aux: bool,
     },
     /// Check every op against the reference cases (*.json) in DIR.
     Conformance {
@@ -127,8 +139,11 @@ fn main() -> ExitCode {
         Command::Demo { seed } => cli::demo::run(seed),
         Command::Train(args) => cli::train::run(args),
         Command::Degradation(args) => cli::degradation::run(args),
-        Command::Gradflow { depths, out, seed } => {
+        Command::Gradflow { depths, out, seed, rnn: false, .. } => {
             cli::gradflow::parse_list("--depths", &depths).and_then(|d| cli::gradflow::run(&d, &out, seed))
+        }
+        Command::Gradflow { out, seed, rnn: true, steps, .. } => {
+            cli::gradflow::parse_list("--steps", &steps).and_then(|t| cli::gradflow::run_recurrent(&t, &out, seed))
         }
         Command::Predict { model, weights, input, output, classes } => {
             cli::train::predict(&model, &weights, &input, &output, classes)
@@ -136,7 +151,7 @@ fn main() -> ExitCode {
         Command::Eval { checkpoint, model, dataset, data_dir } => {
             cli::train::eval(&model, &checkpoint, &dataset, data_dir.as_deref())
         }
-        Command::Summary { model, input, classes } => cli::summary::run(&model, input.as_deref(), classes),
+        Command::Summary { model, input, classes, aux } => cli::summary::run(&model, input.as_deref(), classes, aux),
         Command::Bench { list, only, mem, batch, recompute } => {
             cli::bench::run(list, only.as_deref(), mem.as_deref(), batch, recompute)
         }

@@ -89,3 +89,39 @@ fn predict_writes_the_models_logits() {
     assert_eq!(got, want);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Sequential MNIST: each recurrent classifier, read row by row, learns
+/// (Adam, clipped gradients, as `wengert train --model rnn|lstm|residual_rnn`).
+#[test]
+fn recurrent_classifiers_learn_sequential_mnist() {
+    use wengert::nn::optim::Adam;
+    use wengert::resnet::zoo::build;
+    let data = loader(1280);
+    for name in ["rnn", "lstm", "residual_rnn"] {
+        let model = build::<f32>(name, (1, 28, 28), 10, &mut wengert::core::rng(0)).unwrap();
+        let config = Config { epochs: 3, lr: 0.002, momentum: 0.9, weight_decay: 0.0, warmup: 5, seed: 0 };
+        let mut t = Trainer::new(model, config, data.batches());
+        t.set_optimizer(Box::new(Adam::new(0.0)));
+        t.clip = Some(1.0);
+        let first = t.epoch(&data, |_, _| {}).unwrap();
+        t.epoch(&data, |_, _| {}).unwrap();
+        let third = t.epoch(&data, |_, _| {}).unwrap();
+        assert!(third.loss < 0.8 * first.loss, "{name}: loss {} then {}", first.loss, third.loss);
+        assert!(third.accuracy > 0.25, "{name}: {third:?}");
+    }
+}
+
+#[test]
+fn vanilla_and_lstm_gradients_vanish_through_time_at_initialisation() {
+    use wengert::nn::layer::Cell;
+    use wengert::resnet::gradflow::{measure_recurrent, RecurrentSetup};
+    let ratio =
+        |cell| measure_recurrent(&RecurrentSetup { cell, steps: 100, ..RecurrentSetup::default() }).unwrap().ratio();
+    // 100 steps at PyTorch's default initialisation: the vanilla RNN and the
+    // LSTM pass back less than 10⁻¹⁰ of the signal; the residual
+    // recurrence's identity path keeps it from vanishing.
+    assert!(ratio(Cell::Elman) < 1e-10);
+    assert!(ratio(Cell::Lstm) < 1e-10);
+    assert!(ratio(Cell::Residual) > 1.0);
+    assert!(measure_recurrent(&RecurrentSetup { steps: 1, ..RecurrentSetup::default() }).is_err());
+}

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 use wengert::core::{Error, Result};
 use wengert::nn::Module;
-use wengert::resnet::zoo::{ResNet, Spec};
+use wengert::resnet::googlenet::GoogLeNet;
+use wengert::resnet::sequence::SequenceClassifier;
+use wengert::resnet::zoo::{defaults, ResNet, Spec};
 
 /// Parses `C,H,W`.
 fn parse_input(s: &str) -> Result<(usize, usize, usize)> {
@@ -21,19 +23,32 @@ fn bad(s: &str) -> Error {
 
 /// Prints the layers with their output shapes, then `parameters: N` and
 /// `multiply-adds: N` for one image.
-pub fn run(model: &str, input: Option<&str>, classes: Option<usize>) -> Result<ExitCode> {
-    let spec = Spec::by_name(model)?;
-    let (default_input, default_classes) = spec.defaults();
+pub fn run(model: &str, input: Option<&str>, classes: Option<usize>, aux: bool) -> Result<ExitCode> {
+    let model = if aux && model == "googlenet" { "googlenet_aux" } else { model };
+    let (default_input, default_classes) = defaults(model)?;
     let input = input.map(parse_input).transpose()?.unwrap_or(default_input);
     let classes = classes.unwrap_or(default_classes);
-    let net = ResNet::<f32>::new(&spec, input.0, classes, &mut wengert::core::rng(0))?;
-    let summary = net.summary(input)?;
+    let rng = &mut wengert::core::rng(0);
+    let (summary, parameters) = match model {
+        "googlenet" | "googlenet_aux" => {
+            let net = GoogLeNet::<f32>::new(input.0, classes, model == "googlenet_aux", rng)?;
+            (net.summary(input)?, net.num_parameters())
+        }
+        "rnn" | "lstm" | "residual_rnn" => {
+            let net = SequenceClassifier::<f32>::by_name(model, input.0 * input.2, classes, rng)?;
+            (net.summary(input), net.num_parameters())
+        }
+        _ => {
+            let net = ResNet::<f32>::new(&Spec::by_name(model)?, input.0, classes, rng)?;
+            (net.summary(input)?, net.num_parameters())
+        }
+    };
     println!("{model}: input {}×{}×{}, {classes} classes\n", input.0, input.1, input.2);
     println!("{:<24} {:>18}", "layer", "output (C×H×W)");
     for (name, [c, h, w]) in summary.rows {
         println!("{name:<24} {:>18}", format!("{c}×{h}×{w}"));
     }
-    println!("\nparameters: {}", net.num_parameters());
+    println!("\nparameters: {parameters}");
     println!("multiply-adds: {}", summary.macs);
     Ok(ExitCode::SUCCESS)
 }

@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wengert::core::{Error, Result};
 use wengert::nn::checkpoint::{load_model, write_atomic};
+use wengert::nn::optim::Adam;
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::train::{evaluate, Config, Score, Trainer};
-use wengert::resnet::zoo::ResNet;
+use wengert::resnet::zoo::{build, defaults};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Zoo model name.
+    /// Zoo model name (resnet20, plain56, preact_resnet164, …), or rnn, lstm,
+    /// residual_rnn for sequential MNIST (images read row by row).
     #[arg(long, default_value = "resnet20")]
     model: String,
     /// mnist (bundled) or fashion-mnist (Debian's dataset-fashion-mnist).
@@ -28,9 +30,17 @@ pub struct TrainArgs {
     /// Images per batch (64 reached 99.17% after one epoch of MNIST, 128 reached 99.08%).
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    /// Peak learning rate (warm-up, then cosine decay).
-    #[arg(long, default_value_t = 0.1)]
-    lr: f64,
+    /// sgd (momentum 0.9) or adam (default: sgd, and adam for the recurrent models).
+    #[arg(long, value_parser = ["sgd", "adam"])]
+    optimizer: Option<String>,
+    /// Peak learning rate, warmed up then decayed to zero on a cosine
+    /// (default: 0.1 with sgd, 0.002 with adam).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Clip the gradients' global norm to this (default: 1 for the
+    /// recurrent models, none for the others; 0 turns it off).
+    #[arg(long)]
+    clip: Option<f64>,
     /// L2 weight decay.
     #[arg(long, default_value_t = 5e-4)]
     weight_decay: f64,
@@ -122,10 +132,18 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let mut test = Loader::new(test_set, 500, a.seed);
     test.shuffle = false;
     test.normalise = train.normalise;
-    let model = ResNet::<f32>::by_name(&a.model, 1, 10, &mut wengert::core::rng(a.seed))?;
+    let image = train.dataset().image_shape();
+    let model = build::<f32>(&a.model, image, 10, &mut wengert::core::rng(a.seed))?;
+    let recurrent = matches!(a.model.as_str(), "rnn" | "lstm" | "residual_rnn");
+    let adam = a.optimizer.as_deref().map_or(recurrent, |o| o == "adam");
+    let lr = a.lr.unwrap_or(if adam { 0.002 } else { 0.1 });
     let config =
-        Config { epochs: a.epochs, lr: a.lr, momentum: 0.9, weight_decay: a.weight_decay, warmup: 100, seed: a.seed };
+        Config { epochs: a.epochs, lr, momentum: 0.9, weight_decay: a.weight_decay, warmup: 100, seed: a.seed };
     let mut trainer = Trainer::new(model, config, train.batches());
+    if adam {
+        trainer.set_optimizer(Box::new(Adam::new(a.weight_decay)));
+    }
+    trainer.clip = a.clip.or(recurrent.then_some(1.0)).filter(|c| *c > 0.0);
     if a.resume {
         trainer.resume(&a.out)?;
         println!("resumed from {} at iteration {}", a.out.display(), trainer.iteration);
@@ -223,6 +241,11 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the model is a sequence classifier, whose input size is fixed.
+fn model_reads_rows(model: &str) -> bool {
+    matches!(model, "rnn" | "lstm" | "residual_rnn")
+}
+
 /// The numbers of one CSV row (`None` for the header).
 fn parse_row(line: &str) -> Option<Vec<f64>> {
     line.split(',').map(|v| v.parse().ok()).collect()
@@ -260,7 +283,7 @@ pub fn eval(model: &str, checkpoint: &Path, dataset: &str, data_dir: Option<&Pat
     let mut test = Loader::new(Dataset::load(&dir, Split::Test)?, 500, 0);
     test.shuffle = false;
     test.normalise = normalisation(dataset);
-    let mut net = ResNet::<f32>::by_name(model, 1, 10, &mut wengert::core::rng(0))?;
+    let mut net = build::<f32>(model, test.dataset().image_shape(), 10, &mut wengert::core::rng(0))?;
     load_model(&mut net, checkpoint, true)?;
     let s = evaluate(&mut net, &test)?;
     println!("test loss: {:.4}", s.loss);
@@ -281,9 +304,13 @@ pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes
     if x.rank() != 4 {
         return Err(Error::shape("predict", format!("input is {}; need [N, C, H, W]", x.shape())));
     }
-    let spec = wengert::resnet::zoo::Spec::by_name(model)?;
-    let classes = classes.unwrap_or(spec.defaults().1);
-    let mut net = ResNet::<f32>::new(&spec, x.dims()[1], classes, &mut wengert::core::rng(0))?;
+    let ((_, h, w), default_classes) = defaults(model)?;
+    let classes = classes.unwrap_or(default_classes);
+    let d = x.dims();
+    if model_reads_rows(model) && (d[2], d[3]) != (h, w) {
+        return Err(Error::shape("predict", format!("{model} reads {h}×{w} images; the input is {}", x.shape())));
+    }
+    let mut net = build::<f32>(model, (d[1], d[2], d[3]), classes, &mut wengert::core::rng(0))?;
     load_model(&mut net, weights, true)?;
     let tape = wengert::core::Tape::new();
     let logits = tape.no_grad(|| net.forward(&mut Step::eval(&tape), tape.constant(x)))?.value()?;

@@ -24,6 +24,7 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
+#![warn(missing_docs)]
 // `Var::add`, `Var::mul`, ... are the `Result`-returning twins of the
 // operators `+`, `*`, ... (which panic on error); sharing the names keeps
 // formulas readable in both forms, so the lint that asks for other names is off.

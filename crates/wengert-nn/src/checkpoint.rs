@@ -91,6 +91,21 @@ fn serialize(entries: &[(String, Raw)], metadata: Option<HashMap<String, String>
 }
 
 /// Saves every parameter and buffer of `model` to `path`.
+///
+/// ```
+/// use wengert_nn::checkpoint::{load_model, save_model};
+/// use wengert_nn::{layer::Linear, Module};
+///
+/// let a = Linear::<f32>::new(3, 2, true, &mut wengert_core::rng(0))?;
+/// let path = std::env::temp_dir().join(format!("wengert-doc-{}.safetensors", std::process::id()));
+/// save_model(&a, &path)?;
+/// let mut b = Linear::<f32>::new(3, 2, true, &mut wengert_core::rng(1))?;
+/// let report = load_model(&mut b, &path, true)?;          // strict: names and shapes must match
+/// assert_eq!(b.weight.value(), a.weight.value());
+/// assert!(report.skipped.is_empty());
+/// std::fs::remove_file(&path).ok();
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
 pub fn save_model<T: Float>(model: &dyn Module<T>, path: &Path) -> Result<()> {
     let mut entries = Vec::new();
     model.visit("", &mut |name, s| {

@@ -46,6 +46,8 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod init;
 pub mod layer;

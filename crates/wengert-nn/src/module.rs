@@ -112,6 +112,22 @@ pub trait Module<T: Float> {
     }
 }
 
+/// A boxed module is a module: models chosen at run time (by name, from the
+/// command line) train and save like any other.
+impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        (**self).forward(step, x)
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        (**self).visit(prefix, f)
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        (**self).visit_mut(prefix, f)
+    }
+}
+
 /// The address of a parameter: its identity for the length of one step.
 /// Never dereferenced; the model is not moved while a step is bound to it.
 type ParamKey<T> = *const Param<T>;

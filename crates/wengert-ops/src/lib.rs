@@ -18,6 +18,23 @@
 //! `conv_transpose2d` that can itself be differentiated). Every op validates
 //! its shapes and attributes and returns an error naming the op, the
 //! argument and the shapes.
+//!
+//! ```
+//! use wengert_core::{Tape, Tensor};
+//! use wengert_ops::{conv2d, cross_entropy, global_avg_pool2d, relu, Conv2dOptions};
+//!
+//! let tape = Tape::<f32>::new();
+//! let x = tape.constant(Tensor::ones([2, 3, 8, 8]));                // NCHW
+//! let w = tape.leaf(Tensor::full([10, 3, 3, 3], 0.01));             // [out, in, kh, kw]
+//! let h = relu(conv2d(x, w, None, &Conv2dOptions::square(1, 1))?)?; // [2, 10, 8, 8]
+//! let logits = global_avg_pool2d(h)?;                               // [2, 10]
+//! let loss = cross_entropy(logits, &[3, 7])?;
+//! let g = tape.backward(loss)?;
+//! assert_eq!(g.get(w).unwrap().dims(), &[10, 3, 3, 3]);
+//! # Ok::<(), wengert_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod activation;
 pub mod conv;

@@ -94,7 +94,24 @@ pub struct Block<T: Float> {
 const EPS: f64 = 1e-5;
 
 impl<T: Float> Block<T> {
-    /// A block from `c_in` channels. `width` is the branch's channel count
+    /// A block from `c_in` channels, e.g. the first block of ResNet-50's
+    /// second stage:
+    ///
+    /// ```
+    /// use wengert_core::{Tape, Tensor};
+    /// use wengert_nn::{Module, Step};
+    /// use wengert_resnet::block::{Block, Kind, Shortcut};
+    ///
+    /// let mut b = Block::<f32>::new(Kind::Bottleneck, 256, 128, 2, Shortcut::Projection, &mut wengert_core::rng(0))?;
+    /// let tape = Tape::new();
+    /// let x = tape.constant(Tensor::ones([1, 256, 8, 8]));
+    /// let y = b.forward(&mut Step::train(&tape, 0), x)?;
+    /// assert_eq!(y.shape().dims(), &[1, 512, 4, 4]);
+    /// assert!(b.state_names().contains(&"downsample.1.running_var".to_string()));
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    ///
+    /// `width` is the branch's channel count
     /// (the output has `4·width` channels for a bottleneck, `width`
     /// otherwise). Convolutions get Kaiming-normal weights (fan out, ReLU
     /// gain), batch norms γ = 1 and β = 0, as in torchvision.

@@ -19,12 +19,18 @@
 //! assert!(plain.ratio() > 0.0 && residual.ratio() > 0.0);
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
+//!
+//! The same question through time: [`measure_recurrent`] unrolls a vanilla
+//! RNN, an LSTM or a residual recurrence `h_t = h_{t−1} + F(h_{t−1}, x_t)`
+//! over `T` steps and compares `‖∂L/∂h(1)‖` with `‖∂L/∂h(T)‖`; the
+//! Jacobian `∂h(T)/∂h(1)` is the product of the `T − 1` per-step Jacobians.
 
 use crate::residual::Residual;
 use rand::Rng as _;
+use wengert_core::BackwardOptions;
 use wengert_core::{Error, Result, Tape, Tensor};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
-use wengert_nn::layer::{Activation, BatchNorm2d, Conv2d, Linear, Sequential};
+use wengert_nn::layer::{Activation, BatchNorm2d, Cell, Conv2d, Linear, Recurrent, Sequential};
 use wengert_nn::{Module, Param, StateRef, Step};
 use wengert_ops::{cross_entropy, global_avg_pool2d, Conv2dOptions};
 
@@ -132,4 +138,52 @@ pub fn measure(setup: &Setup) -> Result<Flow> {
         (Some(&first), Some(&last)) => Ok(Flow { first, last }),
         _ => Err(Error::argument("gradflow", "depth", "the stack has no convolution")),
     }
+}
+
+/// A recurrent net and the sequence of one [`measure_recurrent`] run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecurrentSetup {
+    /// The update rule.
+    pub cell: Cell,
+    /// Time steps `T`.
+    pub steps: usize,
+    /// Hidden units.
+    pub hidden: usize,
+    /// Input features per step.
+    pub input: usize,
+    /// Sequences in the batch.
+    pub batch: usize,
+    /// Seed of the weights (PyTorch's default initialisation), inputs and labels.
+    pub seed: u64,
+}
+
+impl Default for RecurrentSetup {
+    /// A vanilla RNN of 64 units over 100 steps of 16 inputs, batch 8.
+    fn default() -> Self {
+        RecurrentSetup { cell: Cell::Elman, steps: 100, hidden: 64, input: 16, batch: 8, seed: 0 }
+    }
+}
+
+/// Unrolls the recurrence of `setup` over random inputs `N(0, 1)` from a zero
+/// state, classifies `h(T)` with a linear layer over 10 classes against
+/// random labels, and returns `‖∂L/∂h(1)‖_F` (as `first`) and `‖∂L/∂h(T)‖_F`
+/// (as `last`).
+pub fn measure_recurrent(setup: &RecurrentSetup) -> Result<Flow> {
+    if setup.steps < 2 {
+        return Err(Error::argument("gradflow", "steps", format!("{} steps; need at least 2", setup.steps)));
+    }
+    let mut rng = wengert_core::rng(setup.seed);
+    let rnn = Recurrent::<f64>::new(setup.cell, setup.input, setup.hidden, &mut rng)?;
+    let mut head = Linear::new(setup.hidden, 10, true, &mut rng)?;
+    let x = Tensor::normal([setup.batch, setup.steps, setup.input], 0.0, 1.0, &mut rng)?;
+    let labels: Vec<usize> = (0..setup.batch).map(|_| rng.random_range(0..10)).collect();
+    let tape = Tape::new();
+    let mut step = Step::train(&tape, setup.seed);
+    let states = rnn.run(&mut step, tape.constant(x), rnn.zero_state(&tape, setup.batch))?;
+    let (h1, ht) = (states[0].h, states[setup.steps - 1].h);
+    let loss = cross_entropy(head.forward(&mut step, ht)?, &labels)?;
+    let g = tape.backward_with(loss, BackwardOptions { wrt: Some(&[h1, ht]), ..Default::default() })?;
+    let norm = |t: &Tensor<f64>| t.data().iter().map(|v| v * v).sum::<f64>().sqrt();
+    let g = g.into_tensors();
+    Ok(Flow { first: norm(&g[0]), last: norm(&g[1]) })
 }

@@ -4,19 +4,42 @@
 //!
 //! - [`block`]: residual blocks (basic, bottleneck, pre-activation, and the
 //!   plain block without a shortcut), each recorded on the tape as one node;
+//! - [`googlenet`]: GoogLeNet (Inception v1) in torchvision's layout;
 //! - [`gradflow`]: the gradient reaching the first layer of deep plain and
 //!   residual stacks at initialisation;
 //! - [`residual`]: `x + F(x)` as one node around any module `F`;
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
+//! - [`sequence`]: recurrent classifiers that read images row by row;
 //! - [`train`]: a trainer with SGD, warm-up and cosine decay, evaluation,
 //!   checkpoints and resuming;
 //! - [`data`]: the IDX reader (MNIST, Fashion-MNIST), datasets, and a loader
 //!   with seeded shuffling, normalisation, augmentation and prefetching.
+//!
+//! ```
+//! use wengert_core::{Tape, Tensor};
+//! use wengert_nn::{Module, Step};
+//! use wengert_resnet::zoo::ResNet;
+//!
+//! // ResNet-20 for one-channel 28×28 images and 10 classes.
+//! let mut net = ResNet::<f32>::by_name("resnet20", 1, 10, &mut wengert_core::rng(0))?;
+//! assert_eq!(net.num_parameters(), 269_434); // 0.27M, as in He et al. 2016 (with 3 input channels: 269,722)
+//! let tape = Tape::new();
+//! let mut step = Step::train(&tape, 0);
+//! let x = tape.constant(Tensor::normal([4, 1, 28, 28], 0.0, 1.0, &mut wengert_core::rng(1))?);
+//! let logits = net.forward(&mut step, x)?;
+//! let grads = step.backward(wengert_ops::cross_entropy(logits, &[0, 1, 2, 3])?)?;
+//! assert_eq!(grads.len(), 1 + 2 + 9 * 6 + 2); // stem conv + norm, 9 blocks, fc
+//! # Ok::<(), wengert_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod block;
 pub mod data;
+pub mod googlenet;
 pub mod gradflow;
 pub mod residual;
+pub mod sequence;
 pub mod train;
 pub mod zoo;

@@ -67,11 +67,15 @@ fn correct(logits: &wengert_core::Tensor<f32>, labels: &[usize]) -> usize {
         .count()
 }
 
-/// A model being trained.
-pub struct Trainer {
+/// A model being trained: a zoo ResNet by default, or any module that maps
+/// a batch of images to logits.
+pub struct Trainer<M: Module<f32> = ResNet<f32>> {
     /// The network.
-    pub model: ResNet<f32>,
-    optimizer: Sgd<f32>,
+    pub model: M,
+    /// Rescale the gradients to at most this global norm before each update
+    /// (`None`: no clipping). Recurrent nets usually want it.
+    pub clip: Option<f64>,
+    optimizer: Box<dyn Optimizer<f32>>,
     schedule: Warmup<Cosine>,
     config: Config,
     /// Iterations done so far.
@@ -80,9 +84,9 @@ pub struct Trainer {
     batches: usize,
 }
 
-impl Trainer {
+impl<M: Module<f32>> Trainer<M> {
     /// A fresh run of `model` over `batches_per_epoch` batches an epoch.
-    pub fn new(model: ResNet<f32>, config: Config, batches_per_epoch: usize) -> Self {
+    pub fn new(model: M, config: Config, batches_per_epoch: usize) -> Self {
         let total = config.epochs * batches_per_epoch;
         let schedule = Warmup {
             steps: config.warmup.min(total),
@@ -91,12 +95,20 @@ impl Trainer {
         };
         Trainer {
             model,
-            optimizer: Sgd::new(config.momentum, config.weight_decay),
+            clip: None,
+            optimizer: Box::new(Sgd::new(config.momentum, config.weight_decay)),
             schedule,
             config,
             iteration: 0,
             batches: batches_per_epoch.max(1),
         }
+    }
+
+    /// Replaces the optimiser (SGD with the configuration's momentum and
+    /// weight decay by default), e.g. with Adam for recurrent nets. Call it
+    /// before the first step or [`Trainer::resume`].
+    pub fn set_optimizer(&mut self, optimizer: Box<dyn Optimizer<f32>>) {
+        self.optimizer = optimizer;
     }
 
     /// The epoch and batch the next step trains on.
@@ -127,6 +139,10 @@ impl Trainer {
             }
             (value, hits, step.backward(loss)?)
         };
+        let mut grads = grads;
+        if let Some(max) = self.clip {
+            wengert_nn::optim::clip_grad_norm(&mut grads, max);
+        }
         let lr = self.lr();
         self.optimizer.step(&mut self.model, &grads, lr)?;
         self.iteration += 1;
@@ -177,7 +193,7 @@ impl Trainer {
 }
 
 /// Loss and accuracy of `model` on `data`, in evaluation mode.
-pub fn evaluate(model: &mut ResNet<f32>, data: &Loader) -> Result<Score> {
+pub fn evaluate(model: &mut dyn Module<f32>, data: &Loader) -> Result<Score> {
     let mut score = Score::default();
     for batch in data.epoch::<f32>(0, 0) {
         let batch = batch?;

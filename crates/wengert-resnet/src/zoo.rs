@@ -265,3 +265,37 @@ impl<T: Float> Module<T> for ResNet<T> {
         self.fc.visit_mut(&join(prefix, "fc"), f);
     }
 }
+
+/// Any model the command line knows by name, boxed: the zoo's ResNets and
+/// plain nets (see the [module documentation](self)), `googlenet` (and
+/// `googlenet_aux`, with the auxiliary classifiers; see
+/// [`crate::googlenet`]) and the sequence classifiers `rnn`, `lstm` and
+/// `residual_rnn` (images read row by row; see [`crate::sequence`]), for
+/// inputs of `(c, h, w)` and `classes` outputs.
+pub fn build<T: Float>(
+    name: &str,
+    (c, _h, w): (usize, usize, usize),
+    classes: usize,
+    rng: &mut Rng,
+) -> Result<Box<dyn Module<T>>> {
+    match name {
+        "rnn" | "lstm" | "residual_rnn" => {
+            Ok(Box::new(crate::sequence::SequenceClassifier::<T>::by_name(name, c * w, classes, rng)?))
+        }
+        "googlenet" | "googlenet_aux" => {
+            Ok(Box::new(crate::googlenet::GoogLeNet::<T>::new(c, classes, name == "googlenet_aux", rng)?))
+        }
+        _ => Ok(Box::new(ResNet::<T>::by_name(name, c, classes, rng)?)),
+    }
+}
+
+/// The default input `(c, h, w)` and class count of a model [`build`] knows:
+/// CIFAR 3×32×32 and 10, ImageNet 3×224×224 and 1000 (GoogLeNet too),
+/// MNIST 1×28×28 and 10 for the sequence classifiers.
+pub fn defaults(name: &str) -> Result<((usize, usize, usize), usize)> {
+    match name {
+        "rnn" | "lstm" | "residual_rnn" => Ok(((1, 28, 28), 10)),
+        "googlenet" | "googlenet_aux" => Ok(((3, 224, 224), 1000)),
+        _ => Ok(Spec::by_name(name)?.defaults()),
+    }
+}

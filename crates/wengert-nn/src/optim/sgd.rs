@@ -32,6 +32,23 @@ pub struct Sgd<T: Float> {
 
 impl<T: Float> Sgd<T> {
     /// SGD with the given momentum and weight decay (no dampening, no Nesterov).
+    ///
+    /// ```
+    /// use wengert_core::{Tape, Tensor};
+    /// use wengert_nn::optim::{Optimizer, Sgd};
+    /// use wengert_nn::{layer::Linear, Module, Step};
+    ///
+    /// let mut model = Linear::<f64>::new(2, 1, false, &mut wengert_core::rng(0))?;
+    /// let before = model.weight.value().clone();
+    /// let tape = Tape::new();
+    /// let mut step = Step::train(&tape, 0);
+    /// let y = model.forward(&mut step, tape.constant(Tensor::ones([1, 2])))?;
+    /// let grads = step.backward(y.sum_all()?)?;               // ∂y/∂w = [1, 1]
+    /// Sgd::new(0.9, 0.0).step(&mut model, &grads, 0.1)?;
+    /// let moved: Vec<f64> = before.data().iter().zip(model.weight.value().data()).map(|(a, b)| a - b).collect();
+    /// assert!(moved.iter().all(|d| (d - 0.1).abs() < 1e-12)); // w ← w − lr·g
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
     pub fn new(momentum: f64, weight_decay: f64) -> Self {
         Sgd { momentum, weight_decay, ..Default::default() }
     }

@@ -36,7 +36,12 @@ impl Dataset {
 
     /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
+    }
+
+    /// One image's `(channels, height, width)`: `(1, rows, cols)`.
+    pub fn image_shape(&self) -> (usize, usize, usize) {
+        (1, self.rows, self.cols)
     }
 
     /// The first `n` images (all if fewer), for quick runs and tests.

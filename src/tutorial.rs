@@ -1,0 +1,37 @@
+//! Tutorials: Wengert from a first gradient to training deep ResNets.
+//!
+//! Each chapter is short and runnable; every code block in it is compiled
+//! and run as a doctest, so the chapters cannot go stale. Read them in order:
+//!
+//! 1. [`ch01_first_gradient`]: a tape, a leaf, an expression, `backward`.
+//! 2. [`ch02_tensors_and_shapes`]: tensors, shapes, broadcasting, and what an error tells you.
+//! 3. [`ch03_your_own_op`]: your own differentiable op in your own crate, and checking it.
+//! 4. [`ch04_property_tests`]: the gradient check inside proptest, and Jacobians.
+//! 5. [`ch05_why_residual_blocks_train`]: the chain of Jacobians, `I + ∂F/∂x`, and a measurement.
+//! 6. [`ch06_training_a_resnet`]: model, data, optimiser, schedule, checkpoints, resuming.
+//! 7. [`ch07_beyond_first_order`]: grad of grad, `jvp`, `jacobian`, Hessian-vector products.
+//! 8. [`ch08_speed_and_memory`]: threads, recomputation in residual blocks, benchmarking.
+
+#[doc = include_str!("../docs/tutorial/ch01_first_gradient.md")]
+pub mod ch01_first_gradient {}
+
+#[doc = include_str!("../docs/tutorial/ch02_tensors_and_shapes.md")]
+pub mod ch02_tensors_and_shapes {}
+
+#[doc = include_str!("../docs/tutorial/ch03_your_own_op.md")]
+pub mod ch03_your_own_op {}
+
+#[doc = include_str!("../docs/tutorial/ch04_property_tests.md")]
+pub mod ch04_property_tests {}
+
+#[doc = include_str!("../docs/tutorial/ch05_why_residual_blocks_train.md")]
+pub mod ch05_why_residual_blocks_train {}
+
+#[doc = include_str!("../docs/tutorial/ch06_training_a_resnet.md")]
+pub mod ch06_training_a_resnet {}
+
+#[doc = include_str!("../docs/tutorial/ch07_beyond_first_order.md")]
+pub mod ch07_beyond_first_order {}
+
+#[doc = include_str!("../docs/tutorial/ch08_speed_and_memory.md")]
+pub mod ch08_speed_and_memory {}

@@ -1,0 +1,51 @@
+//! The experiment commands end to end: tables on stdout, CSV and PNG files
+//! in the output folder, clear errors for bad arguments.
+
+use std::process::Command;
+
+fn wengert(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wengert")).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn gradflow_writes_its_table_and_files() {
+    let dir = std::env::temp_dir().join(format!("wengert-gradflow-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let (ok, out, err) = wengert(&["gradflow", "--depths", "4,8", "--out", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("residual+BN") && out.lines().any(|l| l.trim_start().starts_with("8 ")), "{out}");
+    let csv = std::fs::read_to_string(dir.join("gradflow.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 4);
+    assert!(std::fs::read(dir.join("gradflow.png")).unwrap().starts_with(b"\x89PNG"));
+
+    let (ok, out, err) = wengert(&["gradflow", "--rnn", "--steps", "5,20", "--out", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("residual_rnn"), "{out}");
+    let csv = std::fs::read_to_string(dir.join("gradflow_rnn.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 3);
+    assert!(dir.join("gradflow_rnn.png").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let (ok, _, err) = wengert(&["gradflow", "--depths", "8,7"]);
+    assert!(!ok && err.contains("--depths") && err.contains("7 is odd"), "{err}");
+    let (ok, _, err) = wengert(&["gradflow", "--depths", "8,x"]);
+    assert!(!ok && err.contains("'8,x' is not a list of positive integers"), "{err}");
+}
+
+#[test]
+fn summary_knows_googlenet_and_the_recurrent_models() {
+    let (ok, out, _) = wengert(&["summary", "googlenet"]);
+    assert!(ok && out.contains("parameters: 6624904"), "{out}");
+    let (ok, out, _) = wengert(&["summary", "googlenet", "--aux"]);
+    assert!(ok && out.contains("parameters: 13004888"), "{out}");
+    let (ok, out, _) = wengert(&["summary", "preact_resnet1001"]);
+    assert!(ok && out.contains("parameters: 10327706"), "{out}");
+    let (ok, out, _) = wengert(&["summary", "lstm"]);
+    // 4·128·(28 + 128) + 2·4·128 weights and biases, then the 128 → 10 head.
+    assert!(ok && out.contains(&format!("parameters: {}", 4 * 128 * (28 + 128) + 8 * 128 + 128 * 10 + 10)), "{out}");
+}
