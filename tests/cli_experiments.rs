@@ -49,3 +49,26 @@ fn summary_knows_googlenet_and_the_recurrent_models() {
     // 4·128·(28 + 128) + 2·4·128 weights and biases, then the 128 → 10 head.
     assert!(ok && out.contains(&format!("parameters: {}", 4 * 128 * (28 + 128) + 8 * 128 + 128 * 10 + 10)), "{out}");
 }
+
+#[test]
+fn train_writes_checkpoint_metrics_and_curves_then_eval_reads_them() {
+    let dir = std::env::temp_dir().join(format!("wengert-train-cli-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let (ok, out, err) = wengert(&["train", "--model", "rnn", "--limit", "640", "--out", d]);
+    assert!(ok, "{err}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.starts_with("test accuracy: ") && last.ends_with('%'), "{out}");
+    for f in ["model.safetensors", "training.safetensors", "metrics.csv", "steps.csv", "curves.png"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let steps = std::fs::read_to_string(dir.join("steps.csv")).unwrap();
+    assert_eq!(steps.lines().next(), Some("iteration,train_loss,train_error_percent"));
+    assert_eq!(steps.lines().count(), 1 + 1, "one row per 10 of the 10 iterations");
+    let checkpoint = dir.join("model.safetensors");
+    let (ok, eval_out, err) = wengert(&["eval", "--model", "rnn", "--checkpoint", checkpoint.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(eval_out.lines().last(), Some(last), "eval reproduces the final accuracy");
+    let (ok, _, err) = wengert(&["train", "--model", "gru", "--limit", "64", "--out", d]);
+    assert!(!ok && err.contains("unknown model 'gru'"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

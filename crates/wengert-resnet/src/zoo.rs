@@ -285,7 +285,10 @@ pub fn build<T: Float>(
         "googlenet" | "googlenet_aux" => {
             Ok(Box::new(crate::googlenet::GoogLeNet::<T>::new(c, classes, name == "googlenet_aux", rng)?))
         }
-        _ => Ok(Box::new(ResNet::<T>::by_name(name, c, classes, rng)?)),
+        _ => {
+            let spec = Spec::by_name(name).map_err(|_| unknown_model(name))?;
+            Ok(Box::new(ResNet::<T>::new(&spec, c, classes, rng)?))
+        }
     }
 }
 
@@ -296,6 +299,19 @@ pub fn defaults(name: &str) -> Result<((usize, usize, usize), usize)> {
     match name {
         "rnn" | "lstm" | "residual_rnn" => Ok(((1, 28, 28), 10)),
         "googlenet" | "googlenet_aux" => Ok(((3, 224, 224), 1000)),
-        _ => Ok(Spec::by_name(name)?.defaults()),
+        _ => Ok(Spec::by_name(name).map_err(|_| unknown_model(name))?.defaults()),
     }
+}
+
+/// The error for a name [`build`] does not know, listing those it does.
+fn unknown_model(name: &str) -> Error {
+    Error::argument(
+        "model",
+        "name",
+        format!(
+            "unknown model '{name}'; try resnet20 … resnet1202 (depth 6n+2), plain20 …, resnet18, resnet34, \
+             resnet50, resnet101, resnet152, preact_resnet164, preact_resnet1001 (depth 9n+2), googlenet, rnn, \
+             lstm, residual_rnn"
+        ),
+    )
 }
