@@ -53,7 +53,7 @@ fn pool_errors() {
     let x = t.leaf(Tensor::zeros([1, 1, 2, 2]));
     assert_eq!(
         msg(ops::max_pool2d(x, &Pool2d::new(3, 1))),
-        "max_pool2d: kernel [3, 3] is larger than the padded input [1, 1, 2, 2] (padding [0, 0])"
+        "max_pool2d: kernel [3, 3] is larger than the padded input [1, 1, 2, 2] (padding [0, 0], ceil_mode false)"
     );
     let p = Pool2d { kernel: [2, 2], stride: [1, 1], padding: [2, 2], ceil_mode: false };
     assert_eq!(msg(ops::avg_pool2d(x, &p, true)), "avg_pool2d: padding: [2, 2] exceeds half the kernel [2, 2]");

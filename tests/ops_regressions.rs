@@ -34,3 +34,27 @@ fn conv_gradient_where_kernel_columns_fall_entirely_in_padding() {
     let r = check_gradients(|_, v| ops::conv2d(v[0], v[1], Some(v[2]), &o), &[x, w, b], &GradCheck::default()).unwrap();
     assert!(r.passed(), "{r}");
 }
+
+/// With `ceil_mode`, PyTorch lets a window overhang an input smaller than the
+/// kernel as long as one window starts inside it (GoogLeNet's last 2×2/2 max
+/// pool on 1×1 maps, from 28×28 images). Values checked against PyTorch 2.15.
+#[test]
+fn ceil_mode_windows_may_overhang_a_small_input() {
+    use ops::{avg_pool2d, max_pool2d, Pool2d};
+    let tape = Tape::<f64>::new();
+    let pool = |k: usize, s: usize| Pool2d { kernel: [k, k], stride: [s, s], padding: [0, 0], ceil_mode: true };
+    let one = tape.leaf(Tensor::full([1, 1, 1, 1], 4.0));
+    assert_eq!(max_pool2d(one, &pool(2, 2)).unwrap().value().unwrap().data(), &[4.0]);
+    // avg: the divisor counts the window clipped to the (padded) input.
+    assert_eq!(avg_pool2d(one, &pool(2, 2), true).unwrap().value().unwrap().data(), &[4.0]);
+    let x = Tensor::from_vec(vec![0.0, 1.0, 2.0, 3.0], [1, 1, 2, 2]).unwrap();
+    let xv = tape.leaf(x.clone());
+    assert_eq!(max_pool2d(xv, &pool(3, 2)).unwrap().value().unwrap().data(), &[3.0]);
+    assert_eq!(avg_pool2d(xv, &pool(3, 2), true).unwrap().value().unwrap().data(), &[1.5]);
+    assert_eq!(avg_pool2d(xv, &pool(3, 2), false).unwrap().value().unwrap().data(), &[1.5]);
+    let report = check_gradients(|_, v| avg_pool2d(v[0], &pool(3, 2), true), &[x], &GradCheck::default()).unwrap();
+    assert!(report.passed(), "{report}");
+    // Without ceil_mode there is no window at all: an error, as in PyTorch.
+    let floor = Pool2d { ceil_mode: false, ..pool(2, 2) };
+    assert!(max_pool2d(one, &floor).is_err());
+}

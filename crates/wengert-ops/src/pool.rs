@@ -55,21 +55,24 @@ impl Pool2d {
                     format!("{:?} exceeds half the kernel {:?}", self.padding, self.kernel),
                 ));
             }
-            if k > n + 2 * p {
+            // PyTorch's rule: ⌊(n + 2p − k [+ s − 1 with ceil_mode]) / s⌋ + 1
+            // windows, dropping a last one that would start in the right
+            // padding. With ceil_mode a kernel may overhang a small input.
+            let span = (n + 2 * p) as isize - k as isize + if self.ceil_mode { s as isize - 1 } else { 0 };
+            let mut o = span.div_euclid(s as isize) + 1;
+            if self.ceil_mode && o >= 1 && (o as usize - 1) * s >= n + p {
+                o -= 1;
+            }
+            if o < 1 {
                 return Err(Error::shape(
                     op,
                     format!(
-                        "kernel {:?} is larger than the padded input {shape:?} (padding {:?})",
-                        self.kernel, self.padding
+                        "kernel {:?} is larger than the padded input {shape:?} (padding {:?}, ceil_mode {})",
+                        self.kernel, self.padding, self.ceil_mode
                     ),
                 ));
             }
-            let span = n + 2 * p - k;
-            let mut o = if self.ceil_mode { span.div_ceil(s) + 1 } else { span / s + 1 };
-            if self.ceil_mode && (o - 1) * s >= n + p {
-                o -= 1;
-            }
-            out[a] = o;
+            out[a] = o as usize;
         }
         Ok(out)
     }
