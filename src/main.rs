@@ -4,6 +4,21 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` for the program's output: when the reader of stdout goes away
+/// (`wengert summary resnet152 | head`), the program ends quietly, as
+/// command-line tools do, instead of panicking on the failed write.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("error: writing to stdout: {e}");
+            }
+            std::process::exit(if e.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { 1 });
+        }
+    }};
+}
+
 mod cli;
 
 /// Wengert: automatic differentiation for very deep residual networks.
@@ -126,14 +141,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Die quietly when the reader of stdout goes away (`wengert summary resnet152 | head`),
-    // as command-line tools do, instead of panicking on the failed write.
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of one signal at start-up,
-    // before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Demo { seed: 0 }) {
         Command::Demo { seed } => cli::demo::run(seed),

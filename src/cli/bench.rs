@@ -36,7 +36,7 @@ fn time(
 
 fn emit(workload: &str, metric: &str, value: f64, unit: &str, reps: usize) {
     let v = (value * 1e4).round() / 1e4;
-    println!(
+    out!(
         "{}",
         json!({"system": "wengert", "workload": workload, "metric": metric, "value": v, "unit": unit, "reps": reps})
     );
@@ -144,7 +144,7 @@ fn mem(model: &str, batch: Option<usize>, recompute: bool) -> Result<()> {
     }
     let seconds = t0.elapsed().as_secs_f64() / steps as f64;
     let peak = peak_rss_mib().ok_or_else(|| Error::argument("bench", "--mem", "no VmHWM in /proc/self/status"))?;
-    println!(
+    out!(
         "{}",
         json!({"system": "wengert", "workload": workload, "metric": "peak_rss", "value": (peak * 10.0).round() / 10.0, "unit": "MiB", "reps": steps, "seconds_per_step": (seconds * 1000.0).round() / 1000.0})
     );
@@ -165,7 +165,7 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     }
     if list {
-        names().iter().for_each(|n| println!("{n}"));
+        names().iter().for_each(|n| out!("{n}"));
         return Ok(ExitCode::SUCCESS);
     }
     let chosen: Vec<String> = match only {

@@ -12,8 +12,8 @@ pub fn run(dir: &Path, dtype: &str) -> Result<ExitCode> {
     let results = run_dir(dir, dtype)?;
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
     for r in &results {
-        println!("{r}");
+        out!("{r}");
     }
-    println!("conformance: {} passed, {failed} failed", results.len() - failed);
+    out!("conformance: {} passed, {failed} failed", results.len() - failed);
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -79,7 +79,7 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     test.normalise = train.normalise;
     std::fs::create_dir_all(&a.out)
         .map_err(|e| Error::Io { path: a.out.display().to_string(), detail: e.to_string() })?;
-    println!(
+    out!(
         "{dataset}: {limit} training images, {epochs} epochs of {} iterations, batch {}, lr {}; {test_limit} test images",
         train.batches(),
         a.batch_size,
@@ -108,7 +108,7 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
             run.test.push((((epoch + 1) * train.batches()) as f64, 100.0 * (1.0 - t.accuracy)));
         }
         let last = run.train.iter().rev().take(5).map(|p| p.1).sum::<f64>() / run.train.len().clamp(1, 5) as f64;
-        println!(
+        out!(
             "{name:>10}: training error {last:6.2}% (last 50 iterations), test error {:6.2}%, {:.0} s",
             run.test.last().map_or(f64::NAN, |p| p.1),
             t0.elapsed().as_secs_f64()
@@ -134,6 +134,6 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
         &png,
         &[chart("training error, 10-iteration windows", |r| &r.train), chart("test error", |r| &r.test)],
     )?;
-    println!("wrote {} and {}", a.out.join("degradation.csv").display(), png.display());
+    out!("wrote {} and {}", a.out.join("degradation.csv").display(), png.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -34,14 +34,14 @@ fn gradient_norm(depth: usize, residual: bool, seed: u64) -> Result<f64> {
 
 /// Prints the table and checks one gradient numerically.
 pub fn run(seed: u64) -> Result<ExitCode> {
-    println!("Gradient norm at the input of a chain of layers ({WIDTH} units, seed {seed}):\n");
-    println!("{:>7}  {:>14}  {:>14}", "depth", "plain", "residual");
+    out!("Gradient norm at the input of a chain of layers ({WIDTH} units, seed {seed}):\n");
+    out!("{:>7}  {:>14}  {:>14}", "depth", "plain", "residual");
     for depth in [10, 50, 100, 200, 500, 1000] {
         let plain = gradient_norm(depth, false, seed)?;
         let res = gradient_norm(depth, true, seed)?;
-        println!("{depth:>7}  {plain:>14.3e}  {res:>14.3e}");
+        out!("{depth:>7}  {plain:>14.3e}  {res:>14.3e}");
     }
-    println!(
+    out!(
         "\nThe plain chain multiplies {WIDTH} random gains per unit and its gradient drifts \
          exponentially with depth; the residual chain multiplies factors (1 + a) near 1 and \
          its gradient stays in a modest band: δ(l) = δ(l+1)(∂F/∂x + I)."

@@ -46,8 +46,8 @@ fn tabulate(
     flow: impl Fn(usize, usize) -> Result<wengert::resnet::gradflow::Flow>,
 ) -> Result<ExitCode> {
     std::fs::create_dir_all(out).map_err(|e| Error::Io { path: out.display().to_string(), detail: e.to_string() })?;
-    println!("{}", t.heading);
-    println!("{:>6}{}", t.size, t.nets.iter().map(|n| format!(" {n:>12}")).collect::<String>());
+    out!("{}", t.heading);
+    out!("{:>6}{}", t.size, t.nets.iter().map(|n| format!(" {n:>12}")).collect::<String>());
     let mut rows = vec![format!("{},net,first,last,ratio", t.size)];
     let mut series: Vec<Series> = t.nets.iter().map(|n| Series { name: n.to_string(), points: Vec::new() }).collect();
     for &size in sizes {
@@ -58,7 +58,7 @@ fn tabulate(
             rows.push(format!("{size},{name},{:e},{:e},{:e}", f.first, f.last, f.ratio()));
             series[i].points.push((size as f64, f.ratio()));
         }
-        println!("{line}");
+        out!("{line}");
     }
     let (csv, png) = (out.join(format!("{}.csv", t.stem)), out.join(format!("{}.png", t.stem)));
     write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
@@ -71,7 +71,7 @@ fn tabulate(
         series,
     };
     line_chart(&png, &chart)?;
-    println!("wrote {} and {}", csv.display(), png.display());
+    out!("wrote {} and {}", csv.display(), png.display());
     Ok(ExitCode::SUCCESS)
 }
 

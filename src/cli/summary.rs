@@ -43,12 +43,12 @@ pub fn run(model: &str, input: Option<&str>, classes: Option<usize>, aux: bool) 
             (net.summary(input)?, net.num_parameters())
         }
     };
-    println!("{model}: input {}×{}×{}, {classes} classes\n", input.0, input.1, input.2);
-    println!("{:<24} {:>18}", "layer", "output (C×H×W)");
+    out!("{model}: input {}×{}×{}, {classes} classes\n", input.0, input.1, input.2);
+    out!("{:<24} {:>18}", "layer", "output (C×H×W)");
     for (name, [c, h, w]) in summary.rows {
-        println!("{name:<24} {:>18}", format!("{c}×{h}×{w}"));
+        out!("{name:<24} {:>18}", format!("{c}×{h}×{w}"));
     }
-    println!("\nparameters: {parameters}");
-    println!("multiply-adds: {}", summary.macs);
+    out!("\nparameters: {parameters}");
+    out!("multiply-adds: {}", summary.macs);
     Ok(ExitCode::SUCCESS)
 }

@@ -146,7 +146,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     trainer.clip = a.clip.or(recurrent.then_some(1.0)).filter(|c| *c > 0.0);
     if a.resume {
         trainer.resume(&a.out)?;
-        println!("resumed from {} at iteration {}", a.out.display(), trainer.iteration);
+        out!("resumed from {} at iteration {}", a.out.display(), trainer.iteration);
     }
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -202,11 +202,11 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         };
         if interrupted || stop.load(Ordering::SeqCst) {
             trainer.save(&a.out)?;
-            println!("interrupted: checkpoint saved in {} (resume with --resume)", a.out.display());
+            out!("interrupted: checkpoint saved in {} (resume with --resume)", a.out.display());
             return Ok(ExitCode::from(130));
         }
         let t = trainer.evaluate(&test)?;
-        println!(
+        out!(
             "epoch {}: train loss {:.4} accuracy {}, test loss {:.4} accuracy {}, {ips:.0} images/s",
             epoch + 1,
             score.loss,
@@ -236,8 +236,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         Some(t) => t,
         None => trainer.evaluate(&test)?,
     };
-    println!("checkpoint: {}", a.out.join("model.safetensors").display());
-    println!("test accuracy: {}", percent(&t));
+    out!("checkpoint: {}", a.out.join("model.safetensors").display());
+    out!("test accuracy: {}", percent(&t));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -286,8 +286,8 @@ pub fn eval(model: &str, checkpoint: &Path, dataset: &str, data_dir: Option<&Pat
     let mut net = build::<f32>(model, test.dataset().image_shape(), 10, &mut wengert::core::rng(0))?;
     load_model(&mut net, checkpoint, true)?;
     let s = evaluate(&mut net, &test)?;
-    println!("test loss: {:.4}", s.loss);
-    println!("test accuracy: {}", percent(&s));
+    out!("test loss: {:.4}", s.loss);
+    out!("test accuracy: {}", percent(&s));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -315,6 +315,6 @@ pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes
     let tape = wengert::core::Tape::new();
     let logits = tape.no_grad(|| net.forward(&mut Step::eval(&tape), tape.constant(x)))?.value()?;
     write_tensors(&BTreeMap::from([("logits".to_string(), logits)]), output)?;
-    println!("wrote logits to {}", output.display());
+    out!("wrote logits to {}", output.display());
     Ok(ExitCode::SUCCESS)
 }
