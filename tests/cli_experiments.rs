@@ -72,3 +72,20 @@ fn train_writes_checkpoint_metrics_and_curves_then_eval_reads_them() {
     assert!(!ok && err.contains("unknown model 'gru'"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_program_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wengert"))
+        .args(["summary", "resnet1202"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the program has started writing (as
+    // `| head -0` would): its first write fails with a broken pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
+}
