@@ -40,6 +40,11 @@ fn parameter_counts_and_names_match_torchvision() {
     let summary = net.summary((3, 224, 224)).unwrap();
     assert_eq!(summary.rows.iter().find(|r| r.0 == "inception5b").unwrap().1, [1024, 7, 7]);
     assert_eq!(summary.rows.iter().find(|r| r.0 == "maxpool1").unwrap().1, [64, 56, 56]);
+    // On 28×28 images the last 2×2/2 ceil-mode pool overhangs a 1×1 map,
+    // as the forward pass does (PyTorch's rule), rather than underflowing.
+    let small = GoogLeNet::<f32>::new(1, 10, false, &mut wengert::core::rng(0)).unwrap().summary((1, 28, 28)).unwrap();
+    assert_eq!(small.rows.iter().find(|r| r.0 == "maxpool1").unwrap().1, [64, 7, 7]);
+    assert_eq!(small.rows.iter().find(|r| r.0 == "inception5b").unwrap().1, [1024, 1, 1]);
 }
 
 #[test]

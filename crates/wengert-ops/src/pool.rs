@@ -33,6 +33,13 @@ impl Pool2d {
         Pool2d { kernel: [k, k], stride: [s, s], padding: [0, 0], ceil_mode: false }
     }
 
+    /// The output `[height, width]` for an input of `[height, width]`, by the
+    /// rule the pooling ops use (PyTorch's, `ceil_mode` included), or the
+    /// error they would give.
+    pub fn output_size(&self, input: [usize; 2]) -> Result<[usize; 2]> {
+        self.out_dims("pool2d", &[1, 1, input[0], input[1]])
+    }
+
     /// Validates against an input of `shape` and returns the output extents.
     fn out_dims(&self, op: &str, shape: &[usize]) -> Result<[usize; 2]> {
         if shape.len() != 4 {

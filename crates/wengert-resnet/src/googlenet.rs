@@ -73,16 +73,6 @@ fn pool(k: usize, s: usize, p: usize) -> Pool2d {
     Pool2d { kernel: [k, k], stride: [s, s], padding: [p, p], ceil_mode: true }
 }
 
-/// Output length of a pooling window with `ceil_mode` (the last window must
-/// start inside the padded input).
-fn pooled(n: usize, k: usize, s: usize, p: usize) -> usize {
-    let mut out = (n + 2 * p - k).div_ceil(s) + 1;
-    if (out - 1) * s >= n + p {
-        out -= 1;
-    }
-    out
-}
-
 /// An Inception module: four branches concatenated along the channels —
 /// 1×1; 1×1 then 3×3; 1×1 then 3×3 (torchvision's stand-in for the paper's
 /// 5×5); 3×3 max pool then 1×1.
@@ -315,17 +305,17 @@ impl<T: Float> GoogLeNet<T> {
         let (mut h, mut w) = (conv(h, 7, 2, 3), conv(w, 7, 2, 3));
         let mut macs = self.conv1.macs(h, w);
         let mut rows = vec![("conv1".to_string(), [64, h, w])];
-        (h, w) = (pooled(h, 3, 2, 0), pooled(w, 3, 2, 0));
+        [h, w] = pool(3, 2, 0).output_size([h, w])?;
         rows.push(("maxpool1".into(), [64, h, w]));
         macs += self.conv2.macs(h, w) + self.conv3.macs(h, w);
         rows.push(("conv2 + conv3".into(), [192, h, w]));
-        (h, w) = (pooled(h, 3, 2, 0), pooled(w, 3, 2, 0));
+        [h, w] = pool(3, 2, 0).output_size([h, w])?;
         rows.push(("maxpool2".into(), [192, h, w]));
         for (m, (name, _, _, after)) in self.inceptions.iter().zip(INCEPTIONS) {
             macs += m.macs(h, w);
             rows.push((name.to_string(), [m.out_channels(), h, w]));
             if let Some((k, s)) = after {
-                (h, w) = (pooled(h, k, s, 0), pooled(w, k, s, 0));
+                [h, w] = pool(k, s, 0).output_size([h, w])?;
                 rows.push((format!("maxpool {k}×{k}/{s}"), [m.out_channels(), h, w]));
             }
         }

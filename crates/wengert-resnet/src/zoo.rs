@@ -113,6 +113,9 @@ impl Spec {
     }
 }
 
+/// The ImageNet stem's 3×3/2 max pool.
+const STEM_POOL: Pool2d = Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false };
+
 /// What [`ResNet::summary`] reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
@@ -191,7 +194,7 @@ impl<T: Float> ResNet<T> {
         let stem = if pre { "conv1" } else { "conv1 + bn1 + relu" };
         let mut rows = vec![(stem.to_string(), [d[0], h, w])];
         if self.spec.family == Family::ImageNet {
-            (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+            [h, w] = STEM_POOL.output_size([h, w])?;
             rows.push(("maxpool 3×3/2".into(), [d[0], h, w]));
         }
         let mut shape = (d[0], h, w);
@@ -220,7 +223,7 @@ impl<T: Float> Module<T> for ResNet<T> {
             h = relu(self.norm.forward(step, h)?)?;
         }
         if self.spec.family == Family::ImageNet {
-            h = max_pool2d(h, &Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false })?;
+            h = max_pool2d(h, &STEM_POOL)?;
         }
         for b in self.stages.iter_mut().flatten() {
             h = b.forward(step, h)?;
