@@ -104,15 +104,11 @@ enum Command {
         /// The model.safetensors file.
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Zoo model name.
+        /// The model the checkpoint holds (any name `train --model` takes).
         #[arg(long, default_value = "resnet20")]
         model: String,
-        /// mnist or fashion-mnist.
-        #[arg(long, default_value = "mnist")]
-        dataset: String,
-        /// A folder of IDX files to use instead.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        data: cli::train::DataArgs,
     },
     /// Print a model's layers, parameter count and multiply-adds.
     Summary {
@@ -155,9 +151,7 @@ fn main() -> ExitCode {
         Command::Predict { model, weights, input, output, classes } => {
             cli::train::predict(&model, &weights, &input, &output, classes)
         }
-        Command::Eval { checkpoint, model, dataset, data_dir } => {
-            cli::train::eval(&model, &checkpoint, &dataset, data_dir.as_deref())
-        }
+        Command::Eval { checkpoint, model, data } => cli::train::eval(&model, &checkpoint, &data),
         Command::Summary { model, input, classes, aux } => cli::summary::run(&model, input.as_deref(), classes, aux),
         Command::Bench { list, only, mem, batch, recompute } => {
             cli::bench::run(list, only.as_deref(), mem.as_deref(), batch, recompute)

@@ -3,7 +3,7 @@
 //! He et al. 2016. The deeper plain net trains worse than the shallower one
 //! (the degradation problem); the deeper residual net does not.
 
-use crate::cli::train::{data_dir, normalisation};
+use crate::cli::train::{data_dir, normalisation, FASHION_MNIST_DIR};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wengert::core::{Error, Result};
@@ -63,7 +63,7 @@ struct Run {
 
 /// Trains each model in turn; prints a table, writes the CSV and the plot.
 pub fn run(a: DegradationArgs) -> Result<ExitCode> {
-    let fashion = Path::new("/usr/share/datasets/fashion-mnist").is_dir();
+    let fashion = Path::new(FASHION_MNIST_DIR).is_dir();
     let dataset = a.dataset.clone().unwrap_or_else(|| if fashion { "fashion-mnist" } else { "mnist" }.into());
     let dir = data_dir(&dataset, a.data_dir.as_deref())?;
     let (limit, epochs, test_limit) = if a.quick {

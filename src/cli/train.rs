@@ -18,12 +18,8 @@ pub struct TrainArgs {
     /// residual_rnn for sequential MNIST (images read row by row).
     #[arg(long, default_value = "resnet20")]
     model: String,
-    /// mnist (bundled) or fashion-mnist (Debian's dataset-fashion-mnist).
-    #[arg(long, default_value = "mnist")]
-    dataset: String,
-    /// A folder of IDX files to use instead.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
     /// Epochs.
     #[arg(long, default_value_t = 1)]
     epochs: usize,
@@ -65,6 +61,20 @@ pub struct TrainArgs {
     pad: usize,
 }
 
+/// Which images: the options `wengert train` and `wengert eval` share.
+#[derive(clap::Args)]
+pub struct DataArgs {
+    /// mnist (bundled) or fashion-mnist (Debian's dataset-fashion-mnist).
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// A folder of IDX files to use instead.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Where Debian's `dataset-fashion-mnist` puts its files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
 /// The folder of a dataset: `--data-dir`, or the bundled MNIST, or Debian's
 /// Fashion-MNIST package.
 pub fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
@@ -77,7 +87,7 @@ pub fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
             Ok(if local.is_dir() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist") })
         }
         "fashion-mnist" => {
-            let d = PathBuf::from("/usr/share/datasets/fashion-mnist");
+            let d = PathBuf::from(FASHION_MNIST_DIR);
             if d.is_dir() {
                 Ok(d)
             } else {
@@ -120,15 +130,16 @@ fn percent(s: &Score) -> String {
 /// Trains, evaluating after each epoch; prints `test accuracy: XX.XX%` last.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
     set_threads(a.threads)?;
-    let dir = data_dir(&a.dataset, a.data_dir.as_deref())?;
+    let dataset = a.data.dataset.as_str();
+    let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
     let mut train_set = Dataset::load(&dir, Split::Train)?;
     if let Some(n) = a.limit {
         train_set = train_set.take(n);
     }
     let test_set = Dataset::load(&dir, Split::Test)?;
     let mut train = Loader::new(train_set, a.batch_size, a.seed);
-    train.normalise = normalisation(&a.dataset);
-    train.augment = Augment { pad: a.pad, flip: a.dataset == "fashion-mnist" };
+    train.normalise = normalisation(dataset);
+    train.augment = Augment { pad: a.pad, flip: dataset == "fashion-mnist" };
     let mut test = Loader::new(test_set, 500, a.seed);
     test.shuffle = false;
     test.normalise = train.normalise;
@@ -278,8 +289,9 @@ fn plot_curves(path: &Path, model: &str, steps: &[[f64; 3]], epochs: &[String], 
 }
 
 /// `wengert eval --checkpoint FILE`: test accuracy of a saved model.
-pub fn eval(model: &str, checkpoint: &Path, dataset: &str, data_dir: Option<&Path>) -> Result<ExitCode> {
-    let dir = self::data_dir(dataset, data_dir)?;
+pub fn eval(model: &str, checkpoint: &Path, data: &DataArgs) -> Result<ExitCode> {
+    let dataset = data.dataset.as_str();
+    let dir = data_dir(dataset, data.data_dir.as_deref())?;
     let mut test = Loader::new(Dataset::load(&dir, Split::Test)?, 500, 0);
     test.shuffle = false;
     test.normalise = normalisation(dataset);
