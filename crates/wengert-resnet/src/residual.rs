@@ -80,8 +80,16 @@ fn snapshot<T: Float, M: Module<T>>(m: &M) -> (Vec<Tensor<T>>, Vec<i64>) {
 fn restore<T: Float, M: Module<T>>(m: &mut M, (buffers, counts): (Vec<Tensor<T>>, Vec<i64>)) {
     let (mut buffers, mut counts) = (buffers.into_iter(), counts.into_iter());
     m.visit_mut("", &mut |_, s| match s {
-        StateMut::Buffer(b) => *b = buffers.next().unwrap_or_else(|| b.clone()),
-        StateMut::Count(c) => *c = counts.next().unwrap_or(*c),
+        StateMut::Buffer(b) => {
+            if let Some(v) = buffers.next() {
+                *b = v;
+            }
+        }
+        StateMut::Count(c) => {
+            if let Some(v) = counts.next() {
+                *c = v;
+            }
+        }
         StateMut::Param(_) => {}
     });
 }
