@@ -58,7 +58,7 @@ fn train_writes_checkpoint_metrics_and_curves_then_eval_reads_them() {
     assert!(ok, "{err}");
     let last = out.lines().last().unwrap_or_default();
     assert!(last.starts_with("test accuracy: ") && last.ends_with('%'), "{out}");
-    for f in ["model.safetensors", "training.safetensors", "metrics.csv", "steps.csv", "curves.png"] {
+    for f in ["model.safetensors", "checkpoint.safetensors", "metrics.csv", "steps.csv", "curves.png"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     let steps = std::fs::read_to_string(dir.join("steps.csv")).unwrap();

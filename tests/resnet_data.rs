@@ -11,10 +11,10 @@ fn mnist() -> &'static Path {
 fn bundled_mnist_has_the_published_counts() {
     let train = Dataset::load(mnist(), Split::Train).unwrap();
     let test = Dataset::load(mnist(), Split::Test).unwrap();
-    assert_eq!((train.len(), train.rows, train.cols), (60_000, 28, 28));
+    assert_eq!((train.len(), train.rows(), train.cols()), (60_000, 28, 28));
     assert_eq!(test.len(), 10_000);
     let mut counts = [0usize; 10];
-    train.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    train.labels().iter().for_each(|&l| counts[l as usize] += 1);
     // The training set's label histogram, as published with MNIST.
     assert_eq!(counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
 }

@@ -8,12 +8,13 @@ use wengert::resnet::zoo::ResNet;
 
 fn loader(n: usize) -> Loader {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"));
-    Loader::new(Dataset::load(dir, Split::Train).unwrap().take(n), 32, 0)
+    Loader::new(Dataset::load(dir, Split::Train).unwrap().take(n), 32, 0).unwrap()
 }
 
 fn trainer(batches: usize) -> Trainer {
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
     Trainer::new(model, Config { epochs: 3, lr: 0.1, momentum: 0.9, weight_decay: 0.0, warmup: 5, seed: 0 }, batches)
+        .unwrap()
 }
 
 #[test]
@@ -100,7 +101,7 @@ fn recurrent_classifiers_learn_sequential_mnist() {
     for name in ["rnn", "lstm", "residual_rnn"] {
         let model = build::<f32>(name, (1, 28, 28), 10, &mut wengert::core::rng(0)).unwrap();
         let config = Config { epochs: 3, lr: 0.002, momentum: 0.9, weight_decay: 0.0, warmup: 5, seed: 0 };
-        let mut t = Trainer::new(model, config, data.batches());
+        let mut t = Trainer::new(model, config, data.batches()).unwrap();
         t.set_optimizer(Box::new(Adam::new(0.0)));
         t.clip = Some(1.0);
         let first = t.epoch(&data, |_, _| {}).unwrap();

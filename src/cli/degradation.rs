@@ -71,12 +71,13 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     } else {
         (a.limit.unwrap_or(10_000), a.epochs.unwrap_or(3), a.test_limit.unwrap_or(10_000))
     };
-    let mut train = Loader::new(Dataset::load(&dir, Split::Train)?.take(limit), a.batch_size, a.seed);
-    train.normalise = normalisation(&dataset);
-    train.augment = Augment { pad: 0, flip: dataset == "fashion-mnist" };
-    let mut test = Loader::new(Dataset::load(&dir, Split::Test)?.take(test_limit), 500, a.seed);
-    test.shuffle = false;
-    test.normalise = train.normalise;
+    let (mean, std) = normalisation(&dataset);
+    let train = Loader::new(Dataset::load(&dir, Split::Train)?.take(limit), a.batch_size, a.seed)?
+        .with_normalise(mean, std)?
+        .with_augment(Augment { pad: 0, flip: dataset == "fashion-mnist" })?;
+    let test = Loader::new(Dataset::load(&dir, Split::Test)?.take(test_limit), 500, a.seed)?
+        .in_order()
+        .with_normalise(mean, std)?;
     std::fs::create_dir_all(&a.out)
         .map_err(|e| Error::Io { path: a.out.display().to_string(), detail: e.to_string() })?;
     out!(
@@ -89,7 +90,7 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     for name in a.models.split(',').map(str::trim) {
         let model = ResNet::<f32>::by_name(name, 1, 10, &mut wengert::core::rng(a.seed))?;
         let config = Config { epochs, lr: a.lr, momentum: 0.9, weight_decay: 5e-4, warmup: 100, seed: a.seed };
-        let mut trainer = Trainer::new(model, config, train.batches());
+        let mut trainer = Trainer::new(model, config, train.batches())?;
         let mut run = Run { name: name.into(), train: Vec::new(), test: Vec::new() };
         let t0 = std::time::Instant::now();
         for epoch in 0..epochs {

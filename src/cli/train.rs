@@ -1,14 +1,15 @@
 //! `wengert train` and `wengert eval`: a zoo model on MNIST-style data.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wengert::core::{Error, Result};
-use wengert::nn::checkpoint::{load_model, write_atomic};
+use wengert::nn::checkpoint::{load_model, read_metadata, write_atomic};
 use wengert::nn::optim::Adam;
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
-use wengert::resnet::train::{evaluate, Config, Score, Trainer};
+use wengert::resnet::train::{evaluate, Config, Score, Trainer, MODEL};
 use wengert::resnet::zoo::{build, defaults};
 
 /// The options of `wengert train`.
@@ -31,14 +32,14 @@ pub struct TrainArgs {
     optimizer: Option<String>,
     /// Peak learning rate, warmed up then decayed to zero on a cosine
     /// (default: 0.1 with sgd, 0.002 with adam).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Clip the gradients' global norm to this (default: 1 for the
     /// recurrent models, none for the others; 0 turns it off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     clip: Option<f64>,
     /// L2 weight decay (default: 5e-4 with sgd, 0 with adam).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
     /// Seed of weights, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
@@ -59,6 +60,10 @@ pub struct TrainArgs {
     /// digits are centred, so one epoch trains best without it).
     #[arg(long, default_value_t = 0)]
     pad: usize,
+    /// Check every op's output and gradient for NaN and infinity, and stop
+    /// at the first with the op's name and where it was recorded (slow).
+    #[arg(long)]
+    detect_anomaly: bool,
 }
 
 /// Which images: the options `wengert train` and `wengert eval` share.
@@ -113,8 +118,21 @@ pub fn normalisation(dataset: &str) -> (f64, f64) {
     }
 }
 
+/// The most worker threads `--threads` accepts: eight per core, far past
+/// where more threads stop paying, and far short of exhausting the system.
+fn max_threads() -> usize {
+    8 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
+        if n == 0 || n > max_threads() {
+            return Err(Error::argument(
+                "train",
+                "--threads",
+                format!("must be between 1 and {} (eight per core), got {n}", max_threads()),
+            ));
+        }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -127,34 +145,92 @@ fn percent(s: &Score) -> String {
     format!("{:.2}%", 100.0 * s.accuracy)
 }
 
+/// Checks the options that need no data before any work starts, so that a
+/// typo costs a second, not an epoch.
+fn check_args(a: &TrainArgs) -> Result<()> {
+    let bad = |arg: &str, detail: String| Err(Error::argument("train", arg, detail));
+    if a.epochs == 0 {
+        return bad("--epochs", "must be at least 1, got 0".into());
+    }
+    if a.batch_size == 0 {
+        return bad("--batch-size", "must be at least 1, got 0".into());
+    }
+    if a.limit == Some(0) {
+        return bad("--limit", "must be at least 1, got 0: there would be nothing to train on".into());
+    }
+    for (name, v) in [("--lr", a.lr), ("--clip", a.clip), ("--weight-decay", a.weight_decay)] {
+        let Some(v) = v else { continue };
+        let ok = v.is_finite() && if name == "--lr" { v > 0.0 } else { v >= 0.0 };
+        if !ok {
+            let need = if name == "--lr" { "finite and positive" } else { "finite and non-negative" };
+            return bad(name, format!("must be {need}, got {v}"));
+        }
+    }
+    writable_folder(&a.out)
+}
+
+/// Creates `dir` if needed and checks that a file can be written in it.
+fn writable_folder(dir: &Path) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io { path: dir.display().to_string(), detail: format!("--out: {e}") };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let probe = dir.join(format!(".wengert-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(io)?;
+    std::fs::remove_file(&probe).map_err(io)
+}
+
+/// The training and test sets, checked against each other.
+fn datasets(dir: &Path, limit: Option<usize>) -> Result<(Dataset, Dataset)> {
+    let mut train = Dataset::load(dir, Split::Train)?;
+    if let Some(n) = limit {
+        train = train.take(n);
+    }
+    let test = Dataset::load(dir, Split::Test)?;
+    let io = |detail: String| Error::Io { path: dir.display().to_string(), detail };
+    if train.is_empty() {
+        return Err(io("the training set has no images".into()));
+    }
+    if test.is_empty() {
+        return Err(io("the test set has no images: nothing to measure accuracy on".into()));
+    }
+    if train.image_shape() != test.image_shape() {
+        return Err(io(format!(
+            "training images are {:?} (C, H, W) but test images are {:?}",
+            train.image_shape(),
+            test.image_shape()
+        )));
+    }
+    Ok((train, test))
+}
+
 /// Trains, evaluating after each epoch; prints `test accuracy: XX.XX%` last.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    check_args(&a)?;
     set_threads(a.threads)?;
     let dataset = a.data.dataset.as_str();
     let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
-    let mut train_set = Dataset::load(&dir, Split::Train)?;
-    if let Some(n) = a.limit {
-        train_set = train_set.take(n);
-    }
-    let test_set = Dataset::load(&dir, Split::Test)?;
-    let mut train = Loader::new(train_set, a.batch_size, a.seed);
-    train.normalise = normalisation(dataset);
-    train.augment = Augment { pad: a.pad, flip: dataset == "fashion-mnist" };
-    let mut test = Loader::new(test_set, 500, a.seed);
-    test.shuffle = false;
-    test.normalise = train.normalise;
+    let (train_set, test_set) = datasets(&dir, a.limit)?;
+    let (mean, std) = normalisation(dataset);
+    let train = Loader::new(train_set, a.batch_size, a.seed)?
+        .with_normalise(mean, std)?
+        .with_augment(Augment { pad: a.pad, flip: dataset == "fashion-mnist" })?;
+    let test = Loader::new(test_set, 500, a.seed)?.in_order().with_normalise(mean, std)?;
     let image = train.dataset().image_shape();
     let model = build::<f32>(&a.model, image, 10, &mut wengert::core::rng(a.seed))?;
-    let recurrent = matches!(a.model.as_str(), "rnn" | "lstm" | "residual_rnn");
+    let recurrent = model_reads_rows(&a.model);
     let adam = a.optimizer.as_deref().map_or(recurrent, |o| o == "adam");
     let lr = a.lr.unwrap_or(if adam { 0.002 } else { 0.1 });
     let weight_decay = a.weight_decay.unwrap_or(if adam { 0.0 } else { 5e-4 });
     let config = Config { epochs: a.epochs, lr, momentum: 0.9, weight_decay, warmup: 100, seed: a.seed };
-    let mut trainer = Trainer::new(model, config, train.batches());
+    let mut trainer = Trainer::new(model, config, train.batches())?;
     if adam {
         trainer.set_optimizer(Box::new(Adam::new(weight_decay)));
     }
     trainer.clip = a.clip.or(recurrent.then_some(1.0)).filter(|c| *c > 0.0);
+    trainer.detect_anomaly = a.detect_anomaly;
+    trainer.tag("model", &a.model);
+    trainer.tag("dataset", dir.display());
+    trainer.tag("batch_size", a.batch_size);
+    trainer.tag("pad", a.pad);
     if a.resume {
         trainer.resume(&a.out)?;
         out!("resumed from {} at iteration {}", a.out.display(), trainer.iteration);
@@ -180,6 +256,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
     }
     let mut last_test = None;
+    let mut saved = a.resume;
     while trainer.position().0 < a.epochs {
         let (epoch, start) = trainer.position();
         let bar = indicatif::ProgressBar::new(train.batches() as u64);
@@ -191,11 +268,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         bar.set_prefix(format!("{}/{}", epoch + 1, a.epochs));
         bar.set_position(start as u64);
         let mut ips = 0.0;
-        let mut interrupted = false;
         let mut done = epoch * train.batches() + start;
         steps.retain(|r| r[0] <= done as f64);
         let score = {
-            let stop = stop.clone();
             let result = trainer.epoch(&train, |s, rate| {
                 ips = rate;
                 done += 1;
@@ -204,15 +279,21 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
                 }
                 bar.inc(1);
                 bar.set_message(format!("loss {:.4} acc {} {:.0} img/s", s.loss, percent(s), rate));
+                // Ctrl-C stops after the step in progress.
                 if stop.load(Ordering::SeqCst) {
-                    interrupted = true;
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
             });
             bar.finish_and_clear();
             result?
         };
-        if interrupted || stop.load(Ordering::SeqCst) {
+        let interrupted = stop.load(Ordering::SeqCst);
+        if trainer.position().0 == epoch {
+            // Stopped inside the epoch: keep the steps done so far.
             trainer.save(&a.out)?;
+            write_steps(&steps_csv, &steps)?;
             out!("interrupted: checkpoint saved in {} (resume with --resume)", a.out.display());
             return Ok(ExitCode::from(130));
         }
@@ -234,22 +315,31 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             t.accuracy
         ));
         trainer.save(&a.out)?;
+        saved = true;
         write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
-        let lines: Vec<String> = steps.iter().map(|r| format!("{},{:.6},{:.4}", r[0], r[1], r[2])).collect();
-        write_atomic(
-            &steps_csv,
-            format!("iteration,train_loss,train_error_percent\n{}\n", lines.join("\n")).as_bytes(),
-        )?;
+        write_steps(&steps_csv, &steps)?;
         plot_curves(&a.out.join("curves.png"), &a.model, &steps, &rows, train.batches())?;
         last_test = Some(t);
+        if interrupted {
+            out!("interrupted after epoch {}: checkpoint saved in {}", epoch + 1, a.out.display());
+            return Ok(ExitCode::from(130));
+        }
     }
     let t = match last_test {
         Some(t) => t,
         None => trainer.evaluate(&test)?,
     };
-    out!("checkpoint: {}", a.out.join("model.safetensors").display());
+    if saved {
+        out!("checkpoint: {}", a.out.join(MODEL).display());
+    }
     out!("test accuracy: {}", percent(&t));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `steps.csv`: the running loss and error every ten iterations.
+fn write_steps(path: &Path, steps: &[[f64; 3]]) -> Result<()> {
+    let lines: Vec<String> = steps.iter().map(|r| format!("{},{:.6},{:.4}", r[0], r[1], r[2])).collect();
+    write_atomic(path, format!("iteration,train_loss,train_error_percent\n{}\n", lines.join("\n")).as_bytes())
 }
 
 /// Whether the model is a sequence classifier, whose input size is fixed.
@@ -292,11 +382,14 @@ fn plot_curves(path: &Path, model: &str, steps: &[[f64; 3]], epochs: &[String], 
 pub fn eval(model: &str, checkpoint: &Path, data: &DataArgs) -> Result<ExitCode> {
     let dataset = data.dataset.as_str();
     let dir = data_dir(dataset, data.data_dir.as_deref())?;
-    let mut test = Loader::new(Dataset::load(&dir, Split::Test)?, 500, 0);
-    test.shuffle = false;
-    test.normalise = normalisation(dataset);
+    same_model(model, checkpoint)?;
+    let (mean, std) = normalisation(dataset);
+    let test = Loader::new(Dataset::load(&dir, Split::Test)?, 500, 0)
+        .map_err(|e| Error::Io { path: dir.display().to_string(), detail: format!("test set: {e}") })?
+        .in_order()
+        .with_normalise(mean, std)?;
     let mut net = build::<f32>(model, test.dataset().image_shape(), 10, &mut wengert::core::rng(0))?;
-    load_model(&mut net, checkpoint, true)?;
+    load_weights(&mut net, model, checkpoint)?;
     let s = evaluate(&mut net, &test)?;
     out!("test loss: {:.4}", s.loss);
     out!("test accuracy: {}", percent(&s));
@@ -309,6 +402,8 @@ pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes
     use std::collections::BTreeMap;
     use wengert::nn::checkpoint::{read_tensors, write_tensors};
     use wengert::nn::{Module, Step};
+    distinct_output(output, &[("--weights", weights), ("--input", input)])?;
+    same_model(model, weights)?;
     let mut tensors = read_tensors::<f32>(input)?;
     let x = tensors
         .remove("input")
@@ -323,10 +418,84 @@ pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes
         return Err(Error::shape("predict", format!("{model} reads {h}×{w} images; the input is {}", x.shape())));
     }
     let mut net = build::<f32>(model, (d[1], d[2], d[3]), classes, &mut wengert::core::rng(0))?;
-    load_model(&mut net, weights, true)?;
+    load_weights(&mut net, model, weights)?;
     let tape = wengert::core::Tape::new();
     let logits = tape.no_grad(|| net.forward(&mut Step::eval(&tape), tape.constant(x)))?.value()?;
     write_tensors(&BTreeMap::from([("logits".to_string(), logits)]), output)?;
     out!("wrote logits to {}", output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a checkpoint whose metadata names another model than `model`.
+fn same_model(model: &str, weights: &Path) -> Result<()> {
+    match read_metadata(weights)?.get("model") {
+        Some(held) if held != model => Err(Error::Io {
+            path: weights.display().to_string(),
+            detail: format!("holds a {held}, not a {model}: pass --model {held}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Loads `weights` into `net`; when the first layer's input channels
+/// differ, says that the input does not fit the model, rather than blaming
+/// the file.
+fn load_weights(net: &mut dyn wengert::nn::Module<f32>, model: &str, weights: &Path) -> Result<()> {
+    use wengert::nn::StateRef;
+    let Err(e) = load_model(net, weights, true) else { return Ok(()) };
+    let mut first = None;
+    net.visit("", &mut |name, s| {
+        if let (None, StateRef::Param(p)) = (&first, s) {
+            first = Some((name, p.value().dims().to_vec()));
+        }
+    });
+    let file = wengert::nn::checkpoint::read_shapes(weights).ok();
+    if let (Some((name, want)), Some(file)) = (first, file) {
+        if let Some(have) = file.get(&name).cloned() {
+            let only_channels = have.len() == want.len()
+                && have.len() > 1
+                && have[0] == want[0]
+                && have[2..] == want[2..]
+                && have[1] != want[1];
+            if only_channels {
+                return Err(Error::shape(
+                    model,
+                    format!(
+                        "the input has {} channels but the model in {} takes {} ({name} is {have:?})",
+                        want[1],
+                        weights.display(),
+                        have[1]
+                    ),
+                ));
+            }
+        }
+    }
+    Err(e)
+}
+
+/// Refuses an output path that names one of the inputs: writing it would
+/// destroy the input.
+fn distinct_output(output: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
+    let resolve = |p: &Path| -> PathBuf {
+        if let Ok(c) = p.canonicalize() {
+            return c;
+        }
+        // Not there yet: resolve the folder, keep the name.
+        match (p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).canonicalize(), p.file_name())
+        {
+            (Ok(dir), Some(name)) => dir.join(name),
+            _ => p.to_path_buf(),
+        }
+    };
+    let out = resolve(output);
+    for (flag, input) in inputs {
+        if resolve(input) == out {
+            return Err(Error::argument(
+                "predict",
+                "--output",
+                format!("{} is also {flag}: writing it would destroy that file", output.display()),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -38,8 +38,17 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Map<String, Value>, inp: &In
             (kind, stride, shortcut)
         }
     };
-    let width = inp.var("conv1.weight")?.shape()[0];
-    let mut block = Block::<T>::new(kind, x.shape()[1], width, stride, shortcut, &mut wengert_core::rng(0))?;
+    let rank4 = |name: &str, v: Var<'t, T>| {
+        let s = v.shape();
+        if s.rank() == 4 {
+            Ok(s)
+        } else {
+            Err(Error::shape(op, format!("{name} is {s}; need rank 4")))
+        }
+    };
+    let width = rank4("conv1.weight", inp.var("conv1.weight")?)?[0];
+    let c_in = rank4("x", x)?[1];
+    let mut block = Block::<T>::new(kind, c_in, width, stride, shortcut, &mut wengert_core::rng(0))?;
     let mut step = Step::train(x.tape(), 0);
     let mut missing = None;
     block.visit("", &mut |name, s| {

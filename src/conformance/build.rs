@@ -223,8 +223,11 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) 
         }
         "layer_norm" => {
             only(op, attrs, &["normalized_shape", "eps"])?;
-            let shape: Vec<usize> =
-                ints(op, attrs, "normalized_shape")?.unwrap_or_default().iter().map(|&d| d as usize).collect();
+            let shape = ints(op, attrs, "normalized_shape")?
+                .unwrap_or_default()
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| unsupported(op, format!("normalized_shape entry {d}"))))
+                .collect::<Result<Vec<usize>>>()?;
             ops::layer_norm(inp.var("x")?, &shape, inp.opt("weight"), inp.opt("bias"), float(op, attrs, "eps")?)
         }
         "softmax" | "log_softmax" => {

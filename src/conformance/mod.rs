@@ -152,6 +152,14 @@ fn compare<T: Float>(
         return Err(format!("{what}: shape {:?}, want {:?}", got.dims(), want.shape));
     }
     let data = want.data.as_ref().ok_or_else(|| format!("{what}: the case has no data"))?;
+    if data.len() != got.numel() {
+        return Err(format!(
+            "{what}: the case is malformed: {} expected values for shape {:?} ({} elements)",
+            data.len(),
+            want.shape,
+            got.numel()
+        ));
+    }
     let mut worst: Option<(usize, f64, f64, f64)> = None;
     for (i, (&g, &w)) in got.data().iter().zip(data).enumerate() {
         let g = g.as_f64();

@@ -16,7 +16,7 @@
 //!   computation, so the gradients are variables that can be differentiated
 //!   again.
 
-use crate::tape::{freed_error, GradMode, Origin};
+use crate::tape::{freed_error, GradMode, Origin, TapeId};
 use crate::{Error, Float, Result, Shape, Tape, Tensor, Var};
 use indexmap::IndexMap;
 use smallvec::SmallVec;
@@ -36,20 +36,57 @@ pub struct BackwardOptions<'a, 't, T: Float> {
 /// Gradients keyed by variable, in a stable order: the order of `wrt` when it
 /// was given, else the order in which the leaves were put on the tape.
 ///
-/// Plain tensors: holding them keeps nothing of the tape alive.
-#[derive(Clone, Debug, Default)]
+/// Plain tensors: holding them keeps nothing of the tape alive. They
+/// remember which tape (and which step of it, see [`Tape::clear`]) they
+/// came from, so a variable of another tape never reads a gradient.
+#[derive(Clone, Debug)]
 pub struct Gradients<T: Float> {
     map: IndexMap<usize, Tensor<T>>,
+    tape: Option<TapeId>,
+}
+
+impl<T: Float> Default for Gradients<T> {
+    fn default() -> Self {
+        Gradients { map: IndexMap::new(), tape: None }
+    }
 }
 
 impl<T: Float> Gradients<T> {
-    /// The gradient with respect to `var`, if it was computed.
+    /// The gradient with respect to `var`, if it was computed. `None` also
+    /// for a variable of another tape, or of this tape after a
+    /// [`Tape::clear`]; [`Gradients::try_get`] tells those apart.
     pub fn get(&self, var: Var<'_, T>) -> Option<&Tensor<T>> {
-        self.map.get(&var.index())
+        self.try_get(var).ok().flatten()
     }
 
-    /// Takes the gradient with respect to `var` out.
+    /// The gradient with respect to `var`: `Ok(None)` when none was
+    /// computed, [`Error::ForeignVar`] when `var` is not of the tape (and
+    /// step) these gradients come from.
+    ///
+    /// ```
+    /// use wengert_core::{Error, Tape, Tensor};
+    /// let (a, b) = (Tape::<f64>::new(), Tape::<f64>::new());
+    /// let x = a.leaf(Tensor::scalar(3.0));
+    /// let y = b.leaf(Tensor::scalar(5.0)); // entry #0 of another tape
+    /// let grads = a.backward(x.mul(x)?)?;
+    /// assert_eq!(grads.try_get(x)?.unwrap().item()?, 6.0);
+    /// assert!(matches!(grads.try_get(y), Err(Error::ForeignVar { .. })));
+    /// assert!(grads.get(y).is_none());
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn try_get(&self, var: Var<'_, T>) -> Result<Option<&Tensor<T>>> {
+        if self.tape.is_some_and(|t| t != var.tape.identity.get()) {
+            return Err(Error::ForeignVar { op: "Gradients::get".into() });
+        }
+        Ok(self.map.get(&var.index()))
+    }
+
+    /// Takes the gradient with respect to `var` out (`None` as for
+    /// [`Gradients::get`]).
     pub fn remove(&mut self, var: Var<'_, T>) -> Option<Tensor<T>> {
+        if self.tape.is_some_and(|t| t != var.tape.identity.get()) {
+            return None;
+        }
         self.map.shift_remove(&var.index())
     }
 
@@ -103,6 +140,7 @@ impl<T: Float> Tape<T> {
     /// # Ok::<(), wengert_core::Error>(())
     /// ```
     pub fn backward_with<'t>(&'t self, output: Var<'t, T>, opts: BackwardOptions<'_, 't, T>) -> Result<Gradients<T>> {
+        self.owns("backward", &output)?;
         let seed = self.seed_tensor(output, opts.seed)?;
         let (wrt, explicit): (Vec<u32>, bool) = match opts.wrt {
             Some(vars) => {
@@ -128,7 +166,7 @@ impl<T: Float> Tape<T> {
             };
             map.insert(id as usize, g);
         }
-        Ok(Gradients { map })
+        Ok(Gradients { map, tape: Some(self.identity.get()) })
     }
 
     /// Gradients of `output` with respect to `wrt`, as variables on this tape
@@ -153,6 +191,7 @@ impl<T: Float> Tape<T> {
         wrt: &[Var<'t, T>],
         seed: Option<Var<'t, T>>,
     ) -> Result<Vec<Var<'t, T>>> {
+        self.owns("grad", &output)?;
         for v in wrt {
             output.same_tape("grad", v)?;
         }
@@ -182,6 +221,12 @@ impl<T: Float> Tape<T> {
         let shape = output.shape();
         match seed {
             Some(s) if s.shape() != &shape => Err(seed_shape_error(&shape, s.shape())),
+            Some(s) if self.is_detect_anomaly() && crate::anomaly::first_non_finite(&s).is_some() => {
+                Err(Error::Anomaly {
+                    op: "backward".into(),
+                    detail: format!("the seed of shape {shape} is not finite"),
+                })
+            }
             Some(s) => Ok(s),
             None if shape.numel() == 1 => Ok(Tensor::ones(shape)),
             None => Err(Error::shape(
@@ -306,6 +351,9 @@ impl<T: Float> Tape<T> {
                         ),
                     });
                 }
+                if self.is_detect_anomaly() {
+                    self.check_gradient(op, index, k, &gk, g, &input_vars)?;
+                }
                 let gk = match g {
                     Grad::Var(_) => Grad::Var(gk),
                     Grad::Tensor(_) => Grad::Tensor(gk.value()?),
@@ -319,12 +367,42 @@ impl<T: Float> Tape<T> {
             }
             Ok(())
         };
+        let pause = |on: bool| {
+            if let Some(a) = self.anomaly.borrow_mut().as_mut() {
+                a.in_vjp = on;
+            }
+        };
+        pause(true);
         let result = run();
+        pause(false);
         if matches!(g, Grad::Tensor(_)) {
             // Tensor mode: the temporaries of this vjp are no longer needed.
             self.nodes.borrow_mut().truncate(mark);
         }
         result
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// Anomaly detection's backward check of the gradient `gk` that `op`
+    /// (entry `index`) returned for input `k`.
+    fn check_gradient<'t>(
+        &'t self,
+        op: &dyn crate::Op<T>,
+        index: usize,
+        k: usize,
+        gk: &Var<'t, T>,
+        incoming: &Grad<'t, T>,
+        inputs: &[Var<'t, T>],
+    ) -> Result<()> {
+        let incoming_finite = match incoming {
+            Grad::Tensor(t) => crate::anomaly::first_non_finite(t).is_none(),
+            Grad::Var(v) => crate::anomaly::first_non_finite(&v.value()?).is_none(),
+        };
+        let shapes: Vec<Shape> = inputs.iter().map(|v| v.shape()).collect();
+        let shapes: Vec<&Shape> = shapes.iter().collect();
+        let site = self.anomaly.borrow().as_ref().and_then(|a| a.site(index as u32));
+        crate::anomaly::check_gradient(op.name(), index, k, &gk.value()?, incoming_finite, &shapes, site)
     }
 }
 

@@ -71,6 +71,16 @@ pub enum Error {
         /// What it did wrong.
         detail: String,
     },
+    /// Anomaly detection ([`Tape::set_detect_anomaly`](crate::Tape::set_detect_anomaly))
+    /// found a NaN or an infinity.
+    #[error("{op}: {detail}")]
+    Anomaly {
+        /// The op whose output or gradient was not finite.
+        op: String,
+        /// Which value, where in it, the op's input shapes and where the op
+        /// was recorded.
+        detail: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {detail}")]
     Io {

@@ -160,12 +160,12 @@ pub(crate) fn broadcast_zip<T: Float>(layout: &Layout, a: &[T], b: &[T], f: impl
 /// into a new row-major buffer. Serves permute, slice and broadcast_to.
 pub fn gather_strided<T: Float>(src: &[T], offset: usize, dims: &[usize], strides: &[usize]) -> Vec<T> {
     let zeros: Dims = smallvec::smallvec![0; dims.len()];
-    let layout = Layout::coalesced(dims, strides, &zeros);
-    let src = &src[offset..];
     let n: usize = dims.iter().product();
     if n == 0 {
         return Vec::new();
     }
+    let layout = Layout::coalesced(dims, strides, &zeros);
+    let src = &src[offset..];
     let inner = *layout.dims.last().unwrap_or(&1);
     let is = *layout.strides[0].last().unwrap_or(&0);
     let mut out = vec![T::zero(); n];

@@ -30,6 +30,7 @@
 // formulas readable in both forms, so the lint that asks for other names is off.
 #![allow(clippy::should_implement_trait)]
 
+mod anomaly;
 mod backward;
 mod dtype;
 mod error;
@@ -49,7 +50,7 @@ pub use ::smallvec::{self, smallvec};
 pub use backward::{BackwardOptions, Gradients};
 pub use dtype::{DType, Float};
 pub use error::{Error, Result};
-pub use op::{InputGrads, Op};
+pub use op::{Arity, InputGrads, Op};
 pub use shape::Shape;
 pub use tape::{Tape, Var};
 pub use tensor::Tensor;

@@ -2,6 +2,7 @@
 
 use crate::{Float, Result, Tensor, Var};
 use smallvec::SmallVec;
+use std::fmt;
 
 /// The gradients an op's [`Op::vjp`] returns: one entry per input, `None`
 /// where the input needs no gradient (or the gradient is zero).
@@ -56,6 +57,14 @@ pub trait Op<T: Float>: 'static {
     /// that it outlives the op when backward frees it.
     fn name(&self) -> &'static str;
 
+    /// How many inputs the op takes. [`Tape::apply`](crate::Tape::apply)
+    /// checks it before [`Op::forward`] runs, so `forward` and `vjp` may
+    /// index their inputs freely. The default accepts any number; an op
+    /// that keeps it must check `inputs.len()` itself.
+    fn arity(&self) -> Arity {
+        Arity::AtLeast(0)
+    }
+
     /// Computes the output from the input values.
     ///
     /// Takes `&mut self` so that an op can keep what its backward needs
@@ -77,4 +86,33 @@ pub trait Op<T: Float>: 'static {
         grad: Var<'t, T>,
         needs: &[bool],
     ) -> Result<InputGrads<'t, T>>;
+}
+
+/// The number of inputs an op takes ([`Op::arity`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exactly(usize),
+    /// This many or more (`concat`, a fused function).
+    AtLeast(usize),
+}
+
+impl Arity {
+    /// Whether `n` inputs are allowed.
+    pub fn accepts(self, n: usize) -> bool {
+        match self {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+        }
+    }
+}
+
+impl fmt::Display for Arity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (how, k) = match *self {
+            Arity::Exactly(k) => ("", k),
+            Arity::AtLeast(k) => ("at least ", k),
+        };
+        write!(f, "{how}{k} input{}", if k == 1 { "" } else { "s" })
+    }
 }

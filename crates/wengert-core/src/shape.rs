@@ -47,8 +47,34 @@ impl Shape {
     }
 
     /// The number of elements: the product of the extents (1 for a scalar).
+    ///
+    /// Saturates at `usize::MAX` when the product overflows, so it never
+    /// wraps to a small count; no tensor can have such a shape, and the
+    /// constructors and ops that could be asked for one check with
+    /// [`Shape::checked_numel`].
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.checked_product().unwrap_or(usize::MAX)
+    }
+
+    /// The number of elements, or an error naming `op` when the product of
+    /// the extents does not fit in memory's address range.
+    pub fn checked_numel(&self, op: &str) -> Result<usize> {
+        self.checked_product().ok_or_else(|| {
+            Error::shape(op, format!("shape {self} : its extents multiply beyond the range memory can address"))
+        })
+    }
+
+    fn checked_product(&self) -> Option<usize> {
+        // The non-zero extents must multiply within range even when a zero
+        // extent empties the tensor: code that multiplies some of the
+        // extents (strides, rows, planes) then never overflows.
+        let nonzero = self
+            .0
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= isize::MAX as usize / 8)?;
+        Some(if self.0.contains(&0) { 0 } else { nonzero })
     }
 
     /// The extents as a slice.

@@ -1,10 +1,12 @@
 //! The tape: a Wengert list of recorded operations, and the variables on it.
 
+use crate::anomaly::Anomaly;
 use crate::op::Op;
 use crate::{Error, Float, Result, Shape, Tensor};
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What produced an entry.
 pub(crate) enum Origin<T: Float> {
@@ -50,6 +52,30 @@ pub(crate) struct Node<T: Float> {
 pub struct Tape<T: Float> {
     pub(crate) nodes: RefCell<Vec<Node<T>>>,
     grad_enabled: Cell<bool>,
+    /// Who this tape is, and how many times it was cleared: [`Gradients`]
+    /// remember both, so a variable of another tape (or of this tape before
+    /// a [`Tape::clear`]) never reads a gradient that is not its own.
+    ///
+    /// [`Gradients`]: crate::Gradients
+    pub(crate) identity: Cell<TapeId>,
+    /// Anomaly detection: `Some` while on (see [`Tape::set_detect_anomaly`]).
+    pub(crate) anomaly: RefCell<Option<Anomaly>>,
+}
+
+/// A tape's identity: a number no other tape of the process has, and the
+/// count of [`Tape::clear`] calls, so that entry numbers of one step are
+/// never taken for those of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TapeId {
+    tape: u64,
+    generation: u64,
+}
+
+impl TapeId {
+    fn fresh() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        TapeId { tape: NEXT.fetch_add(1, Ordering::Relaxed), generation: 0 }
+    }
 }
 
 impl<T: Float> Default for Tape<T> {
@@ -61,7 +87,51 @@ impl<T: Float> Default for Tape<T> {
 impl<T: Float> Tape<T> {
     /// An empty tape.
     pub fn new() -> Self {
-        Tape { nodes: RefCell::new(Vec::new()), grad_enabled: Cell::new(true) }
+        Tape {
+            nodes: RefCell::new(Vec::new()),
+            grad_enabled: Cell::new(true),
+            identity: Cell::new(TapeId::fresh()),
+            anomaly: RefCell::new(None),
+        }
+    }
+
+    /// Turns anomaly detection on or off (off by default), as PyTorch's
+    /// `torch.autograd.detect_anomaly` and JAX's `debug_nans`.
+    ///
+    /// While it is on, every op's output is checked for NaN and infinity as
+    /// it is recorded, and every gradient as backward computes it; the first
+    /// non-finite value is an [`Error::Anomaly`] naming the op, its input
+    /// shapes and the place in the caller's code where the op was recorded.
+    /// Recording sites are captured as backtraces, which makes each op
+    /// several microseconds slower: use it to find a NaN, not to train. When
+    /// off it costs one flag test per op.
+    ///
+    /// ```
+    /// use wengert_core::{Error, Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// tape.set_detect_anomaly(true);
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, -1.0], [2])?);
+    /// let err = x.sqrt().unwrap_err(); // sqrt(-1) is NaN
+    /// assert!(matches!(err, Error::Anomaly { .. }));
+    /// assert!(err.to_string().starts_with("sqrt: output holds NaN"), "{err}");
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn set_detect_anomaly(&self, on: bool) {
+        *self.anomaly.borrow_mut() = on.then(Anomaly::default);
+    }
+
+    /// Whether anomaly detection is on ([`Tape::set_detect_anomaly`]).
+    pub fn is_detect_anomaly(&self) -> bool {
+        self.anomaly.borrow().is_some()
+    }
+
+    /// Fails with [`Error::ForeignVar`] unless `var` lives on this tape.
+    pub(crate) fn owns(&self, op: &str, var: &Var<'_, T>) -> Result<()> {
+        if std::ptr::eq(var.tape, self) {
+            Ok(())
+        } else {
+            Err(Error::ForeignVar { op: op.to_string() })
+        }
     }
 
     /// Puts a tensor on the tape as a leaf: a variable that gradients can be
@@ -81,7 +151,13 @@ impl<T: Float> Tape<T> {
     /// tape. The op is kept only if a gradient can flow through it: under
     /// [`Tape::no_grad`], or when no input depends on a leaf, the result is a
     /// constant and the op is dropped at once.
+    ///
+    /// Fails before the op runs when an input lives on another tape or the
+    /// number of inputs is not the op's [`Op::arity`].
     pub fn apply<'t>(&'t self, mut op: impl Op<T>, inputs: &[Var<'t, T>]) -> Result<Var<'t, T>> {
+        if !op.arity().accepts(inputs.len()) {
+            return Err(Error::argument(op.name(), "inputs", format!("takes {}, got {}", op.arity(), inputs.len())));
+        }
         let mut ids = SmallVec::<[u32; 4]>::new();
         let mut requires_grad = false;
         let value = {
@@ -97,7 +173,11 @@ impl<T: Float> Tape<T> {
                 ids.push(v.id);
                 requires_grad |= node.requires_grad;
             }
-            op.forward(&values)?
+            let value = op.forward(&values)?;
+            if value.numel() > 0 && self.anomaly.borrow().as_ref().is_some_and(|a| a.checks_forward()) {
+                crate::anomaly::check_output(op.name(), &values, &value, nodes.len())?;
+            }
+            value
         };
         requires_grad &= self.grad_enabled.get();
         Ok(if requires_grad {
@@ -135,6 +215,11 @@ impl<T: Float> Tape<T> {
     pub fn clear(&mut self) {
         self.nodes.get_mut().clear();
         self.grad_enabled.set(true);
+        let id = self.identity.get();
+        self.identity.set(TapeId { generation: id.generation + 1, ..id });
+        if let Some(a) = self.anomaly.get_mut() {
+            a.sites.clear();
+        }
     }
 
     /// Lists the entries: index, origin (op name) and shape. For debugging.
@@ -162,6 +247,9 @@ impl<T: Float> Tape<T> {
     ) -> Var<'_, T> {
         let mut nodes = self.nodes.borrow_mut();
         let id = u32::try_from(nodes.len()).expect("a tape holds at most 2^32 entries");
+        if let Some(a) = self.anomaly.borrow_mut().as_mut() {
+            a.record(id);
+        }
         nodes.push(Node { origin, inputs, shape: value.shape().clone(), value: Some(value), requires_grad });
         Var { tape: self, id }
     }
@@ -266,11 +354,7 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Checks that `other` lives on the same tape, for `op`'s error message.
     pub fn same_tape(&self, op: &str, other: &Var<'t, T>) -> Result<()> {
-        if std::ptr::eq(self.tape, other.tape) {
-            Ok(())
-        } else {
-            Err(Error::ForeignVar { op: op.to_string() })
-        }
+        self.tape.owns(op, other)
     }
 }
 

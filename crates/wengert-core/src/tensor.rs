@@ -66,6 +66,7 @@ impl<T: Float> Tensor<T> {
     /// does not match the shape.
     pub fn from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
+        shape.checked_numel("Tensor::from_vec")?;
         if data.len() != shape.numel() {
             return Err(Error::DataLength {
                 op: "Tensor::from_vec".into(),
@@ -89,9 +90,16 @@ impl<T: Float> Tensor<T> {
     }
 
     /// A tensor filled with `value`.
+    ///
+    /// # Panics
+    /// If the shape has more elements than memory can address
+    /// ([`Shape::checked_numel`]), as `vec![value; n]` would; check shapes
+    /// that come from outside first. The same holds for [`Tensor::zeros`],
+    /// [`Tensor::ones`] and [`Tensor::from_fn`].
     pub fn full(shape: impl Into<Shape>, value: T) -> Self {
         let shape = shape.into();
-        Tensor::from_parts(vec![value; shape.numel()], shape)
+        let n = shape.checked_numel("Tensor::full").unwrap_or_else(|e| panic!("{e}"));
+        Tensor::from_parts(vec![value; n], shape)
     }
 
     /// A tensor of zeros.
@@ -122,7 +130,8 @@ impl<T: Float> Tensor<T> {
     /// A tensor whose element at flat (row-major) index `i` is `f(i)`.
     pub fn from_fn(shape: impl Into<Shape>, f: impl FnMut(usize) -> T) -> Self {
         let shape = shape.into();
-        let data = (0..shape.numel()).map(f).collect();
+        let n = shape.checked_numel("Tensor::from_fn").unwrap_or_else(|e| panic!("{e}"));
+        let data = (0..n).map(f).collect();
         Tensor::from_parts(data, shape)
     }
 
@@ -133,7 +142,8 @@ impl<T: Float> Tensor<T> {
         let dist = Normal::new(mean.as_f64(), std.as_f64())
             .map_err(|e| Error::argument("Tensor::normal", "std", format!("std {std}: {e}")))?;
         let shape = shape.into();
-        let data = (0..shape.numel()).map(|_| T::of(dist.sample(rng))).collect();
+        let n = shape.checked_numel("Tensor::random")?;
+        let data = (0..n).map(|_| T::of(dist.sample(rng))).collect();
         Ok(Tensor::from_parts(data, shape))
     }
 
@@ -142,7 +152,8 @@ impl<T: Float> Tensor<T> {
         let dist = Uniform::new(low.as_f64(), high.as_f64())
             .map_err(|e| Error::argument("Tensor::uniform", "range", format!("[{low}, {high}): {e}")))?;
         let shape = shape.into();
-        let data = (0..shape.numel()).map(|_| T::of(dist.sample(rng))).collect();
+        let n = shape.checked_numel("Tensor::random")?;
+        let data = (0..n).map(|_| T::of(dist.sample(rng))).collect();
         Ok(Tensor::from_parts(data, shape))
     }
 
@@ -226,7 +237,7 @@ impl<T: Float> Tensor<T> {
     /// Shares the buffer.
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
-        if shape.numel() != self.numel() {
+        if shape.checked_numel("reshape")? != self.numel() {
             return Err(Error::shape(
                 "reshape",
                 format!(

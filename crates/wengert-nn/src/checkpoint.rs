@@ -107,6 +107,23 @@ fn serialize(entries: &[(String, Raw)], metadata: Option<HashMap<String, String>
 /// # Ok::<(), wengert_core::Error>(())
 /// ```
 pub fn save_model<T: Float>(model: &dyn Module<T>, path: &Path) -> Result<()> {
+    save_model_with(model, &BTreeMap::new(), path)
+}
+
+/// Saves `model` as [`save_model`] does, with `metadata` in the file's
+/// header (the `model` key, when given, names the architecture, and
+/// [`load_model`]'s errors quote it).
+pub fn save_model_with<T: Float>(
+    model: &dyn Module<T>,
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let meta = (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
+    write_atomic(path, &serialize(&model_entries(model), meta, path)?)
+}
+
+/// The model's parameters, buffers and counters, ready to serialise.
+fn model_entries<T: Float>(model: &dyn Module<T>) -> Vec<(String, Raw)> {
     let mut entries = Vec::new();
     model.visit("", &mut |name, s| {
         let raw = match s {
@@ -116,7 +133,79 @@ pub fn save_model<T: Float>(model: &dyn Module<T>, path: &Path) -> Result<()> {
         };
         entries.push((name, raw));
     });
-    write_atomic(path, &serialize(&entries, None, path)?)
+    entries
+}
+
+/// The prefix under which [`save_checkpoint`] stores the optimiser's tensors.
+const OPTIMIZER: &str = "optimizer/";
+
+/// Saves a whole training checkpoint — the model, the optimiser's state and
+/// the caller's metadata (position, settings) — as one safetensors file,
+/// written atomically: a crash leaves the previous checkpoint or this one,
+/// never a model of one step with the optimiser of another.
+///
+/// The model's entries keep their names, so the file also loads with
+/// [`load_model`] (non-strict) or in PyTorch after dropping the
+/// `optimizer/` entries.
+pub fn save_checkpoint<T: Float>(
+    model: &dyn Module<T>,
+    state: &OptimState<T>,
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let mut entries = model_entries(model);
+    entries.extend(state.tensors.iter().map(|(n, t)| (format!("{OPTIMIZER}{n}"), raw_float(t))));
+    let mut meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    meta.insert("optimizer.steps".into(), state.steps.to_string());
+    write_atomic(path, &serialize(&entries, Some(meta), path)?)
+}
+
+/// Loads what [`save_checkpoint`] wrote: the model in place (strictly:
+/// every name and shape must match, and nothing changes otherwise), and
+/// returns the optimiser state and the metadata.
+pub fn load_checkpoint<T: Float>(
+    model: &mut dyn Module<T>,
+    path: &Path,
+) -> Result<(OptimState<T>, BTreeMap<String, String>)> {
+    let bytes = open(path)?;
+    let file = parse(path, &bytes)?;
+    let meta = metadata_of(path, &bytes)?;
+    let steps = meta
+        .get("optimizer.steps")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io_error(path, "no optimizer.steps in the metadata: not a training checkpoint"))?;
+    let mut tensors = Vec::new();
+    for (name, view) in file.tensors() {
+        let Some(n) = name.strip_prefix(OPTIMIZER) else { continue };
+        if view.dtype() != dtype_of::<T>() {
+            return Err(io_error(path, format!("{name} is {:?}, expected {:?}", view.dtype(), dtype_of::<T>())));
+        }
+        tensors.push((n.to_string(), Tensor::from_vec(read_float(&view), view.shape().to_vec())?));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    load_entries(model, &file, &meta, path, true, |n| n.starts_with(OPTIMIZER))?;
+    Ok((OptimState { tensors, steps }, meta.into_iter().collect()))
+}
+
+/// The header's metadata (empty when there is none).
+fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| io_error(path, e))?;
+    Ok(header.metadata().clone().unwrap_or_default())
+}
+
+/// The name and shape of every tensor in a safetensors file, whatever its
+/// dtype, without converting the data.
+pub fn read_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>> {
+    let bytes = open(path)?;
+    Ok(parse(path, &bytes)?.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec())).collect())
+}
+
+/// The metadata of a safetensors file's header, read without the tensors'
+/// data being checked (for a `model` or `classes` key, say).
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    let bytes = open(path)?;
+    parse(path, &bytes)?;
+    Ok(metadata_of(path, &bytes)?.into_iter().collect())
 }
 
 /// What [`load_model`] did beyond loading every entry.
@@ -154,6 +243,20 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
 pub fn load_model<T: Float>(model: &mut dyn Module<T>, path: &Path, strict: bool) -> Result<LoadReport> {
     let bytes = open(path)?;
     let file = parse(path, &bytes)?;
+    let meta = metadata_of(path, &bytes)?;
+    load_entries(model, &file, &meta, path, strict, |_| false)
+}
+
+/// [`load_model`] on a parsed file, ignoring the file's entries that `skip`
+/// names.
+fn load_entries<T: Float>(
+    model: &mut dyn Module<T>,
+    file: &SafeTensors<'_>,
+    meta: &HashMap<String, String>,
+    path: &Path,
+    strict: bool,
+    skip: impl Fn(&str) -> bool,
+) -> Result<LoadReport> {
     let mut expected: BTreeMap<String, (Vec<usize>, Dtype)> = BTreeMap::new();
     model.visit("", &mut |name, s| {
         let (shape, dtype) = match s {
@@ -163,8 +266,12 @@ pub fn load_model<T: Float>(model: &mut dyn Module<T>, path: &Path, strict: bool
         };
         expected.insert(name, (shape, dtype));
     });
-    let present: BTreeMap<String, (Vec<usize>, Dtype)> =
-        file.tensors().into_iter().map(|(n, v)| (n, (v.shape().to_vec(), v.dtype()))).collect();
+    let present: BTreeMap<String, (Vec<usize>, Dtype)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| !skip(n))
+        .map(|(n, v)| (n, (v.shape().to_vec(), v.dtype())))
+        .collect();
     let missing: Vec<&String> = expected.keys().filter(|n| !present.contains_key(*n)).collect();
     let unexpected: Vec<String> = present.keys().filter(|n| !expected.contains_key(*n)).cloned().collect();
     let mismatched: Vec<String> = expected
@@ -175,6 +282,10 @@ pub fn load_model<T: Float>(model: &mut dyn Module<T>, path: &Path, strict: bool
         })
         .collect();
     let mut problems = Vec::new();
+    let misfit = !missing.is_empty() || !mismatched.is_empty() || (strict && !unexpected.is_empty());
+    if let Some(held) = meta.get("model").filter(|_| misfit) {
+        problems.push(format!("the file holds a {held} (its metadata says so), which does not fit this model"));
+    }
     if !missing.is_empty() {
         problems.push(format!("missing from the file: {}", join_names(&missing)));
     }
@@ -182,7 +293,7 @@ pub fn load_model<T: Float>(model: &mut dyn Module<T>, path: &Path, strict: bool
         problems.push(format!("not in the model: {}", join_names(&unexpected.iter().collect::<Vec<_>>())));
     }
     if !mismatched.is_empty() {
-        problems.push(format!("shape or dtype differs: {}", mismatched.join("; ")));
+        problems.push(format!("shape or dtype differs: {}", join_some(&mismatched, "; ")));
     }
     if !problems.is_empty() {
         return Err(io_error(path, problems.join(". ")));
@@ -212,8 +323,19 @@ pub fn load_model<T: Float>(model: &mut dyn Module<T>, path: &Path, strict: bool
     }
 }
 
+/// The first few names, and how many more: a file of another model can
+/// differ in hundreds of entries, and a message should fit on a screen.
 fn join_names<S: AsRef<str>>(names: &[S]) -> String {
-    names.iter().map(|n| n.as_ref()).collect::<Vec<_>>().join(", ")
+    join_some(names, ", ")
+}
+
+fn join_some<S: AsRef<str>>(names: &[S], separator: &str) -> String {
+    const SHOWN: usize = 4;
+    let mut s = names.iter().take(SHOWN).map(|n| n.as_ref()).collect::<Vec<_>>().join(separator);
+    if names.len() > SHOWN {
+        s += &format!(" and {} more", names.len() - SHOWN);
+    }
+    s
 }
 
 /// Saves an optimiser state and the caller's training position (free-form

@@ -27,6 +27,8 @@ pub fn fans(shape: &Shape) -> Result<(usize, usize)> {
     if shape.rank() < 2 {
         return Err(Error::argument("init", "shape", format!("fans need rank 2 or more, got {shape}")));
     }
+    // Checked first: then every product of extents below fits.
+    shape.checked_numel("init")?;
     let receptive: usize = shape[2..].iter().product();
     Ok((shape[1] * receptive, shape[0] * receptive))
 }
@@ -58,7 +60,7 @@ pub fn kaiming_uniform<T: Float>(shape: impl Into<Shape>, fan: Fan, gain: f64, r
 pub fn xavier_normal<T: Float>(shape: impl Into<Shape>, gain: f64, rng: &mut Rng) -> Result<Tensor<T>> {
     let shape = shape.into();
     let (i, o) = fans(&shape)?;
-    let std = gain * (2.0 / (i + o) as f64).sqrt();
+    let std = gain * (2.0 / (i as f64 + o as f64)).sqrt();
     Tensor::normal(shape, T::zero(), T::of(std), rng)
 }
 
@@ -66,7 +68,7 @@ pub fn xavier_normal<T: Float>(shape: impl Into<Shape>, gain: f64, rng: &mut Rng
 pub fn xavier_uniform<T: Float>(shape: impl Into<Shape>, gain: f64, rng: &mut Rng) -> Result<Tensor<T>> {
     let shape = shape.into();
     let (i, o) = fans(&shape)?;
-    let bound = gain * (6.0 / (i + o) as f64).sqrt();
+    let bound = gain * (6.0 / (i as f64 + o as f64)).sqrt();
     Tensor::uniform(shape, T::of(-bound), T::of(bound), rng)
 }
 

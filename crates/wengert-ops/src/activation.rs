@@ -6,7 +6,7 @@
 //! Each forward is one fused, numerically stable loop; each backward is
 //! written with differentiable ops, so second derivatives work.
 
-use wengert_core::{smallvec, Float, InputGrads, Op, Result, Tensor, Var};
+use wengert_core::{smallvec, Arity, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// Which activation an [`Activation`] op applies.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,14 +64,19 @@ impl<T: Float> Op<T> for Activation {
         }
     }
 
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
         let half = T::of(0.5);
         Ok(match self.0 {
-            Kind::Relu => x.map(|v| if v > T::zero() { v } else { T::zero() }),
+            // `v < 0`, not `v > 0`, so that NaN passes through as PyTorch's.
+            Kind::Relu => x.map(|v| if v < T::zero() { T::zero() } else { v }),
             Kind::LeakyRelu(s) => {
                 let s = T::of(s);
-                x.map(|v| if v > T::zero() { v } else { v * s })
+                x.map(|v| if v < T::zero() { v * s } else { v })
             }
             Kind::Sigmoid => x.map(sigmoid_of),
             Kind::Tanh => x.map(T::tanh),
@@ -127,6 +132,10 @@ impl<T: Float> Op<T> for OutputGrad {
         } else {
             "sigmoid_backward"
         }
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -5,7 +5,7 @@
 
 use crate::softmax::log_softmax;
 use std::sync::Arc;
-use wengert_core::{smallvec, Error, Float, InputGrads, Op, Result, Tensor, Var};
+use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// Picks `x[i, labels[i]]` from a `[N, C]` tensor, giving `[N]`.
 #[derive(Clone, Debug)]
@@ -18,6 +18,11 @@ impl<T: Float> Op<T> for Pick {
     fn name(&self) -> &'static str {
         "pick"
     }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0].data();
         let c = self.classes;
@@ -41,6 +46,11 @@ impl<T: Float> Op<T> for Scatter {
     fn name(&self) -> &'static str {
         "scatter"
     }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let g = inputs[0].data();
         let c = self.classes;

@@ -9,7 +9,7 @@
 
 use crate::gemm::{matmul_into, Mat};
 use rayon::prelude::*;
-use wengert_core::{smallvec, Error, Float, InputGrads, Op, Result, Shape, Tensor, Var};
+use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Shape, Tensor, Var};
 
 /// `op(A) · op(B)` over broadcast batch dimensions, where `op` transposes
 /// the last two axes when its flag is set.
@@ -87,6 +87,10 @@ fn view<T>(data: &[T], off: usize, rows: usize, cols: usize, trans: bool) -> Mat
 impl<T: Float> Op<T> for MatMul {
     fn name(&self) -> &'static str {
         "matmul"
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

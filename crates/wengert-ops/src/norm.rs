@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 use wengert_core::ops::fused::vjp_of_recording;
-use wengert_core::{smallvec, Error, Float, InputGrads, Op, Result, Tensor, Var};
+use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// What a training-mode batch norm returns besides its output: the batch
 /// statistics, for updating running estimates.
@@ -145,6 +145,10 @@ fn per_row<T: Float>(a: &Tensor<T>, b: &Tensor<T>, c: usize, f: impl Fn(usize, &
 impl<T: Float> Op<T> for BatchNormTrain {
     fn name(&self) -> &'static str {
         "batch_norm"
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(3)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

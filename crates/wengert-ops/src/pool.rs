@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 use std::sync::Arc;
-use wengert_core::{smallvec, Error, Float, InputGrads, Op, Result, Tensor, Var};
+use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// Kernel, stride, padding and rounding of a 2-d pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,10 @@ impl Pool2d {
         if shape.len() != 4 {
             return Err(Error::shape(op, format!("input is {shape:?}; need [N, C, H, W]")));
         }
+        // As PyTorch: an empty batch is allowed, empty channels or images are not.
+        if shape[1..].contains(&0) {
+            return Err(Error::shape(op, format!("input is {shape:?}: C, H and W must be at least 1")));
+        }
         let mut out = [0; 2];
         for a in 0..2 {
             let (k, s, p, n) = (self.kernel[a], self.stride[a], self.padding[a], shape[2 + a]);
@@ -55,7 +59,16 @@ impl Pool2d {
                     format!("must be positive, got kernel {:?}, stride {:?}", self.kernel, self.stride),
                 ));
             }
-            if 2 * p > k {
+            // Windows are indexed with isize arithmetic in the kernels: keep
+            // every extent far inside its range.
+            if k > u32::MAX as usize || s > u32::MAX as usize {
+                return Err(Error::argument(
+                    op,
+                    "kernel_size/stride",
+                    format!("kernel {:?} or stride {:?} is beyond 2^32", self.kernel, self.stride),
+                ));
+            }
+            if p > k / 2 {
                 return Err(Error::argument(
                     op,
                     "padding",
@@ -65,9 +78,11 @@ impl Pool2d {
             // PyTorch's rule: ⌊(n + 2p − k [+ s − 1 with ceil_mode]) / s⌋ + 1
             // windows, dropping a last one that would start in the right
             // padding. With ceil_mode a kernel may overhang a small input.
-            let span = (n + 2 * p) as isize - k as isize + if self.ceil_mode { s as isize - 1 } else { 0 };
-            let mut o = span.div_euclid(s as isize) + 1;
-            if self.ceil_mode && o >= 1 && (o as usize - 1) * s >= n + p {
+            // i128: neither a huge kernel nor a huge stride can overflow it.
+            let (k, s, p, n) = (k as i128, s as i128, p as i128, n as i128);
+            let span = n + 2 * p - k + if self.ceil_mode { s - 1 } else { 0 };
+            let mut o = span.div_euclid(s) + 1;
+            if self.ceil_mode && o >= 1 && (o - 1) * s >= n + p {
                 o -= 1;
             }
             if o < 1 {
@@ -81,6 +96,7 @@ impl Pool2d {
             }
             out[a] = o as usize;
         }
+        wengert_core::Shape::new(&[shape[0], shape[1], out[0], out[1]]).checked_numel(op)?;
         Ok(out)
     }
 }
@@ -107,6 +123,10 @@ struct MaxPool {
 impl<T: Float> Op<T> for MaxPool {
     fn name(&self) -> &'static str {
         "max_pool2d"
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -180,6 +200,10 @@ impl<T: Float> Op<T> for ArgmaxMap {
         }
     }
 
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let src = inputs[0];
         let plane_in = self.in_dims[2] * self.in_dims[3];
@@ -242,6 +266,10 @@ impl<T: Float> Op<T> for AvgPool {
         } else {
             "avg_pool2d"
         }
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -314,6 +342,9 @@ pub fn global_avg_pool2d<'t, T: Float>(x: Var<'t, T>) -> Result<Var<'t, T>> {
     let s = x.shape();
     if s.rank() != 4 {
         return Err(Error::shape("global_avg_pool2d", format!("input is {s}; need [N, C, H, W]")));
+    }
+    if s[1..].contains(&0) {
+        return Err(Error::shape("global_avg_pool2d", format!("input is {s}: C, H and W must be at least 1")));
     }
     x.mean(&[2, 3], false)
 }

@@ -5,7 +5,7 @@
 //! Both subtract the row maximum before exponentiating, so logits of
 //! magnitude 300 and far beyond stay finite and exact.
 
-use wengert_core::{smallvec, Float, InputGrads, Op, Result, Tensor, Var};
+use wengert_core::{smallvec, Arity, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// Softmax (`log: false`) or log-softmax (`log: true`) along `dim`.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +21,10 @@ impl<T: Float> Op<T> for Softmax {
         } else {
             "softmax"
         }
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -123,7 +123,15 @@ impl<T: Float> Block<T> {
         shortcut: Shortcut,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let c_out = if kind.expands() { 4 * width } else { width };
+        if stride == 0 || c_in == 0 || width == 0 {
+            return Err(Error::argument(
+                "Block",
+                "c_in/width/stride",
+                format!("must all be at least 1, got {c_in} input channels, width {width}, stride {stride}"),
+            ));
+        }
+        let c_out = if kind.expands() { width.checked_mul(4) } else { Some(width) }
+            .ok_or_else(|| Error::argument("Block", "width", format!("{width} overflows when expanded")))?;
         if shortcut == Shortcut::Identity && (c_in != c_out || stride != 1) && kind != Kind::Plain {
             return Err(Error::argument(
                 "Block",

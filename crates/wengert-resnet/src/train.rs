@@ -3,19 +3,36 @@
 //! A [`Trainer`] owns the model, the optimiser (SGD with momentum and weight
 //! decay, as in He et al. 2016), the learning-rate schedule (linear warm-up,
 //! then cosine decay to zero over the whole run) and the position in the
-//! run. It checkpoints to a folder — the model as `model.safetensors` with
-//! torchvision-style names, the optimiser and position as
-//! `training.safetensors` — and resumes from one, continuing with the same
-//! parameters an uninterrupted run would have had (same seed, same threads).
+//! run. It checkpoints to a folder and resumes from one, continuing with
+//! the same parameters an uninterrupted run would have had (same seed, same
+//! threads).
+//!
+//! What it promises about the checkpoint:
+//! - `checkpoint.safetensors` is the whole state — model, optimiser,
+//!   position and settings — in one file written atomically, so a crash
+//!   leaves the previous checkpoint or the new one, never a mix;
+//!   `model.safetensors` beside it is the model alone, with torchvision-style
+//!   names, for `eval`, `predict` and PyTorch.
+//! - A model with a NaN or infinite weight is never saved: the step that
+//!   makes one is an error naming the iteration and the parameter.
+//! - Resuming checks the optimiser's state against the model and the run's
+//!   settings against the checkpoint's, and says what differs.
 
 use crate::data::{Batch, Loader};
 use crate::zoo::ResNet;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 use wengert_core::{Error, Result, Tape};
-use wengert_nn::checkpoint::{load_model, load_training_state, save_model, save_training_state};
-use wengert_nn::optim::{Cosine, LrSchedule, Optimizer, Sgd, Warmup};
+use wengert_nn::checkpoint::{load_checkpoint, read_metadata, save_checkpoint, save_model_with};
+use wengert_nn::module::StateRef;
+use wengert_nn::optim::{check_state, Cosine, LrSchedule, Optimizer, Sgd, Warmup};
 use wengert_nn::{Module, Step};
+
+/// The file [`Trainer::save`] writes the whole training state to.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The file [`Trainer::save`] writes the model alone to.
+pub const MODEL: &str = "model.safetensors";
 
 /// The settings of a run.
 #[derive(Clone, Debug)]
@@ -32,6 +49,46 @@ pub struct Config {
     pub warmup: usize,
     /// Seed of the weights, the shuffling and the augmentation.
     pub seed: u64,
+}
+
+impl Config {
+    /// Checks every setting's range: at least one epoch, a finite positive
+    /// learning rate, momentum in `[0, 1)`, finite non-negative weight decay.
+    pub fn check(&self) -> Result<()> {
+        let bad = |arg: &str, detail: String| Err(Error::argument("train", arg, detail));
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1, got 0".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("must be finite and positive, got {}", self.lr));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad("momentum", format!("must be in [0, 1), got {}", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay", format!("must be finite and non-negative, got {}", self.weight_decay));
+        }
+        Ok(())
+    }
+}
+
+/// What a progress callback of [`Trainer::epoch`] returns: `()` to go on,
+/// or a [`ControlFlow`] whose `Break` stops the epoch after that step.
+pub trait Progress {
+    /// Whether to stop after this step.
+    fn stop(&self) -> bool;
+}
+
+impl Progress for () {
+    fn stop(&self) -> bool {
+        false
+    }
+}
+
+impl Progress for ControlFlow<()> {
+    fn stop(&self) -> bool {
+        self.is_break()
+    }
 }
 
 /// Loss and accuracy over a set of batches.
@@ -75,6 +132,9 @@ pub struct Trainer<M: Module<f32> = ResNet<f32>> {
     /// Rescale the gradients to at most this global norm before each update
     /// (`None`: no clipping). Recurrent nets usually want it.
     pub clip: Option<f64>,
+    /// Check every op's output and gradient for NaN and infinity
+    /// ([`Tape::set_detect_anomaly`]); slow, for finding where a NaN starts.
+    pub detect_anomaly: bool,
     optimizer: Box<dyn Optimizer<f32>>,
     schedule: Warmup<Cosine>,
     config: Config,
@@ -82,26 +142,44 @@ pub struct Trainer<M: Module<f32> = ResNet<f32>> {
     pub iteration: usize,
     /// Batches per epoch.
     batches: usize,
+    /// Settings the caller adds, which a resumed run must share.
+    tags: BTreeMap<String, String>,
 }
 
 impl<M: Module<f32>> Trainer<M> {
-    /// A fresh run of `model` over `batches_per_epoch` batches an epoch.
-    pub fn new(model: M, config: Config, batches_per_epoch: usize) -> Self {
+    /// A fresh run of `model` over `batches_per_epoch` batches an epoch;
+    /// an error when a setting is out of range ([`Config::check`]) or there
+    /// are no batches.
+    pub fn new(model: M, config: Config, batches_per_epoch: usize) -> Result<Self> {
+        config.check()?;
+        if batches_per_epoch == 0 {
+            return Err(Error::argument("train", "data", "an epoch has no batches: the training set is empty"));
+        }
         let total = config.epochs * batches_per_epoch;
         let schedule = Warmup {
             steps: config.warmup.min(total),
             start: 0.1,
             inner: Cosine { base: config.lr, min: 0.0, period: total },
         };
-        Trainer {
+        Ok(Trainer {
             model,
             clip: None,
+            detect_anomaly: false,
             optimizer: Box::new(Sgd::new(config.momentum, config.weight_decay)),
             schedule,
             config,
             iteration: 0,
-            batches: batches_per_epoch.max(1),
-        }
+            batches: batches_per_epoch,
+            tags: BTreeMap::new(),
+        })
+    }
+
+    /// Records a setting of the run (the model's name, the batch size, the
+    /// dataset) in its checkpoints; [`Trainer::resume`] refuses a
+    /// checkpoint whose value differs. The key `model` also goes into
+    /// `model.safetensors`, whose loading errors then name the model.
+    pub fn tag(&mut self, key: &str, value: impl ToString) {
+        self.tags.insert(key.to_string(), value.to_string());
     }
 
     /// Replaces the optimiser (SGD with the configuration's momentum and
@@ -124,6 +202,7 @@ impl<M: Module<f32>> Trainer<M> {
     /// One training step on `batch`; returns its loss and correct count.
     pub fn step(&mut self, batch: &Batch<f32>) -> Result<(f64, usize)> {
         let tape = Tape::new();
+        tape.set_detect_anomaly(self.detect_anomaly);
         let (loss, hits, grads) = {
             let mut step = Step::train(&tape, self.config.seed ^ self.iteration as u64);
             let logits = self.model.forward(&mut step, tape.constant(batch.images.clone()))?;
@@ -145,13 +224,38 @@ impl<M: Module<f32>> Trainer<M> {
         }
         let lr = self.lr();
         self.optimizer.step(&mut self.model, &grads, lr)?;
+        if let Some(name) = first_non_finite(&self.model) {
+            return Err(Error::argument(
+                "train",
+                "lr",
+                format!(
+                    "the update of iteration {} (learning rate {lr:e}) made {name} NaN or infinite; the learning \
+                     rate is likely too high. Nothing was saved: the last checkpoint is the last good state",
+                    self.iteration
+                ),
+            ));
+        }
         self.iteration += 1;
         Ok((loss, hits))
     }
 
     /// Trains from the current position to the end of its epoch, calling
-    /// `progress(score so far, images/s)` after each step.
-    pub fn epoch(&mut self, train: &Loader, mut progress: impl FnMut(&Score, f64)) -> Result<Score> {
+    /// `progress(score so far, images/s)` after each step; a callback that
+    /// returns `ControlFlow::Break(())` stops the epoch after that step
+    /// ([`Trainer::position`] then says where). Returns the score of the
+    /// steps taken.
+    pub fn epoch<P: Progress>(&mut self, train: &Loader, mut progress: impl FnMut(&Score, f64) -> P) -> Result<Score> {
+        if train.batches() != self.batches {
+            return Err(Error::argument(
+                "train",
+                "data",
+                format!(
+                    "the loader has {} batches an epoch, the trainer was made for {}",
+                    train.batches(),
+                    self.batches
+                ),
+            ));
+        }
         let (epoch, start) = self.position();
         let mut score = Score::default();
         let t0 = std::time::Instant::now();
@@ -159,7 +263,9 @@ impl<M: Module<f32>> Trainer<M> {
             let batch = batch?;
             let (loss, hits) = self.step(&batch)?;
             score.add(loss, hits, batch.labels.len());
-            progress(&score, score.images as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+            if progress(&score, score.images as f64 / t0.elapsed().as_secs_f64().max(1e-9)).stop() {
+                break;
+            }
         }
         Ok(score)
     }
@@ -169,27 +275,103 @@ impl<M: Module<f32>> Trainer<M> {
         evaluate(&mut self.model, data)
     }
 
-    /// Writes `model.safetensors` and `training.safetensors` into `dir`.
+    /// Writes the checkpoint into `dir`: first [`CHECKPOINT`], the whole
+    /// state in one atomic file, then [`MODEL`], the model alone. Refuses a
+    /// model with a non-finite value, so a good checkpoint is never replaced
+    /// by a broken one.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        if let Some(name) = first_non_finite(&self.model) {
+            return Err(Error::argument(
+                "train",
+                "checkpoint",
+                format!("{name} holds NaN or infinity at iteration {}: not saved", self.iteration),
+            ));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Io { path: dir.display().to_string(), detail: e.to_string() })?;
-        save_model(&self.model, &dir.join("model.safetensors"))?;
-        let position = BTreeMap::from([("iteration".to_string(), self.iteration.to_string())]);
-        save_training_state(&self.optimizer.state(), &position, &dir.join("training.safetensors"))
+        let mut meta = self.settings();
+        meta.insert("position.iteration".into(), self.iteration.to_string());
+        meta.insert("run.epochs".into(), self.config.epochs.to_string());
+        save_checkpoint(&self.model, &self.optimizer.state(), &meta, &dir.join(CHECKPOINT))?;
+        let model_meta = self.tags.get("model").map(|m| BTreeMap::from([("model".to_string(), m.clone())]));
+        save_model_with(&self.model, &model_meta.unwrap_or_default(), &dir.join(MODEL))
     }
 
-    /// Restores what [`Trainer::save`] wrote.
+    /// The settings a resumed run must share, as checkpoint metadata.
+    fn settings(&self) -> BTreeMap<String, String> {
+        let c = &self.config;
+        let mut s: BTreeMap<String, String> = [
+            ("optimizer", self.optimizer.name().to_string()),
+            ("batches_per_epoch", self.batches.to_string()),
+            ("seed", c.seed.to_string()),
+            ("lr", c.lr.to_string()),
+            ("momentum", c.momentum.to_string()),
+            ("weight_decay", c.weight_decay.to_string()),
+            ("warmup", c.warmup.to_string()),
+            ("clip", format!("{:?}", self.clip)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("setting.{k}"), v))
+        .collect();
+        s.extend(self.tags.iter().map(|(k, v)| (format!("setting.{k}"), v.clone())));
+        if let Some(m) = self.tags.get("model") {
+            s.insert("model".into(), m.clone());
+        }
+        s
+    }
+
+    /// Restores what [`Trainer::save`] wrote. Fails, saying what differs,
+    /// when the checkpoint was made with other settings (optimiser, batches
+    /// per epoch, learning rate, tags, …) or its optimiser state does not
+    /// fit the model; the number of epochs may differ, to extend a run.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
-        load_model(&mut self.model, &dir.join("model.safetensors"), true)?;
-        let path = dir.join("training.safetensors");
-        let (state, position) = load_training_state::<f32>(&path)?;
+        let path = dir.join(CHECKPOINT);
+        let saved = read_metadata(&path)?;
+        let now = self.settings();
+        let keys: std::collections::BTreeSet<&String> = saved.keys().chain(now.keys()).collect();
+        let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".into());
+        let differ: Vec<String> = keys
+            .into_iter()
+            .filter_map(|k| Some((k.strip_prefix("setting.")?, saved.get(k), now.get(k))))
+            .filter(|(_, was, is)| was != is)
+            .map(|(k, was, is)| format!("{k} {} (now {})", show(was), show(is)))
+            .collect();
+        if !differ.is_empty() {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                detail: format!(
+                    "the checkpoint was made with other settings: {}; resume with the same settings or start a new run",
+                    differ.join(", ")
+                ),
+            });
+        }
+        let (state, meta) = load_checkpoint(&mut self.model, &path)?;
+        check_state(&self.model, &state)
+            .map_err(|e| Error::Io { path: path.display().to_string(), detail: e.to_string() })?;
         self.optimizer.load_state(state)?;
-        self.iteration = position.get("iteration").and_then(|v| v.parse().ok()).ok_or_else(|| Error::Io {
+        self.iteration = meta.get("position.iteration").and_then(|v| v.parse().ok()).ok_or_else(|| Error::Io {
             path: path.display().to_string(),
             detail: "no training position in the metadata".into(),
         })?;
         Ok(())
     }
+}
+
+/// The name of the first parameter or buffer of `model` holding NaN or an
+/// infinity, if any.
+pub fn first_non_finite<T: wengert_core::Float>(model: &dyn Module<T>) -> Option<String> {
+    let mut found = None;
+    model.visit("", &mut |name, s| {
+        let t = match s {
+            StateRef::Param(p) => p.value(),
+            StateRef::Buffer(b) => b,
+            StateRef::Count(_) => return,
+        };
+        if found.is_none() && t.data().iter().any(|v| !v.is_finite()) {
+            found = Some(name);
+        }
+    });
+    found
 }
 
 /// Loss and accuracy of `model` on `data`, in evaluation mode.

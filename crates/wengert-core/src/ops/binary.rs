@@ -4,7 +4,7 @@
 //! the operand's shape ([`Var::sum_to`]).
 
 use crate::kernel::{broadcast_zip, Layout};
-use crate::{smallvec, Float, InputGrads, Op, Result, Shape, Tensor, Var};
+use crate::{smallvec, Arity, Float, InputGrads, Op, Result, Shape, Tensor, Var};
 
 /// Which arithmetic operation a [`Binary`] op performs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,10 @@ pub fn broadcast_map<T: Float>(
 impl<T: Float> Op<T> for Binary {
     fn name(&self) -> &'static str {
         self.0.name()
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -2,7 +2,7 @@
 
 use crate::kernel::gather_strided;
 use crate::shape::Dims;
-use crate::{Error, Float, InputGrads, Op, Result, Shape, Tensor, Var};
+use crate::{Arity, Error, Float, InputGrads, Op, Result, Shape, Tensor, Var};
 
 /// Joins inputs along axis `dim`; the other extents must agree.
 #[derive(Clone, Debug)]
@@ -13,6 +13,10 @@ pub struct Concat {
 impl<T: Float> Op<T> for Concat {
     fn name(&self) -> &'static str {
         "concat"
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::AtLeast(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
@@ -84,12 +88,18 @@ impl<T: Float> Op<T> for Slice {
         "slice"
     }
 
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
         let shape = self.out_shape(x.shape());
         let mut strides = x.shape().strides();
         let offset = self.start * strides[self.dim];
-        strides[self.dim] *= self.step;
+        // A step that reaches past the end is never taken (a huge one would
+        // overflow the stride).
+        strides[self.dim] = if self.len > 1 { strides[self.dim] * self.step } else { 0 };
         Ok(Tensor::from_parts(gather_strided(x.data(), offset, &shape, &strides), shape))
     }
 
@@ -110,6 +120,10 @@ struct SliceAdjoint {
 impl<T: Float> Op<T> for SliceAdjoint {
     fn name(&self) -> &'static str {
         "slice_adjoint"
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -7,7 +7,7 @@
 use super::reduce::sum_to_shape;
 use crate::kernel::gather_strided;
 use crate::shape::Dims;
-use crate::{smallvec, Error, Float, InputGrads, Op, Result, Shape, Tensor, Var};
+use crate::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Shape, Tensor, Var};
 
 /// A new shape with the same number of elements; shares the buffer.
 #[derive(Clone, Debug)]
@@ -17,6 +17,11 @@ impl<T: Float> Op<T> for Reshape {
     fn name(&self) -> &'static str {
         "reshape"
     }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         inputs[0].reshape(self.0.clone())
     }
@@ -33,8 +38,36 @@ impl<T: Float> Op<T> for Permute {
     fn name(&self) -> &'static str {
         "permute"
     }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
+        let rank = x.rank();
+        let mut seen = vec![false; rank];
+        for &p in &self.0 {
+            if p >= rank || std::mem::replace(&mut seen[p], true) {
+                return Err(Error::argument(
+                    "permute",
+                    "dims",
+                    format!("{:?} is not a permutation of the axes of {}", self.0.as_slice(), x.shape()),
+                ));
+            }
+        }
+        if self.0.len() != rank {
+            return Err(Error::argument(
+                "permute",
+                "dims",
+                format!(
+                    "{:?} has {} entries, the tensor {} has rank {rank}",
+                    self.0.as_slice(),
+                    self.0.len(),
+                    x.shape()
+                ),
+            ));
+        }
         let strides = x.shape().strides();
         let dims: Dims = self.0.iter().map(|&p| x.dims()[p]).collect();
         let st: Dims = self.0.iter().map(|&p| strides[p]).collect();
@@ -57,8 +90,17 @@ impl<T: Float> Op<T> for BroadcastTo {
     fn name(&self) -> &'static str {
         "broadcast_to"
     }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
+        self.0.checked_numel("broadcast_to")?;
+        if !x.shape().broadcasts_to(&self.0) {
+            return Err(Error::shape("broadcast_to", format!("cannot broadcast {} to {}", x.shape(), self.0)));
+        }
         let strides = x.shape().broadcast_strides(&self.0);
         Ok(Tensor::from_parts(gather_strided(x.data(), 0, &self.0, &strides), self.0.clone()))
     }
@@ -76,7 +118,15 @@ impl<T: Float> Op<T> for SumTo {
     fn name(&self) -> &'static str {
         "sum_to"
     }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        if !self.0.broadcasts_to(inputs[0].shape()) {
+            return Err(Error::shape("sum_to", format!("cannot sum {} down to {}", inputs[0].shape(), self.0)));
+        }
         Ok(sum_to_shape(inputs[0], &self.0))
     }
     fn vjp<'t>(&self, inputs: &[Var<'t, T>], _: Var<'t, T>, g: Var<'t, T>, _: &[bool]) -> Result<InputGrads<'t, T>> {
@@ -92,7 +142,7 @@ impl<'t, T: Float> Var<'t, T> {
         if own == shape {
             return Ok(self);
         }
-        if own.numel() != shape.numel() {
+        if own.numel() != shape.checked_numel("reshape")? {
             return Err(Error::shape(
                 "reshape",
                 format!("cannot reshape {own} ({} elements) to {shape} ({} elements)", own.numel(), shape.numel()),
@@ -150,6 +200,7 @@ impl<'t, T: Float> Var<'t, T> {
         if !own.broadcasts_to(&target) {
             return Err(Error::shape("broadcast_to", format!("cannot broadcast {own} to {target}")));
         }
+        target.checked_numel("broadcast_to")?;
         self.tape.apply(BroadcastTo(target), &[self])
     }
 

@@ -2,7 +2,7 @@
 
 use crate::kernel::reduce_axis;
 use crate::shape::Dims;
-use crate::{smallvec, Float, InputGrads, Op, Result, Shape, Tensor, Var};
+use crate::{smallvec, Arity, Float, InputGrads, Op, Result, Shape, Tensor, Var};
 
 /// Folds `x` over `axes` (sorted, distinct) with `f` from `init`; the result
 /// keeps the reduced axes with extent 1. Neighbouring reduced axes are
@@ -60,6 +60,10 @@ impl<T: Float> Op<T> for Sum {
         "sum"
     }
 
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
         let s = fold_axes(x, &self.axes, T::zero(), |a, b| a + b);
@@ -83,6 +87,10 @@ pub struct Amax {
 impl<T: Float> Op<T> for Amax {
     fn name(&self) -> &'static str {
         "amax"
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -1,6 +1,6 @@
 //! Arithmetic with a constant scalar: `x + c`, `x * c`, `x / c`, `c - x`.
 
-use crate::{smallvec, Float, InputGrads, Op, Result, Tensor, Var};
+use crate::{smallvec, Arity, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// `x + c`, `x * c`, `x / c` or `c - x` for a constant `c`.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +23,10 @@ impl<T: Float> Op<T> for Scalar<T> {
             Scalar::Div(_) => "div_scalar",
             Scalar::RSub(_) => "rsub_scalar",
         }
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -1,6 +1,6 @@
 //! Elementwise `neg`, `exp`, `log`, `sqrt` and `powf`.
 
-use crate::{smallvec, Float, InputGrads, Op, Result, Tensor, Var};
+use crate::{smallvec, Arity, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// An elementwise function of one tensor.
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +26,10 @@ impl<T: Float> Op<T> for Unary<T> {
             Unary::Sqrt => "sqrt",
             Unary::Pow(_) => "pow",
         }
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -1,7 +1,7 @@
 use super::{visit_weight_bias, visit_weight_bias_mut};
 use crate::init::torch_default;
 use crate::module::{Module, Param, StateMut, StateRef, Step};
-use wengert_core::{Error, Float, Result, Rng, Var};
+use wengert_core::{Error, Float, Result, Rng, Shape, Var};
 use wengert_ops::{Conv2dOptions, ConvTranspose2dOptions};
 
 /// 2-d convolution with `weight [out, in/groups, kh, kw]` and optional `bias [out]`.
@@ -25,8 +25,9 @@ impl<T: Float> Conv2d<T> {
                 format!("{c_in} → {c_out} channels are not divisible by groups {g}"),
             ));
         }
+        let shape = checked_weight("Conv2d", [c_in, c_out, k], [c_out, c_in / g, k, k])?;
         let fan_in = c_in / g * k * k;
-        let weight = Param::new(torch_default([c_out, c_in / g, k, k], fan_in, rng)?);
+        let weight = Param::new(torch_default(shape, fan_in, rng)?);
         let bias = if bias { Some(Param::new(torch_default([c_out], fan_in, rng)?)) } else { None };
         Ok(Conv2d { weight, bias, options })
     }
@@ -77,8 +78,9 @@ impl<T: Float> ConvTranspose2d<T> {
             ));
         }
         // PyTorch computes the fan from weight axis 1 (out/groups) here.
+        let shape = checked_weight("ConvTranspose2d", [c_in, c_out, k], [c_in, c_out / g, k, k])?;
         let fan_in = c_out / g * k * k;
-        let weight = Param::new(torch_default([c_in, c_out / g, k, k], fan_in, rng)?);
+        let weight = Param::new(torch_default(shape, fan_in, rng)?);
         let bias = if bias { Some(Param::new(torch_default([c_out], fan_in, rng)?)) } else { None };
         Ok(ConvTranspose2d { weight, bias, options })
     }
@@ -98,4 +100,19 @@ impl<T: Float> Module<T> for ConvTranspose2d<T> {
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
         visit_weight_bias_mut(prefix, &mut self.weight, self.bias.as_mut(), f);
     }
+}
+
+/// The weight's shape, once channels and kernel are positive and its extents
+/// multiply within range (so the fan computed from them cannot overflow).
+fn checked_weight(op: &str, [c_in, c_out, k]: [usize; 3], shape: [usize; 4]) -> Result<Shape> {
+    if c_in == 0 || c_out == 0 || k == 0 {
+        return Err(Error::argument(
+            op,
+            "size",
+            format!("{c_in} → {c_out} channels with a {k}×{k} kernel: each must be at least 1"),
+        ));
+    }
+    let shape = Shape::new(&shape);
+    shape.checked_numel(op)?;
+    Ok(shape)
 }

@@ -76,7 +76,8 @@ impl<T: Float> Recurrent<T> {
                 format!("{input} inputs and {hidden} hidden units; both must be positive"),
             ));
         }
-        let g = if cell == Cell::Lstm { 4 * hidden } else { hidden };
+        let g = if cell == Cell::Lstm { hidden.checked_mul(4) } else { Some(hidden) }
+            .ok_or_else(|| Error::argument("Recurrent", "hidden", format!("{hidden} units overflow as four gates")))?;
         Ok(Recurrent {
             cell,
             weight_ih: Param::new(torch_default([g, input], hidden, rng)?),

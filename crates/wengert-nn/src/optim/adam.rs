@@ -1,4 +1,4 @@
-use super::{each_param, OptimState, Optimizer};
+use super::{each_param, state_tensor, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Float, Result, Tensor};
@@ -42,6 +42,14 @@ impl<T: Float> Adam<T> {
 }
 
 impl<T: Float> Optimizer<T> for Adam<T> {
+    fn name(&self) -> &'static str {
+        if self.decoupled {
+            "adamw"
+        } else {
+            "adam"
+        }
+    }
+
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>, lr: f64) -> Result<()> {
         let t = self.steps + 1;
         let bc1 = 1.0 - self.beta1.powi(t as i32);
@@ -63,7 +71,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                 let key = format!("{name}.{suffix}");
                 let (beta, m) = (
                     if power == 1 { b1 } else { b2 },
-                    moments.entry(key).or_insert_with(|| Tensor::zeros(w.shape().clone())),
+                    state_tensor(moments, key, w.shape(), || Ok(Tensor::zeros(w.shape().clone())))?,
                 );
                 m.data_mut().iter_mut().zip(&g).for_each(|(m, &g)| {
                     let x = if power == 1 { g } else { g * g };

@@ -13,8 +13,9 @@ pub use adam::Adam;
 pub use schedule::{Constant, Cosine, LrSchedule, MultiStep, StepDecay, Warmup};
 pub use sgd::Sgd;
 
-use crate::module::{Module, ParamGrads, StateMut};
-use wengert_core::{Float, Result, Tensor};
+use crate::module::{Module, ParamGrads, StateMut, StateRef};
+use std::collections::BTreeMap;
+use wengert_core::{Error, Float, Result, Shape, Tensor};
 
 /// An optimiser's state: named tensors and the number of steps taken.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -27,6 +28,12 @@ pub struct OptimState<T: Float> {
 
 /// Updates parameters from gradients.
 pub trait Optimizer<T: Float> {
+    /// The optimiser's kind (`"sgd"`, `"adam"`, `"adamw"`), saved with
+    /// checkpoints so that a run is not resumed with another kind.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// One update of every trainable parameter of `model` that has a
     /// gradient in `grads`, at learning rate `lr`.
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>, lr: f64) -> Result<()>;
@@ -56,6 +63,61 @@ fn each_param<T: Float>(
         }
     });
     result
+}
+
+/// The state tensor `key` of a parameter of shape `like`, made by `init`
+/// on first use; an error when a restored tensor has another shape (it
+/// would otherwise update part of the parameter, or panic).
+fn state_tensor<'a, T: Float>(
+    map: &'a mut BTreeMap<String, Tensor<T>>,
+    key: String,
+    like: &Shape,
+    init: impl FnOnce() -> Result<Tensor<T>>,
+) -> Result<&'a mut Tensor<T>> {
+    if let Some(t) = map.get(&key) {
+        if t.shape() != like {
+            return Err(Error::argument(
+                "optimizer",
+                "state",
+                format!("{key} has shape {}, its parameter has shape {like}", t.shape()),
+            ));
+        }
+    } else {
+        map.insert(key.clone(), init()?);
+    }
+    Ok(map.get_mut(&key).expect("inserted above"))
+}
+
+/// Checks that every tensor of an optimiser's `state` belongs to a
+/// parameter of `model` (its name is the parameter's dotted name and a
+/// suffix, `layer1.0.conv1.weight.momentum_buffer`) and has its shape. Run
+/// it on a restored state before the first step; the error lists what
+/// differs.
+pub fn check_state<T: Float>(model: &dyn Module<T>, state: &OptimState<T>) -> Result<()> {
+    let mut params = BTreeMap::new();
+    model.visit("", &mut |name, s| {
+        if let StateRef::Param(p) = s {
+            params.insert(name, p.value().shape().clone());
+        }
+    });
+    let mut problems = Vec::new();
+    for (name, t) in &state.tensors {
+        let param = name.rsplit_once('.').map(|(p, _)| p).unwrap_or(name);
+        match params.get(param) {
+            None => problems.push(format!("{name}: the model has no parameter {param}")),
+            Some(shape) if shape != t.shape() => {
+                problems.push(format!("{name} has shape {}, the parameter has {shape}", t.shape()))
+            }
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let more = problems.len().saturating_sub(4);
+    problems.truncate(4);
+    let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+    Err(Error::argument("optimizer", "state", format!("does not fit the model: {}{tail}", problems.join("; "))))
 }
 
 /// Scales all gradients together so that their global L2 norm is at most

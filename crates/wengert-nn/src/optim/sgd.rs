@@ -1,4 +1,4 @@
-use super::{each_param, OptimState, Optimizer};
+use super::{each_param, state_tensor, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Error, Float, Result, Tensor};
@@ -61,6 +61,10 @@ impl<T: Float> Sgd<T> {
 }
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>, lr: f64) -> Result<()> {
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::argument("Sgd", "nesterov", "needs momentum > 0 and zero dampening"));
@@ -73,13 +77,11 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             let mut d: Vec<T> = g.data().iter().zip(w.data()).map(|(&g, &w)| g + wd * w).collect();
             if momentum {
                 let key = format!("{name}.momentum_buffer");
-                match buffers.get_mut(&key) {
-                    None => {
-                        buffers.insert(key, Tensor::from_vec(d.clone(), w.shape().clone())?);
-                    }
-                    Some(b) => b.data_mut().iter_mut().zip(&d).for_each(|(b, &d)| *b = mu * *b + damp * d),
+                let fresh = !buffers.contains_key(&key);
+                let b = state_tensor(buffers, key, w.shape(), || Tensor::from_vec(d.clone(), w.shape().clone()))?;
+                if !fresh {
+                    b.data_mut().iter_mut().zip(&d).for_each(|(b, &d)| *b = mu * *b + damp * d);
                 }
-                let b = &buffers[&format!("{name}.momentum_buffer")];
                 if nesterov {
                     d.iter_mut().zip(b.data()).for_each(|(d, &b)| *d += mu * b);
                 } else {

@@ -14,7 +14,7 @@
 
 mod kernel;
 
-use wengert_core::{smallvec, Error, Float, InputGrads, Op, Result, Tensor, Var};
+use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// Settings of [`conv2d`]; the default is stride 1, no padding, no dilation, one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,12 +138,27 @@ fn check_common(op: &str, stride: [usize; 2], dilation: [usize; 2], groups: usiz
     Ok(())
 }
 
+/// Rank 4, and no zero extent: PyTorch refuses empty channels and kernels,
+/// and an empty batch or image leaves nothing to convolve, so every zero
+/// is refused here with its name rather than met deep in a kernel.
 fn rank4(op: &str, what: &str, s: &[usize]) -> Result<()> {
-    if s.len() == 4 {
-        Ok(())
-    } else {
-        Err(Error::shape(op, format!("{what} is {s:?}; need rank 4 (NCHW, weights [out, in/groups, kh, kw])")))
+    if s.len() != 4 {
+        return Err(Error::shape(op, format!("{what} is {s:?}; need rank 4 (NCHW, weights [out, in/groups, kh, kw])")));
     }
+    if s.contains(&0) {
+        return Err(Error::shape(op, format!("{what} is {s:?}: every extent must be at least 1")));
+    }
+    Ok(())
+}
+
+/// `v` as a `usize`, or an error naming `op` and `what` overflowed.
+fn fits(op: &str, what: &str, v: u128) -> Result<usize> {
+    usize::try_from(v).map_err(|_| Error::argument(op, what, format!("gives an extent of {v}, beyond memory's range")))
+}
+
+/// Checks that the output `[n, c, h, w]` can be allocated.
+fn check_output(op: &str, dims: [usize; 4]) -> Result<()> {
+    wengert_core::Shape::new(&dims).checked_numel(op).map(|_| ())
 }
 
 /// The geometry of `conv2d(x, w)`, or an error naming what does not fit.
@@ -175,9 +190,10 @@ fn conv_geometry(x: &[usize], w: &[usize], o: &Conv2dOptions) -> Result<Geometry
     }
     let mut out = [0; 2];
     for a in 0..2 {
-        let span = o.dilation[a] * (w[2 + a] - 1) + 1;
-        let padded = x[2 + a] + 2 * o.padding[a];
-        if w[2 + a] == 0 || span > padded {
+        // u128: no product of two usizes overflows it.
+        let span = o.dilation[a] as u128 * (w[2 + a] as u128 - 1) + 1;
+        let padded = x[2 + a] as u128 + 2 * o.padding[a] as u128;
+        if span > padded {
             return Err(Error::shape(
                 OP,
                 format!(
@@ -188,8 +204,9 @@ fn conv_geometry(x: &[usize], w: &[usize], o: &Conv2dOptions) -> Result<Geometry
                 ),
             ));
         }
-        out[a] = (padded - span) / o.stride[a] + 1;
+        out[a] = fits(OP, "padding", (padded - span) / o.stride[a] as u128 + 1)?;
     }
+    check_output(OP, [x[0], c_out, out[0], out[1]])?;
     Ok(Geometry {
         n: x[0],
         c_in,
@@ -240,15 +257,19 @@ fn transpose_geometry(x: &[usize], w: &[usize], o: &ConvTranspose2dOptions) -> R
                 ),
             ));
         }
-        let full = (x[2 + a] - 1) * o.stride[a] + o.dilation[a] * (w[2 + a].max(1) - 1) + op + 1;
-        if w[2 + a] == 0 || x[2 + a] == 0 || full <= 2 * o.padding[a] {
+        let full = (x[2 + a] as u128 - 1) * o.stride[a] as u128
+            + o.dilation[a] as u128 * (w[2 + a] as u128 - 1)
+            + op as u128
+            + 1;
+        if full <= 2 * o.padding[a] as u128 {
             return Err(Error::shape(
                 OP,
                 format!("input {x:?}, weight {w:?} and padding {:?} give an empty output", o.padding),
             ));
         }
-        size[a] = full - 2 * o.padding[a];
+        size[a] = fits(OP, "stride", full - 2 * o.padding[a] as u128)?;
     }
+    check_output(OP, [x[0], w[1] * g, size[0], size[1]])?;
     Ok(Geometry {
         n: x[0],
         c_in: w[1] * g,
@@ -297,6 +318,10 @@ impl<T: Float> Op<T> for Conv {
             Role::InputGrad => "conv_transpose2d",
             Role::WeightGrad => "conv2d_weight_grad",
         }
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

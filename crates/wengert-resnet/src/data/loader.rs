@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 use rand::Rng as _;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
-use wengert_core::{Float, Result, Tensor};
+use wengert_core::{Error, Float, Result, Tensor};
 
 /// Augmentation of training images (He et al. 2016 §4.2: pad by 4, random
 /// 32×32 crop, random horizontal flip).
@@ -34,19 +34,20 @@ pub struct Batch<T: Float> {
 }
 
 /// Produces the batches of an epoch.
+///
+/// The settings with a valid range (batch size, normalisation,
+/// augmentation) are set through checked methods; a loader always has at
+/// least one batch.
 #[derive(Clone, Debug)]
 pub struct Loader {
     data: Arc<Dataset>,
-    /// Images per batch.
-    pub batch_size: usize,
+    batch_size: usize,
     /// Shuffle each epoch (training) or keep the order (evaluation).
     pub shuffle: bool,
     /// Seed of everything random.
     pub seed: u64,
-    /// `(mean, std)` applied to pixels scaled to `[0, 1]`.
-    pub normalise: (f64, f64),
-    /// Training-time augmentation.
-    pub augment: Augment,
+    normalise: (f64, f64),
+    augment: Augment,
 }
 
 /// Mixes seed, epoch and batch index into one generator seed (SplitMix64's
@@ -60,16 +61,73 @@ fn mix(a: u64, b: u64, c: u64) -> u64 {
 
 impl Loader {
     /// A loader over `data`; MNIST's normalisation (mean 0.1307, std 0.3081),
-    /// no augmentation, shuffling on.
-    pub fn new(data: Dataset, batch_size: usize, seed: u64) -> Self {
-        Loader {
+    /// no augmentation, shuffling on. An empty dataset or a batch size of 0
+    /// is an error: either would give an epoch of no batches.
+    pub fn new(data: Dataset, batch_size: usize, seed: u64) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::argument("Loader::new", "batch_size", "must be at least 1, got 0"));
+        }
+        if data.is_empty() {
+            return Err(Error::argument("Loader::new", "data", "the dataset has no images"));
+        }
+        Ok(Loader {
             data: Arc::new(data),
-            batch_size: batch_size.max(1),
+            batch_size,
             shuffle: true,
             seed,
             normalise: (0.1307, 0.3081),
             augment: Augment::default(),
+        })
+    }
+
+    /// Normalises pixels scaled to `[0, 1]` as `(p − mean) / std`; `mean`
+    /// must be finite and `std` finite and positive.
+    pub fn with_normalise(mut self, mean: f64, std: f64) -> Result<Self> {
+        if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+            return Err(Error::argument(
+                "Loader::with_normalise",
+                "mean/std",
+                format!("need a finite mean and a finite positive std, got {mean} and {std}"),
+            ));
         }
+        self.normalise = (mean, std);
+        Ok(self)
+    }
+
+    /// Augments training images; the padding may be at most the image's
+    /// larger side.
+    pub fn with_augment(mut self, augment: Augment) -> Result<Self> {
+        let most = self.data.rows().max(self.data.cols());
+        if augment.pad > most {
+            return Err(Error::argument(
+                "Loader::with_augment",
+                "pad",
+                format!("{} is more than the images' size {most}", augment.pad),
+            ));
+        }
+        self.augment = augment;
+        Ok(self)
+    }
+
+    /// Keeps the order of the images (evaluation) instead of shuffling them.
+    pub fn in_order(mut self) -> Self {
+        self.shuffle = false;
+        self
+    }
+
+    /// Images per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The `(mean, std)` pixels are normalised with.
+    pub fn normalise(&self) -> (f64, f64) {
+        self.normalise
+    }
+
+    /// The augmentation applied to each image.
+    pub fn augment(&self) -> Augment {
+        self.augment
     }
 
     /// The dataset.
@@ -98,14 +156,14 @@ impl Loader {
     }
 
     fn build<T: Float>(&self, order: &[usize], epoch: u64, b: usize) -> Result<Batch<T>> {
-        let (h, w) = (self.data.rows, self.data.cols);
+        let (h, w) = (self.data.rows(), self.data.cols());
         let ids = &order[(b * self.batch_size).min(order.len())..((b + 1) * self.batch_size).min(order.len())];
         let mut rng = wengert_core::rng(mix(self.seed, epoch, b as u64));
         let (mean, std) = self.normalise;
         let p = self.augment.pad as i64;
         let mut out = Vec::with_capacity(ids.len() * h * w);
         for &i in ids {
-            let img = &self.data.images[i * h * w..(i + 1) * h * w];
+            let img = &self.data.images()[i * h * w..(i + 1) * h * w];
             let (dy, dx) =
                 if p > 0 { (rng.random_range(-p..=p) as isize, rng.random_range(-p..=p) as isize) } else { (0, 0) };
             let flip = self.augment.flip && rng.random::<bool>();
@@ -120,7 +178,7 @@ impl Loader {
         }
         Ok(Batch {
             images: Tensor::from_vec(out, [ids.len(), 1, h, w])?,
-            labels: ids.iter().map(|&i| self.data.labels[i] as usize).collect(),
+            labels: ids.iter().map(|&i| self.data.labels()[i] as usize).collect(),
         })
     }
 
@@ -157,17 +215,13 @@ mod tests {
     use super::*;
 
     fn toy(n: usize) -> Dataset {
-        Dataset {
-            images: (0..n * 4).map(|i| (i % 256) as u8).collect(),
-            labels: (0..n).map(|i| (i % 10) as u8).collect(),
-            rows: 2,
-            cols: 2,
-        }
+        Dataset::new((0..n * 4).map(|i| (i % 256) as u8).collect(), (0..n).map(|i| (i % 10) as u8).collect(), 2, 2)
+            .unwrap()
     }
 
     #[test]
     fn epochs_are_seeded_and_prefetching_changes_nothing() {
-        let l = Loader::new(toy(25), 10, 3);
+        let l = Loader::new(toy(25), 10, 3).unwrap();
         assert_eq!(l.batches(), 3);
         let a: Vec<Batch<f32>> = l.epoch(0, 0).collect::<Result<_>>().unwrap();
         let b: Vec<Batch<f32>> = (0..3).map(|i| l.batch(0, i).unwrap()).collect();
@@ -185,9 +239,12 @@ mod tests {
 
     #[test]
     fn crops_shift_and_pad_with_black() {
-        let mut l = Loader::new(Dataset { images: vec![255; 16], labels: vec![1], rows: 4, cols: 4 }, 1, 0);
-        l.normalise = (0.0, 1.0);
-        l.augment = Augment { pad: 2, flip: false };
+        let l = Loader::new(Dataset::new(vec![255; 16], vec![1], 4, 4).unwrap(), 1, 0)
+            .unwrap()
+            .with_normalise(0.0, 1.0)
+            .unwrap()
+            .with_augment(Augment { pad: 2, flip: false })
+            .unwrap();
         let mut saw_border = false;
         for e in 0..20 {
             let x: Batch<f64> = l.batch(e, 0).unwrap();
@@ -195,5 +252,18 @@ mod tests {
             saw_border |= x.images.data().contains(&0.0);
         }
         assert!(saw_border);
+    }
+
+    #[test]
+    fn settings_outside_their_range_are_errors() {
+        let e = Loader::new(toy(3), 0, 0).unwrap_err().to_string();
+        assert_eq!(e, "Loader::new: batch_size: must be at least 1, got 0");
+        assert!(Loader::new(toy(0), 4, 0).unwrap_err().to_string().contains("no images"));
+        let l = Loader::new(toy(3), 2, 0).unwrap();
+        assert!(l.clone().with_normalise(0.1, 0.0).is_err());
+        assert!(l.clone().with_normalise(f64::NAN, 1.0).is_err());
+        assert!(l.with_augment(Augment { pad: usize::MAX, flip: false }).is_err());
+        assert!(Dataset::new(vec![0; 4], vec![1, 2], 2, 2).is_err());
+        assert!(Dataset::new(vec![], vec![], 0, 0).is_err());
     }
 }

@@ -15,20 +15,66 @@ pub enum Split {
     Test,
 }
 
-/// Labelled images of one channel.
+/// Labelled images of one channel. Built by [`Dataset::new`] or
+/// [`Dataset::load`], which check that every label has its image.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    /// Pixel bytes, `[n, rows, cols]` row-major.
-    pub images: Vec<u8>,
-    /// One label per image.
-    pub labels: Vec<u8>,
-    /// Image height.
-    pub rows: usize,
-    /// Image width.
-    pub cols: usize,
+    images: Vec<u8>,
+    labels: Vec<u8>,
+    rows: usize,
+    cols: usize,
 }
 
 impl Dataset {
+    /// A dataset of `labels.len()` images of `rows × cols` pixels, stored
+    /// row-major one after another in `images`.
+    ///
+    /// ```
+    /// use wengert_resnet::data::Dataset;
+    /// let d = Dataset::new(vec![0, 255, 255, 0], vec![7], 2, 2)?;
+    /// assert_eq!((d.len(), d.image_shape()), (1, (1, 2, 2)));
+    /// assert!(Dataset::new(vec![0; 3], vec![7], 2, 2).is_err()); // one pixel short
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn new(images: Vec<u8>, labels: Vec<u8>, rows: usize, cols: usize) -> Result<Self> {
+        if rows == 0 || cols == 0 {
+            return Err(Error::argument(
+                "Dataset::new",
+                "rows/cols",
+                format!("images of {rows}×{cols} pixels are empty"),
+            ));
+        }
+        let expected = labels.len().checked_mul(rows).and_then(|n| n.checked_mul(cols));
+        if expected != Some(images.len()) {
+            return Err(Error::argument(
+                "Dataset::new",
+                "images",
+                format!("{} pixel bytes for {} labels of {rows}×{cols} images", images.len(), labels.len()),
+            ));
+        }
+        Ok(Dataset { images, labels, rows, cols })
+    }
+
+    /// The pixel bytes, `[n, rows, cols]` row-major.
+    pub fn images(&self) -> &[u8] {
+        &self.images
+    }
+
+    /// One label per image.
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// Image height.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Image width.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
     /// The number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -55,13 +101,17 @@ impl Dataset {
     /// Loads one split from a folder of IDX files (`.gz` or plain).
     pub fn load(dir: &Path, split: Split) -> Result<Self> {
         let prefix = if split == Split::Train { "train" } else { "t10k" };
-        let images = idx::read(&find(dir, &format!("{prefix}-images-idx3-ubyte"))?)?;
+        let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+        let images = idx::read(&images_path)?;
         let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
         let labels = idx::read(&labels_path)?;
-        if images.dims.len() != 3 {
+        if images.dims.len() != 3 || images.dims[1] == 0 || images.dims[2] == 0 {
             return Err(Error::Io {
-                path: dir.display().to_string(),
-                detail: format!("images have dimensions {:?}; expected [n, rows, cols]", images.dims),
+                path: images_path.display().to_string(),
+                detail: format!(
+                    "images have dimensions {:?}; expected [n, rows, cols] with rows, cols ≥ 1",
+                    images.dims
+                ),
             });
         }
         if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
@@ -76,7 +126,8 @@ impl Dataset {
                 detail: format!("label {l} at position {i} is not a digit class 0-9"),
             });
         }
-        Ok(Dataset { rows: images.dims[1], cols: images.dims[2], images: images.data, labels: labels.data })
+        Dataset::new(images.data, labels.data, images.dims[1], images.dims[2])
+            .map_err(|e| Error::Io { path: images_path.display().to_string(), detail: e.to_string() })
     }
 }
 

@@ -1,0 +1,303 @@
+//! The command line under hostile input: empty or mismatched data, odd
+//! flags, a learning rate that blows up, Ctrl-C mid-epoch, a failed write
+//! between the checkpoint's two files, an output that names an input. Each
+//! must end in a clear error or a clean stop, with no good file lost.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use wengert::nn::checkpoint::{read_metadata, read_tensors, save_model, write_tensors};
+use wengert::resnet::zoo::ResNet;
+
+/// A fresh folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wengert-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An uncompressed IDX file of unsigned bytes.
+fn idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut b = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    b.extend_from_slice(data);
+    std::fs::write(path, b).unwrap();
+}
+
+/// An MNIST-style folder of `train` and `test` images of `rows × cols`
+/// (test images of `test_size` when given), each class a brightness.
+fn tiny_mnist(dir: &Path, train: u32, test: u32, (rows, cols): (u32, u32), test_size: Option<(u32, u32)>) {
+    let write = |prefix: &str, n: u32, (r, c): (u32, u32)| {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let pixels: Vec<u8> = labels.iter().flat_map(|&l| std::iter::repeat_n(l * 25, (r * c) as usize)).collect();
+        idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n, r, c], &pixels);
+        idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &labels);
+    };
+    write("train", train, (rows, cols));
+    write("t10k", test, test_size.unwrap_or((rows, cols)));
+}
+
+fn wengert() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wengert"))
+}
+
+/// `wengert train` on `data` into `out` with extra arguments; ResNet-8,
+/// batch 16 and one thread unless `extra` says otherwise.
+fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = wengert();
+    cmd.arg("train");
+    for (flag, value) in [("--model", "resnet8"), ("--batch-size", "16"), ("--threads", "1")] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    cmd.arg("--data-dir").arg(data).arg("--out").arg(out).args(extra).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn iteration(out: &Path) -> usize {
+    read_metadata(&out.join("checkpoint.safetensors")).unwrap()["position.iteration"].parse().unwrap()
+}
+
+#[test]
+fn an_empty_training_set_is_an_error_not_an_endless_loop() {
+    let dir = scratch("empty");
+    tiny_mnist(&dir, 0, 4, (8, 8), None);
+    let o = train(&dir, &dir.join("out"), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("the training set has no images"), "{}", stderr(&o));
+    assert!(!dir.join("out/model.safetensors").exists());
+    tiny_mnist(&dir, 32, 4, (8, 8), None);
+    let o = train(&dir, &dir.join("out"), &["--limit", "0"]);
+    assert!(stderr(&o).contains("--limit: must be at least 1"), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_data_is_named_before_training() {
+    let dir = scratch("data");
+    tiny_mnist(&dir, 32, 0, (8, 8), None);
+    let o = train(&dir, &dir.join("out"), &[]);
+    assert!(stderr(&o).contains("the test set has no images"), "{}", stderr(&o));
+    tiny_mnist(&dir, 32, 8, (8, 8), Some((6, 6)));
+    let o = train(&dir, &dir.join("out"), &[]);
+    assert!(
+        stderr(&o).contains("training images are (1, 8, 8) (C, H, W) but test images are (1, 6, 6)"),
+        "{}",
+        stderr(&o)
+    );
+    tiny_mnist(&dir, 32, 8, (0, 0), None);
+    let o = train(&dir, &dir.join("out"), &[]);
+    let e = stderr(&o);
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("rows, cols ≥ 1"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn options_out_of_range_are_refused_before_any_work() {
+    let dir = scratch("flags");
+    tiny_mnist(&dir, 32, 8, (8, 8), None);
+    let out = dir.join("out");
+    for (flag, value, says) in [
+        ("--lr", "nan", "--lr: must be finite and positive, got NaN"),
+        ("--lr", "inf", "--lr: must be finite and positive, got inf"),
+        ("--lr", "-1", "--lr: must be finite and positive, got -1"),
+        ("--weight-decay", "nan", "--weight-decay: must be finite and non-negative"),
+        ("--clip", "-2", "--clip: must be finite and non-negative"),
+        ("--threads", "0", "--threads: must be between 1 and"),
+        ("--threads", "100000", "--threads: must be between 1 and"),
+        ("--batch-size", "0", "--batch-size: must be at least 1"),
+        ("--epochs", "0", "--epochs: must be at least 1"),
+    ] {
+        let o = train(&dir, &out, &[flag, value]);
+        assert!(!o.status.success(), "{flag} {value} was accepted");
+        assert!(stderr(&o).contains(says), "{flag} {value}: {}", stderr(&o));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("checkpoint:"), "{flag} {value} printed a checkpoint");
+    }
+    // An output folder that cannot be made is found before the first step.
+    std::fs::write(dir.join("a-file"), b"x").unwrap();
+    let o = train(&dir, &dir.join("a-file/out"), &[]);
+    assert!(stderr(&o).contains("--out"), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_learning_rate_that_blows_up_never_replaces_a_good_checkpoint() {
+    let dir = scratch("nan");
+    tiny_mnist(&dir, 64, 16, (8, 8), None);
+    let out = dir.join("out");
+    let o = train(&dir, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let good = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
+    let good_model = std::fs::read(out.join("model.safetensors")).unwrap();
+    let o = train(&dir, &out, &["--lr", "1e38"]);
+    assert!(!o.status.success(), "a run whose weights overflow succeeded");
+    let e = stderr(&o);
+    assert!(e.contains("iteration") && (e.contains("NaN") || e.contains("inf")), "{e}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("test accuracy"), "accuracy of a broken model was reported");
+    assert_eq!(std::fs::read(out.join("checkpoint.safetensors")).unwrap(), good);
+    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), good_model);
+    // 1e30 once saved NaN weights with status 0. Now it either stops with
+    // the good checkpoint kept, or trains to weights that are all finite.
+    let o = train(&dir, &out, &["--lr", "1e30"]);
+    if o.status.success() {
+        let mut net = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
+        wengert::nn::checkpoint::load_model(&mut net, &out.join("checkpoint.safetensors"), false).unwrap();
+        let bad = wengert::resnet::train::first_non_finite(&net);
+        assert!(bad.is_none(), "a run with --lr 1e30 saved non-finite weights: {bad:?}");
+    } else {
+        assert_eq!(std::fs::read(out.join("checkpoint.safetensors")).unwrap(), good);
+    }
+    // With anomaly detection the error names the first op that made a NaN
+    // or an infinity, and where it was recorded.
+    let o = train(&dir, &out, &["--lr", "1e38", "--detect-anomaly"]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("recorded in"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_failed_write_between_the_two_files_leaves_a_consistent_checkpoint() {
+    let dir = scratch("parts");
+    tiny_mnist(&dir, 64, 16, (8, 8), None);
+    let out = dir.join("out");
+    // model.safetensors cannot be replaced: a folder stands in its place.
+    std::fs::create_dir_all(out.join("model.safetensors")).unwrap();
+    let o = train(&dir, &out, &["--epochs", "2"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("model.safetensors"), "{}", stderr(&o));
+    // The whole state of epoch 1 is in the one checkpoint file ...
+    assert_eq!(iteration(&out), 4);
+    std::fs::remove_dir(out.join("model.safetensors")).unwrap();
+    // ... and the run resumes from it at epoch 2, not epoch 1 again.
+    let o = train(&dir, &out, &["--epochs", "2", "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(said.contains("at iteration 4") && said.contains("epoch 2:") && !said.contains("epoch 1:"), "{said}");
+    assert_eq!(iteration(&out), 8);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn resuming_with_other_settings_says_what_differs() {
+    let dir = scratch("resume");
+    tiny_mnist(&dir, 64, 16, (8, 8), None);
+    let out = dir.join("out");
+    assert!(train(&dir, &out, &[]).status.success());
+    let o = train(&dir, &out, &["--resume", "--epochs", "2", "--batch-size", "32"]);
+    let e = stderr(&o);
+    assert!(e.contains("batch_size 16 (now 32)") && e.contains("batches_per_epoch 4 (now 2)"), "{e}");
+    let o = train(&dir, &out, &["--resume", "--epochs", "2", "--optimizer", "adam"]);
+    assert!(stderr(&o).contains("optimizer sgd (now adam)"), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Ctrl-C, as a real SIGINT, stops the run after the step in progress and
+/// saves where it was; `--resume` goes on from there.
+#[test]
+fn ctrl_c_stops_within_a_step_and_saves() {
+    let dir = scratch("sigint");
+    tiny_mnist(&dir, 40_000, 16, (8, 8), None);
+    let out = dir.join("out");
+    let mut child = wengert()
+        .args(["train", "--model", "resnet8", "--batch-size", "1", "--threads", "1"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let kill = Command::new("sh").arg("-c").arg(format!("kill -INT {}", child.id())).status().unwrap();
+    assert!(kill.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "still running a minute after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let stopped_at = iteration(&out);
+    assert!(stopped_at > 0 && stopped_at < 40_000, "stopped at iteration {stopped_at}");
+    assert!(out.join("steps.csv").exists() == (stopped_at >= 10));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn predict_never_overwrites_its_inputs_and_blames_the_right_thing() {
+    let dir = scratch("predict");
+    let net = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
+    let weights = dir.join("w.safetensors");
+    save_model(&net, &weights).unwrap();
+    let input = dir.join("in.safetensors");
+    let x = wengert::core::Tensor::<f32>::zeros([1, 1, 8, 8]);
+    write_tensors(&BTreeMap::from([("input".to_string(), x)]), &input).unwrap();
+    let before = (std::fs::read(&weights).unwrap(), std::fs::read(&input).unwrap());
+    let predict = |input: &Path, output: &Path| {
+        wengert()
+            .args(["predict", "--model", "resnet8", "--classes", "10"])
+            .arg("--weights")
+            .arg(&weights)
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(output)
+            .output()
+            .unwrap()
+    };
+    for output in [&weights, &input, &dir.join("./w.safetensors")] {
+        let o = predict(&input, output);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("writing it would destroy that file"), "{}", stderr(&o));
+    }
+    assert_eq!((std::fs::read(&weights).unwrap(), std::fs::read(&input).unwrap()), before);
+    // Three channels into a one-channel model: the input is at fault, not the file.
+    let rgb = dir.join("rgb.safetensors");
+    write_tensors(&BTreeMap::from([("input".to_string(), wengert::core::Tensor::<f32>::zeros([1, 3, 8, 8]))]), &rgb)
+        .unwrap();
+    let o = predict(&rgb, &dir.join("out.safetensors"));
+    assert!(stderr(&o).contains("the input has 3 channels but the model in"), "{}", stderr(&o));
+    // NaN in, NaN out: relu passes NaN on, as PyTorch's does.
+    let nan = dir.join("nan.safetensors");
+    write_tensors(
+        &BTreeMap::from([("input".to_string(), wengert::core::Tensor::<f32>::full([1, 1, 8, 8], f32::NAN))]),
+        &nan,
+    )
+    .unwrap();
+    let o = predict(&nan, &dir.join("out.safetensors"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let logits = read_tensors::<f32>(&dir.join("out.safetensors")).unwrap().remove("logits").unwrap();
+    assert!(logits.data().iter().all(|v| v.is_nan()), "{logits:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_named_in_a_line() {
+    let dir = scratch("other");
+    tiny_mnist(&dir, 32, 16, (8, 8), None);
+    let out = dir.join("out");
+    assert!(train(&dir, &out, &["--model", "resnet20"]).status.success());
+    let o = wengert()
+        .args(["eval", "--model", "resnet8"])
+        .arg("--checkpoint")
+        .arg(out.join("model.safetensors"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(e.contains("holds a resnet20, not a resnet8: pass --model resnet20"), "{e}");
+    assert!(e.len() < 300, "{} bytes: {e}", e.len());
+    std::fs::remove_dir_all(dir).unwrap();
+}
