@@ -368,8 +368,10 @@ impl<T: Float> Tape<T> {
             Ok(())
         };
         let pause = |on: bool| {
-            if let Some(a) = self.anomaly.borrow_mut().as_mut() {
-                a.in_vjp = on;
+            if self.is_detect_anomaly() {
+                if let Some(a) = self.anomaly.borrow_mut().as_mut() {
+                    a.in_vjp = on;
+                }
             }
         };
         pause(true);

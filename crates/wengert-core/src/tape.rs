@@ -60,6 +60,9 @@ pub struct Tape<T: Float> {
     pub(crate) identity: Cell<TapeId>,
     /// Anomaly detection: `Some` while on (see [`Tape::set_detect_anomaly`]).
     pub(crate) anomaly: RefCell<Option<Anomaly>>,
+    /// Whether `anomaly` is `Some`: tested on every op, so kept where the
+    /// test costs one load rather than a `RefCell` borrow.
+    anomaly_on: Cell<bool>,
 }
 
 /// A tape's identity: a number no other tape of the process has, and the
@@ -92,6 +95,7 @@ impl<T: Float> Tape<T> {
             grad_enabled: Cell::new(true),
             identity: Cell::new(TapeId::fresh()),
             anomaly: RefCell::new(None),
+            anomaly_on: Cell::new(false),
         }
     }
 
@@ -118,11 +122,12 @@ impl<T: Float> Tape<T> {
     /// ```
     pub fn set_detect_anomaly(&self, on: bool) {
         *self.anomaly.borrow_mut() = on.then(Anomaly::default);
+        self.anomaly_on.set(on);
     }
 
     /// Whether anomaly detection is on ([`Tape::set_detect_anomaly`]).
     pub fn is_detect_anomaly(&self) -> bool {
-        self.anomaly.borrow().is_some()
+        self.anomaly_on.get()
     }
 
     /// Fails with [`Error::ForeignVar`] unless `var` lives on this tape.
@@ -174,7 +179,8 @@ impl<T: Float> Tape<T> {
                 requires_grad |= node.requires_grad;
             }
             let value = op.forward(&values)?;
-            if value.numel() > 0 && self.anomaly.borrow().as_ref().is_some_and(|a| a.checks_forward()) {
+            let checked = self.anomaly_on.get() && self.anomaly.borrow().as_ref().is_some_and(|a| a.checks_forward());
+            if checked && value.numel() > 0 {
                 crate::anomaly::check_output(op.name(), &values, &value, nodes.len())?;
             }
             value
@@ -247,8 +253,10 @@ impl<T: Float> Tape<T> {
     ) -> Var<'_, T> {
         let mut nodes = self.nodes.borrow_mut();
         let id = u32::try_from(nodes.len()).expect("a tape holds at most 2^32 entries");
-        if let Some(a) = self.anomaly.borrow_mut().as_mut() {
-            a.record(id);
+        if self.anomaly_on.get() {
+            if let Some(a) = self.anomaly.borrow_mut().as_mut() {
+                a.record(id);
+            }
         }
         nodes.push(Node { origin, inputs, shape: value.shape().clone(), value: Some(value), requires_grad });
         Var { tape: self, id }
