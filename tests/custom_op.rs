@@ -95,3 +95,67 @@ fn broken_vjp_is_reported() {
     let e = tape.backward(y).unwrap_err();
     assert_eq!(e.to_string(), "bad_vjp: vjp: gradient for input 0 has shape [], the input has shape [2, 2]");
 }
+
+/// `x²` with only a fast tensor-mode backward and no differentiable vjp.
+struct SquareFastOnly;
+
+impl Op<f64> for SquareFastOnly {
+    fn name(&self) -> &'static str {
+        "square_fast_only"
+    }
+
+    fn arity(&self) -> wengert::core::Arity {
+        wengert::core::Arity::Exactly(1)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
+        Ok(inputs[0].map(|x| x * x))
+    }
+
+    fn tensor_backward<'t>(
+        &self,
+        inputs: &[Var<'t, f64>],
+        _: Var<'t, f64>,
+        grad: &Tensor<f64>,
+        _: &[bool],
+    ) -> Option<Result<wengert::core::TensorGrads<f64>>> {
+        let dx = inputs[0].value().and_then(|x| x.zip_map(grad, "square_fast_only", |x, g| 2.0 * x * g));
+        Some(dx.map(|t| smallvec![Some(t)]))
+    }
+}
+
+#[test]
+fn a_fast_backward_alone_gives_first_derivatives_and_refuses_second_ones() {
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from_vec(vec![1.5, -2.0], [2]).unwrap());
+    let y = tape.apply(SquareFastOnly, &[x]).unwrap().sum_all().unwrap();
+    // The usual backward takes the fast path.
+    let g = tape.backward_with(y, wengert::core::BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
+    assert_eq!(g.get(x).unwrap().data(), &[3.0, -4.0]);
+    // A recorded backward needs the differentiable vjp, which this op lacks:
+    // an error naming the op, never a silently zero second derivative.
+    let e = tape.grad(y, &[x], None).unwrap_err().to_string();
+    assert!(e.starts_with("square_fast_only: vjp: has only a tensor-mode backward"), "{e}");
+}
+
+/// An op with both paths: the fast one in a training step, the
+/// differentiable one whenever the backward pass is recorded, with the same
+/// first derivatives.
+#[test]
+fn the_sweep_picks_the_mode_for_the_op() {
+    use wengert::ops::batch_norm_train;
+    let mut rng = wengert::core::rng(3);
+    let x0 = Tensor::<f64>::normal([4, 3, 2, 2], 0.0, 1.0, &mut rng).unwrap();
+    let g0 = Tensor::<f64>::normal([4, 3, 2, 2], 0.0, 1.0, &mut rng).unwrap();
+    let tape = Tape::<f64>::new();
+    let (x, w, b) = (tape.leaf(x0), tape.leaf(Tensor::full([3], 1.5)), tape.leaf(Tensor::full([3], 0.2)));
+    let y = batch_norm_train(x, Some(w), Some(b), 1e-5).unwrap().0;
+    let loss = y.mul(tape.constant(g0)).unwrap().sum_all().unwrap();
+    let fast =
+        tape.backward_with(loss, wengert::core::BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
+    let recorded = tape.grad(loss, &[x, w, b], None).unwrap();
+    for (v, r) in [x, w, b].iter().zip(&recorded) {
+        let diff = fast.get(*v).unwrap().max_abs_diff(&r.value().unwrap()).unwrap();
+        assert!(diff < 1e-12, "fast and recorded gradients differ by {diff}");
+    }
+}

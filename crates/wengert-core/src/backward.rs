@@ -311,8 +311,10 @@ impl<T: Float> Tape<T> {
         Ok(wrt.iter().map(|&w| found.iter().find(|(i, _)| *i == w as usize).map(|(_, g)| g.duplicate())).collect())
     }
 
-    /// Runs one op's vjp and adds its input gradients into `grads`, in the
-    /// sweep's mode.
+    /// Runs one op's backward and adds its input gradients into `grads`, in
+    /// the sweep's mode: in tensor mode the op's
+    /// [`tensor_backward`](crate::Op::tensor_backward) when it has one, else
+    /// its [`vjp`](crate::Op::vjp), recorded only in graph mode.
     fn vjp_step<'t>(
         &'t self,
         op: &dyn crate::Op<T>,
@@ -323,49 +325,46 @@ impl<T: Float> Tape<T> {
         grads: &mut GradSlots<'t, T>,
     ) -> Result<()> {
         let mark = self.len();
-        let grad_var = match g {
-            Grad::Var(v) => *v,
-            Grad::Tensor(t) => self.constant(t.clone()),
-        };
         let input_vars: SmallVec<[Var<'t, T>; 4]> = inputs.iter().map(|&id| Var { tape: self, id }).collect();
         let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| relevant[j as usize]).collect();
         let output = Var { tape: self, id: index as u32 };
-        let mut run = || -> Result<()> {
-            let input_grads = op.vjp(&input_vars, output, grad_var, &needs)?;
-            if input_grads.len() != inputs.len() {
+        // Checks one input's gradient and adds it to that input's total.
+        let mut deliver = |k: usize, gk: Grad<'t, T>| -> Result<()> {
+            let x = &input_vars[k];
+            let fits = match &gk {
+                Grad::Var(v) => v.same_shape(x),
+                Grad::Tensor(t) => x.has_shape(t.dims()),
+            };
+            if !fits {
+                let shape = match &gk {
+                    Grad::Var(v) => v.shape(),
+                    Grad::Tensor(t) => t.shape().clone(),
+                };
                 return Err(Error::Vjp {
                     op: op.name().to_string(),
-                    detail: format!("returned {} gradients for {} inputs", input_grads.len(), inputs.len()),
+                    detail: format!("gradient for input {k} has shape {shape}, the input has shape {}", x.shape()),
                 });
             }
-            for (k, (gk, x)) in input_grads.into_iter().zip(&input_vars).enumerate() {
-                let Some(gk) = gk.filter(|_| needs[k]) else { continue };
-                gk.same_tape(op.name(), x)?;
-                if !gk.same_shape(x) {
-                    return Err(Error::Vjp {
-                        op: op.name().to_string(),
-                        detail: format!(
-                            "gradient for input {k} has shape {}, the input has shape {}",
-                            gk.shape(),
-                            x.shape()
-                        ),
-                    });
-                }
-                if self.is_detect_anomaly() {
-                    self.check_gradient(op, index, k, &gk, g, &input_vars)?;
-                }
-                let gk = match g {
-                    Grad::Var(_) => Grad::Var(gk),
-                    Grad::Tensor(_) => Grad::Tensor(gk.value()?),
-                };
-                let j = x.index();
-                let total = match grads.take(j) {
-                    None => gk,
-                    Some(acc) => accumulate(acc, gk)?,
-                };
-                grads.put(j, total);
+            if self.is_detect_anomaly() {
+                self.check_gradient(op, index, k, &gk, g, &input_vars)?;
             }
+            let j = x.index();
+            let total = match grads.take(j) {
+                None => gk,
+                Some(acc) => accumulate(acc, gk)?,
+            };
+            grads.put(j, total);
             Ok(())
+        };
+        let count = |n: usize| {
+            if n == inputs.len() {
+                Ok(())
+            } else {
+                Err(Error::Vjp {
+                    op: op.name().to_string(),
+                    detail: format!("returned {n} gradients for {} inputs", inputs.len()),
+                })
+            }
         };
         let pause = |on: bool| {
             if self.is_detect_anomaly() {
@@ -375,7 +374,32 @@ impl<T: Float> Tape<T> {
             }
         };
         pause(true);
-        let result = run();
+        let result = (|| -> Result<()> {
+            let grad_var = match g {
+                Grad::Var(v) => *v,
+                Grad::Tensor(t) => {
+                    if let Some(fast) = op.tensor_backward(&input_vars, output, t, &needs) {
+                        let fast = fast?;
+                        count(fast.len())?;
+                        for (k, gk) in fast.into_iter().enumerate() {
+                            if let Some(gk) = gk.filter(|_| needs[k]) {
+                                deliver(k, Grad::Tensor(gk))?;
+                            }
+                        }
+                        return Ok(());
+                    }
+                    self.constant(t.clone())
+                }
+            };
+            let slow = op.vjp(&input_vars, output, grad_var, &needs)?;
+            count(slow.len())?;
+            for (k, gk) in slow.into_iter().enumerate() {
+                let Some(gk) = gk.filter(|_| needs[k]) else { continue };
+                gk.same_tape(op.name(), &input_vars[k])?;
+                deliver(k, if matches!(g, Grad::Var(_)) { Grad::Var(gk) } else { Grad::Tensor(gk.value()?) })?;
+            }
+            Ok(())
+        })();
         pause(false);
         if matches!(g, Grad::Tensor(_)) {
             // Tensor mode: the temporaries of this vjp are no longer needed.
@@ -383,9 +407,7 @@ impl<T: Float> Tape<T> {
         }
         result
     }
-}
 
-impl<T: Float> Tape<T> {
     /// Anomaly detection's backward check of the gradient `gk` that `op`
     /// (entry `index`) returned for input `k`.
     fn check_gradient<'t>(
@@ -393,18 +415,19 @@ impl<T: Float> Tape<T> {
         op: &dyn crate::Op<T>,
         index: usize,
         k: usize,
-        gk: &Var<'t, T>,
+        gk: &Grad<'t, T>,
         incoming: &Grad<'t, T>,
         inputs: &[Var<'t, T>],
     ) -> Result<()> {
-        let incoming_finite = match incoming {
-            Grad::Tensor(t) => crate::anomaly::first_non_finite(t).is_none(),
-            Grad::Var(v) => crate::anomaly::first_non_finite(&v.value()?).is_none(),
+        let value = |g: &Grad<'t, T>| match g {
+            Grad::Tensor(t) => Ok(t.clone()),
+            Grad::Var(v) => v.value(),
         };
+        let incoming_finite = crate::anomaly::first_non_finite(&value(incoming)?).is_none();
         let shapes: Vec<Shape> = inputs.iter().map(|v| v.shape()).collect();
         let shapes: Vec<&Shape> = shapes.iter().collect();
         let site = self.anomaly.borrow().as_ref().and_then(|a| a.site(index as u32));
-        crate::anomaly::check_gradient(op.name(), index, k, &gk.value()?, incoming_finite, &shapes, site)
+        crate::anomaly::check_gradient(op.name(), index, k, &value(gk)?, incoming_finite, &shapes, site)
     }
 }
 

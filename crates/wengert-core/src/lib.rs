@@ -50,7 +50,7 @@ pub use ::smallvec::{self, smallvec};
 pub use backward::{BackwardOptions, Gradients};
 pub use dtype::{DType, Float};
 pub use error::{Error, Result};
-pub use op::{Arity, InputGrads, Op};
+pub use op::{Arity, InputGrads, Op, TensorGrads};
 pub use shape::Shape;
 pub use tape::{Tape, Var};
 pub use tensor::Tensor;

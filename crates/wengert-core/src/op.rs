@@ -8,6 +8,10 @@ use std::fmt;
 /// where the input needs no gradient (or the gradient is zero).
 pub type InputGrads<'t, T> = SmallVec<[Option<Var<'t, T>>; 4]>;
 
+/// The gradients an op's [`Op::tensor_backward`] returns, as plain tensors:
+/// one entry per input, `None` where the input needs no gradient.
+pub type TensorGrads<T> = SmallVec<[Option<Tensor<T>>; 4]>;
+
 /// A differentiable operation: a name, a forward computation on tensors and a
 /// vector-Jacobian product written with differentiable operations.
 ///
@@ -79,13 +83,47 @@ pub trait Op<T: Float>: 'static {
     /// `inputs` and `output` are the forward pass's variables, so their values
     /// are available ([`Var::value`]) and they can be used in differentiable
     /// expressions. Each returned gradient must have its input's shape.
+    ///
+    /// This is the op's differentiable derivative: when the backward pass is
+    /// recorded (`Tape::grad`), it is the one that runs, so derivatives of
+    /// every order follow from it. An op that has only a
+    /// [`tensor_backward`](Op::tensor_backward) may leave it out; the
+    /// default is an error saying so, never a silently zero derivative.
     fn vjp<'t>(
         &self,
         inputs: &[Var<'t, T>],
         output: Var<'t, T>,
         grad: Var<'t, T>,
         needs: &[bool],
-    ) -> Result<InputGrads<'t, T>>;
+    ) -> Result<InputGrads<'t, T>> {
+        let _ = (inputs, output, grad, needs);
+        Err(crate::Error::Vjp {
+            op: self.name().to_string(),
+            detail: "has only a tensor-mode backward, so it cannot be differentiated twice (implement Op::vjp)".into(),
+        })
+    }
+
+    /// An optional fast backward on plain tensors, for the usual training
+    /// step where the backward pass is not recorded: given the forward
+    /// pass's variables (read their values with [`Var::value`]; nothing
+    /// done with them here is recorded) and `grad` = ∂L/∂output as a tensor,
+    /// the same gradients [`Op::vjp`] would give, as tensors, computed by a
+    /// fused kernel.
+    ///
+    /// Backward picks the mode, so an op cannot get it wrong: this runs when
+    /// the sweep is not recorded and it returns `Some`; [`Op::vjp`] runs
+    /// otherwise, and always when the backward pass is being recorded. The
+    /// default is `None`.
+    fn tensor_backward<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        output: Var<'t, T>,
+        grad: &Tensor<T>,
+        needs: &[bool],
+    ) -> Option<Result<TensorGrads<T>>> {
+        let _ = (inputs, output, grad, needs);
+        None
+    }
 }
 
 /// The number of inputs an op takes ([`Op::arity`]).

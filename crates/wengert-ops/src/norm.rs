@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 use wengert_core::ops::fused::vjp_of_recording;
-use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
+use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, TensorGrads, Var};
 
 /// What a training-mode batch norm returns besides its output: the batch
 /// statistics, for updating running estimates.
@@ -162,6 +162,8 @@ impl<T: Float> Op<T> for BatchNormTrain {
         Tensor::from_vec(out, x.shape().clone())
     }
 
+    /// Differentiates the composition of core ops, which can be
+    /// differentiated again.
     fn vjp<'t>(
         &self,
         inputs: &[Var<'t, T>],
@@ -169,14 +171,31 @@ impl<T: Float> Op<T> for BatchNormTrain {
         g: Var<'t, T>,
         needs: &[bool],
     ) -> Result<InputGrads<'t, T>> {
-        let tape = g.tape();
-        if tape.is_grad_enabled() {
-            // Recorded backward: differentiate the composition, which can be
-            // differentiated again.
-            let y = batch_norm_composite(inputs[0], inputs[1], inputs[2], self.eps)?;
-            return vjp_of_recording(y, inputs, g, needs);
-        }
-        let (x, w, gy) = (inputs[0].value()?, inputs[1].value()?, g.value()?);
+        let y = batch_norm_composite(inputs[0], inputs[1], inputs[2], self.eps)?;
+        vjp_of_recording(y, inputs, g, needs)
+    }
+
+    /// The fused kernel: two passes over the input and the gradient.
+    fn tensor_backward<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        grad: &Tensor<T>,
+        needs: &[bool],
+    ) -> Option<Result<TensorGrads<T>>> {
+        let values = inputs[0].value().and_then(|x| Ok((x, inputs[1].value()?)));
+        Some(values.and_then(|(x, w)| self.backward_kernel(&x, &w, grad, needs)))
+    }
+}
+
+impl BatchNormTrain {
+    fn backward_kernel<T: Float>(
+        &self,
+        x: &Tensor<T>,
+        w: &Tensor<T>,
+        gy: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<TensorGrads<T>> {
         let c = x.dims()[1];
         let n = x.dims()[0];
         let inner = x.numel() / (n * c).max(1);
@@ -200,10 +219,10 @@ impl<T: Float> Op<T> for BatchNormTrain {
             .unzip();
         let count = (n * inner) as f64;
         let dx = needs[0]
-            .then(|| -> Result<Var<'t, T>> {
+            .then(|| -> Result<Tensor<T>> {
                 // dx = γ·r/M · (M·g − Σg − x̂·Σg·x̂)
                 let wd = w.data();
-                let out = per_row(&gy, &x, c, |ch, gs, xs, dst| {
+                let out = per_row(gy, x, c, |ch, gs, xs, dst| {
                     // Per-channel constants, converted once per row rather than per element.
                     let (m, r) = (T::of(self.mean[ch]), T::of(self.inv_std[ch]));
                     let k = T::of(self.inv_std[ch] / count) * wd[ch];
@@ -213,11 +232,10 @@ impl<T: Float> Op<T> for BatchNormTrain {
                         *d = k * (total * gv - sg - xhat * sgx);
                     }
                 });
-                Ok(tape.constant(Tensor::from_vec(out, x.shape().clone())?))
+                Tensor::from_vec(out, x.shape().clone())
             })
             .transpose()?;
-        let per_channel =
-            |v: &[f64]| Tensor::from_vec(v.iter().map(|&a| T::of(a)).collect(), [c]).map(|t| tape.constant(t));
+        let per_channel = |v: &[f64]| Tensor::from_vec(v.iter().map(|&a| T::of(a)).collect(), [c]);
         let dw = needs[1].then(|| per_channel(&sum_gx)).transpose()?;
         let db = needs[2].then(|| per_channel(&sum_g)).transpose()?;
         Ok(smallvec![dx, dw, db])

@@ -17,7 +17,7 @@
 //! `f` on the outer tape and differentiates that recording, so derivatives
 //! of every order work through the node as well.
 
-use crate::{BackwardOptions, Error, Float, InputGrads, Op, Result, Tape, Tensor, Var};
+use crate::{BackwardOptions, Error, Float, InputGrads, Op, Result, Tape, Tensor, TensorGrads, Var};
 use std::rc::Rc;
 
 /// A function of variables that can run on any tape.
@@ -70,6 +70,8 @@ impl<T: Float> Op<T> for Fused<T> {
         Ok(out)
     }
 
+    /// Differentiates a recording of `f` on the outer tape, so the result
+    /// can be differentiated again.
     fn vjp<'t>(
         &self,
         inputs: &[Var<'t, T>],
@@ -77,12 +79,24 @@ impl<T: Float> Op<T> for Fused<T> {
         g: Var<'t, T>,
         needs: &[bool],
     ) -> Result<InputGrads<'t, T>> {
-        let outer = g.tape();
-        if outer.is_grad_enabled() {
-            // The backward pass is being recorded: differentiate a recording
-            // of f on the outer tape, so the result can be differentiated again.
-            return vjp_of_recording((self.f)(outer, inputs)?, inputs, g, needs);
-        }
+        vjp_of_recording((self.f)(g.tape(), inputs)?, inputs, g, needs)
+    }
+
+    /// The inner tape's own backward pass (recorded again first when the
+    /// node recomputes).
+    fn tensor_backward<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        grad: &Tensor<T>,
+        needs: &[bool],
+    ) -> Option<Result<TensorGrads<T>>> {
+        Some(self.inner_backward(inputs, grad, needs))
+    }
+}
+
+impl<T: Float> Fused<T> {
+    fn inner_backward(&self, inputs: &[Var<'_, T>], grad: &Tensor<T>, needs: &[bool]) -> Result<TensorGrads<T>> {
         let fresh;
         let inner = match &self.inner {
             Some(inner) => inner,
@@ -96,22 +110,19 @@ impl<T: Float> Op<T> for Fused<T> {
         let out = Var { tape: &inner.tape, id: inner.output };
         // Keep the inner graph: a retained outer graph may run backward
         // through this node again; it is freed with the node.
-        let seed = g.value()?;
-        let grads =
-            inner.tape.backward_with(out, BackwardOptions { seed: Some(seed), wrt: Some(&wrt), retain_graph: true })?;
-        let mut result = InputGrads::new();
-        for ((v, &need), w) in inputs.iter().zip(needs).zip(&wrt) {
-            result.push(if need {
-                let t = grads
-                    .get(*w)
-                    .cloned()
-                    .ok_or_else(|| Error::Vjp { op: self.name.into(), detail: "missing inner gradient".into() })?;
-                Some(v.tape().constant(t))
-            } else {
-                None
-            });
-        }
-        Ok(result)
+        let opts = BackwardOptions { seed: Some(grad.clone()), wrt: Some(&wrt), retain_graph: true };
+        let grads = inner.tape.backward_with(out, opts)?;
+        needs
+            .iter()
+            .zip(&wrt)
+            .map(|(&need, w)| {
+                if !need {
+                    return Ok(None);
+                }
+                let t = grads.get(*w).cloned();
+                t.map(Some).ok_or_else(|| Error::Vjp { op: self.name.into(), detail: "missing inner gradient".into() })
+            })
+            .collect()
     }
 }
 
@@ -119,9 +130,8 @@ impl<T: Float> Op<T> for Fused<T> {
 /// recording of the same function on the outer tape built from `inputs`.
 ///
 /// This is how an op with a fused backward kernel stays differentiable to
-/// every order: when the backward pass is itself being recorded
-/// ([`Tape::is_grad_enabled`] inside `vjp`), record the op's function as
-/// ordinary ops and return this instead of the kernel's result.
+/// every order: its [`Op::tensor_backward`] is the kernel, and its
+/// [`Op::vjp`] records the op's function as ordinary ops and returns this.
 pub fn vjp_of_recording<'t, T: Float>(
     y: Var<'t, T>,
     inputs: &[Var<'t, T>],
