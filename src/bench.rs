@@ -148,8 +148,10 @@ fn train_step(
     let mut opt = Sgd::new(0.9, 5e-4);
     Ok((
         move || {
-            let tape = Tape::new();
+            // The tape goes before the update: while it holds the
+            // parameters' buffers, updating them in place would copy each.
             let grads = {
+                let tape = Tape::new();
                 let mut step = Step::train(&tape, 0);
                 let logits = model.forward(&mut step, tape.constant(x.clone()))?;
                 let loss = wengert_ops::cross_entropy(logits, &labels)?;

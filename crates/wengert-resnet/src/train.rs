@@ -201,9 +201,11 @@ impl<M: Module<f32>> Trainer<M> {
 
     /// One training step on `batch`; returns its loss and correct count.
     pub fn step(&mut self, batch: &Batch<f32>) -> Result<(f64, usize)> {
-        let tape = Tape::new();
-        tape.set_detect_anomaly(self.detect_anomaly);
+        // The tape lives only until the gradients are out: while it holds
+        // the parameters' buffers, updating them in place would copy each.
         let (loss, hits, grads) = {
+            let tape = Tape::new();
+            tape.set_detect_anomaly(self.detect_anomaly);
             let mut step = Step::train(&tape, self.config.seed ^ self.iteration as u64);
             let logits = self.model.forward(&mut step, tape.constant(batch.images.clone()))?;
             let loss = wengert_ops::cross_entropy(logits, &batch.labels)?;
