@@ -1,7 +1,7 @@
 //! A function recorded as one node behaves exactly like its ops recorded
 //! one by one, with or without recomputation, at every order.
 
-use std::rc::Rc;
+use std::sync::Arc;
 use wengert::core::gradcheck::{check_gradients, check_second_gradients, GradCheck};
 use wengert::core::ops::fused::Function;
 use wengert::core::{BackwardOptions, Result, Tape, Tensor, Var};
@@ -28,7 +28,7 @@ fn run(fused: Option<bool>) -> (Tensor<f64>, Vec<Tensor<f64>>) {
     let vars: Vec<Var<'_, f64>> = inputs().into_iter().map(|t| tape.leaf(t)).collect();
     let y = match fused {
         None => unit(&tape, &vars).unwrap(),
-        Some(recompute) => Var::call("unit", Rc::new(unit) as Function<f64>, &vars, recompute).unwrap(),
+        Some(recompute) => Var::call("unit", Arc::new(unit) as Function<f64>, &vars, recompute).unwrap(),
     };
     let seed = Tensor::from_fn([3, 4], |i| i as f64 - 5.0);
     let g = tape.backward_with(y, BackwardOptions { seed: Some(seed), wrt: Some(&vars), retain_graph: false }).unwrap();
@@ -50,7 +50,7 @@ fn fused_node_equals_the_primitive_ops() {
 #[test]
 fn gradients_and_second_derivatives_through_the_node() {
     for recompute in [false, true] {
-        let node = || Rc::new(unit) as Function<f64>;
+        let node = || Arc::new(unit) as Function<f64>;
         let r =
             check_gradients(|_, v| Var::call("unit", node(), v, recompute), &inputs(), &GradCheck::default()).unwrap();
         assert!(r.passed(), "{r}");
@@ -65,7 +65,7 @@ fn gradients_and_second_derivatives_through_the_node() {
 fn retained_graphs_run_backward_through_the_node_twice() {
     let tape = Tape::new();
     let vars: Vec<Var<'_, f64>> = inputs().into_iter().map(|t| tape.leaf(t)).collect();
-    let y = Var::call("unit", Rc::new(unit) as Function<f64>, &vars, false).unwrap().sum_all().unwrap();
+    let y = Var::call("unit", Arc::new(unit) as Function<f64>, &vars, false).unwrap().sum_all().unwrap();
     let a = tape.backward_with(y, BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
     let b = tape.backward(y).unwrap();
     assert_eq!(a.into_tensors(), b.into_tensors());

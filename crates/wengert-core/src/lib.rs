@@ -55,6 +55,19 @@ pub use shape::Shape;
 pub use tape::{Tape, Var};
 pub use tensor::Tensor;
 
+// The thread-safety the documentation promises, checked at compile time: a
+// tape can move to another thread (it is not `Sync`: see `Tape`), and the
+// values that come out of it can be shared.
+const _: () = {
+    const fn send<X: Send>() {}
+    const fn send_sync<X: Send + Sync>() {}
+    send::<Tape<f32>>();
+    send::<Tape<f64>>();
+    send_sync::<Tensor<f32>>();
+    send_sync::<Gradients<f64>>();
+    send_sync::<Error>();
+};
+
 /// A seeded random generator (ChaCha8), reproducible across platforms and
 /// releases, for [`Tensor::normal`], [`Tensor::uniform`] and initialisation.
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {

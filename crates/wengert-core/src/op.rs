@@ -15,6 +15,10 @@ pub type TensorGrads<T> = SmallVec<[Option<Tensor<T>>; 4]>;
 /// A differentiable operation: a name, a forward computation on tensors and a
 /// vector-Jacobian product written with differentiable operations.
 ///
+/// Ops are `Send` so that a [`Tape`](crate::Tape) holding them is: a tape
+/// can be built on one thread and handed to a worker (it is not `Sync`:
+/// one thread records on it at a time).
+///
 /// Every op in Wengert — the core's arithmetic, the ops crate's convolutions,
 /// a user's own op in their own crate — is recorded through this trait with
 /// [`Tape::apply`](crate::Tape::apply). Because [`Op::vjp`] builds its result
@@ -56,7 +60,7 @@ pub type TensorGrads<T> = SmallVec<[Option<Tensor<T>>; 4]>;
 /// assert_eq!(g.get(x).unwrap().item()?, 12.0);
 /// # Ok::<(), wengert_core::Error>(())
 /// ```
-pub trait Op<T: Float>: 'static {
+pub trait Op<T: Float>: Send + 'static {
     /// The op's name, used in error messages and tape listings. Static, so
     /// that it outlives the op when backward frees it.
     fn name(&self) -> &'static str;

@@ -40,6 +40,30 @@ pub(crate) struct Node<T: Float> {
 /// training steps with [`Tape::clear`], which keeps its allocation; the
 /// borrow checker guarantees that no variable outlives the entries it names.
 ///
+/// A tape is `Send`: build it on one thread, record and differentiate on
+/// another.
+///
+/// ```
+/// use wengert_core::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let worker = std::thread::spawn(move || {
+///     let x = tape.leaf(Tensor::scalar(3.0));
+///     let g = tape.backward(x.mul(x)?)?;
+///     g.get(x).unwrap().item()
+/// });
+/// assert_eq!(worker.join().unwrap()?, 6.0);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+///
+/// It is not `Sync`: recording appends to the tape through a shared
+/// reference (every `Var` borrows it), so two threads recording at once
+/// would race. One tape per thread, or hand it over:
+///
+/// ```compile_fail
+/// fn shared<X: Sync>() {}
+/// shared::<wengert_core::Tape<f32>>();
+/// ```
+///
 /// ```
 /// use wengert_core::{Tape, Tensor};
 /// let tape = Tape::<f64>::new();

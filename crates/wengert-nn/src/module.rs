@@ -79,7 +79,10 @@ pub fn join(prefix: &str, name: &str) -> String {
 ///
 /// Names follow the PyTorch `state_dict` layout (`layer1.0.conv1.weight`,
 /// `bn1.running_mean`), so checkpoints line up with those written elsewhere.
-pub trait Module<T: Float> {
+///
+/// Modules are `Send`, as ops are, so that a model (and a residual block's
+/// node, which holds its branch) can move to another thread.
+pub trait Module<T: Float>: Send {
     /// Applies the module to `x`, reading its parameters through `step`.
     /// Takes `&mut self` because batch norm updates its running statistics
     /// in training mode.

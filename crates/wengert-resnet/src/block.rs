@@ -25,8 +25,7 @@
 //! - [`Kind::Plain`]: the basic block without its shortcut, for the plain
 //!   networks the paper compares against.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use wengert_core::ops::fused::Function;
 use wengert_core::{Error, Float, Result, Rng, Tape, Tensor, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
@@ -213,7 +212,7 @@ struct Spec<T: Float> {
     /// Running `(mean, var)` per batch norm in evaluation steps; `None` in training.
     running: Option<Vec<(Tensor<T>, Tensor<T>)>>,
     /// Batch statistics of a training run, in batch-norm order (read once).
-    sink: RefCell<Vec<BatchStats<T>>>,
+    sink: Mutex<Vec<BatchStats<T>>>,
     /// Whether the projection has a batch norm.
     projection_norm: bool,
 }
@@ -240,7 +239,7 @@ impl<T: Float> Spec<T> {
                 Some(r) => batch_norm_eval(h, Some(w), Some(b), &r[i].0, &r[i].1, EPS),
                 None => {
                     let (y, stats) = batch_norm_train(h, Some(w), Some(b), EPS)?;
-                    self.sink.borrow_mut().push(stats);
+                    self.sink.lock().unwrap_or_else(|e| e.into_inner()).push(stats);
                     Ok(y)
                 }
             }
@@ -350,19 +349,19 @@ impl<T: Float> Module<T> for Block<T> {
             }
             Some(r)
         };
-        let spec = Rc::new(Spec {
+        let spec = Arc::new(Spec {
             kind: self.kind,
             stride: self.stride,
             shortcut: self.shortcut,
             running,
-            sink: RefCell::new(Vec::new()),
+            sink: Mutex::new(Vec::new()),
             projection_norm: matches!(&self.projection, Some((_, Some(_)))),
         });
         let inner = spec.clone();
-        let f: Function<T> = Rc::new(function(move |_, v| inner.apply(v)));
+        let f: Function<T> = Arc::new(function(move |_, v| inner.apply(v)));
         let y = Var::call(self.name(), f, &inputs, self.recompute)?;
         if training {
-            let stats = std::mem::take(&mut *spec.sink.borrow_mut());
+            let stats = std::mem::take(&mut *spec.sink.lock().unwrap_or_else(|e| e.into_inner()));
             for (bn, s) in self.all_norms().zip(stats) {
                 bn.update_running(&s)?;
             }

@@ -32,8 +32,8 @@
 //! [`Sequential`]: wengert_nn::layer::Sequential
 
 use crate::block::function;
-use std::cell::{Cell, Ref, RefCell, RefMut};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use wengert_core::ops::fused::Function;
 use wengert_core::{Error, Float, Result, Tensor, Var};
 use wengert_nn::{Module, StateMut, StateRef, Step};
@@ -44,7 +44,7 @@ use wengert_nn::{Module, StateMut, StateRef, Step};
 /// The state names are `F`'s own, unchanged: a `Residual` around a
 /// [`Sequential`](wengert_nn::layer::Sequential) saves `0.weight`, `0.bias`, ….
 pub struct Residual<M> {
-    f: Rc<RefCell<M>>,
+    f: Arc<Mutex<M>>,
     /// Keep only the block's input and run `F` again during backward.
     pub recompute: bool,
 }
@@ -52,18 +52,26 @@ pub struct Residual<M> {
 impl<M> Residual<M> {
     /// The block `x + f(x)`.
     pub fn new(f: M) -> Self {
-        Residual { f: Rc::new(RefCell::new(f)), recompute: false }
+        Residual { f: Arc::new(Mutex::new(f)), recompute: false }
     }
 
     /// The branch `F`.
-    pub fn branch(&self) -> Ref<'_, M> {
-        self.f.borrow()
+    pub fn branch(&self) -> MutexGuard<'_, M> {
+        lock(&self.f)
     }
 
     /// The branch `F`, mutably (to re-initialise or freeze its parameters).
-    pub fn branch_mut(&mut self) -> RefMut<'_, M> {
-        self.f.borrow_mut()
+    pub fn branch_mut(&mut self) -> MutexGuard<'_, M> {
+        lock(&self.f)
     }
+}
+
+/// The branch, shared with the node's function (a `Mutex` rather than a
+/// `RefCell` so that the function, and a tape holding it, are `Send`). A
+/// panic inside `F` poisons nothing that matters here: the guard is
+/// taken over.
+fn lock<M>(m: &Mutex<M>) -> MutexGuard<'_, M> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Every buffer and counter of `m`, to put back after a repeated run.
@@ -94,11 +102,11 @@ fn restore<T: Float, M: Module<T>>(m: &mut M, (buffers, counts): (Vec<Tensor<T>>
     });
 }
 
-impl<T: Float, M: Module<T> + 'static> Module<T> for Residual<M> {
+impl<T: Float, M: Module<T> + Send + 'static> Module<T> for Residual<M> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         // The node's inputs: x, then every parameter of F in visiting order.
         let mut inputs = vec![x];
-        self.f.borrow().visit("", &mut |_, s| {
+        lock(&self.f).visit("", &mut |_, s| {
             if let StateRef::Param(p) = s {
                 inputs.push(step.param(p));
             }
@@ -106,14 +114,13 @@ impl<T: Float, M: Module<T> + 'static> Module<T> for Residual<M> {
         let training = step.is_training();
         // Dropout inside F draws the same masks every time F runs.
         let seed = rand::Rng::random::<u64>(step.rng());
-        let runs = Rc::new(Cell::new(0usize));
+        let runs = Arc::new(AtomicUsize::new(0));
         let module = self.f.clone();
-        let f: Function<T> = Rc::new(function(move |tape, v| {
-            let mut m = module.borrow_mut();
+        let f: Function<T> = Arc::new(function(move |tape, v| {
+            let mut m = lock(&module);
             // Running statistics move once per step, however often F runs
             // (recomputation, a recorded backward pass).
-            let saved = (training && runs.get() > 0).then(|| snapshot(&*m));
-            runs.set(runs.get() + 1);
+            let saved = (training && runs.fetch_add(1, Ordering::Relaxed) > 0).then(|| snapshot(&*m));
             let mut inner = if training { Step::train(tape, seed) } else { Step::eval(tape) };
             let mut vars = v[1..].iter();
             m.visit("", &mut |_, s| {
@@ -144,10 +151,10 @@ impl<T: Float, M: Module<T> + 'static> Module<T> for Residual<M> {
     }
 
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        self.f.borrow().visit(prefix, f);
+        lock(&self.f).visit(prefix, f);
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        self.f.borrow_mut().visit_mut(prefix, f);
+        lock(&self.f).visit_mut(prefix, f);
     }
 }

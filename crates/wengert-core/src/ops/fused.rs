@@ -18,10 +18,11 @@
 //! of every order work through the node as well.
 
 use crate::{BackwardOptions, Error, Float, InputGrads, Op, Result, Tape, Tensor, TensorGrads, Var};
-use std::rc::Rc;
+use std::sync::Arc;
 
-/// A function of variables that can run on any tape.
-pub type Function<T> = Rc<dyn for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Var<'t, T>>>;
+/// A function of variables that can run on any tape. `Send + Sync`, so
+/// that a tape holding the node can move to another thread.
+pub type Function<T> = Arc<dyn for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Var<'t, T>> + Send + Sync>;
 
 /// The inner recording of one forward run: the tape, and the positions of
 /// the inputs and the output on it.
@@ -149,10 +150,10 @@ impl<'t, T: Float> Var<'t, T> {
     /// `recompute`, only the inputs are kept and `f` runs again in backward.
     ///
     /// ```
-    /// use std::rc::Rc;
+    /// use std::sync::Arc;
     /// use wengert_core::{ops::fused::Function, Tape, Tensor, Var};
     /// // A residual unit x + w·x as one node.
-    /// let unit: Function<f64> = Rc::new(|_, v| v[0].add(v[1].mul(v[0])?));
+    /// let unit: Function<f64> = Arc::new(|_, v| v[0].add(v[1].mul(v[0])?));
     /// let tape = Tape::new();
     /// let x = tape.leaf(Tensor::scalar(2.0));
     /// let w = tape.leaf(Tensor::scalar(0.1));
