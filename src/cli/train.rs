@@ -89,7 +89,18 @@ pub fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
     match dataset {
         "mnist" => {
             let local = PathBuf::from("data/mnist");
-            Ok(if local.is_dir() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist") })
+            let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+            match [local, bundled].into_iter().find(|d| d.is_dir()) {
+                Some(d) => Ok(d),
+                // The published package leaves the 11 MiB dataset out.
+                None => Err(Error::Io {
+                    path: "data/mnist".into(),
+                    detail: "MNIST is not bundled with this build: put the four IDX files \
+                             (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, \
+                             t10k-labels-idx1-ubyte.gz) in a folder and pass --data-dir FOLDER"
+                        .into(),
+                }),
+            }
         }
         "fashion-mnist" => {
             let d = PathBuf::from(FASHION_MNIST_DIR);
