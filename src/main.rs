@@ -84,8 +84,8 @@ enum Command {
     /// Logits of a model in evaluation mode for the tensor `input` of a safetensors file.
     Predict {
         /// Model name (a zoo ResNet, googlenet, or a recurrent classifier).
-        #[arg(long)]
-        model: String,
+        #[arg(long, value_parser = cli::by_name::<wengert::resnet::registry::Model>())]
+        model: wengert::resnet::registry::Model,
         /// Weights (safetensors, torchvision-style names; PyTorch exports load as they are).
         #[arg(long)]
         weights: PathBuf,
@@ -105,8 +105,8 @@ enum Command {
         #[arg(long)]
         checkpoint: PathBuf,
         /// The model the checkpoint holds (any name `train --model` takes).
-        #[arg(long, default_value = "resnet20")]
-        model: String,
+        #[arg(long, default_value = "resnet20", value_parser = cli::by_name::<wengert::resnet::registry::Model>())]
+        model: wengert::resnet::registry::Model,
         #[command(flatten)]
         data: cli::train::DataArgs,
     },
@@ -114,7 +114,11 @@ enum Command {
     Summary {
         /// A model name: resnet20 … resnet1202, plain20 …, resnet18 … resnet152,
         /// preact_resnet164, preact_resnet1001, googlenet, rnn, lstm, residual_rnn.
-        model: String,
+        #[arg(required_unless_present = "list", value_parser = cli::by_name::<wengert::resnet::registry::Model>())]
+        model: Option<wengert::resnet::registry::Model>,
+        /// List the models, one a line, and exit.
+        #[arg(long)]
+        list: bool,
         /// Input size C,H,W (default 3,32,32 for CIFAR models, 3,224,224 for
         /// ImageNet ones and GoogLeNet, 1,28,28 for the recurrent ones).
         #[arg(long)]
@@ -152,7 +156,11 @@ fn main() -> ExitCode {
             cli::train::predict(&model, &weights, &input, &output, classes)
         }
         Command::Eval { checkpoint, model, data } => cli::train::eval(&model, &checkpoint, &data),
-        Command::Summary { model, input, classes, aux } => cli::summary::run(&model, input.as_deref(), classes, aux),
+        Command::Summary { list: true, .. } => cli::summary::list(),
+        Command::Summary { model: Some(model), input, classes, aux, .. } => {
+            cli::summary::run(model, input.as_deref(), classes, aux)
+        }
+        Command::Summary { model: None, .. } => unreachable!("clap requires a model unless --list is given"),
         Command::Bench { list, only, mem, batch, recompute } => {
             cli::bench::run(list, only.as_deref(), mem.as_deref(), batch, recompute)
         }

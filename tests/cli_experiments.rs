@@ -89,3 +89,20 @@ fn a_closed_output_pipe_ends_the_program_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
 }
+
+#[test]
+fn summary_lists_every_model_and_each_summarises() {
+    let (ok, out, _) = wengert(&["summary", "--list"]);
+    assert!(ok);
+    let names: Vec<&str> = out.lines().collect();
+    assert_eq!(names, wengert::resnet::registry::Model::catalogue());
+    for name in names {
+        let (ok, out, err) = wengert(&["summary", name]);
+        assert!(ok && out.starts_with(&format!("{name}: input")) && out.contains("parameters: "), "{name}: {err}");
+    }
+    // A typo gets the nearest name, from the one registry.
+    let (ok, _, err) = wengert(&["train", "--model", "resnet2O"]);
+    assert!(!ok && err.contains("unknown model 'resnet2O'; did you mean 'resnet20'?"), "{err}");
+    let (ok, _, err) = wengert(&["eval", "--checkpoint", "x", "--dataset", "fashion_mnist"]);
+    assert!(!ok && err.contains("did you mean 'fashion-mnist'?"), "{err}");
+}

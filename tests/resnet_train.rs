@@ -96,10 +96,10 @@ fn predict_writes_the_models_logits() {
 #[test]
 fn recurrent_classifiers_learn_sequential_mnist() {
     use wengert::nn::optim::Adam;
-    use wengert::resnet::zoo::build;
+    use wengert::resnet::registry::Model;
     let data = loader(1280);
     for name in ["rnn", "lstm", "residual_rnn"] {
-        let model = build::<f32>(name, (1, 28, 28), 10, &mut wengert::core::rng(0)).unwrap();
+        let model = name.parse::<Model>().unwrap().build::<f32>((1, 28, 28), 10, &mut wengert::core::rng(0)).unwrap();
         let config = Config { epochs: 3, lr: 0.002, momentum: 0.9, weight_decay: 0.0, warmup: 5, seed: 0 };
         let mut t = Trainer::new(model, config, data.batches()).unwrap();
         t.set_optimizer(Box::new(Adam::new(0.0)));

@@ -3,15 +3,15 @@
 //! He et al. 2016. The deeper plain net trains worse than the shallower one
 //! (the degradation problem); the deeper residual net does not.
 
-use crate::cli::train::{data_dir, normalisation, FASHION_MNIST_DIR};
-use std::path::{Path, PathBuf};
+use crate::cli::train::data_dir;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use wengert::core::{Error, Result};
 use wengert::nn::checkpoint::write_atomic;
 use wengert::plot::{line_charts, Chart, Series};
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
+use wengert::resnet::registry::{DatasetName, Model};
 use wengert::resnet::train::{Config, Trainer};
-use wengert::resnet::zoo::ResNet;
 
 /// The options of `wengert degradation`.
 #[derive(clap::Args)]
@@ -20,8 +20,8 @@ pub struct DegradationArgs {
     #[arg(long, default_value = "plain20,plain56,resnet20,resnet56")]
     models: String,
     /// fashion-mnist (the default when Debian's dataset-fashion-mnist is installed) or mnist.
-    #[arg(long)]
-    dataset: Option<String>,
+    #[arg(long, value_parser = super::by_name::<DatasetName>())]
+    dataset: Option<DatasetName>,
     /// A folder of IDX files to use instead.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -63,18 +63,18 @@ struct Run {
 
 /// Trains each model in turn; prints a table, writes the CSV and the plot.
 pub fn run(a: DegradationArgs) -> Result<ExitCode> {
-    let fashion = Path::new(FASHION_MNIST_DIR).is_dir();
-    let dataset = a.dataset.clone().unwrap_or_else(|| if fashion { "fashion-mnist" } else { "mnist" }.into());
-    let dir = data_dir(&dataset, a.data_dir.as_deref())?;
+    let fashion = DatasetName::FashionMnist.folder().is_ok();
+    let dataset = a.dataset.unwrap_or(if fashion { DatasetName::FashionMnist } else { DatasetName::Mnist });
+    let dir = data_dir(dataset, a.data_dir.as_deref())?;
     let (limit, epochs, test_limit) = if a.quick {
         (a.limit.unwrap_or(3_000), a.epochs.unwrap_or(2), a.test_limit.unwrap_or(1_000))
     } else {
         (a.limit.unwrap_or(10_000), a.epochs.unwrap_or(3), a.test_limit.unwrap_or(10_000))
     };
-    let (mean, std) = normalisation(&dataset);
+    let (mean, std) = dataset.normalisation();
     let train = Loader::new(Dataset::load(&dir, Split::Train)?.take(limit), a.batch_size, a.seed)?
         .with_normalise(mean, std)?
-        .with_augment(Augment { pad: 0, flip: dataset == "fashion-mnist" })?;
+        .with_augment(Augment { pad: 0, flip: dataset.flips() })?;
     let test = Loader::new(Dataset::load(&dir, Split::Test)?.take(test_limit), 500, a.seed)?
         .in_order()
         .with_normalise(mean, std)?;
@@ -88,7 +88,7 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     );
     let mut runs = Vec::new();
     for name in a.models.split(',').map(str::trim) {
-        let model = ResNet::<f32>::by_name(name, 1, 10, &mut wengert::core::rng(a.seed))?;
+        let model = name.parse::<Model>()?.build::<f32>((1, 28, 28), 10, &mut wengert::core::rng(a.seed))?;
         let config = Config { epochs, lr: a.lr, momentum: 0.9, weight_decay: 5e-4, warmup: 100, seed: a.seed };
         let mut trainer = Trainer::new(model, config, train.batches())?;
         let mut run = Run { name: name.into(), train: Vec::new(), test: Vec::new() };

@@ -7,3 +7,53 @@ pub mod demo;
 pub mod gradflow;
 pub mod summary;
 pub mod train;
+
+use std::ffi::OsStr;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use wengert::core::Error;
+use wengert::resnet::registry::{DatasetName, Model};
+
+/// A registry type the command line takes by name.
+pub trait Named: FromStr<Err = Error> + Clone + Send + Sync + 'static {
+    /// The names `--help` lists.
+    fn names() -> &'static [&'static str];
+}
+
+impl Named for Model {
+    fn names() -> &'static [&'static str] {
+        Model::catalogue()
+    }
+}
+
+impl Named for DatasetName {
+    fn names() -> &'static [&'static str] {
+        DatasetName::catalogue()
+    }
+}
+
+/// clap's parser for a [`Named`] type: `--help` lists the registry's names,
+/// and a name it does not know gets the registry's error, which suggests
+/// the nearest one.
+#[derive(Clone)]
+pub struct ByName<T>(PhantomData<T>);
+
+/// The parser for `T`, for `#[arg(value_parser = by_name::<T>())]`.
+pub fn by_name<T: Named>() -> ByName<T> {
+    ByName(PhantomData)
+}
+
+impl<T: Named> clap::builder::TypedValueParser for ByName<T> {
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &clap::Command, _: Option<&clap::Arg>, value: &OsStr) -> Result<T, clap::Error> {
+        let invalid =
+            |detail: String| clap::Error::raw(clap::error::ErrorKind::InvalidValue, detail + "\n").with_cmd(cmd);
+        let text = value.to_str().ok_or_else(|| invalid(format!("{value:?} is not UTF-8")))?;
+        text.parse().map_err(|e: Error| invalid(e.to_string()))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(T::names().iter().map(|&n| clap::builder::PossibleValue::new(n))))
+    }
+}

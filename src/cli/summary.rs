@@ -1,11 +1,8 @@
-//! `wengert summary MODEL [--input C,H,W] [--classes K]`.
+//! `wengert summary MODEL [--input C,H,W] [--classes K]` and `wengert summary --list`.
 
 use std::process::ExitCode;
 use wengert::core::{Error, Result};
-use wengert::nn::Module;
-use wengert::resnet::googlenet::GoogLeNet;
-use wengert::resnet::sequence::SequenceClassifier;
-use wengert::resnet::zoo::{defaults, ResNet, Spec};
+use wengert::resnet::registry::Model;
 
 /// Parses `C,H,W`.
 fn parse_input(s: &str) -> Result<(usize, usize, usize)> {
@@ -23,26 +20,15 @@ fn bad(s: &str) -> Error {
 
 /// Prints the layers with their output shapes, then `parameters: N` and
 /// `multiply-adds: N` for one image.
-pub fn run(model: &str, input: Option<&str>, classes: Option<usize>, aux: bool) -> Result<ExitCode> {
-    let model = if aux && model == "googlenet" { "googlenet_aux" } else { model };
-    let (default_input, default_classes) = defaults(model)?;
+pub fn run(model: Model, input: Option<&str>, classes: Option<usize>, aux: bool) -> Result<ExitCode> {
+    let model = match model {
+        Model::GoogLeNet { .. } if aux => Model::GoogLeNet { aux: true },
+        m => m,
+    };
+    let (default_input, default_classes) = model.defaults();
     let input = input.map(parse_input).transpose()?.unwrap_or(default_input);
     let classes = classes.unwrap_or(default_classes);
-    let rng = &mut wengert::core::rng(0);
-    let (summary, parameters) = match model {
-        "googlenet" | "googlenet_aux" => {
-            let net = GoogLeNet::<f32>::new(input.0, classes, model == "googlenet_aux", rng)?;
-            (net.summary(input)?, net.num_parameters())
-        }
-        "rnn" | "lstm" | "residual_rnn" => {
-            let net = SequenceClassifier::<f32>::by_name(model, input.0 * input.2, classes, rng)?;
-            (net.summary(input), net.num_parameters())
-        }
-        _ => {
-            let net = ResNet::<f32>::new(&Spec::by_name(model)?, input.0, classes, rng)?;
-            (net.summary(input)?, net.num_parameters())
-        }
-    };
+    let (summary, parameters) = model.summary(input, classes)?;
     out!("{model}: input {}×{}×{}, {classes} classes\n", input.0, input.1, input.2);
     out!("{:<24} {:>18}", "layer", "output (C×H×W)");
     for (name, [c, h, w]) in summary.rows {
@@ -50,5 +36,13 @@ pub fn run(model: &str, input: Option<&str>, classes: Option<usize>, aux: bool) 
     }
     out!("\nparameters: {parameters}");
     out!("multiply-adds: {}", summary.macs);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints every model of the registry's catalogue, one a line.
+pub fn list() -> Result<ExitCode> {
+    for name in Model::catalogue() {
+        out!("{name}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,16 +9,17 @@ use wengert::core::{Error, Result};
 use wengert::nn::checkpoint::{load_model, read_metadata, write_atomic};
 use wengert::nn::optim::Adam;
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
+use wengert::resnet::registry::{DatasetName, Input, Model};
 use wengert::resnet::train::{evaluate, Config, Score, Trainer, MODEL};
-use wengert::resnet::zoo::{build, defaults};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Zoo model name (resnet20, plain56, preact_resnet164, …), or rnn, lstm,
-    /// residual_rnn for sequential MNIST (images read row by row).
-    #[arg(long, default_value = "resnet20")]
-    model: String,
+    /// The model: a zoo network (resnetN and plainN for N = 6n+2,
+    /// preact_resnetN for N = 9n+2, googlenet), or rnn, lstm, residual_rnn
+    /// for sequential MNIST (images read row by row).
+    #[arg(long, default_value = "resnet20", value_parser = super::by_name::<Model>())]
+    model: Model,
     #[command(flatten)]
     data: DataArgs,
     /// Epochs.
@@ -70,62 +71,18 @@ pub struct TrainArgs {
 #[derive(clap::Args)]
 pub struct DataArgs {
     /// mnist (bundled) or fashion-mnist (Debian's dataset-fashion-mnist).
-    #[arg(long, default_value = "mnist")]
-    dataset: String,
+    #[arg(long, default_value = "mnist", value_parser = super::by_name::<DatasetName>())]
+    dataset: DatasetName,
     /// A folder of IDX files to use instead.
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
 
-/// Where Debian's `dataset-fashion-mnist` puts its files.
-pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
-
-/// The folder of a dataset: `--data-dir`, or the bundled MNIST, or Debian's
-/// Fashion-MNIST package.
-pub fn data_dir(dataset: &str, given: Option<&Path>) -> Result<PathBuf> {
-    if let Some(d) = given {
-        return Ok(d.to_path_buf());
-    }
-    match dataset {
-        "mnist" => {
-            let local = PathBuf::from("data/mnist");
-            let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-            match [local, bundled].into_iter().find(|d| d.is_dir()) {
-                Some(d) => Ok(d),
-                // The published package leaves the 11 MiB dataset out.
-                None => Err(Error::Io {
-                    path: "data/mnist".into(),
-                    detail: "MNIST is not bundled with this build: put the four IDX files \
-                             (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, \
-                             t10k-labels-idx1-ubyte.gz) in a folder and pass --data-dir FOLDER"
-                        .into(),
-                }),
-            }
-        }
-        "fashion-mnist" => {
-            let d = PathBuf::from(FASHION_MNIST_DIR);
-            if d.is_dir() {
-                Ok(d)
-            } else {
-                Err(Error::Io {
-                    path: d.display().to_string(),
-                    detail: "not found: install it with 'apt-get install dataset-fashion-mnist' or pass --data-dir"
-                        .into(),
-                })
-            }
-        }
-        other => {
-            Err(Error::argument("train", "--dataset", format!("unknown dataset '{other}'; use mnist or fashion-mnist")))
-        }
-    }
-}
-
-/// MNIST-style normalisation: (mean, std) of the pixels in [0, 1].
-pub fn normalisation(dataset: &str) -> (f64, f64) {
-    if dataset == "fashion-mnist" {
-        (0.2860, 0.3530)
-    } else {
-        (0.1307, 0.3081)
+/// The folder of a dataset: `--data-dir`, or where the registry finds it.
+pub fn data_dir(dataset: DatasetName, given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(d) => Ok(d.to_path_buf()),
+        None => dataset.folder(),
     }
 }
 
@@ -217,18 +174,18 @@ fn datasets(dir: &Path, limit: Option<usize>) -> Result<(Dataset, Dataset)> {
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
     check_args(&a)?;
     set_threads(a.threads)?;
-    let dataset = a.data.dataset.as_str();
+    let dataset = a.data.dataset;
     let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
     let (train_set, test_set) = datasets(&dir, a.limit)?;
-    let (mean, std) = normalisation(dataset);
+    let (mean, std) = dataset.normalisation();
     let train = Loader::new(train_set, a.batch_size, a.seed)?
         .with_normalise(mean, std)?
-        .with_augment(Augment { pad: a.pad, flip: dataset == "fashion-mnist" })?;
+        .with_augment(Augment { pad: a.pad, flip: dataset.flips() })?;
     let test = Loader::new(test_set, 500, a.seed)?.in_order().with_normalise(mean, std)?;
     let image = train.dataset().image_shape();
-    let model = build::<f32>(&a.model, image, 10, &mut wengert::core::rng(a.seed))?;
-    let recurrent = model_reads_rows(&a.model);
-    let adam = a.optimizer.as_deref().map_or(recurrent, |o| o == "adam");
+    let model = a.model.build::<f32>(image, 10, &mut wengert::core::rng(a.seed))?;
+    let defaults = a.model.training_defaults();
+    let adam = a.optimizer.as_deref().map_or(defaults.adam, |o| o == "adam");
     let lr = a.lr.unwrap_or(if adam { 0.002 } else { 0.1 });
     let weight_decay = a.weight_decay.unwrap_or(if adam { 0.0 } else { 5e-4 });
     let config = Config { epochs: a.epochs, lr, momentum: 0.9, weight_decay, warmup: 100, seed: a.seed };
@@ -236,7 +193,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     if adam {
         trainer.set_optimizer(Box::new(Adam::new(weight_decay)));
     }
-    trainer.clip = a.clip.or(recurrent.then_some(1.0)).filter(|c| *c > 0.0);
+    trainer.clip = a.clip.or(defaults.clip).filter(|c| *c > 0.0);
     trainer.detect_anomaly = a.detect_anomaly;
     trainer.tag("model", &a.model);
     trainer.tag("dataset", dir.display());
@@ -329,7 +286,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         saved = true;
         write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
         write_steps(&steps_csv, &steps)?;
-        plot_curves(&a.out.join("curves.png"), &a.model, &steps, &rows, train.batches())?;
+        plot_curves(&a.out.join("curves.png"), &a.model.to_string(), &steps, &rows, train.batches())?;
         last_test = Some(t);
         if interrupted {
             out!("interrupted after epoch {}: checkpoint saved in {}", epoch + 1, a.out.display());
@@ -351,11 +308,6 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
 fn write_steps(path: &Path, steps: &[[f64; 3]]) -> Result<()> {
     let lines: Vec<String> = steps.iter().map(|r| format!("{},{:.6},{:.4}", r[0], r[1], r[2])).collect();
     write_atomic(path, format!("iteration,train_loss,train_error_percent\n{}\n", lines.join("\n")).as_bytes())
-}
-
-/// Whether the model is a sequence classifier, whose input size is fixed.
-fn model_reads_rows(model: &str) -> bool {
-    matches!(model, "rnn" | "lstm" | "residual_rnn")
 }
 
 /// The numbers of one CSV row (`None` for the header).
@@ -390,16 +342,16 @@ fn plot_curves(path: &Path, model: &str, steps: &[[f64; 3]], epochs: &[String], 
 }
 
 /// `wengert eval --checkpoint FILE`: test accuracy of a saved model.
-pub fn eval(model: &str, checkpoint: &Path, data: &DataArgs) -> Result<ExitCode> {
-    let dataset = data.dataset.as_str();
+pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCode> {
+    let dataset = data.dataset;
     let dir = data_dir(dataset, data.data_dir.as_deref())?;
     same_model(model, checkpoint)?;
-    let (mean, std) = normalisation(dataset);
+    let (mean, std) = dataset.normalisation();
     let test = Loader::new(Dataset::load(&dir, Split::Test)?, 500, 0)
         .map_err(|e| Error::Io { path: dir.display().to_string(), detail: format!("test set: {e}") })?
         .in_order()
         .with_normalise(mean, std)?;
-    let mut net = build::<f32>(model, test.dataset().image_shape(), 10, &mut wengert::core::rng(0))?;
+    let mut net = model.build::<f32>(test.dataset().image_shape(), 10, &mut wengert::core::rng(0))?;
     load_weights(&mut net, model, checkpoint)?;
     let s = evaluate(&mut net, &test)?;
     out!("test loss: {:.4}", s.loss);
@@ -409,7 +361,7 @@ pub fn eval(model: &str, checkpoint: &Path, data: &DataArgs) -> Result<ExitCode>
 
 /// `wengert predict`: the logits of a zoo model in evaluation mode for the
 /// f32 tensor `input` (NCHW) of a safetensors file, written as `logits`.
-pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes: Option<usize>) -> Result<ExitCode> {
+pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, classes: Option<usize>) -> Result<ExitCode> {
     use std::collections::BTreeMap;
     use wengert::nn::checkpoint::{read_tensors, write_tensors};
     use wengert::nn::{Module, Step};
@@ -422,13 +374,13 @@ pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes
     if x.rank() != 4 {
         return Err(Error::shape("predict", format!("input is {}; need [N, C, H, W]", x.shape())));
     }
-    let ((_, h, w), default_classes) = defaults(model)?;
+    let ((_, h, w), default_classes) = model.defaults();
     let classes = classes.unwrap_or(default_classes);
     let d = x.dims();
-    if model_reads_rows(model) && (d[2], d[3]) != (h, w) {
+    if model.input() == Input::Sequence && (d[2], d[3]) != (h, w) {
         return Err(Error::shape("predict", format!("{model} reads {h}×{w} images; the input is {}", x.shape())));
     }
-    let mut net = build::<f32>(model, (d[1], d[2], d[3]), classes, &mut wengert::core::rng(0))?;
+    let mut net = model.build::<f32>((d[1], d[2], d[3]), classes, &mut wengert::core::rng(0))?;
     load_weights(&mut net, model, weights)?;
     let tape = wengert::core::Tape::new();
     let logits = tape.no_grad(|| net.forward(&mut Step::eval(&tape), tape.constant(x)))?.value()?;
@@ -438,9 +390,9 @@ pub fn predict(model: &str, weights: &Path, input: &Path, output: &Path, classes
 }
 
 /// Refuses a checkpoint whose metadata names another model than `model`.
-fn same_model(model: &str, weights: &Path) -> Result<()> {
+fn same_model(model: &Model, weights: &Path) -> Result<()> {
     match read_metadata(weights)?.get("model") {
-        Some(held) if held != model => Err(Error::Io {
+        Some(held) if *held != model.to_string() => Err(Error::Io {
             path: weights.display().to_string(),
             detail: format!("holds a {held}, not a {model}: pass --model {held}"),
         }),
@@ -451,7 +403,7 @@ fn same_model(model: &str, weights: &Path) -> Result<()> {
 /// Loads `weights` into `net`; when the first layer's input channels
 /// differ, says that the input does not fit the model, rather than blaming
 /// the file.
-fn load_weights(net: &mut dyn wengert::nn::Module<f32>, model: &str, weights: &Path) -> Result<()> {
+fn load_weights(net: &mut dyn wengert::nn::Module<f32>, model: &Model, weights: &Path) -> Result<()> {
     use wengert::nn::StateRef;
     let Err(e) = load_model(net, weights, true) else { return Ok(()) };
     let mut first = None;
@@ -470,7 +422,7 @@ fn load_weights(net: &mut dyn wengert::nn::Module<f32>, model: &str, weights: &P
                 && have[1] != want[1];
             if only_channels {
                 return Err(Error::shape(
-                    model,
+                    model.to_string(),
                     format!(
                         "the input has {} channels but the model in {} takes {} ({name} is {have:?})",
                         want[1],

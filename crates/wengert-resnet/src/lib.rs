@@ -7,6 +7,7 @@
 //! - [`googlenet`]: GoogLeNet (Inception v1) in torchvision's layout;
 //! - [`gradflow`]: the gradient reaching the first layer of deep plain and
 //!   residual stacks at initialisation;
+//! - [`registry`]: every model and dataset known by name, typed;
 //! - [`residual`]: `x + F(x)` as one node around any module `F`;
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
@@ -39,6 +40,7 @@ pub mod block;
 pub mod data;
 pub mod googlenet;
 pub mod gradflow;
+pub mod registry;
 pub mod residual;
 pub mod sequence;
 pub mod train;

@@ -24,23 +24,6 @@ impl<T: Float> SequenceClassifier<T> {
             fc: Linear::new(hidden, classes, true, rng)?,
         })
     }
-
-    /// The model called `rnn`, `lstm` or `residual_rnn`, with 128 hidden units.
-    pub fn by_name(name: &str, row: usize, classes: usize, rng: &mut Rng) -> Result<Self> {
-        let cell = match name {
-            "rnn" => Cell::Elman,
-            "lstm" => Cell::Lstm,
-            "residual_rnn" => Cell::Residual,
-            other => {
-                return Err(Error::argument(
-                    "model",
-                    "name",
-                    format!("unknown sequence model '{other}'; use rnn, lstm or residual_rnn"),
-                ))
-            }
-        };
-        Self::new(cell, row, 128, classes, rng)
-    }
 }
 
 impl<T: Float> SequenceClassifier<T> {

@@ -44,13 +44,7 @@ pub struct Spec {
 impl Spec {
     /// The architecture called `name` (see the [module documentation](self)).
     pub fn by_name(name: &str) -> Result<Spec> {
-        let unknown = || {
-            Error::argument(
-                "model",
-                "name",
-                format!("unknown model '{name}'; try resnet20 … resnet1202 (depth 6n+2), plain20 …, resnet18, resnet34, resnet50, resnet101, resnet152, preact_resnet164, preact_resnet1001 (depth 9n+2)"),
-            )
-        };
+        let unknown = || crate::registry::unknown_model(name);
         if let Some(d) = name.strip_prefix("preact_resnet") {
             let depth: usize = d.parse().map_err(|_| unknown())?;
             if depth < 11 || (depth - 2) % 9 != 0 {
@@ -267,54 +261,4 @@ impl<T: Float> Module<T> for ResNet<T> {
         }
         self.fc.visit_mut(&join(prefix, "fc"), f);
     }
-}
-
-/// Any model the command line knows by name, boxed: the zoo's ResNets and
-/// plain nets (see the [module documentation](self)), `googlenet` (and
-/// `googlenet_aux`, with the auxiliary classifiers; see
-/// [`crate::googlenet`]) and the sequence classifiers `rnn`, `lstm` and
-/// `residual_rnn` (images read row by row; see [`crate::sequence`]), for
-/// inputs of `(c, h, w)` and `classes` outputs.
-pub fn build<T: Float>(
-    name: &str,
-    (c, _h, w): (usize, usize, usize),
-    classes: usize,
-    rng: &mut Rng,
-) -> Result<Box<dyn Module<T>>> {
-    match name {
-        "rnn" | "lstm" | "residual_rnn" => {
-            Ok(Box::new(crate::sequence::SequenceClassifier::<T>::by_name(name, c * w, classes, rng)?))
-        }
-        "googlenet" | "googlenet_aux" => {
-            Ok(Box::new(crate::googlenet::GoogLeNet::<T>::new(c, classes, name == "googlenet_aux", rng)?))
-        }
-        _ => {
-            let spec = Spec::by_name(name).map_err(|_| unknown_model(name))?;
-            Ok(Box::new(ResNet::<T>::new(&spec, c, classes, rng)?))
-        }
-    }
-}
-
-/// The default input `(c, h, w)` and class count of a model [`build`] knows:
-/// CIFAR 3×32×32 and 10, ImageNet 3×224×224 and 1000 (GoogLeNet too),
-/// MNIST 1×28×28 and 10 for the sequence classifiers.
-pub fn defaults(name: &str) -> Result<((usize, usize, usize), usize)> {
-    match name {
-        "rnn" | "lstm" | "residual_rnn" => Ok(((1, 28, 28), 10)),
-        "googlenet" | "googlenet_aux" => Ok(((3, 224, 224), 1000)),
-        _ => Ok(Spec::by_name(name).map_err(|_| unknown_model(name))?.defaults()),
-    }
-}
-
-/// The error for a name [`build`] does not know, listing those it does.
-fn unknown_model(name: &str) -> Error {
-    Error::argument(
-        "model",
-        "name",
-        format!(
-            "unknown model '{name}'; try resnet20 … resnet1202 (depth 6n+2), plain20 …, resnet18, resnet34, \
-             resnet50, resnet101, resnet152, preact_resnet164, preact_resnet1001 (depth 9n+2), googlenet, rnn, \
-             lstm, residual_rnn"
-        ),
-    )
 }

@@ -75,7 +75,7 @@ impl Loader {
             batch_size,
             shuffle: true,
             seed,
-            normalise: (0.1307, 0.3081),
+            normalise: crate::registry::DatasetName::Mnist.normalisation(),
             augment: Augment::default(),
         })
     }

@@ -1,0 +1,297 @@
+//! The models and datasets known by name, each in one place: how to build
+//! it, its summary, what it reads, its training defaults, and for a dataset
+//! its folder and normalisation. The command line and the trainer take
+//! these types rather than strings, so a name is parsed (and a typo
+//! answered with a suggestion) once.
+//!
+//! ```
+//! use wengert_resnet::registry::{Input, Model};
+//! let m: Model = "resnet20".parse()?;
+//! assert_eq!((m.to_string(), m.input()), ("resnet20".to_string(), Input::Image));
+//! let lstm: Model = "lstm".parse()?;
+//! assert!(lstm.training_defaults().adam);
+//! let e = "resnet2O".parse::<Model>().unwrap_err().to_string();
+//! assert!(e.contains("did you mean 'resnet20'?"), "{e}");
+//! # Ok::<(), wengert_core::Error>(())
+//! ```
+
+use crate::googlenet::GoogLeNet;
+use crate::sequence::SequenceClassifier;
+use crate::zoo::{ResNet, Spec, Summary};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use wengert_core::{Error, Float, Result, Rng};
+use wengert_nn::layer::Cell;
+use wengert_nn::Module;
+
+/// A model the zoo can build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// A ResNet or plain net of [`crate::zoo`] (any depth its family allows).
+    Zoo(Spec),
+    /// GoogLeNet ([`crate::googlenet`]), with or without the auxiliary classifiers.
+    GoogLeNet {
+        /// Whether the two auxiliary classifiers are built.
+        aux: bool,
+    },
+    /// A recurrent classifier reading images row by row ([`crate::sequence`]).
+    Sequence(Cell),
+}
+
+/// What a model reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Images of any size its layers accept.
+    Image,
+    /// Images read as sequences of rows: the row length is fixed when built.
+    Sequence,
+}
+
+/// A model's optimiser and hyper-parameters when the user gives none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainingDefaults {
+    /// Adam rather than SGD with momentum.
+    pub adam: bool,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clipping.
+    pub clip: Option<f64>,
+}
+
+/// The names `Model::catalogue` lists: every family at its usual depths.
+const CATALOGUE: &[&str] = &[
+    "resnet8",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnet1202",
+    "plain20",
+    "plain32",
+    "plain44",
+    "plain56",
+    "plain110",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "preact_resnet164",
+    "preact_resnet1001",
+    "googlenet",
+    "googlenet_aux",
+    "rnn",
+    "lstm",
+    "residual_rnn",
+];
+
+impl Model {
+    /// The names of the models, one per family and usual depth (other
+    /// depths of the form the family allows parse as well).
+    pub fn catalogue() -> &'static [&'static str] {
+        CATALOGUE
+    }
+
+    /// What the model reads.
+    pub fn input(&self) -> Input {
+        match self {
+            Model::Sequence(_) => Input::Sequence,
+            _ => Input::Image,
+        }
+    }
+
+    /// The default input `(c, h, w)` and class count: CIFAR 3×32×32 and 10,
+    /// ImageNet 3×224×224 and 1000 (GoogLeNet too), MNIST 1×28×28 and 10
+    /// for the sequence classifiers.
+    pub fn defaults(&self) -> ((usize, usize, usize), usize) {
+        match self {
+            Model::Zoo(spec) => spec.defaults(),
+            Model::GoogLeNet { .. } => ((3, 224, 224), 1000),
+            Model::Sequence(_) => ((1, 28, 28), 10),
+        }
+    }
+
+    /// Optimiser defaults: SGD at 0.1 with weight decay 5e-4 for the image
+    /// models, Adam at 0.002 with gradients clipped to norm 1 for the
+    /// recurrent ones.
+    pub fn training_defaults(&self) -> TrainingDefaults {
+        match self {
+            Model::Sequence(_) => TrainingDefaults { adam: true, lr: 0.002, weight_decay: 0.0, clip: Some(1.0) },
+            _ => TrainingDefaults { adam: false, lr: 0.1, weight_decay: 5e-4, clip: None },
+        }
+    }
+
+    /// The model for inputs of `(c, h, w)` and `classes` outputs, boxed.
+    pub fn build<T: Float>(
+        &self,
+        input: (usize, usize, usize),
+        classes: usize,
+        rng: &mut Rng,
+    ) -> Result<Box<dyn Module<T>>> {
+        let (c, _, w) = input;
+        Ok(match self {
+            Model::Zoo(spec) => Box::new(ResNet::<T>::new(spec, c, classes, rng)?),
+            Model::GoogLeNet { aux } => Box::new(GoogLeNet::<T>::new(c, classes, *aux, rng)?),
+            Model::Sequence(cell) => Box::new(SequenceClassifier::<T>::new(*cell, c * w, 128, classes, rng)?),
+        })
+    }
+
+    /// The layers with their output shapes for one image of `input`, the
+    /// multiply-adds, and the number of parameters.
+    pub fn summary(&self, input: (usize, usize, usize), classes: usize) -> Result<(Summary, usize)> {
+        let rng = &mut wengert_core::rng(0);
+        let (c, _, w) = input;
+        Ok(match self {
+            Model::Zoo(spec) => {
+                let net = ResNet::<f32>::new(spec, c, classes, rng)?;
+                (net.summary(input)?, net.num_parameters())
+            }
+            Model::GoogLeNet { aux } => {
+                let net = GoogLeNet::<f32>::new(c, classes, *aux, rng)?;
+                (net.summary(input)?, net.num_parameters())
+            }
+            Model::Sequence(cell) => {
+                let net = SequenceClassifier::<f32>::new(*cell, c * w, 128, classes, rng)?;
+                (net.summary(input), net.num_parameters())
+            }
+        })
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Model::Zoo(spec) => f.write_str(&spec.name),
+            Model::GoogLeNet { aux: false } => f.write_str("googlenet"),
+            Model::GoogLeNet { aux: true } => f.write_str("googlenet_aux"),
+            Model::Sequence(Cell::Elman) => f.write_str("rnn"),
+            Model::Sequence(Cell::Lstm) => f.write_str("lstm"),
+            Model::Sequence(Cell::Residual) => f.write_str("residual_rnn"),
+        }
+    }
+}
+
+impl FromStr for Model {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Model> {
+        Ok(match name {
+            "googlenet" => Model::GoogLeNet { aux: false },
+            "googlenet_aux" => Model::GoogLeNet { aux: true },
+            "rnn" => Model::Sequence(Cell::Elman),
+            "lstm" => Model::Sequence(Cell::Lstm),
+            "residual_rnn" => Model::Sequence(Cell::Residual),
+            _ => Model::Zoo(Spec::by_name(name)?),
+        })
+    }
+}
+
+/// The error for a model name nobody knows (the one message for it).
+pub(crate) fn unknown_model(name: &str) -> Error {
+    unknown("model", name, CATALOGUE, "resnetN and plainN for N = 6n+2, preact_resnetN for N = 9n+2")
+}
+
+/// A dataset the command line knows by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetName {
+    /// MNIST's handwritten digits, bundled in `data/mnist`.
+    Mnist,
+    /// Fashion-MNIST, from Debian's `dataset-fashion-mnist`.
+    FashionMnist,
+}
+
+/// Where Debian's `dataset-fashion-mnist` puts its files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+impl DatasetName {
+    /// The names, one per dataset.
+    pub fn catalogue() -> &'static [&'static str] {
+        &["mnist", "fashion-mnist"]
+    }
+
+    /// The folders the dataset is looked for in, in order.
+    pub fn folders(self) -> Vec<PathBuf> {
+        match self {
+            DatasetName::Mnist => {
+                vec![
+                    PathBuf::from("data/mnist"),
+                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist")),
+                ]
+            }
+            DatasetName::FashionMnist => vec![PathBuf::from(FASHION_MNIST_DIR)],
+        }
+    }
+
+    /// The first of [`DatasetName::folders`] that exists, or an error that
+    /// says how to get the data.
+    pub fn folder(self) -> Result<PathBuf> {
+        if let Some(d) = self.folders().into_iter().find(|d| d.is_dir()) {
+            return Ok(d);
+        }
+        let (path, how) = match self {
+            // The published package leaves the 11 MiB dataset out.
+            DatasetName::Mnist => (
+                "data/mnist",
+                "MNIST is not bundled with this build: put the four IDX files (train-images-idx3-ubyte.gz, \
+                 train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a folder \
+                 and pass --data-dir FOLDER",
+            ),
+            DatasetName::FashionMnist => (
+                FASHION_MNIST_DIR,
+                "not found: install it with 'apt-get install dataset-fashion-mnist' or pass --data-dir",
+            ),
+        };
+        Err(Error::Io { path: path.into(), detail: how.into() })
+    }
+
+    /// `(mean, std)` of the training pixels scaled to `[0, 1]`.
+    pub fn normalisation(self) -> (f64, f64) {
+        match self {
+            DatasetName::Mnist => (0.1307, 0.3081),
+            DatasetName::FashionMnist => (0.2860, 0.3530),
+        }
+    }
+
+    /// Whether random horizontal flips suit the images (clothes, not digits).
+    pub fn flips(self) -> bool {
+        self == DatasetName::FashionMnist
+    }
+}
+
+impl fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion-mnist",
+        })
+    }
+}
+
+impl FromStr for DatasetName {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<DatasetName> {
+        match name {
+            "mnist" => Ok(DatasetName::Mnist),
+            "fashion-mnist" => Ok(DatasetName::FashionMnist),
+            _ => Err(unknown("dataset", name, DatasetName::catalogue(), "or --data-dir for a folder of IDX files")),
+        }
+    }
+}
+
+/// The error for an unknown name: what is known, and the nearest name when
+/// one is close (as clap's "did you mean").
+fn unknown(what: &str, name: &str, known: &[&str], more: &str) -> Error {
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+        .min()
+        .filter(|&(d, k)| d <= 2.max(k.len() / 4))
+        .map(|(_, k)| format!("did you mean '{k}'? "))
+        .unwrap_or_default();
+    Error::argument(what, "name", format!("unknown {what} '{name}'; {nearest}known: {} ({more})", known.join(", ")))
+}
