@@ -187,3 +187,29 @@ fn gradient_clipping_by_global_norm() {
     assert!((after - 1.0).abs() < 1e-5, "{after}");
     let _ = layer.forward(&mut Step::eval(&tape), tape.constant(Tensor::zeros([1, 2]))).unwrap();
 }
+
+/// Gradients are keyed by each parameter's id, not its address: moving the
+/// model (into a box, a vector, a thread) between the forward pass and the
+/// update keeps them, and gradients of another model are an error rather
+/// than silently dropped.
+#[test]
+fn gradients_survive_moving_the_model_and_refuse_another() {
+    let model = Linear::<f64>::new(3, 2, true, &mut wengert::core::rng(0)).unwrap();
+    let grads = {
+        let mut m = model.clone();
+        let tape = Tape::new();
+        let mut step = Step::train(&tape, 0);
+        let y = m.forward(&mut step, tape.constant(Tensor::ones([4, 3]))).unwrap();
+        step.backward(y.sum_all().unwrap()).unwrap()
+    };
+    let before = model.weight.value().clone();
+    let mut moved = vec![Box::new(model)];
+    let mut moved = std::thread::spawn(move || moved.pop().unwrap()).join().unwrap();
+    Sgd::new(0.0, 0.0).step(&mut *moved, &grads, 0.5).unwrap();
+    // ∂/∂w Σ(xWᵀ + b) with x = 1 is 4 for every weight: w moves by 0.5·4.
+    let after = moved.weight.value();
+    assert!(before.data().iter().zip(after.data()).all(|(b, a)| (b - a - 2.0).abs() < 1e-12));
+    let mut other = Linear::<f64>::new(3, 2, true, &mut wengert::core::rng(0)).unwrap();
+    let e = Sgd::new(0.0, 0.0).step(&mut other, &grads, 0.5).unwrap_err().to_string();
+    assert!(e.contains("2 of 2 gradients belong to no trainable parameter of this model"), "{e}");
+}

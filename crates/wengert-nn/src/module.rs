@@ -8,19 +8,45 @@
 //! and the seeded generator that dropout draws from.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wengert_core::{BackwardOptions, Error, Float, Result, Tape, Tensor, Var};
 
+/// A parameter's identity: handed out when the parameter is made, unique
+/// in the process, and kept when the parameter (or its model) is moved or
+/// cloned. [`Step`] and [`ParamGrads`] key parameters by it, so gradients
+/// survive moving a model between the forward pass and the update.
+/// Checkpoints and optimiser state use the dotted names instead, which
+/// outlive the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(u64);
+
+impl ParamId {
+    fn fresh() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ParamId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// A trainable tensor that persists across steps.
+///
+/// A clone is the same parameter ([`Param::id`] is kept): gradients from a
+/// step of either apply to both. Make a new one with [`Param::new`].
 #[derive(Clone, Debug)]
 pub struct Param<T: Float> {
     value: Tensor<T>,
     requires_grad: bool,
+    id: ParamId,
 }
 
 impl<T: Float> Param<T> {
-    /// A trainable parameter.
+    /// A trainable parameter, with a fresh [`ParamId`].
     pub fn new(value: Tensor<T>) -> Self {
-        Param { value, requires_grad: true }
+        Param { value, requires_grad: true, id: ParamId::fresh() }
+    }
+
+    /// The parameter's identity.
+    pub fn id(&self) -> ParamId {
+        self.id
     }
 
     /// The current value.
@@ -131,10 +157,6 @@ impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     }
 }
 
-/// The address of a parameter: its identity for the length of one step.
-/// Never dereferenced; the model is not moved while a step is bound to it.
-type ParamKey<T> = *const Param<T>;
-
 /// Parameters bound to a tape for one training or evaluation step.
 ///
 /// ```
@@ -154,19 +176,19 @@ pub struct Step<'t, T: Float> {
     tape: &'t Tape<T>,
     training: bool,
     rng: wengert_core::Rng,
-    bound: Vec<(ParamKey<T>, Var<'t, T>)>,
+    bound: HashMap<ParamId, Var<'t, T>>,
 }
 
 impl<'t, T: Float> Step<'t, T> {
     /// A training step: batch statistics, running-statistic updates, dropout
     /// active with masks drawn from a generator seeded with `seed`.
     pub fn train(tape: &'t Tape<T>, seed: u64) -> Self {
-        Step { tape, training: true, rng: wengert_core::rng(seed), bound: Vec::new() }
+        Step { tape, training: true, rng: wengert_core::rng(seed), bound: HashMap::new() }
     }
 
     /// An evaluation step: running statistics, no dropout.
     pub fn eval(tape: &'t Tape<T>) -> Self {
-        Step { tape, training: false, rng: wengert_core::rng(0), bound: Vec::new() }
+        Step { tape, training: false, rng: wengert_core::rng(0), bound: HashMap::new() }
     }
 
     /// The tape.
@@ -187,27 +209,28 @@ impl<'t, T: Float> Step<'t, T> {
     /// The variable for `p` on this step's tape, putting it there on first
     /// use: as a leaf when trainable, as a constant when frozen.
     pub fn param(&mut self, p: &Param<T>) -> Var<'t, T> {
-        let key: ParamKey<T> = p;
-        if let Some((_, v)) = self.bound.iter().rev().find(|(k, _)| *k == key) {
-            return *v;
-        }
-        let v = if p.requires_grad { self.tape.leaf(p.value.clone()) } else { self.tape.constant(p.value.clone()) };
-        self.bound.push((key, v));
-        v
+        let (tape, value, trained) = (self.tape, &p.value, p.requires_grad);
+        *self.bound.entry(p.id).or_insert_with(|| {
+            if trained {
+                tape.leaf(value.clone())
+            } else {
+                tape.constant(value.clone())
+            }
+        })
     }
 
     /// Uses `var` as `p` in this step instead of putting `p`'s value on the
     /// tape: for differentiating with respect to variables made elsewhere
     /// (a conformance case's inputs, a meta-learning outer loop).
     pub fn bind(&mut self, p: &Param<T>, var: Var<'t, T>) {
-        self.bound.push((p as ParamKey<T>, var));
+        self.bound.insert(p.id, var);
     }
 
     /// Backward from a one-element `loss` to every trainable parameter used
     /// in this step.
     pub fn backward(&self, loss: Var<'t, T>) -> Result<ParamGrads<T>> {
-        let trained: Vec<(ParamKey<T>, Var<'t, T>)> =
-            self.bound.iter().filter(|(_, v)| v.requires_grad()).copied().collect();
+        let trained: Vec<(ParamId, Var<'t, T>)> =
+            self.bound.iter().filter(|(_, v)| v.requires_grad()).map(|(&k, &v)| (k, v)).collect();
         let vars: Vec<Var<'t, T>> = trained.iter().map(|(_, v)| *v).collect();
         let mut g = self.tape.backward_with(loss, BackwardOptions { wrt: Some(&vars), ..Default::default() })?;
         let mut map = HashMap::with_capacity(trained.len());
@@ -215,7 +238,7 @@ impl<'t, T: Float> Step<'t, T> {
             let t = g
                 .remove(v)
                 .ok_or_else(|| Error::argument("Step::backward", "loss", "a parameter's gradient is missing"))?;
-            map.insert(key as usize, t);
+            map.insert(key, t);
         }
         Ok(ParamGrads { map })
     }
@@ -224,18 +247,18 @@ impl<'t, T: Float> Step<'t, T> {
 /// Gradients of parameters, as plain tensors (they keep nothing of the tape).
 #[derive(Clone, Debug, Default)]
 pub struct ParamGrads<T: Float> {
-    map: HashMap<usize, Tensor<T>>,
+    map: HashMap<ParamId, Tensor<T>>,
 }
 
 impl<T: Float> ParamGrads<T> {
     /// The gradient of `p`, if `p` was used and trainable in the step.
     pub fn get(&self, p: &Param<T>) -> Option<&Tensor<T>> {
-        self.map.get(&(p as *const Param<T> as usize))
+        self.map.get(&p.id)
     }
 
     /// Mutable access, e.g. for clipping.
     pub fn get_mut(&mut self, p: &Param<T>) -> Option<&mut Tensor<T>> {
-        self.map.get_mut(&(p as *const Param<T> as usize))
+        self.map.get_mut(&p.id)
     }
 
     /// Every gradient, in no particular order.

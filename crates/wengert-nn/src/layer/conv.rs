@@ -5,6 +5,7 @@ use wengert_core::{Error, Float, Result, Rng, Shape, Var};
 use wengert_ops::{Conv2dOptions, ConvTranspose2dOptions};
 
 /// 2-d convolution with `weight [out, in/groups, kh, kw]` and optional `bias [out]`.
+#[derive(Clone, Debug)]
 pub struct Conv2d<T: Float> {
     /// `[out, in/groups, kh, kw]`
     pub weight: Param<T>,
@@ -50,6 +51,7 @@ impl<T: Float> Module<T> for Conv2d<T> {
 }
 
 /// 2-d transposed convolution with `weight [in, out/groups, kh, kw]`.
+#[derive(Clone, Debug)]
 pub struct ConvTranspose2d<T: Float> {
     /// `[in, out/groups, kh, kw]`
     pub weight: Param<T>,

@@ -4,6 +4,7 @@ use crate::module::{Module, Param, StateMut, StateRef, Step};
 use wengert_core::{Float, Result, Rng, Var};
 
 /// `y = x·Wᵀ + b` with `weight [out, in]` and `bias [out]`.
+#[derive(Clone, Debug)]
 pub struct Linear<T: Float> {
     /// `[out_features, in_features]`
     pub weight: Param<T>,

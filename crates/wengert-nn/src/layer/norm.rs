@@ -10,6 +10,7 @@ use wengert_core::{Error, Float, Result, Tensor, Var};
 /// momentum·batch`, with the *unbiased* batch variance, and
 /// `num_batches_tracked += 1`. In an evaluation step it normalises with the
 /// running estimates.
+#[derive(Clone, Debug)]
 pub struct BatchNorm2d<T: Float> {
     /// Scale `[C]` (γ), initialised to 1.
     pub weight: Param<T>,
@@ -99,6 +100,7 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
 
 /// Layer normalisation over the trailing `normalized_shape` axes, with
 /// elementwise scale and shift of that shape.
+#[derive(Clone, Debug)]
 pub struct LayerNorm<T: Float> {
     /// Scale, initialised to 1.
     pub weight: Param<T>,

@@ -52,17 +52,34 @@ fn each_param<T: Float>(
     mut f: impl FnMut(&str, &mut Tensor<T>, &Tensor<T>) -> Result<()>,
 ) -> Result<()> {
     let mut result = Ok(());
+    let mut used = 0;
     model.visit_mut("", &mut |name, entry| {
         if let StateMut::Param(p) = entry {
             if result.is_ok() && p.requires_grad() {
                 if let Some(g) = grads.get(p) {
+                    used += 1;
                     let g = g.clone();
                     result = f(&name, p.value_mut(), &g);
                 }
             }
         }
     });
-    result
+    result?;
+    // Gradients keyed by no parameter of this model (another model's, or a
+    // model rebuilt since the forward pass) would otherwise be dropped.
+    if used < grads.len() {
+        return Err(Error::argument(
+            "optimizer",
+            "grads",
+            format!(
+                "{} of {} gradients belong to no trainable parameter of this model (were they computed with another \
+                 model, or was it rebuilt after the forward pass?)",
+                grads.len() - used,
+                grads.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The state tensor `key` of a parameter of shape `like`, made by `init`
