@@ -123,10 +123,10 @@ fn constructors_check_their_invariants() {
     let data = Dataset::new(vec![0; 16], vec![1], 4, 4).unwrap();
     assert!(Loader::new(data, 0, 0).is_err());
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
-    let config = Config { epochs: 1, lr: f64::NAN, momentum: 0.9, weight_decay: 0.0, warmup: 0, seed: 0 };
+    let config = Config { lr: f64::NAN, ..Config::default() };
     assert!(Trainer::new(model, config, 1).err().unwrap().to_string().contains("lr"));
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
-    let config = Config { epochs: 1, lr: 0.1, momentum: 0.9, weight_decay: 0.0, warmup: 0, seed: 0 };
+    let config = Config::default();
     assert!(Trainer::new(model, config, 0).is_err(), "a trainer with no batches would loop forever");
 }
 
@@ -141,7 +141,7 @@ fn trainer(lr: f64, n: usize) -> (Trainer, Loader) {
     .unwrap();
     let loader = Loader::new(data, 4, 0).unwrap();
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
-    let config = Config { epochs: 2, lr, momentum: 0.9, weight_decay: 0.0, warmup: 0, seed: 0 };
+    let config = Config { epochs: 2, lr, weight_decay: 0.0, warmup: 0, ..Config::default() };
     (Trainer::new(model, config, loader.batches()).unwrap(), loader)
 }
 

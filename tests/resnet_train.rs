@@ -13,7 +13,7 @@ fn loader(n: usize) -> Loader {
 
 fn trainer(batches: usize) -> Trainer {
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
-    Trainer::new(model, Config { epochs: 3, lr: 0.1, momentum: 0.9, weight_decay: 0.0, warmup: 5, seed: 0 }, batches)
+    Trainer::new(model, Config { epochs: 3, lr: 0.1, weight_decay: 0.0, warmup: 5, ..Config::default() }, batches)
         .unwrap()
 }
 
@@ -95,14 +95,13 @@ fn predict_writes_the_models_logits() {
 /// (Adam, clipped gradients, as `wengert train --model rnn|lstm|residual_rnn`).
 #[test]
 fn recurrent_classifiers_learn_sequential_mnist() {
-    use wengert::nn::optim::Adam;
     use wengert::resnet::registry::Model;
     let data = loader(1280);
     for name in ["rnn", "lstm", "residual_rnn"] {
         let model = name.parse::<Model>().unwrap().build::<f32>((1, 28, 28), 10, &mut wengert::core::rng(0)).unwrap();
-        let config = Config { epochs: 3, lr: 0.002, momentum: 0.9, weight_decay: 0.0, warmup: 5, seed: 0 };
+        let optimizer = wengert::resnet::train::OptimizerKind::Adam;
+        let config = Config { epochs: 3, lr: 0.002, weight_decay: 0.0, warmup: 5, optimizer, ..Config::default() };
         let mut t = Trainer::new(model, config, data.batches()).unwrap();
-        t.set_optimizer(Box::new(Adam::new(0.0)));
         t.clip = Some(1.0);
         let first = t.epoch(&data, |_, _| {}).unwrap();
         t.epoch(&data, |_, _| {}).unwrap();

@@ -89,7 +89,7 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     let mut runs = Vec::new();
     for name in a.models.split(',').map(str::trim) {
         let model = name.parse::<Model>()?.build::<f32>((1, 28, 28), 10, &mut wengert::core::rng(a.seed))?;
-        let config = Config { epochs, lr: a.lr, momentum: 0.9, weight_decay: 5e-4, warmup: 100, seed: a.seed };
+        let config = Config { epochs, lr: a.lr, seed: a.seed, ..Config::default() };
         let mut trainer = Trainer::new(model, config, train.batches())?;
         let mut run = Run { name: name.into(), train: Vec::new(), test: Vec::new() };
         let t0 = std::time::Instant::now();

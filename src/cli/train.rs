@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wengert::core::{Error, Result};
 use wengert::nn::checkpoint::{load_model, read_metadata, write_atomic};
-use wengert::nn::optim::Adam;
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::registry::{DatasetName, Input, Model};
-use wengert::resnet::train::{evaluate, Config, Score, Trainer, MODEL};
+use wengert::resnet::train::{evaluate, Config, OptimizerKind, Score, Trainer, MODEL};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
@@ -188,11 +187,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let adam = a.optimizer.as_deref().map_or(defaults.adam, |o| o == "adam");
     let lr = a.lr.unwrap_or(if adam { 0.002 } else { 0.1 });
     let weight_decay = a.weight_decay.unwrap_or(if adam { 0.0 } else { 5e-4 });
-    let config = Config { epochs: a.epochs, lr, momentum: 0.9, weight_decay, warmup: 100, seed: a.seed };
+    let optimizer = if adam { OptimizerKind::Adam } else { OptimizerKind::Sgd };
+    let config = Config { epochs: a.epochs, lr, weight_decay, seed: a.seed, optimizer, ..Config::default() };
     let mut trainer = Trainer::new(model, config, train.batches())?;
-    if adam {
-        trainer.set_optimizer(Box::new(Adam::new(weight_decay)));
-    }
     trainer.clip = a.clip.or(defaults.clip).filter(|c| *c > 0.0);
     trainer.detect_anomaly = a.detect_anomaly;
     trainer.tag("model", &a.model);

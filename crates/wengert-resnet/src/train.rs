@@ -26,7 +26,7 @@ use std::path::Path;
 use wengert_core::{Error, Result, Tape};
 use wengert_nn::checkpoint::{load_checkpoint, read_metadata, save_checkpoint, save_model_with};
 use wengert_nn::module::StateRef;
-use wengert_nn::optim::{check_state, Cosine, LrSchedule, Optimizer, Sgd, Warmup};
+use wengert_nn::optim::{check_state, Adam, Cosine, LrSchedule, Optimizer, Sgd, Warmup};
 use wengert_nn::{Module, Step};
 
 /// The file [`Trainer::save`] writes the whole training state to.
@@ -41,14 +41,56 @@ pub struct Config {
     pub epochs: usize,
     /// Peak learning rate.
     pub lr: f64,
-    /// SGD momentum.
+    /// SGD momentum (unused by Adam).
     pub momentum: f64,
-    /// L2 weight decay.
+    /// L2 weight decay (decoupled for AdamW).
     pub weight_decay: f64,
     /// Warm-up iterations (linear from 10% of the peak).
     pub warmup: usize,
     /// Seed of the weights, the shuffling and the augmentation.
     pub seed: u64,
+    /// The optimiser [`Trainer::new`] builds.
+    pub optimizer: OptimizerKind,
+}
+
+/// Which optimiser a run uses, with the configuration's momentum and
+/// weight decay and PyTorch's other defaults. An optimiser of your own goes
+/// in with [`Trainer::set_optimizer`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// SGD with momentum, as He et al. train ResNets.
+    #[default]
+    Sgd,
+    /// Adam with an L2 penalty.
+    Adam,
+    /// AdamW: decoupled weight decay.
+    AdamW,
+}
+
+impl OptimizerKind {
+    fn build(self, momentum: f64, weight_decay: f64) -> Box<dyn Optimizer<f32>> {
+        match self {
+            OptimizerKind::Sgd => Box::new(Sgd::new(momentum, weight_decay)),
+            OptimizerKind::Adam => Box::new(Adam::new(weight_decay)),
+            OptimizerKind::AdamW => Box::new(Adam::adamw(weight_decay)),
+        }
+    }
+}
+
+/// One epoch of SGD at 0.1 (momentum 0.9, weight decay 5e-4), 100 warm-up
+/// iterations, seed 0: `wengert train`'s defaults for the image models.
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            epochs: 1,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            warmup: 100,
+            seed: 0,
+            optimizer: OptimizerKind::Sgd,
+        }
+    }
 }
 
 impl Config {
@@ -165,7 +207,7 @@ impl<M: Module<f32>> Trainer<M> {
             model,
             clip: None,
             detect_anomaly: false,
-            optimizer: Box::new(Sgd::new(config.momentum, config.weight_decay)),
+            optimizer: config.optimizer.build(config.momentum, config.weight_decay),
             schedule,
             config,
             iteration: 0,
@@ -182,9 +224,8 @@ impl<M: Module<f32>> Trainer<M> {
         self.tags.insert(key.to_string(), value.to_string());
     }
 
-    /// Replaces the optimiser (SGD with the configuration's momentum and
-    /// weight decay by default), e.g. with Adam for recurrent nets. Call it
-    /// before the first step or [`Trainer::resume`].
+    /// Replaces the optimiser that [`Config::optimizer`] chose with one of
+    /// your own. Call it before the first step or [`Trainer::resume`].
     pub fn set_optimizer(&mut self, optimizer: Box<dyn Optimizer<f32>>) {
         self.optimizer = optimizer;
     }
