@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wengert::core::{Error, Result};
 use wengert::nn::checkpoint::{load_model, read_metadata, write_atomic};
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
-use wengert::resnet::registry::{DatasetName, Input, Model};
+use wengert::resnet::registry::{DatasetName, Input, Model, TrainingDefaults};
 use wengert::resnet::train::{evaluate, Config, OptimizerKind, Score, Trainer, MODEL};
 
 /// The options of `wengert train`.
@@ -185,8 +185,10 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let model = a.model.build::<f32>(image, 10, &mut wengert::core::rng(a.seed))?;
     let defaults = a.model.training_defaults();
     let adam = a.optimizer.as_deref().map_or(defaults.adam, |o| o == "adam");
-    let lr = a.lr.unwrap_or(if adam { 0.002 } else { 0.1 });
-    let weight_decay = a.weight_decay.unwrap_or(if adam { 0.0 } else { 5e-4 });
+    // An --optimizer other than the model's takes that optimiser's defaults.
+    let chosen = TrainingDefaults::optimizer(adam);
+    let lr = a.lr.unwrap_or(chosen.lr);
+    let weight_decay = a.weight_decay.unwrap_or(chosen.weight_decay);
     let optimizer = if adam { OptimizerKind::Adam } else { OptimizerKind::Sgd };
     let config = Config { epochs: a.epochs, lr, weight_decay, seed: a.seed, optimizer, ..Config::default() };
     let mut trainer = Trainer::new(model, config, train.batches())?;

@@ -61,6 +61,19 @@ pub struct TrainingDefaults {
     pub clip: Option<f64>,
 }
 
+impl TrainingDefaults {
+    /// The defaults of one optimiser, whatever the model: Adam at 0.002
+    /// without weight decay, or SGD at 0.1 with weight decay 5e-4; no
+    /// clipping.
+    pub fn optimizer(adam: bool) -> TrainingDefaults {
+        if adam {
+            TrainingDefaults { adam, lr: 0.002, weight_decay: 0.0, clip: None }
+        } else {
+            TrainingDefaults { adam, lr: 0.1, weight_decay: 5e-4, clip: None }
+        }
+    }
+}
+
 /// The names `Model::catalogue` lists: every family at its usual depths.
 const CATALOGUE: &[&str] = &[
     "resnet8",
@@ -120,8 +133,8 @@ impl Model {
     /// recurrent ones.
     pub fn training_defaults(&self) -> TrainingDefaults {
         match self {
-            Model::Sequence(_) => TrainingDefaults { adam: true, lr: 0.002, weight_decay: 0.0, clip: Some(1.0) },
-            _ => TrainingDefaults { adam: false, lr: 0.1, weight_decay: 5e-4, clip: None },
+            Model::Sequence(_) => TrainingDefaults { clip: Some(1.0), ..TrainingDefaults::optimizer(true) },
+            _ => TrainingDefaults::optimizer(false),
         }
     }
 
