@@ -9,7 +9,7 @@ use wengert::core::ops::unary::Unary;
 use wengert::core::{smallvec::smallvec, Error, Shape, Tape, Tensor};
 use wengert::nn::checkpoint::{load_model, save_checkpoint, save_model_with};
 use wengert::nn::optim::{Adam, OptimState, Optimizer};
-use wengert::nn::{Module, Step};
+use wengert::nn::{Module, Step, Visit};
 use wengert::ops::{self as ops, matmul::MatMul, Conv2dOptions, ConvTranspose2dOptions, Pool2d};
 use wengert::resnet::block::{Block, Kind, Shortcut};
 use wengert::resnet::data::{Dataset, Loader};

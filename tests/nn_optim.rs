@@ -6,10 +6,12 @@ use wengert::nn::layer::Linear;
 use wengert::nn::optim::{
     clip_grad_norm, Adam, Constant, Cosine, LrSchedule, MultiStep, Optimizer, Sgd, StepDecay, Warmup,
 };
-use wengert::nn::{Module, Param, ParamGrads, StateMut, StateRef, Step};
+use wengert::nn::{Module, Param, ParamGrads, Step, Visit};
 
 /// A model of one scalar parameter, for hand-checkable updates.
-struct Scalar(Param<f64>);
+struct Scalar {
+    w: Param<f64>,
+}
 
 impl Module<f64> for Scalar {
     fn forward<'t>(
@@ -17,20 +19,18 @@ impl Module<f64> for Scalar {
         step: &mut Step<'t, f64>,
         x: wengert::Var<'t, f64>,
     ) -> wengert::Result<wengert::Var<'t, f64>> {
-        step.param(&self.0).mul(x)
+        step.param(&self.w).mul(x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, f64>)) {
-        f(wengert::nn::module::join(prefix, "w"), StateRef::Param(&self.0));
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, f64>)) {
-        f(wengert::nn::module::join(prefix, "w"), StateMut::Param(&mut self.0));
-    }
+}
+
+impl Visit<f64> for Scalar {
+    wengert::nn::visit_fields!(<f64> w);
 }
 
 /// Runs `steps` optimiser steps on L(w) = c·w (gradient c at every step,
 /// chosen per step), returning w after each step.
 fn run(opt: &mut dyn Optimizer<f64>, w0: f64, grads: &[f64], lr: f64) -> Vec<f64> {
-    let mut m = Scalar(Param::new(Tensor::scalar(w0)));
+    let mut m = Scalar { w: Param::new(Tensor::scalar(w0)) };
     let mut out = Vec::new();
     for &c in grads {
         let tape = Tape::new();
@@ -40,7 +40,7 @@ fn run(opt: &mut dyn Optimizer<f64>, w0: f64, grads: &[f64], lr: f64) -> Vec<f64
             step.backward(y).unwrap()
         };
         opt.step(&mut m, &g, lr).unwrap();
-        out.push(m.0.value().item().unwrap());
+        out.push(m.w.value().item().unwrap());
     }
     out
 }
@@ -79,7 +79,7 @@ fn sgd_nesterov() {
     // Step 1: b = 1, d = 1 + 0.9·1 = 1.9, w = 2 − 0.19. Step 2: b = 1.9, d = 1 + 1.71.
     close(&got, &[2.0 - 0.19, 2.0 - 0.19 - 0.1 * 2.71]);
     let mut bad = Sgd::<f64>::new(0.0, 0.0).nesterov();
-    let mut m = Scalar(Param::new(Tensor::scalar(1.0)));
+    let mut m = Scalar { w: Param::new(Tensor::scalar(1.0)) };
     let e = bad.step(&mut m, &ParamGrads::default(), 0.1).unwrap_err();
     assert!(e.to_string().contains("nesterov"), "{e}");
 }

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use wengert::core::functional::jacobian;
 use wengert::core::{BackwardOptions, Tape, Tensor, Var};
 use wengert::nn::layer::{Cell, Recurrent, State};
-use wengert::nn::{Module, StateMut, Step};
+use wengert::nn::{Module, StateMut, Step, Visit};
 use wengert::ops::linear;
 
 fn cell() -> impl Strategy<Value = Cell> {

@@ -3,7 +3,7 @@
 
 use wengert::core::functional::jacobian;
 use wengert::core::{BackwardOptions, Tape, Tensor};
-use wengert::nn::{Module, StateMut, StateRef, Step};
+use wengert::nn::{Module, StateMut, StateRef, Step, Visit};
 use wengert::resnet::block::{Block, Kind, Shortcut};
 
 fn grads_of(block: &mut Block<f64>, x: &Tensor<f64>) -> (Tensor<f64>, Vec<Tensor<f64>>) {

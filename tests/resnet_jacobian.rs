@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use wengert::core::functional::jacobian;
 use wengert::core::{BackwardOptions, Rng, Tape, Tensor};
 use wengert::nn::layer::{Activation, BatchNorm2d, Conv2d, Linear, Sequential};
-use wengert::nn::{Module, StateMut, StateRef, Step};
+use wengert::nn::{Module, StateMut, StateRef, Step, Visit};
 use wengert::ops::{relu, Conv2dOptions};
 use wengert::resnet::residual::Residual;
 

@@ -3,7 +3,7 @@
 //! the same gradients) and ResNet-152 at 224×224.
 
 use wengert::core::{Tape, Tensor};
-use wengert::nn::{Module, StateRef, Step};
+use wengert::nn::{Module, StateRef, Step, Visit};
 use wengert::ops::cross_entropy;
 use wengert::resnet::zoo::ResNet;
 

@@ -50,7 +50,7 @@ fn a_resumed_run_continues_exactly() {
     resumed.epoch(&data, |_, _| {}).unwrap();
     let state = |t: &Trainer| {
         let mut v = Vec::new();
-        wengert::nn::Module::visit(&t.model, "", &mut |n, s| {
+        wengert::nn::Visit::visit(&t.model, "", &mut |n, s| {
             if let wengert::nn::StateRef::Param(p) = s {
                 v.push((n, p.value().to_vec()));
             }

@@ -1,7 +1,7 @@
 //! The zoo's architectures: exact parameter counts, shapes, multiply-adds.
 
 use wengert::core::{Tape, Tensor};
-use wengert::nn::{Module, Step};
+use wengert::nn::{Module, Step, Visit};
 use wengert::resnet::zoo::{ResNet, Spec};
 
 fn count(name: &str, c: usize, classes: usize) -> usize {
@@ -91,4 +91,27 @@ fn a_cifar_resnet_runs_on_mnist_sized_input() {
     net.visit("", &mut |_, s| params += matches!(s, wengert::nn::StateRef::Param(_)) as usize);
     assert_eq!(params, 3 + 9 * 6 + 2);
     assert_eq!(g.len(), params, "every trainable tensor gets a gradient");
+}
+
+/// Every model's state is listed once: reading and writing traverse the
+/// same entries in the same order, with torchvision's names and no
+/// duplicates.
+#[test]
+fn reading_and_writing_visit_the_same_state() {
+    for name in ["resnet20", "plain20", "resnet18", "resnet50", "preact_resnet164"] {
+        let mut m = ResNet::<f32>::by_name(name, 3, 10, &mut wengert::core::rng(0)).unwrap();
+        let read = m.state_names();
+        let mut written = Vec::new();
+        m.visit_mut("", &mut |n, _| written.push(n));
+        assert_eq!(read, written, "{name}");
+        let unique: std::collections::HashSet<_> = read.iter().collect();
+        assert_eq!(unique.len(), read.len(), "{name} repeats a name");
+        assert_eq!(read[0], "conv1.weight", "{name}");
+        assert_eq!(read.last().unwrap(), "fc.bias", "{name}");
+    }
+    let pre = ResNet::<f32>::by_name("preact_resnet164", 3, 10, &mut wengert::core::rng(0)).unwrap().state_names();
+    // The projection unit's bn1 runs before its node, and keeps its name.
+    for n in ["layer2.0.bn1.weight", "layer2.0.shortcut.0.weight", "layer2.0.conv3.weight", "bn.running_var"] {
+        assert!(pre.iter().any(|m| m == n), "{n}");
+    }
 }

@@ -8,7 +8,7 @@ use super::build::{only, text, usize_of};
 use super::Inputs;
 use serde_json::{Map, Value};
 use wengert_core::{Error, Float, Result, Var};
-use wengert_nn::{Module, StateRef, Step};
+use wengert_nn::{Module, StateRef, Step, Visit};
 use wengert_resnet::block::{Block, Kind, Shortcut};
 
 pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Map<String, Value>, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {

@@ -6,9 +6,15 @@
 //! tape's gradients back to the parameters afterwards. The step also carries
 //! what varies per step rather than per model: training or evaluation mode,
 //! and the seeded generator that dropout draws from.
+//!
+//! A module's state is listed once, in its [`Visit`] implementation, usually
+//! written with [`visit_fields!`](crate::visit_fields): every reader and
+//! writer of state (gradient binding, optimisers, clipping, checkpoints,
+//! recomputation) goes through that one traversal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use wengert_core::{BackwardOptions, Error, Float, Result, Tape, Tensor, Var};
 
 /// A parameter's identity: handed out when the parameter is made, unique
@@ -92,12 +98,256 @@ pub enum StateMut<'a, T: Float> {
     Count(&'a mut i64),
 }
 
-/// `prefix.name`, or `name` at the top level.
+/// `prefix.name`, or `name` at the top level (and `prefix` for an empty
+/// `name`: a child whose entries sit directly in its parent's namespace).
 pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
+    } else if name.is_empty() {
+        prefix.to_string()
     } else {
         format!("{prefix}.{name}")
+    }
+}
+
+/// Something with named state: a parameter, a buffer, a counter, a module,
+/// or a container of them. It is the one traversal of a model's state:
+/// [`visit`](Visit::visit) for readers, [`visit_mut`](Visit::visit_mut)
+/// for writers, in the same order with the same names.
+///
+/// Leaves and containers implement it here: a [`Param`] is one parameter
+/// entry, a [`Tensor`] one buffer, an `i64` one counter; `Option`, `Vec`
+/// (children `0`, `1`, …), [`Named`] (children with their own names), `Box`
+/// and `Arc<Mutex<_>>` pass through to what they hold. A module lists its
+/// fields once with [`visit_fields!`](crate::visit_fields):
+///
+/// ```
+/// use wengert_core::{Float, Result, Tensor, Var};
+/// use wengert_nn::{Module, Param, Step, Visit};
+///
+/// /// `y = scale · x + shift`, elementwise, with a counter of calls.
+/// struct Affine<T: Float> {
+///     scale: Param<T>,
+///     shift: Option<Param<T>>,
+///     calls: i64,
+/// }
+///
+/// impl<T: Float> Visit<T> for Affine<T> {
+///     // `weight` is the state name of the `scale` field.
+///     wengert_nn::visit_fields!("weight" => scale, shift, calls);
+/// }
+///
+/// impl<T: Float> Module<T> for Affine<T> {
+///     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+///         self.calls += 1;
+///         let y = step.param(&self.scale).mul(x)?;
+///         match &self.shift {
+///             Some(b) => y.add(step.param(b)),
+///             None => Ok(y),
+///         }
+///     }
+/// }
+///
+/// let m = Affine::<f32> { scale: Param::new(Tensor::ones([3])), shift: None, calls: 0 };
+/// assert_eq!(m.state_names(), ["weight", "calls"]);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub trait Visit<T: Float> {
+    /// Calls `f` with every state entry's dotted name, under `prefix`.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>));
+
+    /// Calls `f` with every state entry, mutably, in the order of
+    /// [`visit`](Visit::visit).
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>));
+}
+
+/// Implements [`Visit`]'s two methods from one list of fields, inside an
+/// `impl Visit<T> for …` block.
+///
+/// Each entry is a field (`weight`), saved under the field's name, or
+/// `"name" => field` to save it under another name; `"" => field` puts the
+/// field's entries directly in the module's namespace. Every field must
+/// implement [`Visit`] (parameters, buffers, counters, modules, and
+/// `Option`s, `Vec`s and [`Named`] lists of them). The float type is `T`;
+/// write `visit_fields!(<f64> …)` for a module of one concrete type. See
+/// [`Visit`] for an example.
+#[macro_export]
+macro_rules! visit_fields {
+    (<$t:ty> $($fields:tt)*) => {
+        $crate::__visit_fields!([$t] $($fields)*);
+    };
+    ($($fields:tt)*) => {
+        $crate::__visit_fields!([T] $($fields)*);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __visit_fields {
+    ([$t:ty] $($($name:literal =>)? $field:ident),* $(,)?) => {
+        #[allow(unused_variables)]
+        fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, $crate::StateRef<'_, $t>)) {
+            $(
+                $crate::Visit::<$t>::visit(
+                    &self.$field,
+                    &$crate::module::join(prefix, $crate::__field_name!($($name)? $field)),
+                    f,
+                );
+            )*
+        }
+
+        #[allow(unused_variables)]
+        fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, $crate::StateMut<'_, $t>)) {
+            $(
+                $crate::Visit::<$t>::visit_mut(
+                    &mut self.$field,
+                    &$crate::module::join(prefix, $crate::__field_name!($($name)? $field)),
+                    f,
+                );
+            )*
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __field_name {
+    ($name:literal $field:ident) => {
+        $name
+    };
+    ($field:ident) => {
+        stringify!($field)
+    };
+}
+
+impl<T: Float> Visit<T> for Param<T> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        f(prefix.to_string(), StateRef::Param(self));
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        f(prefix.to_string(), StateMut::Param(self));
+    }
+}
+
+/// A tensor in a module's state is a buffer: saved and loaded, not trained.
+impl<T: Float> Visit<T> for Tensor<T> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        f(prefix.to_string(), StateRef::Buffer(self));
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        f(prefix.to_string(), StateMut::Buffer(self));
+    }
+}
+
+/// An `i64` in a module's state is a counter (`num_batches_tracked`).
+impl<T: Float> Visit<T> for i64 {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        f(prefix.to_string(), StateRef::Count(self));
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        f(prefix.to_string(), StateMut::Count(self));
+    }
+}
+
+/// Absent state has no entries.
+impl<T: Float, V: Visit<T>> Visit<T> for Option<V> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        if let Some(v) = self {
+            v.visit(prefix, f);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        if let Some(v) = self {
+            v.visit_mut(prefix, f);
+        }
+    }
+}
+
+/// Children named by position, `0`, `1`, … (PyTorch's `ModuleList`).
+impl<T: Float, V: Visit<T>> Visit<T> for [V] {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        for (i, v) in self.iter().enumerate() {
+            v.visit(&join(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        for (i, v) in self.iter_mut().enumerate() {
+            v.visit_mut(&join(prefix, &i.to_string()), f);
+        }
+    }
+}
+
+/// As a slice: children `0`, `1`, ….
+impl<T: Float, V: Visit<T>> Visit<T> for Vec<V> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        self.as_slice().visit(prefix, f)
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        self.as_mut_slice().visit_mut(prefix, f)
+    }
+}
+
+/// As a slice: children `0`, `1`, ….
+impl<T: Float, V: Visit<T>, const N: usize> Visit<T> for [V; N] {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        self.as_slice().visit(prefix, f)
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        self.as_mut_slice().visit_mut(prefix, f)
+    }
+}
+
+impl<T: Float, V: Visit<T> + ?Sized> Visit<T> for Box<V> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        (**self).visit(prefix, f)
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        (**self).visit_mut(prefix, f)
+    }
+}
+
+/// State shared with a tape node (a residual block's branch): visited under
+/// the lock. A poisoned lock is taken over; the state itself is whole.
+impl<T: Float, V: Visit<T> + ?Sized> Visit<T> for Arc<Mutex<V>> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        self.lock().unwrap_or_else(|e| e.into_inner()).visit(prefix, f)
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        self.lock().unwrap_or_else(|e| e.into_inner()).visit_mut(prefix, f)
+    }
+}
+
+/// Children with names of their own, in order (an `nn.Sequential` built
+/// from an `OrderedDict`, or a network's named stages).
+#[derive(Clone, Debug)]
+pub struct Named<V>(pub Vec<(String, V)>);
+
+impl<V> Default for Named<V> {
+    fn default() -> Self {
+        Named(Vec::new())
+    }
+}
+
+impl<T: Float, V: Visit<T>> Visit<T> for Named<V> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        for (name, v) in &self.0 {
+            v.visit(&join(prefix, name), f);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        for (name, v) in &mut self.0 {
+            v.visit_mut(&join(prefix, name), f);
+        }
     }
 }
 
@@ -107,18 +357,13 @@ pub fn join(prefix: &str, name: &str) -> String {
 /// `bn1.running_mean`), so checkpoints line up with those written elsewhere.
 ///
 /// Modules are `Send`, as ops are, so that a model (and a residual block's
-/// node, which holds its branch) can move to another thread.
-pub trait Module<T: Float>: Send {
+/// node, which holds its branch) can move to another thread. Their state is
+/// listed by [`Visit`].
+pub trait Module<T: Float>: Visit<T> + Send {
     /// Applies the module to `x`, reading its parameters through `step`.
     /// Takes `&mut self` because batch norm updates its running statistics
     /// in training mode.
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>>;
-
-    /// Calls `f` with every state entry's dotted name, under `prefix`.
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>));
-
-    /// Calls `f` with every state entry, mutably.
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>));
 
     /// The number of trainable parameter elements.
     fn num_parameters(&self) -> usize {
@@ -146,14 +391,6 @@ pub trait Module<T: Float>: Send {
 impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         (**self).forward(step, x)
-    }
-
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        (**self).visit(prefix, f)
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        (**self).visit_mut(prefix, f)
     }
 }
 

@@ -20,8 +20,7 @@
 use crate::zoo::Summary;
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::layer::{BatchNorm2d, Conv2d, Dropout, Linear};
-use wengert_nn::module::join;
-use wengert_nn::{Module, StateMut, StateRef, Step};
+use wengert_nn::{Module, Named, Step, Visit};
 use wengert_ops::{global_avg_pool2d, max_pool2d, relu, Conv2dOptions, Pool2d};
 
 /// Convolution (no bias), batch norm (ε = 0.001), ReLU: torchvision's
@@ -57,16 +56,10 @@ impl<T: Float> Module<T> for BasicConv2d<T> {
         let h = self.conv.forward(step, x)?;
         relu(self.bn.forward(step, h)?)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        self.conv.visit(&join(prefix, "conv"), f);
-        self.bn.visit(&join(prefix, "bn"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        self.conv.visit_mut(&join(prefix, "conv"), f);
-        self.bn.visit_mut(&join(prefix, "bn"), f);
-    }
+impl<T: Float> Visit<T> for BasicConv2d<T> {
+    wengert_nn::visit_fields!(conv, bn);
 }
 
 fn pool(k: usize, s: usize, p: usize) -> Pool2d {
@@ -121,28 +114,10 @@ impl<T: Float> Module<T> for Inception<T> {
         let b4 = self.branch4.forward(step, max_pool2d(x, &pool(3, 1, 1))?)?;
         Var::concat(&[b1, b2, b3, b4], 1)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        self.branch1.visit(&join(prefix, "branch1"), f);
-        for (i, b) in self.branch2.iter().enumerate() {
-            b.visit(&join(prefix, &format!("branch2.{i}")), f);
-        }
-        for (i, b) in self.branch3.iter().enumerate() {
-            b.visit(&join(prefix, &format!("branch3.{i}")), f);
-        }
-        self.branch4.visit(&join(prefix, "branch4.1"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        self.branch1.visit_mut(&join(prefix, "branch1"), f);
-        for (i, b) in self.branch2.iter_mut().enumerate() {
-            b.visit_mut(&join(prefix, &format!("branch2.{i}")), f);
-        }
-        for (i, b) in self.branch3.iter_mut().enumerate() {
-            b.visit_mut(&join(prefix, &format!("branch3.{i}")), f);
-        }
-        self.branch4.visit_mut(&join(prefix, "branch4.1"), f);
-    }
+impl<T: Float> Visit<T> for Inception<T> {
+    wengert_nn::visit_fields!(branch1, branch2, branch3, "branch4.1" => branch4);
 }
 
 /// Adaptive average pooling to `out × out` (PyTorch's windows:
@@ -197,18 +172,10 @@ impl<T: Float> Module<T> for InceptionAux<T> {
         let h = Dropout { p: 0.7 }.forward(step, h)?;
         self.fc2.forward(step, h)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        self.conv.visit(&join(prefix, "conv"), f);
-        self.fc1.visit(&join(prefix, "fc1"), f);
-        self.fc2.visit(&join(prefix, "fc2"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        self.conv.visit_mut(&join(prefix, "conv"), f);
-        self.fc1.visit_mut(&join(prefix, "fc1"), f);
-        self.fc2.visit_mut(&join(prefix, "fc2"), f);
-    }
+impl<T: Float> Visit<T> for InceptionAux<T> {
+    wengert_nn::visit_fields!(conv, fc1, fc2);
 }
 
 /// One Inception module of the network: its name, input channels, the six
@@ -233,10 +200,20 @@ pub struct GoogLeNet<T: Float> {
     conv1: BasicConv2d<T>,
     conv2: BasicConv2d<T>,
     conv3: BasicConv2d<T>,
-    inceptions: Vec<Inception<T>>,
-    /// The auxiliary classifiers after `inception4a` and `inception4d`.
-    aux: Option<(InceptionAux<T>, InceptionAux<T>)>,
+    inceptions: Named<Inception<T>>,
+    /// The auxiliary classifiers, when the network has them.
+    aux: Option<AuxHeads<T>>,
     fc: Linear<T>,
+}
+
+/// The auxiliary classifiers after `inception4a` and `inception4d`.
+struct AuxHeads<T: Float> {
+    aux1: InceptionAux<T>,
+    aux2: InceptionAux<T>,
+}
+
+impl<T: Float> Visit<T> for AuxHeads<T> {
+    wengert_nn::visit_fields!(aux1, aux2);
 }
 
 /// The logits of a forward pass, and those of the auxiliary heads when the
@@ -255,10 +232,13 @@ impl<T: Float> GoogLeNet<T> {
         let conv1 = BasicConv2d::new(in_channels, 64, 7, 2, 3, rng)?;
         let conv2 = BasicConv2d::new(64, 64, 1, 1, 0, rng)?;
         let conv3 = BasicConv2d::new(64, 192, 3, 1, 1, rng)?;
-        let inceptions =
-            INCEPTIONS.iter().map(|(_, c, w, _)| Inception::new(*c, *w, rng)).collect::<Result<Vec<_>>>()?;
+        let inceptions = INCEPTIONS
+            .iter()
+            .map(|(name, c, w, _)| Ok((name.to_string(), Inception::new(*c, *w, rng)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let inceptions = Named(inceptions);
         let aux = if aux {
-            Some((InceptionAux::new(512, classes, rng)?, InceptionAux::new(528, classes, rng)?))
+            Some(AuxHeads { aux1: InceptionAux::new(512, classes, rng)?, aux2: InceptionAux::new(528, classes, rng)? })
         } else {
             None
         };
@@ -275,12 +255,12 @@ impl<T: Float> GoogLeNet<T> {
         let mut h = max_pool2d(h, &pool(3, 2, 0))?;
         let training = step.is_training();
         let (mut a1, mut a2) = (None, None);
-        for (m, (name, _, _, after)) in self.inceptions.iter_mut().zip(INCEPTIONS) {
+        for ((_, m), (name, _, _, after)) in self.inceptions.0.iter_mut().zip(INCEPTIONS) {
             h = m.forward(step, h)?;
-            if let (Some((aux1, aux2)), true) = (self.aux.as_mut(), training) {
+            if let (Some(heads), true) = (self.aux.as_mut(), training) {
                 match name {
-                    "inception4a" => a1 = Some(aux1.forward(step, h)?),
-                    "inception4d" => a2 = Some(aux2.forward(step, h)?),
+                    "inception4a" => a1 = Some(heads.aux1.forward(step, h)?),
+                    "inception4d" => a2 = Some(heads.aux2.forward(step, h)?),
                     _ => {}
                 }
             }
@@ -311,7 +291,7 @@ impl<T: Float> GoogLeNet<T> {
         rows.push(("conv2 + conv3".into(), [192, h, w]));
         [h, w] = pool(3, 2, 0).output_size([h, w])?;
         rows.push(("maxpool2".into(), [192, h, w]));
-        for (m, (name, _, _, after)) in self.inceptions.iter().zip(INCEPTIONS) {
+        for ((_, m), (name, _, _, after)) in self.inceptions.0.iter().zip(INCEPTIONS) {
             macs += m.macs(h, w);
             rows.push((name.to_string(), [m.out_channels(), h, w]));
             if let Some((k, s)) = after {
@@ -332,32 +312,8 @@ impl<T: Float> Module<T> for GoogLeNet<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         Ok(self.forward_all(step, x)?.logits)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        self.conv1.visit(&join(prefix, "conv1"), f);
-        self.conv2.visit(&join(prefix, "conv2"), f);
-        self.conv3.visit(&join(prefix, "conv3"), f);
-        for (m, (name, ..)) in self.inceptions.iter().zip(INCEPTIONS) {
-            m.visit(&join(prefix, name), f);
-        }
-        if let Some((a1, a2)) = &self.aux {
-            a1.visit(&join(prefix, "aux1"), f);
-            a2.visit(&join(prefix, "aux2"), f);
-        }
-        self.fc.visit(&join(prefix, "fc"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        self.conv1.visit_mut(&join(prefix, "conv1"), f);
-        self.conv2.visit_mut(&join(prefix, "conv2"), f);
-        self.conv3.visit_mut(&join(prefix, "conv3"), f);
-        for (m, (name, ..)) in self.inceptions.iter_mut().zip(INCEPTIONS) {
-            m.visit_mut(&join(prefix, name), f);
-        }
-        if let Some((a1, a2)) = &mut self.aux {
-            a1.visit_mut(&join(prefix, "aux1"), f);
-            a2.visit_mut(&join(prefix, "aux2"), f);
-        }
-        self.fc.visit_mut(&join(prefix, "fc"), f);
-    }
+impl<T: Float> Visit<T> for GoogLeNet<T> {
+    wengert_nn::visit_fields!(conv1, conv2, conv3, "" => inceptions, "" => aux, fc);
 }

@@ -31,7 +31,7 @@ use wengert_core::BackwardOptions;
 use wengert_core::{Error, Result, Tape, Tensor};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
 use wengert_nn::layer::{Activation, BatchNorm2d, Cell, Conv2d, Linear, Recurrent, Sequential};
-use wengert_nn::{Module, Param, StateRef, Step};
+use wengert_nn::{Module, Param, StateRef, Step, Visit};
 use wengert_ops::{cross_entropy, global_avg_pool2d, Conv2dOptions};
 
 /// The net and the batch of one measurement.

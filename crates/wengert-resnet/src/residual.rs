@@ -1,10 +1,22 @@
-//! A residual block around any module: `y = x + F(x)` as one tape node.
+//! Residual blocks `y = S(x) + F(x)`, each recorded as one tape node.
 //!
-//! [`Residual`] wraps a user's [`Module`] `F` (a [`Sequential`] of dense
-//! layers, a custom convolutional branch, anything) and records `x + F(x)`
-//! with [`Var::call`]: one entry on the tape whose backward is
-//! `δ_in = δ_out·(∂F/∂x + I)` plus the gradients of `F`'s parameters. The
-//! results equal those of the same computation recorded op by op.
+//! [`Residual`] wraps a branch `F` (any [`Module`]: a [`Sequential`] of
+//! dense layers, the convolutions and batch norms of a ResNet block, a
+//! user's own) and a shortcut `S`: the [`Identity`], option A's
+//! [`ZeroPad`], option B's projection (any module, usually a 1×1
+//! convolution and a batch norm), or none at all for the plain networks the
+//! paper compares against. The sum is recorded with [`Var::call`]: one entry
+//! on the tape whose backward is `δ_in = δ_out·(∂F/∂x + ∂S/∂x)` plus the
+//! gradients of the parameters, which for the identity is
+//! `δ_out·(∂F/∂x + I)`: the error signal passes through unchanged when `F`
+//! is small. The results equal those of the same computation recorded op
+//! by op. With [`recompute`](Residual::recompute) the node keeps only its
+//! input and runs the block again during backward.
+//!
+//! Running statistics (batch norm inside `F` or `S`) move once per training
+//! step, however often the block runs (recomputation, a recorded backward
+//! pass), and dropout inside the block draws the same masks every run.
+//! The zoo's blocks ([`Block`](crate::block::Block)) are built on it.
 //!
 //! ```
 //! use wengert_core::{Tape, Tensor};
@@ -31,51 +43,101 @@
 //!
 //! [`Sequential`]: wengert_nn::layer::Sequential
 
-use crate::block::function;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use wengert_core::ops::fused::Function;
+use wengert_core::ops::fused::{function, Function};
 use wengert_core::{Error, Float, Result, Tensor, Var};
-use wengert_nn::{Module, StateMut, StateRef, Step};
+use wengert_nn::{Module, StateMut, StateRef, Step, Visit};
 
-/// `y = x + F(x)` for a module `F` whose output has the shape of its input;
-/// see the [module documentation](self).
+/// `y = S(x) + F(x)` as one tape node; see the [module documentation](self).
 ///
-/// The state names are `F`'s own, unchanged: a `Residual` around a
-/// [`Sequential`](wengert_nn::layer::Sequential) saves `0.weight`, `0.bias`, ….
-pub struct Residual<M> {
-    f: Arc<Mutex<M>>,
-    /// Keep only the block's input and run `F` again during backward.
+/// The state names are those of `F` and `S`, unchanged and side by side: a
+/// `Residual` around a [`Sequential`](wengert_nn::layer::Sequential) saves
+/// `0.weight`, `0.bias`, …; name the shortcut's layers (`downsample.0`) to
+/// keep them apart.
+pub struct Residual<F, S = Identity> {
+    node: Arc<Mutex<Sum<F, S>>>,
+    name: &'static str,
+    /// Keep only the block's input and run the block again during backward.
     pub recompute: bool,
 }
 
-impl<M> Residual<M> {
+/// What the node computes: the branch, plus the shortcut when there is one.
+struct Sum<F, S> {
+    branch: F,
+    shortcut: Option<S>,
+}
+
+impl<T: Float, F: Visit<T>, S: Visit<T>> Visit<T> for Sum<F, S> {
+    wengert_nn::visit_fields!("" => branch, "" => shortcut);
+}
+
+impl<F> Residual<F, Identity> {
     /// The block `x + f(x)`.
-    pub fn new(f: M) -> Self {
-        Residual { f: Arc::new(Mutex::new(f)), recompute: false }
-    }
-
-    /// The branch `F`.
-    pub fn branch(&self) -> MutexGuard<'_, M> {
-        lock(&self.f)
-    }
-
-    /// The branch `F`, mutably (to re-initialise or freeze its parameters).
-    pub fn branch_mut(&mut self) -> MutexGuard<'_, M> {
-        lock(&self.f)
+    pub fn new(f: F) -> Self {
+        Residual::with_shortcut(f, Identity)
     }
 }
 
-/// The branch, shared with the node's function (a `Mutex` rather than a
-/// `RefCell` so that the function, and a tape holding it, are `Send`). A
-/// panic inside `F` poisons nothing that matters here: the guard is
-/// taken over.
+impl<F, S> Residual<F, S> {
+    /// The block `s(x) + f(x)`.
+    pub fn with_shortcut(f: F, s: S) -> Self {
+        Self::of(Sum { branch: f, shortcut: Some(s) })
+    }
+
+    /// The block `f(x)` alone, still one node: the plain networks' blocks.
+    pub fn without_shortcut(f: F) -> Self {
+        Self::of(Sum { branch: f, shortcut: None })
+    }
+
+    fn of(sum: Sum<F, S>) -> Self {
+        Residual { node: Arc::new(Mutex::new(sum)), name: "residual", recompute: false }
+    }
+
+    /// Names the node on the tape (`residual` unless named), as profiles
+    /// and anomaly reports show it.
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The branch `F`.
+    pub fn branch(&self) -> Part<'_, F, S> {
+        Part(lock(&self.node))
+    }
+
+    /// The branch `F`, mutably (to re-initialise or freeze its parameters).
+    pub fn branch_mut(&mut self) -> Part<'_, F, S> {
+        Part(lock(&self.node))
+    }
+}
+
+/// A residual block's branch, borrowed from its node ([`Residual::branch`]).
+pub struct Part<'a, F, S>(MutexGuard<'a, Sum<F, S>>);
+
+impl<F, S> Deref for Part<'_, F, S> {
+    type Target = F;
+    fn deref(&self) -> &F {
+        &self.0.branch
+    }
+}
+
+impl<F, S> DerefMut for Part<'_, F, S> {
+    fn deref_mut(&mut self) -> &mut F {
+        &mut self.0.branch
+    }
+}
+
+/// The block's state, shared with the node's function (a `Mutex` so that
+/// the function, and a tape holding it, are `Send`). A panic inside the
+/// block poisons nothing that matters here: the guard is taken over.
 fn lock<M>(m: &Mutex<M>) -> MutexGuard<'_, M> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Every buffer and counter of `m`, to put back after a repeated run.
-fn snapshot<T: Float, M: Module<T>>(m: &M) -> (Vec<Tensor<T>>, Vec<i64>) {
+fn snapshot<T: Float, M: Visit<T>>(m: &M) -> (Vec<Tensor<T>>, Vec<i64>) {
     let (mut buffers, mut counts) = (Vec::new(), Vec::new());
     m.visit("", &mut |_, s| match s {
         StateRef::Buffer(b) => buffers.push(b.clone()),
@@ -85,7 +147,7 @@ fn snapshot<T: Float, M: Module<T>>(m: &M) -> (Vec<Tensor<T>>, Vec<i64>) {
     (buffers, counts)
 }
 
-fn restore<T: Float, M: Module<T>>(m: &mut M, (buffers, counts): (Vec<Tensor<T>>, Vec<i64>)) {
+fn restore<T: Float, M: Visit<T>>(m: &mut M, (buffers, counts): (Vec<Tensor<T>>, Vec<i64>)) {
     let (mut buffers, mut counts) = (buffers.into_iter(), counts.into_iter());
     m.visit_mut("", &mut |_, s| match s {
         StateMut::Buffer(b) => {
@@ -102,24 +164,50 @@ fn restore<T: Float, M: Module<T>>(m: &mut M, (buffers, counts): (Vec<Tensor<T>>
     });
 }
 
-impl<T: Float, M: Module<T> + Send + 'static> Module<T> for Residual<M> {
+impl<F, S> Sum<F, S> {
+    fn forward<'t, T: Float>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>>
+    where
+        F: Module<T>,
+        S: Module<T>,
+    {
+        let fx = self.branch.forward(step, x)?;
+        let Some(shortcut) = &mut self.shortcut else {
+            return Ok(fx);
+        };
+        let sx = shortcut.forward(step, x)?;
+        if sx.shape() != fx.shape() {
+            return Err(Error::shape(
+                "Residual",
+                format!(
+                    "the branch maps {:?} to {:?} and the shortcut to {:?}; S(x) + F(x) needs equal shapes",
+                    x.shape().dims(),
+                    fx.shape().dims(),
+                    sx.shape().dims()
+                ),
+            ));
+        }
+        sx.add(fx)
+    }
+}
+
+impl<T: Float, F: Module<T> + 'static, S: Module<T> + 'static> Module<T> for Residual<F, S> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
-        // The node's inputs: x, then every parameter of F in visiting order.
+        // The node's inputs: x, then every parameter in visiting order.
         let mut inputs = vec![x];
-        lock(&self.f).visit("", &mut |_, s| {
+        self.node.visit("", &mut |_, s| {
             if let StateRef::Param(p) = s {
                 inputs.push(step.param(p));
             }
         });
         let training = step.is_training();
-        // Dropout inside F draws the same masks every time F runs.
+        // Dropout inside the block draws the same masks every time it runs.
         let seed = rand::Rng::random::<u64>(step.rng());
         let runs = Arc::new(AtomicUsize::new(0));
-        let module = self.f.clone();
+        let node = self.node.clone();
         let f: Function<T> = Arc::new(function(move |tape, v| {
-            let mut m = lock(&module);
-            // Running statistics move once per step, however often F runs
-            // (recomputation, a recorded backward pass).
+            let mut m = lock(&node);
+            // Running statistics move once per step, however often the
+            // block runs (recomputation, a recorded backward pass).
             let saved = (training && runs.fetch_add(1, Ordering::Relaxed) > 0).then(|| snapshot(&*m));
             let mut inner = if training { Step::train(tape, seed) } else { Step::eval(tape) };
             let mut vars = v[1..].iter();
@@ -130,31 +218,62 @@ impl<T: Float, M: Module<T> + Send + 'static> Module<T> for Residual<M> {
                     }
                 }
             });
-            let fx = m.forward(&mut inner, v[0]);
+            let y = m.forward(&mut inner, v[0]);
             if let Some(saved) = saved {
                 restore(&mut *m, saved);
             }
-            let fx = fx?;
-            if fx.shape() != v[0].shape() {
-                return Err(Error::shape(
-                    "Residual",
-                    format!(
-                        "the branch maps {:?} to {:?}; x + F(x) needs equal shapes",
-                        v[0].shape().dims(),
-                        fx.shape().dims()
-                    ),
-                ));
-            }
-            v[0].add(fx)
+            y
         }));
-        Var::call("residual", f, &inputs, self.recompute)
+        Var::call(self.name, f, &inputs, self.recompute)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        lock(&self.f).visit(prefix, f);
-    }
+impl<T: Float, F: Visit<T>, S: Visit<T>> Visit<T> for Residual<F, S> {
+    wengert_nn::visit_fields!("" => node);
+}
 
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        lock(&self.f).visit_mut(prefix, f);
+/// The identity shortcut: `S(x) = x`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity;
+
+impl<T: Float> Module<T> for Identity {
+    fn forward<'t>(&mut self, _: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        Ok(x)
     }
+}
+
+impl<T: Float> Visit<T> for Identity {
+    wengert_nn::visit_fields!();
+}
+
+/// Option A of He et al. 2016: `x[:, :, ::stride, ::stride]` with zero
+/// channels added up to `channels`, half before and half after. It has no
+/// parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct ZeroPad {
+    /// The subsampling stride.
+    pub stride: usize,
+    /// The output channel count (at least the input's).
+    pub channels: usize,
+}
+
+impl<T: Float> Module<T> for ZeroPad {
+    fn forward<'t>(&mut self, _: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let s = self.stride;
+        let xs = x.slice(2, 0, usize::MAX, s)?.slice(3, 0, usize::MAX, s)?;
+        let d = xs.shape();
+        if d.rank() != 4 || d[1] > self.channels {
+            return Err(Error::shape(
+                "ZeroPad",
+                format!("input is {d}; need [N, C, H, W] with C at most {}", self.channels),
+            ));
+        }
+        let extra = self.channels - d[1];
+        let zeros = |c: usize| x.tape().constant(Tensor::zeros([d[0], c, d[2], d[3]]));
+        Var::concat(&[zeros(extra / 2), xs, zeros(extra - extra / 2)], 1)
+    }
+}
+
+impl<T: Float> Visit<T> for ZeroPad {
+    wengert_nn::visit_fields!();
 }

@@ -5,8 +5,7 @@
 
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::layer::{Cell, Linear, Recurrent};
-use wengert_nn::module::join;
-use wengert_nn::{Module, StateMut, StateRef, Step};
+use wengert_nn::{Module, Step, Visit};
 
 /// A recurrent layer (`rnn.*`, PyTorch's names) and a linear head (`fc.*`).
 pub struct SequenceClassifier<T: Float> {
@@ -55,14 +54,8 @@ impl<T: Float> Module<T> for SequenceClassifier<T> {
         let h = self.rnn.forward(step, x)?;
         self.fc.forward(step, h)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        self.rnn.visit(&join(prefix, "rnn"), f);
-        self.fc.visit(&join(prefix, "fc"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        self.rnn.visit_mut(&join(prefix, "rnn"), f);
-        self.fc.visit_mut(&join(prefix, "fc"), f);
-    }
+impl<T: Float> Visit<T> for SequenceClassifier<T> {
+    wengert_nn::visit_fields!(rnn, fc);
 }

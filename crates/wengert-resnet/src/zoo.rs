@@ -13,8 +13,7 @@ use crate::block::{Block, Kind, Shortcut};
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
 use wengert_nn::layer::{BatchNorm2d, Linear};
-use wengert_nn::module::join;
-use wengert_nn::{Module, Param, StateMut, StateRef, Step};
+use wengert_nn::{Module, Named, Param, Step, Visit};
 use wengert_ops::{conv2d, global_avg_pool2d, max_pool2d, relu, Conv2dOptions, Pool2d};
 
 /// The two families' stems and widths.
@@ -123,9 +122,12 @@ pub struct Summary {
 pub struct ResNet<T: Float> {
     spec: Spec,
     stem: Param<T>,
-    /// After the stem (post-activation nets); before the pool (pre-activation nets).
-    norm: BatchNorm2d<T>,
-    stages: Vec<Vec<Block<T>>>,
+    /// After the stem (post-activation nets).
+    bn1: Option<BatchNorm2d<T>>,
+    /// The stages, `layer1`, `layer2`, ….
+    stages: Named<Vec<Block<T>>>,
+    /// Before the pool (pre-activation nets).
+    bn: Option<BatchNorm2d<T>>,
     fc: Linear<T>,
 }
 
@@ -148,13 +150,15 @@ impl<T: Float> ResNet<T> {
                 stage.push(Block::new(spec.kind, c, width, stride, shortcut, rng)?);
                 c = c_out;
             }
-            stages.push(stage);
+            stages.push((format!("layer{}", i + 1), stage));
         }
+        let pre = spec.kind.pre_activation();
         Ok(ResNet {
             spec: spec.clone(),
             stem,
-            norm: BatchNorm2d::new(if spec.kind.pre_activation() { c } else { widths[0] }),
-            stages,
+            bn1: (!pre).then(|| BatchNorm2d::new(widths[0])),
+            stages: Named(stages),
+            bn: pre.then(|| BatchNorm2d::new(c)),
             fc: Linear::new(c, classes, true, rng)?,
         })
     }
@@ -171,7 +175,7 @@ impl<T: Float> ResNet<T> {
 
     /// Turns per-block recomputation on or off for every block.
     pub fn set_recompute(&mut self, on: bool) {
-        self.stages.iter_mut().flatten().for_each(|b| b.recompute = on);
+        self.stages.0.iter_mut().flat_map(|(_, s)| s).for_each(|b| b.recompute = on);
     }
 
     /// The layers with their output shapes for one image of `(c, h, w)`,
@@ -192,12 +196,12 @@ impl<T: Float> ResNet<T> {
             rows.push(("maxpool 3×3/2".into(), [d[0], h, w]));
         }
         let mut shape = (d[0], h, w);
-        for (i, stage) in self.stages.iter().enumerate() {
+        for (name, stage) in &self.stages.0 {
             for (j, b) in stage.iter().enumerate() {
                 let (out, m) = b.shape_and_macs(shape);
                 macs += m;
                 shape = out;
-                rows.push((format!("layer{}.{j}", i + 1), [out.0, out.1, out.2]));
+                rows.push((format!("{name}.{j}"), [out.0, out.1, out.2]));
             }
         }
         let fc = self.fc.weight.value().dims();
@@ -211,54 +215,23 @@ impl<T: Float> ResNet<T> {
 impl<T: Float> Module<T> for ResNet<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let (s, p) = if self.spec.family == Family::Cifar { (1, 1) } else { (2, 3) };
-        let pre = self.spec.kind.pre_activation();
         let mut h = conv2d(x, step.param(&self.stem), None, &Conv2dOptions::square(s, p))?;
-        if !pre {
-            h = relu(self.norm.forward(step, h)?)?;
+        if let Some(bn1) = &mut self.bn1 {
+            h = relu(bn1.forward(step, h)?)?;
         }
         if self.spec.family == Family::ImageNet {
             h = max_pool2d(h, &STEM_POOL)?;
         }
-        for b in self.stages.iter_mut().flatten() {
+        for b in self.stages.0.iter_mut().flat_map(|(_, s)| s) {
             h = b.forward(step, h)?;
         }
-        if pre {
-            h = relu(self.norm.forward(step, h)?)?;
+        if let Some(bn) = &mut self.bn {
+            h = relu(bn.forward(step, h)?)?;
         }
         self.fc.forward(step, global_avg_pool2d(h)?)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        f(join(prefix, "conv1.weight"), StateRef::Param(&self.stem));
-        let pre = self.spec.kind.pre_activation();
-        if !pre {
-            self.norm.visit(&join(prefix, "bn1"), f);
-        }
-        for (i, stage) in self.stages.iter().enumerate() {
-            for (j, b) in stage.iter().enumerate() {
-                b.visit(&join(prefix, &format!("layer{}.{j}", i + 1)), f);
-            }
-        }
-        if pre {
-            self.norm.visit(&join(prefix, "bn"), f);
-        }
-        self.fc.visit(&join(prefix, "fc"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        f(join(prefix, "conv1.weight"), StateMut::Param(&mut self.stem));
-        let pre = self.spec.kind.pre_activation();
-        if !pre {
-            self.norm.visit_mut(&join(prefix, "bn1"), f);
-        }
-        for (i, stage) in self.stages.iter_mut().enumerate() {
-            for (j, b) in stage.iter_mut().enumerate() {
-                b.visit_mut(&join(prefix, &format!("layer{}.{j}", i + 1)), f);
-            }
-        }
-        if pre {
-            self.norm.visit_mut(&join(prefix, "bn"), f);
-        }
-        self.fc.visit_mut(&join(prefix, "fc"), f);
-    }
+impl<T: Float> Visit<T> for ResNet<T> {
+    wengert_nn::visit_fields!("conv1.weight" => stem, bn1, "" => stages, bn, fc);
 }

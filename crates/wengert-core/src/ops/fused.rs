@@ -24,6 +24,31 @@ use std::sync::Arc;
 /// that a tape holding the node can move to another thread.
 pub type Function<T> = Arc<dyn for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Var<'t, T>> + Send + Sync>;
 
+/// Gives a closure the signature a [`Function`] needs: one that works on
+/// every tape lifetime. Closures written inline in `Arc::new(...)` get it
+/// from the expected type; one built elsewhere (capturing a module, say)
+/// needs this hint.
+///
+/// ```
+/// use std::sync::Arc;
+/// use wengert_core::ops::fused::{function, Function};
+/// use wengert_core::{Tape, Tensor, Var};
+///
+/// let scale = 3.0;
+/// let f = function(move |_: &Tape<f64>, v: &[Var<'_, f64>]| v[0].mul_scalar(scale));
+/// let f: Function<f64> = Arc::new(f);
+/// let tape = Tape::new();
+/// let y = Var::call("scale", f, &[tape.leaf(Tensor::scalar(2.0))], false)?;
+/// assert_eq!(y.value()?.item()?, 6.0);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub fn function<T: Float, F>(f: F) -> F
+where
+    F: for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Var<'t, T>>,
+{
+    f
+}
+
 /// The inner recording of one forward run: the tape, and the positions of
 /// the inputs and the output on it.
 struct Inner<T: Float> {

@@ -1,6 +1,5 @@
-use super::{visit_weight_bias, visit_weight_bias_mut};
 use crate::init::torch_default;
-use crate::module::{Module, Param, StateMut, StateRef, Step};
+use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Rng, Shape, Var};
 use wengert_ops::{Conv2dOptions, ConvTranspose2dOptions};
 
@@ -40,14 +39,10 @@ impl<T: Float> Module<T> for Conv2d<T> {
         let b = self.bias.as_ref().map(|b| step.param(b));
         wengert_ops::conv2d(x, w, b, &self.options)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        visit_weight_bias_mut(prefix, &mut self.weight, self.bias.as_mut(), f);
-    }
+impl<T: Float> Visit<T> for Conv2d<T> {
+    crate::visit_fields!(weight, bias);
 }
 
 /// 2-d transposed convolution with `weight [in, out/groups, kh, kw]`.
@@ -94,14 +89,10 @@ impl<T: Float> Module<T> for ConvTranspose2d<T> {
         let b = self.bias.as_ref().map(|b| step.param(b));
         wengert_ops::conv_transpose2d(x, w, b, &self.options)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        visit_weight_bias_mut(prefix, &mut self.weight, self.bias.as_mut(), f);
-    }
+impl<T: Float> Visit<T> for ConvTranspose2d<T> {
+    crate::visit_fields!(weight, bias);
 }
 
 /// The weight's shape, once channels and kernel are positive and its extents

@@ -1,6 +1,5 @@
-use super::{visit_weight_bias, visit_weight_bias_mut};
 use crate::init::torch_default;
-use crate::module::{Module, Param, StateMut, StateRef, Step};
+use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Float, Result, Rng, Var};
 
 /// `y = x·Wᵀ + b` with `weight [out, in]` and `bias [out]`.
@@ -27,12 +26,8 @@ impl<T: Float> Module<T> for Linear<T> {
         let b = self.bias.as_ref().map(|b| step.param(b));
         wengert_ops::linear(x, w, b)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        visit_weight_bias_mut(prefix, &mut self.weight, self.bias.as_mut(), f);
-    }
+impl<T: Float> Visit<T> for Linear<T> {
+    crate::visit_fields!(weight, bias);
 }

@@ -1,4 +1,4 @@
-use crate::module::{Module, StateMut, StateRef, Step};
+use crate::module::{Module, Step, Visit};
 use rand::Rng as _;
 use wengert_core::{Error, Float, Result, Tensor, Var};
 use wengert_ops::Pool2d;
@@ -31,8 +31,10 @@ macro_rules! stateless {
             fn forward<'t>(&mut $self, $step: &mut Step<'t, T>, $x: Var<'t, T>) -> Result<Var<'t, T>> {
                 $body
             }
-            fn visit(&self, _: &str, _: &mut dyn FnMut(String, StateRef<'_, T>)) {}
-            fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(String, StateMut<'_, T>)) {}
+        }
+
+        impl<T: Float> Visit<T> for $ty {
+            crate::visit_fields!();
         }
     };
 }

@@ -1,5 +1,4 @@
-use super::{visit_weight_bias, visit_weight_bias_mut};
-use crate::module::{join, Module, Param, StateMut, StateRef, Step};
+use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Tensor, Var};
 
 /// Batch normalisation over `[N, C, H, W]` (or `[N, C]`) with learned scale
@@ -82,20 +81,10 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
         self.update_running(&stats)?;
         Ok(y)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        visit_weight_bias(prefix, &self.weight, Some(&self.bias), f);
-        f(join(prefix, "running_mean"), StateRef::Buffer(&self.running_mean));
-        f(join(prefix, "running_var"), StateRef::Buffer(&self.running_var));
-        f(join(prefix, "num_batches_tracked"), StateRef::Count(&self.num_batches_tracked));
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        visit_weight_bias_mut(prefix, &mut self.weight, Some(&mut self.bias), f);
-        f(join(prefix, "running_mean"), StateMut::Buffer(&mut self.running_mean));
-        f(join(prefix, "running_var"), StateMut::Buffer(&mut self.running_var));
-        f(join(prefix, "num_batches_tracked"), StateMut::Count(&mut self.num_batches_tracked));
-    }
+impl<T: Float> Visit<T> for BatchNorm2d<T> {
+    crate::visit_fields!(weight, bias, running_mean, running_var, num_batches_tracked);
 }
 
 /// Layer normalisation over the trailing `normalized_shape` axes, with
@@ -129,12 +118,8 @@ impl<T: Float> Module<T> for LayerNorm<T> {
         let (w, b) = (step.param(&self.weight), step.param(&self.bias));
         wengert_ops::layer_norm(x, &self.normalized_shape, Some(w), Some(b), self.eps)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        visit_weight_bias(prefix, &self.weight, Some(&self.bias), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        visit_weight_bias_mut(prefix, &mut self.weight, Some(&mut self.bias), f);
-    }
+impl<T: Float> Visit<T> for LayerNorm<T> {
+    crate::visit_fields!(weight, bias);
 }

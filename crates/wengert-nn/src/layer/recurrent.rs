@@ -1,5 +1,5 @@
 use crate::init::torch_default;
-use crate::module::{join, Module, Param, StateMut, StateRef, Step};
+use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Rng, Tape, Tensor, Var};
 use wengert_ops::{linear, sigmoid, tanh};
 
@@ -175,18 +175,8 @@ impl<T: Float> Module<T> for Recurrent<T> {
         let states = self.run(step, x, start)?;
         states.last().map(|s| s.h).ok_or_else(|| Error::shape("Recurrent", "the sequence has no time steps"))
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        f(join(prefix, "weight_ih_l0"), StateRef::Param(&self.weight_ih));
-        f(join(prefix, "weight_hh_l0"), StateRef::Param(&self.weight_hh));
-        f(join(prefix, "bias_ih_l0"), StateRef::Param(&self.bias_ih));
-        f(join(prefix, "bias_hh_l0"), StateRef::Param(&self.bias_hh));
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        f(join(prefix, "weight_ih_l0"), StateMut::Param(&mut self.weight_ih));
-        f(join(prefix, "weight_hh_l0"), StateMut::Param(&mut self.weight_hh));
-        f(join(prefix, "bias_ih_l0"), StateMut::Param(&mut self.bias_ih));
-        f(join(prefix, "bias_hh_l0"), StateMut::Param(&mut self.bias_hh));
-    }
+impl<T: Float> Visit<T> for Recurrent<T> {
+    crate::visit_fields!("weight_ih_l0" => weight_ih, "weight_hh_l0" => weight_hh, "bias_ih_l0" => bias_ih, "bias_hh_l0" => bias_hh);
 }

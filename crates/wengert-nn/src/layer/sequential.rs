@@ -1,4 +1,4 @@
-use crate::module::{join, Module, StateMut, StateRef, Step};
+use crate::module::{Module, Named, Step, Visit};
 use wengert_core::{Float, Result, Var};
 
 /// Layers applied in order. Children are named `0`, `1`, ... as in
@@ -18,55 +18,47 @@ use wengert_core::{Float, Result, Var};
 /// ```
 #[derive(Default)]
 pub struct Sequential<T: Float> {
-    layers: Vec<(String, Box<dyn Module<T>>)>,
+    layers: Named<Box<dyn Module<T>>>,
 }
 
 impl<T: Float> Sequential<T> {
     /// An empty sequence.
     pub fn new() -> Self {
-        Sequential { layers: Vec::new() }
+        Sequential { layers: Named::default() }
     }
 
     /// Appends a layer named by its position.
     pub fn push(self, layer: impl Module<T> + 'static) -> Self {
-        let name = self.layers.len().to_string();
+        let name = self.layers.0.len().to_string();
         self.push_named(name, layer)
     }
 
     /// Appends a layer with a given name.
     pub fn push_named(mut self, name: impl Into<String>, layer: impl Module<T> + 'static) -> Self {
-        self.layers.push((name.into(), Box::new(layer)));
+        self.layers.0.push((name.into(), Box::new(layer)));
         self
     }
 
     /// The number of layers.
     pub fn len(&self) -> usize {
-        self.layers.len()
+        self.layers.0.len()
     }
 
     /// Whether there are no layers.
     pub fn is_empty(&self) -> bool {
-        self.layers.is_empty()
+        self.layers.0.is_empty()
     }
 }
 
 impl<T: Float> Module<T> for Sequential<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
-        for (_, layer) in &mut self.layers {
+        for (_, layer) in &mut self.layers.0 {
             x = layer.forward(step, x)?;
         }
         Ok(x)
     }
+}
 
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
-        for (name, layer) in &self.layers {
-            layer.visit(&join(prefix, name), f);
-        }
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
-        for (name, layer) in &mut self.layers {
-            layer.visit_mut(&join(prefix, name), f);
-        }
-    }
+impl<T: Float> Visit<T> for Sequential<T> {
+    crate::visit_fields!("" => layers);
 }
