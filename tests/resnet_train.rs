@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use wengert::resnet::data::{Dataset, Loader, Split};
-use wengert::resnet::train::{Config, Trainer};
+use wengert::resnet::train::{Config, Score, Trainer};
 use wengert::resnet::zoo::ResNet;
 
 fn loader(n: usize) -> Loader {
@@ -124,4 +124,70 @@ fn vanilla_and_lstm_gradients_vanish_through_time_at_initialisation() {
     assert!(ratio(Cell::Lstm) < 1e-10);
     assert!(ratio(Cell::Residual) > 1.0);
     assert!(measure_recurrent(&RecurrentSetup { steps: 1, ..RecurrentSetup::default() }).is_err());
+}
+
+/// Stops after `at` steps of the run (counted across its epochs).
+struct StopAt {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    steps: usize,
+    at: usize,
+}
+
+impl wengert::resnet::run::Observer for StopAt {
+    fn step(&mut self, _: &wengert::resnet::train::Score, _: f64) {
+        self.steps += 1;
+        if self.steps == self.at {
+            self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// A run stopped by its flag in the middle of an epoch, then resumed,
+/// ends with the model and the step log of an uninterrupted run.
+#[test]
+fn a_stopped_run_resumes_to_the_same_model_and_log() {
+    use wengert::resnet::run::{Outcome, Run, METRICS, STEPS};
+    let data = loader(320);
+    let mut test = loader(64);
+    test.shuffle = false;
+    let root = std::env::temp_dir().join(format!("wengert-run-{}", std::process::id()));
+    let (a, b) = (root.join("straight"), root.join("stopped"));
+    let mut straight = Run::new(trainer(data.batches()), &data, &test).save_to(&a);
+    straight.log_every = 3;
+    let Outcome::Finished { test: score } = straight.run(&mut ()).unwrap() else { panic!("nothing stops it") };
+    assert_eq!(straight.log().epochs().len(), 3);
+    assert_eq!(straight.log().epochs()[2].test, Score { images: 64, ..score });
+
+    let mut stopped = Run::new(trainer(data.batches()), &data, &test).save_to(&b);
+    stopped.log_every = 3;
+    let mut observer = StopAt { flag: stopped.stop_flag(), steps: 0, at: 14 };
+    let outcome = stopped.run(&mut observer).unwrap();
+    assert_eq!(outcome, Outcome::Stopped { iteration: 14, epoch_done: false });
+    assert_eq!(stopped.log().epochs().len(), 1);
+    let mut resumed = Run::new(trainer(data.batches()), &data, &test).save_to(&b);
+    resumed.log_every = 3;
+    resumed.resume().unwrap();
+    assert_eq!(resumed.trainer().iteration, 14);
+    assert!(matches!(resumed.run(&mut ()).unwrap(), Outcome::Finished { .. }));
+
+    let params = |t: &Trainer| {
+        let mut v = Vec::new();
+        wengert::nn::Visit::visit(&t.model, "", &mut |n, s| {
+            if let wengert::nn::StateRef::Param(p) = s {
+                v.push((n, p.value().to_vec()));
+            }
+        });
+        v
+    };
+    assert_eq!(params(resumed.trainer()), params(straight.trainer()));
+    let steps = |d: &Path| std::fs::read_to_string(d.join(STEPS)).unwrap();
+    assert_eq!(steps(&a), steps(&b));
+    // metrics.csv alike but for the speed column.
+    let metrics = |d: &Path| {
+        let text = std::fs::read_to_string(d.join(METRICS)).unwrap();
+        text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(metrics(&a).len(), 4);
+    assert_eq!(metrics(&a), metrics(&b));
+    std::fs::remove_dir_all(root).unwrap();
 }

@@ -11,7 +11,8 @@ use wengert::nn::checkpoint::write_atomic;
 use wengert::plot::{line_charts, Chart, Series};
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::registry::{DatasetName, Model};
-use wengert::resnet::train::{Config, Trainer};
+use wengert::resnet::run::{EpochRecord, Observer, Run, RunLog};
+use wengert::resnet::train::{Config, Score, Trainer};
 
 /// The options of `wengert degradation`.
 #[derive(clap::Args)]
@@ -53,12 +54,48 @@ pub struct DegradationArgs {
 }
 
 /// One model's curves.
-struct Run {
+#[derive(Default)]
+struct Curve {
     name: String,
     /// `(iteration, training error % over the last 10 iterations)`.
     train: Vec<(f64, f64)>,
     /// `(iteration, test error %)` after each epoch.
     test: Vec<(f64, f64)>,
+}
+
+/// Records a [`Curve`] as the run goes: the training error of each window
+/// of ten iterations (not the epoch's running mean), and the test error.
+#[derive(Default)]
+struct Curves {
+    run: Curve,
+    batches: usize,
+    /// The iteration the epoch started at, steps done in it, and the images
+    /// seen and misclassified in it up to the last window.
+    base: usize,
+    done: usize,
+    seen: f64,
+    wrong: f64,
+}
+
+impl Observer for Curves {
+    fn epoch_start(&mut self, epoch: usize, start: usize) {
+        (self.base, self.done, self.seen, self.wrong) = (epoch * self.batches, start, 0.0, 0.0);
+    }
+
+    fn step(&mut self, s: &Score, _: f64) {
+        self.done += 1;
+        if self.done % 10 == 0 || self.done == self.batches {
+            let wrong = s.images as f64 * (1.0 - s.accuracy);
+            let error = 100.0 * (wrong - self.wrong) / (s.images as f64 - self.seen).max(1.0);
+            self.run.train.push(((self.base + self.done) as f64, error));
+            (self.seen, self.wrong) = (s.images as f64, wrong);
+        }
+    }
+
+    fn epoch_end(&mut self, r: &EpochRecord, _: &RunLog) -> Result<()> {
+        self.run.test.push(((r.epoch * self.batches) as f64, 100.0 * (1.0 - r.test.accuracy)));
+        Ok(())
+    }
 }
 
 /// Trains each model in turn; prints a table, writes the CSV and the plot.
@@ -90,24 +127,15 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     for name in a.models.split(',').map(str::trim) {
         let model = name.parse::<Model>()?.build::<f32>((1, 28, 28), 10, &mut wengert::core::rng(a.seed))?;
         let config = Config { epochs, lr: a.lr, seed: a.seed, ..Config::default() };
-        let mut trainer = Trainer::new(model, config, train.batches())?;
-        let mut run = Run { name: name.into(), train: Vec::new(), test: Vec::new() };
+        let trainer = Trainer::new(model, config, train.batches())?;
+        let mut curves = Curves {
+            run: Curve { name: name.into(), ..Curve::default() },
+            batches: train.batches(),
+            ..Curves::default()
+        };
         let t0 = std::time::Instant::now();
-        for epoch in 0..epochs {
-            let base = epoch * train.batches();
-            let (mut done, mut seen, mut wrong) = (0usize, 0.0f64, 0.0f64);
-            trainer.epoch(&train, |s, _| {
-                done += 1;
-                if done % 10 == 0 || done == train.batches() {
-                    let w = s.images as f64 * (1.0 - s.accuracy);
-                    let error = 100.0 * (w - wrong) / (s.images as f64 - seen).max(1.0);
-                    run.train.push(((base + done) as f64, error));
-                    (seen, wrong) = (s.images as f64, w);
-                }
-            })?;
-            let t = trainer.evaluate(&test)?;
-            run.test.push((((epoch + 1) * train.batches()) as f64, 100.0 * (1.0 - t.accuracy)));
-        }
+        Run::new(trainer, &train, &test).run(&mut curves)?;
+        let run = curves.run;
         let last = run.train.iter().rev().take(5).map(|p| p.1).sum::<f64>() / run.train.len().clamp(1, 5) as f64;
         out!(
             "{name:>10}: training error {last:6.2}% (last 50 iterations), test error {:6.2}%, {:.0} s",
@@ -122,7 +150,7 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
         csv.extend(r.test.iter().map(|(i, e)| format!("{},test,{i},{e:.4}", r.name)));
     }
     write_atomic(&a.out.join("degradation.csv"), (csv.join("\n") + "\n").as_bytes())?;
-    let chart = |title: &str, pick: fn(&Run) -> &Vec<(f64, f64)>| Chart {
+    let chart = |title: &str, pick: fn(&Curve) -> &Vec<(f64, f64)>| Chart {
         title: format!("{title} ({dataset})"),
         x_label: "iteration".into(),
         y_label: "error (%)".into(),

@@ -1,14 +1,13 @@
 //! `wengert train` and `wengert eval`: a zoo model on MNIST-style data.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use wengert::core::{Error, Result};
-use wengert::nn::checkpoint::{load_model, read_metadata, write_atomic};
+use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::registry::{DatasetName, Input, Model, TrainingDefaults};
+use wengert::resnet::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
 use wengert::resnet::train::{evaluate, Config, OptimizerKind, Score, Trainer, MODEL};
 
 /// The options of `wengert train`.
@@ -113,27 +112,42 @@ fn percent(s: &Score) -> String {
 }
 
 /// Checks the options that need no data before any work starts, so that a
-/// typo costs a second, not an epoch.
+/// typo costs a second, not an epoch. The run's settings are checked where
+/// the library checks them ([`Config::check`]).
 fn check_args(a: &TrainArgs) -> Result<()> {
     let bad = |arg: &str, detail: String| Err(Error::argument("train", arg, detail));
-    if a.epochs == 0 {
-        return bad("--epochs", "must be at least 1, got 0".into());
-    }
     if a.batch_size == 0 {
         return bad("--batch-size", "must be at least 1, got 0".into());
     }
     if a.limit == Some(0) {
         return bad("--limit", "must be at least 1, got 0: there would be nothing to train on".into());
     }
-    for (name, v) in [("--lr", a.lr), ("--clip", a.clip), ("--weight-decay", a.weight_decay)] {
-        let Some(v) = v else { continue };
-        let ok = v.is_finite() && if name == "--lr" { v > 0.0 } else { v >= 0.0 };
-        if !ok {
-            let need = if name == "--lr" { "finite and positive" } else { "finite and non-negative" };
-            return bad(name, format!("must be {need}, got {v}"));
-        }
+    if let Some(v) = a.clip.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+        return bad("--clip", format!("must be finite and non-negative, got {v}"));
     }
     writable_folder(&a.out)
+}
+
+/// The run's settings from the options and the model's defaults, checked;
+/// an error names the option (`--lr`), not the setting (`lr`).
+fn config(a: &TrainArgs) -> Result<Config> {
+    let defaults = a.model.training_defaults();
+    let adam = a.optimizer.as_deref().map_or(defaults.adam, |o| o == "adam");
+    // An --optimizer other than the model's takes that optimiser's defaults.
+    let chosen = TrainingDefaults::optimizer(adam);
+    let config = Config {
+        epochs: a.epochs,
+        lr: a.lr.unwrap_or(chosen.lr),
+        weight_decay: a.weight_decay.unwrap_or(chosen.weight_decay),
+        seed: a.seed,
+        optimizer: if adam { OptimizerKind::Adam } else { OptimizerKind::Sgd },
+        ..Config::default()
+    };
+    config.check().map_err(|e| match e {
+        Error::Argument { op, arg, detail } => Error::argument(op, format!("--{}", arg.replace('_', "-")), detail),
+        e => e,
+    })?;
+    Ok(config)
 }
 
 /// Creates `dir` if needed and checks that a file can be written in it.
@@ -172,6 +186,7 @@ fn datasets(dir: &Path, limit: Option<usize>) -> Result<(Dataset, Dataset)> {
 /// Trains, evaluating after each epoch; prints `test accuracy: XX.XX%` last.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
     check_args(&a)?;
+    let config = config(&a)?;
     set_threads(a.threads)?;
     let dataset = a.data.dataset;
     let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
@@ -183,150 +198,110 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let test = Loader::new(test_set, 500, a.seed)?.in_order().with_normalise(mean, std)?;
     let image = train.dataset().image_shape();
     let model = a.model.build::<f32>(image, 10, &mut wengert::core::rng(a.seed))?;
-    let defaults = a.model.training_defaults();
-    let adam = a.optimizer.as_deref().map_or(defaults.adam, |o| o == "adam");
-    // An --optimizer other than the model's takes that optimiser's defaults.
-    let chosen = TrainingDefaults::optimizer(adam);
-    let lr = a.lr.unwrap_or(chosen.lr);
-    let weight_decay = a.weight_decay.unwrap_or(chosen.weight_decay);
-    let optimizer = if adam { OptimizerKind::Adam } else { OptimizerKind::Sgd };
-    let config = Config { epochs: a.epochs, lr, weight_decay, seed: a.seed, optimizer, ..Config::default() };
     let mut trainer = Trainer::new(model, config, train.batches())?;
-    trainer.clip = a.clip.or(defaults.clip).filter(|c| *c > 0.0);
+    trainer.clip = a.clip.or(a.model.training_defaults().clip).filter(|c| *c > 0.0);
     trainer.detect_anomaly = a.detect_anomaly;
     trainer.tag("model", &a.model);
     trainer.tag("dataset", dir.display());
     trainer.tag("batch_size", a.batch_size);
     trainer.tag("pad", a.pad);
+    let mut run = Run::new(trainer, &train, &test).save_to(&a.out);
     if a.resume {
-        trainer.resume(&a.out)?;
-        out!("resumed from {} at iteration {}", a.out.display(), trainer.iteration);
+        run.resume()?;
+        out!("resumed from {} at iteration {}", a.out.display(), run.trainer().iteration);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // Ctrl-C: finish the current step, save a checkpoint, then exit.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    let stop = run.stop_flag();
+    // Ctrl-C: finish the current step, save a checkpoint, then exit.
+    let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    let mut console =
+        Console { bar: None, epochs: a.epochs, batches: train.batches(), model: a.model.to_string(), out: &a.out };
+    let outcome = run.run(&mut console);
+    if let Some(bar) = console.bar.take() {
+        bar.finish_and_clear();
     }
-    let csv = a.out.join("metrics.csv");
-    let mut rows = vec!["epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_s".to_string()];
-    if a.resume {
-        if let Ok(old) = std::fs::read_to_string(&csv) {
-            rows = old.lines().map(String::from).collect();
-        }
-    }
-    let steps_csv = a.out.join("steps.csv");
-    let mut steps: Vec<[f64; 3]> = Vec::new();
-    if a.resume {
-        if let Ok(old) = std::fs::read_to_string(&steps_csv) {
-            steps = old.lines().skip(1).filter_map(|l| parse_row(l).and_then(|v| v.try_into().ok())).collect();
-        }
-    }
-    let mut last_test = None;
-    let mut saved = a.resume;
-    while trainer.position().0 < a.epochs {
-        let (epoch, start) = trainer.position();
-        let bar = indicatif::ProgressBar::new(train.batches() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                .map_err(|e| Error::argument("train", "progress", e.to_string()))?
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, a.epochs));
-        bar.set_position(start as u64);
-        let mut ips = 0.0;
-        let mut done = epoch * train.batches() + start;
-        steps.retain(|r| r[0] <= done as f64);
-        let score = {
-            let result = trainer.epoch(&train, |s, rate| {
-                ips = rate;
-                done += 1;
-                if done % 10 == 0 {
-                    steps.push([done as f64, s.loss, 100.0 * (1.0 - s.accuracy)]);
-                }
-                bar.inc(1);
-                bar.set_message(format!("loss {:.4} acc {} {:.0} img/s", s.loss, percent(s), rate));
-                // Ctrl-C stops after the step in progress.
-                if stop.load(Ordering::SeqCst) {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
-            bar.finish_and_clear();
-            result?
-        };
-        let interrupted = stop.load(Ordering::SeqCst);
-        if trainer.position().0 == epoch {
-            // Stopped inside the epoch: keep the steps done so far.
-            trainer.save(&a.out)?;
-            write_steps(&steps_csv, &steps)?;
+    match outcome? {
+        Outcome::Stopped { epoch_done: false, .. } => {
             out!("interrupted: checkpoint saved in {} (resume with --resume)", a.out.display());
-            return Ok(ExitCode::from(130));
+            Ok(ExitCode::from(130))
         }
-        let t = trainer.evaluate(&test)?;
+        Outcome::Stopped { epoch_done: true, .. } => {
+            let epoch = run.trainer().position().0;
+            out!("interrupted after epoch {epoch}: checkpoint saved in {}", a.out.display());
+            Ok(ExitCode::from(130))
+        }
+        Outcome::Finished { test } => {
+            let model = a.out.join(MODEL);
+            if model.exists() {
+                out!("checkpoint: {}", model.display());
+            }
+            out!("test accuracy: {}", percent(&test));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What `wengert train` shows of a run: a progress bar per epoch, a line
+/// per epoch, and `curves.png` redrawn after each.
+struct Console<'a> {
+    bar: Option<indicatif::ProgressBar>,
+    epochs: usize,
+    batches: usize,
+    model: String,
+    out: &'a Path,
+}
+
+impl Observer for Console<'_> {
+    fn epoch_start(&mut self, epoch: usize, start: usize) {
+        let bar = indicatif::ProgressBar::new(self.batches as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("{}/{}", epoch + 1, self.epochs));
+        bar.set_position(start as u64);
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, s: &Score, rate: f64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4} acc {} {:.0} img/s", s.loss, percent(s), rate));
+        }
+    }
+
+    fn epoch_end(&mut self, r: &EpochRecord, log: &RunLog) -> Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
         out!(
-            "epoch {}: train loss {:.4} accuracy {}, test loss {:.4} accuracy {}, {ips:.0} images/s",
-            epoch + 1,
-            score.loss,
-            percent(&score),
-            t.loss,
-            percent(&t)
+            "epoch {}: train loss {:.4} accuracy {}, test loss {:.4} accuracy {}, {:.0} images/s",
+            r.epoch,
+            r.train.loss,
+            percent(&r.train),
+            r.test.loss,
+            percent(&r.test),
+            r.images_per_s
         );
-        rows.push(format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{ips:.1}",
-            epoch + 1,
-            score.loss,
-            score.accuracy,
-            t.loss,
-            t.accuracy
-        ));
-        trainer.save(&a.out)?;
-        saved = true;
-        write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
-        write_steps(&steps_csv, &steps)?;
-        plot_curves(&a.out.join("curves.png"), &a.model.to_string(), &steps, &rows, train.batches())?;
-        last_test = Some(t);
-        if interrupted {
-            out!("interrupted after epoch {}: checkpoint saved in {}", epoch + 1, a.out.display());
-            return Ok(ExitCode::from(130));
-        }
+        plot_curves(&self.out.join("curves.png"), &self.model, log, self.batches)
     }
-    let t = match last_test {
-        Some(t) => t,
-        None => trainer.evaluate(&test)?,
-    };
-    if saved {
-        out!("checkpoint: {}", a.out.join(MODEL).display());
-    }
-    out!("test accuracy: {}", percent(&t));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `steps.csv`: the running loss and error every ten iterations.
-fn write_steps(path: &Path, steps: &[[f64; 3]]) -> Result<()> {
-    let lines: Vec<String> = steps.iter().map(|r| format!("{},{:.6},{:.4}", r[0], r[1], r[2])).collect();
-    write_atomic(path, format!("iteration,train_loss,train_error_percent\n{}\n", lines.join("\n")).as_bytes())
-}
-
-/// The numbers of one CSV row (`None` for the header).
-fn parse_row(line: &str) -> Option<Vec<f64>> {
-    line.split(',').map(|v| v.parse().ok()).collect()
 }
 
 /// `curves.png`: training loss, and training and test error, against the iteration.
-fn plot_curves(path: &Path, model: &str, steps: &[[f64; 3]], epochs: &[String], batches: usize) -> Result<()> {
+fn plot_curves(path: &Path, model: &str, log: &RunLog, batches: usize) -> Result<()> {
     use wengert::plot::{line_charts, Chart, Series};
-    let series =
-        |name: &str, col: usize| Series { name: name.into(), points: steps.iter().map(|r| (r[0], r[col])).collect() };
+    let series = |name: &str, y: fn(&StepRecord) -> f64| Series {
+        name: name.into(),
+        points: log.steps().iter().map(|r| (r.iteration as f64, y(r))).collect(),
+    };
     let test: Vec<(f64, f64)> =
-        epochs.iter().filter_map(|l| parse_row(l)).map(|r| (r[0] * batches as f64, 100.0 * (1.0 - r[4]))).collect();
+        log.epochs().iter().map(|e| ((e.epoch * batches) as f64, 100.0 * (1.0 - e.test.accuracy))).collect();
     let loss = Chart {
         title: format!("{model}: training loss (running mean over the epoch)"),
         x_label: "iteration".into(),
         y_label: "loss".into(),
         log_y: true,
-        series: vec![series("train", 1)],
+        series: vec![series("train", |r| r.loss)],
         ..Default::default()
     };
     let error = Chart {
@@ -334,7 +309,10 @@ fn plot_curves(path: &Path, model: &str, steps: &[[f64; 3]], epochs: &[String], 
         x_label: "iteration".into(),
         y_label: "error (%)".into(),
         log_y: true,
-        series: vec![series("train (running mean)", 2), Series { name: "test (end of epoch)".into(), points: test }],
+        series: vec![
+            series("train (running mean)", |r| r.error_percent),
+            Series { name: "test (end of epoch)".into(), points: test },
+        ],
         ..Default::default()
     };
     line_charts(path, &[loss, error])

@@ -8,12 +8,16 @@
 //! - [`gradflow`]: the gradient reaching the first layer of deep plain and
 //!   residual stacks at initialisation;
 //! - [`registry`]: every model and dataset known by name, typed;
-//! - [`residual`]: `x + F(x)` as one node around any module `F`;
+//! - [`residual`]: `S(x) + F(x)` as one node around any branch `F` and
+//!   shortcut `S` (identity, zero padding, projection, or none);
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
 //! - [`sequence`]: recurrent classifiers that read images row by row;
 //! - [`train`]: a trainer with SGD, warm-up and cosine decay, evaluation,
 //!   checkpoints and resuming;
+//! - [`run`]: a whole run (epochs, evaluation, checkpoint and run log after
+//!   each, a stop flag, resuming), the loop `wengert train` and
+//!   `wengert degradation` share;
 //! - [`data`]: the IDX reader (MNIST, Fashion-MNIST), datasets, and a loader
 //!   with seeded shuffling, normalisation, augmentation and prefetching.
 //!
@@ -42,6 +46,7 @@ pub mod googlenet;
 pub mod gradflow;
 pub mod registry;
 pub mod residual;
+pub mod run;
 pub mod sequence;
 pub mod train;
 pub mod zoo;

@@ -184,6 +184,9 @@ pub struct Trainer<M: Module<f32> = ResNet<f32>> {
     pub iteration: usize,
     /// Batches per epoch.
     batches: usize,
+    /// The score of the current epoch's steps so far, saved with the
+    /// position so that a resumed epoch's score counts them too.
+    partial: Score,
     /// Settings the caller adds, which a resumed run must share.
     tags: BTreeMap<String, String>,
 }
@@ -212,6 +215,7 @@ impl<M: Module<f32>> Trainer<M> {
             config,
             iteration: 0,
             batches: batches_per_epoch,
+            partial: Score::default(),
             tags: BTreeMap::new(),
         })
     }
@@ -228,6 +232,11 @@ impl<M: Module<f32>> Trainer<M> {
     /// your own. Call it before the first step or [`Trainer::resume`].
     pub fn set_optimizer(&mut self, optimizer: Box<dyn Optimizer<f32>>) {
         self.optimizer = optimizer;
+    }
+
+    /// The run's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The epoch and batch the next step trains on.
@@ -286,7 +295,7 @@ impl<M: Module<f32>> Trainer<M> {
     /// `progress(score so far, images/s)` after each step; a callback that
     /// returns `ControlFlow::Break(())` stops the epoch after that step
     /// ([`Trainer::position`] then says where). Returns the score of the
-    /// steps taken.
+    /// epoch's steps, those before a stop or a resume included.
     pub fn epoch<P: Progress>(&mut self, train: &Loader, mut progress: impl FnMut(&Score, f64) -> P) -> Result<Score> {
         if train.batches() != self.batches {
             return Err(Error::argument(
@@ -300,15 +309,20 @@ impl<M: Module<f32>> Trainer<M> {
             ));
         }
         let (epoch, start) = self.position();
-        let mut score = Score::default();
-        let t0 = std::time::Instant::now();
+        let mut score = if start == 0 { Score::default() } else { self.partial };
+        let (t0, before) = (std::time::Instant::now(), score.images);
         for batch in train.epoch::<f32>(epoch as u64, start) {
             let batch = batch?;
             let (loss, hits) = self.step(&batch)?;
             score.add(loss, hits, batch.labels.len());
-            if progress(&score, score.images as f64 / t0.elapsed().as_secs_f64().max(1e-9)).stop() {
+            self.partial = score;
+            let rate = (score.images - before) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            if progress(&score, rate).stop() {
                 break;
             }
+        }
+        if self.position().1 == 0 {
+            self.partial = Score::default();
         }
         Ok(score)
     }
@@ -334,6 +348,8 @@ impl<M: Module<f32>> Trainer<M> {
             .map_err(|e| Error::Io { path: dir.display().to_string(), detail: e.to_string() })?;
         let mut meta = self.settings();
         meta.insert("position.iteration".into(), self.iteration.to_string());
+        let p = &self.partial;
+        meta.insert("position.epoch_score".into(), format!("{},{},{}", p.loss, p.accuracy, p.images));
         meta.insert("run.epochs".into(), self.config.epochs.to_string());
         save_checkpoint(&self.model, &self.optimizer.state(), &meta, &dir.join(CHECKPOINT))?;
         let model_meta = self.tags.get("model").map(|m| BTreeMap::from([("model".to_string(), m.clone())]));
@@ -396,6 +412,15 @@ impl<M: Module<f32>> Trainer<M> {
             path: path.display().to_string(),
             detail: "no training position in the metadata".into(),
         })?;
+        // The running score of a stopped epoch (checkpoints before it had none).
+        self.partial = match meta.get("position.epoch_score").map(|v| v.split(',').collect::<Vec<_>>()).as_deref() {
+            Some([loss, accuracy, images]) => Score {
+                loss: loss.parse().unwrap_or(0.0),
+                accuracy: accuracy.parse().unwrap_or(0.0),
+                images: images.parse().unwrap_or(0),
+            },
+            _ => Score::default(),
+        };
         Ok(())
     }
 }
