@@ -11,27 +11,35 @@
 //! 6. [`ch06_training_a_resnet`]: model, data, optimiser, schedule, checkpoints, resuming.
 //! 7. [`ch07_beyond_first_order`]: grad of grad, `jvp`, `jacobian`, Hessian-vector products.
 //! 8. [`ch08_speed_and_memory`]: threads, recomputation in residual blocks, benchmarking.
+//! 9. [`ch09_your_own_module`]: a module with a parameter and a buffer, freezing, saving, inference.
+//! 10. [`ch10_wengert_in_your_crate`]: which crates to depend on, features, threads.
 
-#[doc = include_str!("../docs/tutorial/ch01_first_gradient.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch01_first_gradient.md"))]
 pub mod ch01_first_gradient {}
 
-#[doc = include_str!("../docs/tutorial/ch02_tensors_and_shapes.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch02_tensors_and_shapes.md"))]
 pub mod ch02_tensors_and_shapes {}
 
-#[doc = include_str!("../docs/tutorial/ch03_your_own_op.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch03_your_own_op.md"))]
 pub mod ch03_your_own_op {}
 
-#[doc = include_str!("../docs/tutorial/ch04_property_tests.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch04_property_tests.md"))]
 pub mod ch04_property_tests {}
 
-#[doc = include_str!("../docs/tutorial/ch05_why_residual_blocks_train.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch05_why_residual_blocks_train.md"))]
 pub mod ch05_why_residual_blocks_train {}
 
-#[doc = include_str!("../docs/tutorial/ch06_training_a_resnet.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch06_training_a_resnet.md"))]
 pub mod ch06_training_a_resnet {}
 
-#[doc = include_str!("../docs/tutorial/ch07_beyond_first_order.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch07_beyond_first_order.md"))]
 pub mod ch07_beyond_first_order {}
 
-#[doc = include_str!("../docs/tutorial/ch08_speed_and_memory.md")]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch08_speed_and_memory.md"))]
 pub mod ch08_speed_and_memory {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch09_your_own_module.md"))]
+pub mod ch09_your_own_module {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch10_wengert_in_your_crate.md"))]
+pub mod ch10_wengert_in_your_crate {}
