@@ -13,6 +13,8 @@
 //! 8. [`ch08_speed_and_memory`]: threads, recomputation in residual blocks, benchmarking.
 //! 9. [`ch09_your_own_module`]: a module with a parameter and a buffer, freezing, saving, inference.
 //! 10. [`ch10_wengert_in_your_crate`]: which crates to depend on, features, threads.
+//! 11. [`ch11_debugging`]: reading errors, a shape error in a model, `Freed`, the first NaN, profiling.
+//! 12. [`ch12_interop`]: weights from PyTorch and back, through safetensors.
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/ch01_first_gradient.md"))]
 pub mod ch01_first_gradient {}
@@ -43,3 +45,9 @@ pub mod ch09_your_own_module {}
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/ch10_wengert_in_your_crate.md"))]
 pub mod ch10_wengert_in_your_crate {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch11_debugging.md"))]
+pub mod ch11_debugging {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch12_interop.md"))]
+pub mod ch12_interop {}
