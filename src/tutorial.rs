@@ -15,6 +15,7 @@
 //! 10. [`ch10_wengert_in_your_crate`]: which crates to depend on, features, threads.
 //! 11. [`ch11_debugging`]: reading errors, a shape error in a model, `Freed`, the first NaN, profiling.
 //! 12. [`ch12_interop`]: weights from PyTorch and back, through safetensors.
+//! 13. [`ch13_your_own_data`]: datasets, the loader's determinism, batches of your own.
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/ch01_first_gradient.md"))]
 pub mod ch01_first_gradient {}
@@ -51,3 +52,6 @@ pub mod ch11_debugging {}
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/ch12_interop.md"))]
 pub mod ch12_interop {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch13_your_own_data.md"))]
+pub mod ch13_your_own_data {}
