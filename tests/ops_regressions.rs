@@ -58,3 +58,27 @@ fn ceil_mode_windows_may_overhang_a_small_input() {
     let floor = Pool2d { ceil_mode: false, ..pool(2, 2) };
     assert!(max_pool2d(one, &floor).is_err());
 }
+
+/// Found by the API fuzzer (with overflow checks): a padding of `usize::MAX`
+/// with a huge stride gives a small output, but the kernels index the padded
+/// input in `usize` and overflowed. Paddings that take the padded input (or
+/// a transposed conv's unpadded output) past the address range are refused.
+#[test]
+fn paddings_beyond_the_address_range_are_errors() {
+    let t = Tape::<f64>::new();
+    let x = t.leaf(Tensor::ones([1, 2, 1, 1]));
+    let w = t.leaf(Tensor::ones([2, 1, 1, 1]));
+    let o = Conv2dOptions { stride: [1 << 62, 1], padding: [usize::MAX, 0], dilation: [1, 1], groups: 2 };
+    let err = ops::conv2d(x, w, None, &o).unwrap_err().to_string();
+    assert!(err.starts_with("conv2d: padding: [18446744073709551615, 0] makes the padded input"), "{err}");
+    let o =
+        ConvTranspose2dOptions { stride: [1 << 62, 1], padding: [0, 0], dilation: [1 << 62, 1], ..Default::default() };
+    let x = t.leaf(Tensor::ones([1, 2, 3, 1]));
+    let w = t.leaf(Tensor::ones([2, 1, 2, 1]));
+    let err = ops::conv_transpose2d(x, w, None, &o).unwrap_err().to_string();
+    assert!(err.starts_with("conv_transpose2d: stride:"), "{err}");
+    // Large but representable paddings still work.
+    let o = Conv2dOptions { padding: [3, 0], ..Default::default() };
+    let y = ops::conv2d(t.leaf(Tensor::ones([1, 1, 1, 1])), t.leaf(Tensor::ones([1, 1, 1, 1])), None, &o).unwrap();
+    assert_eq!(y.shape().dims(), &[1, 1, 7, 1]);
+}

@@ -193,6 +193,14 @@ fn conv_geometry(x: &[usize], w: &[usize], o: &Conv2dOptions) -> Result<Geometry
         // u128: no product of two usizes overflows it.
         let span = o.dilation[a] as u128 * (w[2 + a] as u128 - 1) + 1;
         let padded = x[2 + a] as u128 + 2 * o.padding[a] as u128;
+        // The kernels index the padded input in usize: keep it in range.
+        if padded > isize::MAX as u128 {
+            return Err(Error::argument(
+                OP,
+                "padding",
+                format!("{:?} makes the padded input {padded} wide, beyond the address range", o.padding),
+            ));
+        }
         if span > padded {
             return Err(Error::shape(
                 OP,
@@ -261,6 +269,18 @@ fn transpose_geometry(x: &[usize], w: &[usize], o: &ConvTranspose2dOptions) -> R
             + o.dilation[a] as u128 * (w[2 + a] as u128 - 1)
             + op as u128
             + 1;
+        // The kernels index the padded output in usize: keep it in range.
+        if full > isize::MAX as u128 {
+            return Err(Error::argument(
+                OP,
+                "stride",
+                format!(
+                    "input {x:?}, weight {w:?}, stride {:?} and dilation {:?} give an output {full} wide before \
+                     padding, beyond the address range",
+                    o.stride, o.dilation
+                ),
+            ));
+        }
         if full <= 2 * o.padding[a] as u128 {
             return Err(Error::shape(
                 OP,
