@@ -106,3 +106,63 @@ fn summary_lists_every_model_and_each_summarises() {
     let (ok, _, err) = wengert(&["eval", "--checkpoint", "x", "--dataset", "fashion_mnist"]);
     assert!(!ok && err.contains("did you mean 'fashion-mnist'?"), "{err}");
 }
+
+/// Writes a CIFAR-10 folder in the dataset's binary format: `per_file`
+/// records in each of the five training files and the test file. Class `k`
+/// is an image whose channel `k % 3` is bright, with noise.
+fn write_cifar10(dir: &std::path::Path, per_file: usize) {
+    let mut seed = 1u32;
+    let mut noise = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 27) as u8
+    };
+    let mut file = |name: &str, offset: usize| {
+        let mut bytes = Vec::new();
+        for i in 0..per_file {
+            let label = ((i + offset) % 3) as u8;
+            bytes.push(label);
+            for c in 0..3 {
+                let base = if c == label as usize { 200 } else { 40 };
+                bytes.extend((0..1024).map(|_| base + noise()));
+            }
+        }
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    for i in 1..=5 {
+        file(&format!("data_batch_{i}.bin"), i);
+    }
+    file("test_batch.bin", 0);
+}
+
+#[test]
+fn train_and_eval_read_a_cifar10_folder() {
+    let root = std::env::temp_dir().join(format!("wengert-cifar-cli-{}", std::process::id()));
+    let data = root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&data).unwrap();
+    write_cifar10(&data, 24);
+    let out = root.join("run");
+    let (d, o) = (root.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["train", "--model", "resnet8", "--data-dir", d, "--batch-size", "20", "--epochs", "2", "--out", o];
+    let (ok, stdout, err) = wengert(&args);
+    assert!(ok, "{err}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("test accuracy: "), "{stdout}");
+    // Colour images: three classes found, each channel normalised with the
+    // training set's own statistics, all saved with the model.
+    let meta = wengert::nn::checkpoint::read_metadata(&out.join("model.safetensors")).unwrap();
+    assert_eq!(meta.get("classes").map(String::as_str), Some("3"));
+    assert_eq!(meta.get("normalise").unwrap().split(';').count(), 3);
+    let shapes = wengert::nn::checkpoint::read_shapes(&out.join("model.safetensors")).unwrap();
+    assert_eq!(shapes["conv1.weight"], [16, 3, 3, 3]);
+    assert_eq!(shapes["fc.weight"], [3, 64]);
+    let model = out.join("model.safetensors");
+    let (ok, eval_out, err) =
+        wengert(&["eval", "--model", "resnet8", "--checkpoint", model.to_str().unwrap(), "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert_eq!(eval_out.lines().last(), Some(last), "eval reproduces the final accuracy");
+    // A damaged file is named.
+    std::fs::write(data.join("data_batch_2.bin"), [0u8; 100]).unwrap();
+    let (ok, _, err) = wengert(&args);
+    assert!(!ok && err.contains("data_batch_2.bin: 100 bytes is not a whole number of 3073-byte records"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

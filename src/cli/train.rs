@@ -55,10 +55,12 @@ pub struct TrainArgs {
     /// Train on the first N images only (quick runs).
     #[arg(long)]
     limit: Option<usize>,
-    /// Random-crop augmentation: pad by N pixels, crop back (0: off; the
-    /// digits are centred, so one epoch trains best without it).
-    #[arg(long, default_value_t = 0)]
-    pad: usize,
+    /// Random-crop augmentation: pad by N pixels, crop back (0: off).
+    /// Default: 0 for grey images (the digits are centred, so one epoch
+    /// trains best without it); 4, with horizontal flips, for colour
+    /// images, as He et al. train on CIFAR.
+    #[arg(long)]
+    pad: Option<usize>,
     /// Check every op's output and gradient for NaN and infinity, and stop
     /// at the first with the op's name and where it was recorded (slow).
     #[arg(long)]
@@ -71,7 +73,9 @@ pub struct DataArgs {
     /// mnist (bundled) or fashion-mnist (Debian's dataset-fashion-mnist).
     #[arg(long, default_value = "mnist", value_parser = super::by_name::<DatasetName>())]
     dataset: DatasetName,
-    /// A folder of IDX files to use instead.
+    /// A folder of data to use instead, in a format recognised from its
+    /// files: IDX (MNIST-style), or CIFAR-10 or CIFAR-100 in their binary
+    /// format (the extracted folder, or the one holding it).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -191,20 +195,33 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let dataset = a.data.dataset;
     let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
     let (train_set, test_set) = datasets(&dir, a.limit)?;
-    let (mean, std) = dataset.normalisation();
-    let train = Loader::new(train_set, a.batch_size, a.seed)?
-        .with_normalise(mean, std)?
-        .with_augment(Augment { pad: a.pad, flip: dataset.flips() })?;
-    let test = Loader::new(test_set, 500, a.seed)?.in_order().with_normalise(mean, std)?;
+    // Grey images take the dataset's published normalisation; colour images
+    // (CIFAR) each channel's statistics over the training set.
+    let colour = train_set.channels() > 1;
+    let normalise = if colour {
+        train_set.channel_stats().into_iter().map(|(m, s)| (m, if s > 0.0 { s } else { 1.0 })).collect()
+    } else {
+        vec![dataset.normalisation()]
+    };
+    let augment = match colour {
+        true => Augment { pad: a.pad.unwrap_or(4), flip: true },
+        false => Augment { pad: a.pad.unwrap_or(0), flip: dataset.flips() },
+    };
+    let classes = train_set.classes().max(test_set.classes()).max(2);
+    let train =
+        Loader::new(train_set, a.batch_size, a.seed)?.with_channel_normalise(&normalise)?.with_augment(augment)?;
+    let test = Loader::new(test_set, 500, a.seed)?.in_order().with_channel_normalise(&normalise)?;
     let image = train.dataset().image_shape();
-    let model = a.model.build::<f32>(image, 10, &mut wengert::core::rng(a.seed))?;
+    let model = a.model.build::<f32>(image, classes, &mut wengert::core::rng(a.seed))?;
     let mut trainer = Trainer::new(model, config, train.batches())?;
     trainer.clip = a.clip.or(a.model.training_defaults().clip).filter(|c| *c > 0.0);
     trainer.detect_anomaly = a.detect_anomaly;
     trainer.tag("model", &a.model);
     trainer.tag("dataset", dir.display());
     trainer.tag("batch_size", a.batch_size);
-    trainer.tag("pad", a.pad);
+    trainer.tag("pad", augment.pad);
+    trainer.tag("classes", classes);
+    trainer.tag("normalise", normalise.iter().map(|(m, s)| format!("{m},{s}")).collect::<Vec<_>>().join(";"));
     let mut run = Run::new(trainer, &train, &test).save_to(&a.out);
     if a.resume {
         run.resume()?;
@@ -323,12 +340,13 @@ pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCod
     let dataset = data.dataset;
     let dir = data_dir(dataset, data.data_dir.as_deref())?;
     same_model(model, checkpoint)?;
-    let (mean, std) = dataset.normalisation();
-    let test = Loader::new(Dataset::load(&dir, Split::Test)?, 500, 0)
+    let test = Dataset::load(&dir, Split::Test)?;
+    let (classes, normalise) = saved_settings(checkpoint, &test, dataset)?;
+    let test = Loader::new(test, 500, 0)
         .map_err(|e| Error::Io { path: dir.display().to_string(), detail: format!("test set: {e}") })?
         .in_order()
-        .with_normalise(mean, std)?;
-    let mut net = model.build::<f32>(test.dataset().image_shape(), 10, &mut wengert::core::rng(0))?;
+        .with_channel_normalise(&normalise)?;
+    let mut net = model.build::<f32>(test.dataset().image_shape(), classes, &mut wengert::core::rng(0))?;
     load_weights(&mut net, model, checkpoint)?;
     let s = evaluate(&mut net, &test)?;
     out!("test loss: {:.4}", s.loss);
@@ -352,7 +370,9 @@ pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, class
         return Err(Error::shape("predict", format!("input is {}; need [N, C, H, W]", x.shape())));
     }
     let ((_, h, w), default_classes) = model.defaults();
-    let classes = classes.unwrap_or(default_classes);
+    // The class count the file was trained with, where it says.
+    let saved = read_metadata(weights)?.get("classes").and_then(|c| c.parse().ok());
+    let classes = classes.or(saved).unwrap_or(default_classes);
     let d = x.dims();
     if model.input() == Input::Sequence && (d[2], d[3]) != (h, w) {
         return Err(Error::shape("predict", format!("{model} reads {h}×{w} images; the input is {}", x.shape())));
@@ -364,6 +384,32 @@ pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, class
     write_tensors(&BTreeMap::from([("logits".to_string(), logits)]), output)?;
     out!("wrote logits to {}", output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The class count and the normalisation a model file was trained with
+/// (its metadata), or, for a file without them, 10 classes and the
+/// dataset's published normalisation.
+fn saved_settings(weights: &Path, data: &Dataset, dataset: DatasetName) -> Result<(usize, Vec<(f64, f64)>)> {
+    let meta = read_metadata(weights)?;
+    let bad = |key: &str| Error::Io {
+        path: weights.display().to_string(),
+        detail: format!("metadata '{key}' does not parse"),
+    };
+    let classes = match meta.get("classes") {
+        Some(c) => c.parse().map_err(|_| bad("classes"))?,
+        None => 10,
+    };
+    let normalise = match meta.get("normalise") {
+        Some(n) => n
+            .split(';')
+            .map(|pair| {
+                let (m, s) = pair.split_once(',').ok_or_else(|| bad("normalise"))?;
+                Ok((m.parse().map_err(|_| bad("normalise"))?, s.parse().map_err(|_| bad("normalise"))?))
+            })
+            .collect::<Result<Vec<(f64, f64)>>>()?,
+        None => vec![dataset.normalisation(); data.channels()],
+    };
+    Ok((classes, normalise))
 }
 
 /// Refuses a checkpoint whose metadata names another model than `model`.

@@ -222,8 +222,10 @@ impl<M: Module<f32>> Trainer<M> {
 
     /// Records a setting of the run (the model's name, the batch size, the
     /// dataset) in its checkpoints; [`Trainer::resume`] refuses a
-    /// checkpoint whose value differs. The key `model` also goes into
-    /// `model.safetensors`, whose loading errors then name the model.
+    /// checkpoint whose value differs. The keys `model`, `classes` and
+    /// `normalise` also go into `model.safetensors`: loading errors then name
+    /// the model, and whoever uses it knows its classes and how its inputs
+    /// were normalised.
     pub fn tag(&mut self, key: &str, value: impl ToString) {
         self.tags.insert(key.to_string(), value.to_string());
     }
@@ -352,8 +354,11 @@ impl<M: Module<f32>> Trainer<M> {
         meta.insert("position.epoch_score".into(), format!("{},{},{}", p.loss, p.accuracy, p.images));
         meta.insert("run.epochs".into(), self.config.epochs.to_string());
         save_checkpoint(&self.model, &self.optimizer.state(), &meta, &dir.join(CHECKPOINT))?;
-        let model_meta = self.tags.get("model").map(|m| BTreeMap::from([("model".to_string(), m.clone())]));
-        save_model_with(&self.model, &model_meta.unwrap_or_default(), &dir.join(MODEL))
+        let model_meta: BTreeMap<String, String> = ["model", "classes", "normalise"]
+            .into_iter()
+            .filter_map(|k| Some((k.to_string(), self.tags.get(k)?.clone())))
+            .collect();
+        save_model_with(&self.model, &model_meta, &dir.join(MODEL))
     }
 
     /// The settings a resumed run must share, as checkpoint metadata.

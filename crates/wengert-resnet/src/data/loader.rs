@@ -46,7 +46,8 @@ pub struct Loader {
     pub shuffle: bool,
     /// Seed of everything random.
     pub seed: u64,
-    normalise: (f64, f64),
+    /// `(mean, std)` per channel.
+    normalise: Vec<(f64, f64)>,
     augment: Augment,
 }
 
@@ -70,27 +71,42 @@ impl Loader {
         if data.is_empty() {
             return Err(Error::argument("Loader::new", "data", "the dataset has no images"));
         }
+        let mnist = crate::registry::DatasetName::Mnist.normalisation();
         Ok(Loader {
+            normalise: vec![mnist; data.channels()],
             data: Arc::new(data),
             batch_size,
             shuffle: true,
             seed,
-            normalise: crate::registry::DatasetName::Mnist.normalisation(),
             augment: Augment::default(),
         })
     }
 
-    /// Normalises pixels scaled to `[0, 1]` as `(p − mean) / std`; `mean`
-    /// must be finite and `std` finite and positive.
-    pub fn with_normalise(mut self, mean: f64, std: f64) -> Result<Self> {
-        if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+    /// Normalises pixels scaled to `[0, 1]` as `(p − mean) / std`, the same
+    /// in every channel; `mean` must be finite and `std` finite and positive.
+    pub fn with_normalise(self, mean: f64, std: f64) -> Result<Self> {
+        let channels = self.data.channels();
+        self.with_channel_normalise(&vec![(mean, std); channels])
+    }
+
+    /// Normalises each channel with its own `(mean, std)` (as
+    /// [`Dataset::channel_stats`] computes them); one pair per channel.
+    pub fn with_channel_normalise(mut self, stats: &[(f64, f64)]) -> Result<Self> {
+        if stats.len() != self.data.channels() {
+            return Err(Error::argument(
+                "Loader::with_normalise",
+                "mean/std",
+                format!("{} (mean, std) pairs for images of {} channels", stats.len(), self.data.channels()),
+            ));
+        }
+        if let Some((mean, std)) = stats.iter().find(|(m, s)| !(m.is_finite() && s.is_finite() && *s > 0.0)) {
             return Err(Error::argument(
                 "Loader::with_normalise",
                 "mean/std",
                 format!("need a finite mean and a finite positive std, got {mean} and {std}"),
             ));
         }
-        self.normalise = (mean, std);
+        self.normalise = stats.to_vec();
         Ok(self)
     }
 
@@ -120,9 +136,9 @@ impl Loader {
         self.batch_size
     }
 
-    /// The `(mean, std)` pixels are normalised with.
-    pub fn normalise(&self) -> (f64, f64) {
-        self.normalise
+    /// The `(mean, std)` each channel is normalised with.
+    pub fn normalise(&self) -> &[(f64, f64)] {
+        &self.normalise
     }
 
     /// The augmentation applied to each image.
@@ -156,28 +172,31 @@ impl Loader {
     }
 
     fn build<T: Float>(&self, order: &[usize], epoch: u64, b: usize) -> Result<Batch<T>> {
-        let (h, w) = (self.data.rows(), self.data.cols());
+        let (c, h, w) = self.data.image_shape();
+        let size = c * h * w;
         let ids = &order[(b * self.batch_size).min(order.len())..((b + 1) * self.batch_size).min(order.len())];
         let mut rng = wengert_core::rng(mix(self.seed, epoch, b as u64));
-        let (mean, std) = self.normalise;
         let p = self.augment.pad as i64;
-        let mut out = Vec::with_capacity(ids.len() * h * w);
+        let mut out = Vec::with_capacity(ids.len() * size);
         for &i in ids {
-            let img = &self.data.images()[i * h * w..(i + 1) * h * w];
+            let img = &self.data.images()[i * size..(i + 1) * size];
             let (dy, dx) =
                 if p > 0 { (rng.random_range(-p..=p) as isize, rng.random_range(-p..=p) as isize) } else { (0, 0) };
             let flip = self.augment.flip && rng.random::<bool>();
-            for y in 0..h as isize {
-                for x in 0..w as isize {
-                    let (sy, sx) = (y + dy, if flip { w as isize - 1 - x } else { x } + dx);
-                    let inside = sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize;
-                    let v = if inside { img[sy as usize * w + sx as usize] } else { 0 };
-                    out.push(T::of((v as f64 / 255.0 - mean) / std));
+            // One crop and one flip for all of an image's channels.
+            for (plane, &(mean, std)) in img.chunks_exact(h * w).zip(&self.normalise) {
+                for y in 0..h as isize {
+                    for x in 0..w as isize {
+                        let (sy, sx) = (y + dy, if flip { w as isize - 1 - x } else { x } + dx);
+                        let inside = sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize;
+                        let v = if inside { plane[sy as usize * w + sx as usize] } else { 0 };
+                        out.push(T::of((v as f64 / 255.0 - mean) / std));
+                    }
                 }
             }
         }
         Ok(Batch {
-            images: Tensor::from_vec(out, [ids.len(), 1, h, w])?,
+            images: Tensor::from_vec(out, [ids.len(), c, h, w])?,
             labels: ids.iter().map(|&i| self.data.labels()[i] as usize).collect(),
         })
     }
@@ -252,6 +271,29 @@ mod tests {
             saw_border |= x.images.data().contains(&0.0);
         }
         assert!(saw_border);
+    }
+
+    #[test]
+    fn colour_images_normalise_each_channel_and_crop_them_together() {
+        // One 2×2 image of two channels: 0 and 255 in the first, all 51 in the second.
+        let d = Dataset::with_channels(vec![0, 255, 0, 255, 51, 51, 51, 51], vec![0], 2, 2, 2).unwrap();
+        let stats = d.channel_stats();
+        assert_eq!(stats[0], (0.5, 0.5));
+        assert!((stats[1].0 - 0.2).abs() < 1e-12 && stats[1].1 < 1e-9);
+        let l = Loader::new(d, 1, 0).unwrap().with_channel_normalise(&[(0.5, 0.5), (0.2, 0.1)]).unwrap();
+        let b: Batch<f64> = l.batch(0, 0).unwrap();
+        assert_eq!(b.images.dims(), &[1, 2, 2, 2]);
+        let want = [-1.0, 1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+        assert!(b.images.data().iter().zip(want).all(|(a, w)| (a - w).abs() < 1e-12), "{:?}", b.images.data());
+        assert!(Loader::new(toy(2), 1, 0).unwrap().with_channel_normalise(&[(0.0, 1.0); 2]).is_err());
+        // A flip mirrors both channels alike.
+        let d = Dataset::with_channels(vec![1, 2, 3, 4], vec![0], 2, 1, 2).unwrap();
+        let l = Loader::new(d, 1, 0).unwrap().with_normalise(0.0, 1.0).unwrap();
+        let l = l.with_augment(Augment { pad: 0, flip: true }).unwrap();
+        for e in 0..8 {
+            let v: Vec<f64> = l.batch::<f64>(e, 0).unwrap().images.data().iter().map(|x| x * 255.0).collect();
+            assert!(v == [1.0, 2.0, 3.0, 4.0] || v == [2.0, 1.0, 4.0, 3.0], "{v:?}");
+        }
     }
 
     #[test]

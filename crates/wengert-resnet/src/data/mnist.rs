@@ -1,8 +1,10 @@
-//! MNIST-style datasets: 28×28 grey images with labels 0–9, as four IDX
-//! files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-…`),
-//! gzipped or not.
+//! Datasets of labelled 8-bit images, and loading them from a folder in
+//! one of the formats [`Dataset::load`] recognises: MNIST-style IDX files
+//! (28×28 grey images, labels 0–9: `train-images-idx3-ubyte`,
+//! `train-labels-idx1-ubyte`, `t10k-…`, gzipped or not) and CIFAR-10 and
+//! CIFAR-100 in their binary format.
 
-use super::idx;
+use super::{cifar, idx};
 use std::path::{Path, PathBuf};
 use wengert_core::{Error, Result};
 
@@ -15,12 +17,14 @@ pub enum Split {
     Test,
 }
 
-/// Labelled images of one channel. Built by [`Dataset::new`] or
+/// Labelled images of 8-bit pixels, all of one size. Built by
+/// [`Dataset::new`] (one channel), [`Dataset::with_channels`] or
 /// [`Dataset::load`], which check that every label has its image.
 #[derive(Clone, Debug)]
 pub struct Dataset {
     images: Vec<u8>,
     labels: Vec<u8>,
+    channels: usize,
     rows: usize,
     cols: usize,
 }
@@ -37,25 +41,41 @@ impl Dataset {
     /// # Ok::<(), wengert_core::Error>(())
     /// ```
     pub fn new(images: Vec<u8>, labels: Vec<u8>, rows: usize, cols: usize) -> Result<Self> {
-        if rows == 0 || cols == 0 {
+        Self::with_channels(images, labels, 1, rows, cols)
+    }
+
+    /// A dataset of `labels.len()` images of `channels × rows × cols`
+    /// pixels, stored `[n, channels, rows, cols]` row-major (each image's
+    /// channels one after another, as CIFAR's files hold them).
+    ///
+    /// ```
+    /// use wengert_resnet::data::Dataset;
+    /// // One 1×2 RGB image: a red pixel and a blue one.
+    /// let d = Dataset::with_channels(vec![255, 0, 0, 0, 0, 255], vec![3], 3, 1, 2)?;
+    /// assert_eq!((d.image_shape(), d.classes()), ((3, 1, 2), 4));
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn with_channels(images: Vec<u8>, labels: Vec<u8>, channels: usize, rows: usize, cols: usize) -> Result<Self> {
+        if channels == 0 || rows == 0 || cols == 0 {
             return Err(Error::argument(
                 "Dataset::new",
-                "rows/cols",
-                format!("images of {rows}×{cols} pixels are empty"),
+                "channels/rows/cols",
+                format!("images of {channels}×{rows}×{cols} pixels are empty"),
             ));
         }
-        let expected = labels.len().checked_mul(rows).and_then(|n| n.checked_mul(cols));
+        let expected =
+            labels.len().checked_mul(channels).and_then(|n| n.checked_mul(rows)).and_then(|n| n.checked_mul(cols));
         if expected != Some(images.len()) {
             return Err(Error::argument(
                 "Dataset::new",
                 "images",
-                format!("{} pixel bytes for {} labels of {rows}×{cols} images", images.len(), labels.len()),
+                format!("{} pixel bytes for {} labels of {channels}×{rows}×{cols} images", images.len(), labels.len()),
             ));
         }
-        Ok(Dataset { images, labels, rows, cols })
+        Ok(Dataset { images, labels, channels, rows, cols })
     }
 
-    /// The pixel bytes, `[n, rows, cols]` row-major.
+    /// The pixel bytes, `[n, channels, rows, cols]` row-major.
     pub fn images(&self) -> &[u8] {
         &self.images
     }
@@ -63,6 +83,11 @@ impl Dataset {
     /// One label per image.
     pub fn labels(&self) -> &[u8] {
         &self.labels
+    }
+
+    /// Channels per image (1 for grey, 3 for colour).
+    pub fn channels(&self) -> usize {
+        self.channels
     }
 
     /// Image height.
@@ -85,21 +110,62 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// One image's `(channels, height, width)`: `(1, rows, cols)`.
+    /// One image's `(channels, height, width)`.
     pub fn image_shape(&self) -> (usize, usize, usize) {
-        (1, self.rows, self.cols)
+        (self.channels, self.rows, self.cols)
+    }
+
+    /// The number of classes the labels imply: the largest label plus one.
+    pub fn classes(&self) -> usize {
+        self.labels.iter().max().map_or(0, |&l| l as usize + 1)
+    }
+
+    /// Each channel's mean and standard deviation over every pixel, with
+    /// pixels scaled to `[0, 1]`: the normalisation a loader should use
+    /// for data without published statistics.
+    pub fn channel_stats(&self) -> Vec<(f64, f64)> {
+        let plane = self.rows * self.cols;
+        (0..self.channels)
+            .map(|c| {
+                let (mut sum, mut sq, mut n) = (0.0f64, 0.0f64, 0.0f64);
+                for image in self.images.chunks_exact(self.channels * plane) {
+                    for &p in &image[c * plane..(c + 1) * plane] {
+                        let v = p as f64 / 255.0;
+                        (sum, sq, n) = (sum + v, sq + v * v, n + 1.0);
+                    }
+                }
+                let mean = sum / n.max(1.0);
+                (mean, (sq / n.max(1.0) - mean * mean).max(0.0).sqrt())
+            })
+            .collect()
     }
 
     /// The first `n` images (all if fewer), for quick runs and tests.
     pub fn take(mut self, n: usize) -> Self {
         let n = n.min(self.len());
-        self.images.truncate(n * self.rows * self.cols);
+        self.images.truncate(n * self.channels * self.rows * self.cols);
         self.labels.truncate(n);
         self
     }
 
-    /// Loads one split from a folder of IDX files (`.gz` or plain).
+    /// Loads one split from a folder, recognising its format from the files
+    /// in it: MNIST-style IDX files (`.gz` or plain), or CIFAR-10 or
+    /// CIFAR-100 in their binary format (the folder as extracted,
+    /// `cifar-10-batches-bin/` or `cifar-100-binary/`, or the folder that
+    /// holds it). When nothing matches, the error lists what the folder
+    /// holds and what each format needs.
     pub fn load(dir: &Path, split: Split) -> Result<Self> {
+        if find(dir, "train-images-idx3-ubyte").is_ok() || find(dir, "t10k-images-idx3-ubyte").is_ok() {
+            return Self::load_idx(dir, split);
+        }
+        if let Some(found) = cifar::find(dir) {
+            return cifar::load(&found, split);
+        }
+        Err(Error::Io { path: dir.display().to_string(), detail: unrecognised(dir) })
+    }
+
+    /// Loads one split from a folder of IDX files (`.gz` or plain).
+    fn load_idx(dir: &Path, split: Split) -> Result<Self> {
         let prefix = if split == Split::Train { "train" } else { "t10k" };
         let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
         let images = idx::read(&images_path)?;
@@ -129,6 +195,25 @@ impl Dataset {
         Dataset::new(images.data, labels.data, images.dims[1], images.dims[2])
             .map_err(|e| Error::Io { path: images_path.display().to_string(), detail: e.to_string() })
     }
+}
+
+/// What a folder in no known format holds, and what each format needs.
+fn unrecognised(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    let held = match names.len() {
+        0 => "nothing".to_string(),
+        n if n > 8 => format!("{} and {} more", names[..8].join(", "), n - 8),
+        _ => names.join(", "),
+    };
+    format!(
+        "no dataset recognised in this folder, which holds {held}. Formats: IDX (MNIST-style) needs \
+         train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte \
+         (.gz or plain); CIFAR-10 needs data_batch_1.bin … data_batch_5.bin and test_batch.bin \
+         (cifar-10-batches-bin); CIFAR-100 needs train.bin and test.bin (cifar-100-binary)"
+    )
 }
 
 /// `dir/name.gz` or `dir/name`.

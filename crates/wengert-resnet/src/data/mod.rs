@@ -1,6 +1,8 @@
-//! Image-classification data: the IDX reader, MNIST-style datasets, and a
-//! loader that shuffles, batches, normalises and augments.
+//! Image-classification data: the IDX reader, datasets (MNIST-style IDX
+//! files, CIFAR-10 and CIFAR-100 in their binary format, or images in
+//! memory), and a loader that shuffles, batches, normalises and augments.
 
+mod cifar;
 pub mod idx;
 mod loader;
 mod mnist;
