@@ -1,5 +1,5 @@
 //! Byte-level fuzzing of the file readers: safetensors checkpoints, IDX
-//! datasets and conformance cases, each damaged by random truncation, bit
+//! and CIFAR datasets and conformance cases, each damaged by random truncation, bit
 //! flips, overwritten bytes and forged headers. The promise under test: a
 //! typed error naming the file (or, for a harmless flip in the data, a
 //! successful read), never a panic, and a failed load leaves the model as
@@ -116,6 +116,16 @@ fn idx_bytes() -> Vec<u8> {
     b
 }
 
+/// A valid CIFAR-10 test file of two records.
+fn cifar_bytes() -> Vec<u8> {
+    let mut b = Vec::new();
+    for label in [3u8, 7] {
+        b.push(label);
+        b.extend((0..3072).map(|i| (i % 251) as u8));
+    }
+    b
+}
+
 const CASE: &str = r#"{"name": "neg", "op": "neg", "attrs": {},
   "inputs": [{"name": "x", "shape": [2], "data": [1.5, -2]}],
   "output": {"shape": [2], "data": [-1.5, 2]},
@@ -155,6 +165,23 @@ proptest! {
     }
 
     #[test]
+    fn damaged_cifar_files_are_errors(d in damage()) {
+        use wengert::resnet::data::{Dataset, Split};
+        let bytes = apply(&cifar_bytes(), &d);
+        MUTATIONS.fetch_add(1, Ordering::Relaxed);
+        let folder = dir().join(format!("cifar-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("test_batch.bin"), &bytes).unwrap();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if let Ok(d) = Dataset::load(&folder, Split::Test) {
+                assert_eq!(d.images().len(), d.len() * 3 * 32 * 32, "images and labels disagree");
+                assert!(d.labels().iter().all(|&l| l < 10), "a label out of range was read");
+            }
+        }));
+        assert!(outcome.is_ok(), "reading a damaged CIFAR file panicked");
+    }
+
+    #[test]
     fn damaged_conformance_cases_fail_without_panicking(d in damage()) {
         let bytes = apply(CASE.as_bytes(), &d);
         read_damaged("case.json", &bytes, |p| {
@@ -175,6 +202,11 @@ fn undamaged_files_read_back() {
     assert_eq!(values(&m), values(&model()));
     let idx = wengert::resnet::data::idx::parse(Path::new("x"), &idx_bytes()).unwrap();
     assert_eq!(idx.dims, vec![4, 2, 3]);
+    let cifar = dir().join("cifar-ok");
+    std::fs::create_dir_all(&cifar).unwrap();
+    std::fs::write(cifar.join("test_batch.bin"), cifar_bytes()).unwrap();
+    let d = wengert::resnet::data::Dataset::load(&cifar, wengert::resnet::data::Split::Test).unwrap();
+    assert_eq!((d.len(), d.labels()), (2, &[3u8, 7][..]));
     let c = dir().join("ok.json");
     std::fs::write(&c, CASE).unwrap();
     let r = wengert::conformance::run_file(&c, wengert::core::DType::F64);
