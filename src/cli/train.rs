@@ -74,8 +74,10 @@ pub struct DataArgs {
     #[arg(long, default_value = "mnist", value_parser = super::by_name::<DatasetName>())]
     dataset: DatasetName,
     /// A folder of data to use instead, in a format recognised from its
-    /// files: IDX (MNIST-style), or CIFAR-10 or CIFAR-100 in their binary
-    /// format (the extracted folder, or the one holding it).
+    /// files: IDX (MNIST-style), CIFAR-10 or CIFAR-100 in their binary
+    /// format (the extracted folder, or the one holding it), or array files
+    /// (train.safetensors and test.safetensors with u8 `images` and
+    /// integer `labels`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }

@@ -4,7 +4,7 @@
 //! `train-labels-idx1-ubyte`, `t10k-…`, gzipped or not) and CIFAR-10 and
 //! CIFAR-100 in their binary format.
 
-use super::{cifar, idx};
+use super::{arrays, cifar, idx};
 use std::path::{Path, PathBuf};
 use wengert_core::{Error, Result};
 
@@ -149,10 +149,11 @@ impl Dataset {
     }
 
     /// Loads one split from a folder, recognising its format from the files
-    /// in it: MNIST-style IDX files (`.gz` or plain), or CIFAR-10 or
+    /// in it: MNIST-style IDX files (`.gz` or plain), CIFAR-10 or
     /// CIFAR-100 in their binary format (the folder as extracted,
     /// `cifar-10-batches-bin/` or `cifar-100-binary/`, or the folder that
-    /// holds it). When nothing matches, the error lists what the folder
+    /// holds it), or array files (`train.safetensors` and
+    /// `test.safetensors` with `images` and `labels`). When nothing matches, the error lists what the folder
     /// holds and what each format needs.
     pub fn load(dir: &Path, split: Split) -> Result<Self> {
         if find(dir, "train-images-idx3-ubyte").is_ok() || find(dir, "t10k-images-idx3-ubyte").is_ok() {
@@ -160,6 +161,9 @@ impl Dataset {
         }
         if let Some(found) = cifar::find(dir) {
             return cifar::load(&found, split);
+        }
+        if arrays::present(dir) {
+            return arrays::load(dir, split);
         }
         Err(Error::Io { path: dir.display().to_string(), detail: unrecognised(dir) })
     }
@@ -212,7 +216,8 @@ fn unrecognised(dir: &Path) -> String {
         "no dataset recognised in this folder, which holds {held}. Formats: IDX (MNIST-style) needs \
          train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte \
          (.gz or plain); CIFAR-10 needs data_batch_1.bin … data_batch_5.bin and test_batch.bin \
-         (cifar-10-batches-bin); CIFAR-100 needs train.bin and test.bin (cifar-100-binary)"
+         (cifar-10-batches-bin); CIFAR-100 needs train.bin and test.bin (cifar-100-binary); arrays need \
+         train.safetensors and test.safetensors, each with u8 `images` and integer `labels`"
     )
 }
 
