@@ -35,7 +35,7 @@ fn recomputation_gives_identical_gradients() {
     ] {
         let mut a = Block::new(kind, 4, width, stride, shortcut, &mut wengert::core::rng(2)).unwrap();
         let mut b = Block::new(kind, 4, width, stride, shortcut, &mut wengert::core::rng(2)).unwrap();
-        b.recompute = true;
+        b.set_recompute(true);
         assert_eq!(grads_of(&mut a, &x), grads_of(&mut b, &x), "{kind:?}");
     }
 }

@@ -7,8 +7,9 @@
 //! as a single node ([`Var::call`](wengert_core::Var::call)); its backward
 //! is the vector-Jacobian product of the branch plus that of the shortcut,
 //! which for the identity is `δ_in = δ_out·(∂F/∂x + I)`: the error signal
-//! passes through unchanged when `F` is small. With `recompute`, the node
-//! keeps only its input and runs the block again during backward.
+//! passes through unchanged when `F` is small. With recomputation
+//! ([`Block::set_recompute`]), the node keeps only its input and runs the
+//! block again during backward.
 //!
 //! Kinds (parameter names as in torchvision):
 //! - [`Kind::Basic`]: `conv1` 3×3 (stride) – `bn1` – ReLU – `conv2` 3×3 –
@@ -83,8 +84,6 @@ pub struct Block<T: Float> {
     /// `relu(bn1(x))`.
     pre: Option<BatchNorm2d<T>>,
     body: Residual<Sequential<T>, Box<dyn Module<T>>>,
-    /// Keep only the input and recompute the block in backward.
-    pub recompute: bool,
 }
 
 impl<T: Float> Block<T> {
@@ -200,7 +199,13 @@ impl<T: Float> Block<T> {
             Some(s) => Residual::with_shortcut(branch, s),
             None => Residual::without_shortcut(branch),
         };
-        Ok(Block { kind, stride, pre, body: body.named(name), recompute: false })
+        Ok(Block { kind, stride, pre, body: body.named(name) })
+    }
+
+    /// Keeps only the block's input and runs the block again during
+    /// backward (`on`), or keeps its intermediate results (the default).
+    pub fn set_recompute(&mut self, on: bool) {
+        self.body.recompute = on;
     }
 
     /// Sets the last batch norm's γ of the branch to zero, so the block starts
@@ -256,7 +261,6 @@ impl<T: Float> Module<T> for Block<T> {
             Some(bn1) => relu(bn1.forward(step, x)?)?,
             None => x,
         };
-        self.body.recompute = self.recompute;
         let y = self.body.forward(step, x)?;
         if self.kind.pre_activation() {
             Ok(y)

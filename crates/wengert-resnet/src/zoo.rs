@@ -175,7 +175,7 @@ impl<T: Float> ResNet<T> {
 
     /// Turns per-block recomputation on or off for every block.
     pub fn set_recompute(&mut self, on: bool) {
-        self.stages.0.iter_mut().flat_map(|(_, s)| s).for_each(|b| b.recompute = on);
+        self.stages.0.iter_mut().flat_map(|(_, s)| s).for_each(|b| b.set_recompute(on));
     }
 
     /// The layers with their output shapes for one image of `(c, h, w)`,
