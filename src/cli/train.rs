@@ -1,5 +1,6 @@
 //! `wengert train` and `wengert eval`: a zoo model on MNIST-style data.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -341,9 +342,10 @@ fn plot_curves(path: &Path, model: &str, log: &RunLog, batches: usize) -> Result
 pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCode> {
     let dataset = data.dataset;
     let dir = data_dir(dataset, data.data_dir.as_deref())?;
-    same_model(model, checkpoint)?;
+    let meta = model_metadata(model, checkpoint)?;
     let test = Dataset::load(&dir, Split::Test)?;
-    let (classes, normalise) = saved_settings(checkpoint, &test, dataset)?;
+    let classes = saved_classes(&meta, checkpoint)?.unwrap_or(10);
+    let normalise = saved_normalisation(&meta, checkpoint)?.unwrap_or(vec![dataset.normalisation(); test.channels()]);
     let test = Loader::new(test, 500, 0)
         .map_err(|e| Error::Io { path: dir.display().to_string(), detail: format!("test set: {e}") })?
         .in_order()
@@ -359,11 +361,10 @@ pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCod
 /// `wengert predict`: the logits of a zoo model in evaluation mode for the
 /// f32 tensor `input` (NCHW) of a safetensors file, written as `logits`.
 pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, classes: Option<usize>) -> Result<ExitCode> {
-    use std::collections::BTreeMap;
     use wengert::nn::checkpoint::{read_tensors, write_tensors};
     use wengert::nn::{Module, Step};
     distinct_output(output, &[("--weights", weights), ("--input", input)])?;
-    same_model(model, weights)?;
+    let meta = model_metadata(model, weights)?;
     let mut tensors = read_tensors::<f32>(input)?;
     let x = tensors
         .remove("input")
@@ -373,8 +374,7 @@ pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, class
     }
     let ((_, h, w), default_classes) = model.defaults();
     // The class count the file was trained with, where it says.
-    let saved = read_metadata(weights)?.get("classes").and_then(|c| c.parse().ok());
-    let classes = classes.or(saved).unwrap_or(default_classes);
+    let classes = classes.or(saved_classes(&meta, weights)?).unwrap_or(default_classes);
     let d = x.dims();
     if model.input() == Input::Sequence && (d[2], d[3]) != (h, w) {
         return Err(Error::shape("predict", format!("{model} reads {h}×{w} images; the input is {}", x.shape())));
@@ -388,41 +388,40 @@ pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, class
     Ok(ExitCode::SUCCESS)
 }
 
-/// The class count and the normalisation a model file was trained with
-/// (its metadata), or, for a file without them, 10 classes and the
-/// dataset's published normalisation.
-fn saved_settings(weights: &Path, data: &Dataset, dataset: DatasetName) -> Result<(usize, Vec<(f64, f64)>)> {
-    let meta = read_metadata(weights)?;
-    let bad = |key: &str| Error::Io {
-        path: weights.display().to_string(),
-        detail: format!("metadata '{key}' does not parse"),
-    };
-    let classes = match meta.get("classes") {
-        Some(c) => c.parse().map_err(|_| bad("classes"))?,
-        None => 10,
-    };
-    let normalise = match meta.get("normalise") {
-        Some(n) => n
-            .split(';')
-            .map(|pair| {
-                let (m, s) = pair.split_once(',').ok_or_else(|| bad("normalise"))?;
-                Ok((m.parse().map_err(|_| bad("normalise"))?, s.parse().map_err(|_| bad("normalise"))?))
-            })
-            .collect::<Result<Vec<(f64, f64)>>>()?,
-        None => vec![dataset.normalisation(); data.channels()],
-    };
-    Ok((classes, normalise))
+/// An error for a model file's metadata entry `key` that does not parse.
+fn bad_metadata(weights: &Path, key: &str) -> Error {
+    Error::Io { path: weights.display().to_string(), detail: format!("metadata '{key}' does not parse") }
 }
 
-/// Refuses a checkpoint whose metadata names another model than `model`.
-fn same_model(model: &Model, weights: &Path) -> Result<()> {
-    match read_metadata(weights)?.get("model") {
-        Some(held) if *held != model.to_string() => Err(Error::Io {
+/// The class count a model file says it was trained with, if it says.
+fn saved_classes(meta: &BTreeMap<String, String>, weights: &Path) -> Result<Option<usize>> {
+    meta.get("classes").map(|c| c.parse().map_err(|_| bad_metadata(weights, "classes"))).transpose()
+}
+
+/// The per-channel normalisation a model file says its inputs had, if it says.
+fn saved_normalisation(meta: &BTreeMap<String, String>, weights: &Path) -> Result<Option<Vec<(f64, f64)>>> {
+    let bad = || bad_metadata(weights, "normalise");
+    let Some(n) = meta.get("normalise") else { return Ok(None) };
+    n.split(';')
+        .map(|pair| {
+            let (m, s) = pair.split_once(',').ok_or_else(bad)?;
+            Ok((m.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?))
+        })
+        .collect::<Result<Vec<(f64, f64)>>>()
+        .map(Some)
+}
+
+/// The metadata of a model file, read once; refuses a file whose metadata
+/// names another model than `model`.
+fn model_metadata(model: &Model, weights: &Path) -> Result<BTreeMap<String, String>> {
+    let meta = read_metadata(weights)?;
+    if let Some(held) = meta.get("model").filter(|held| **held != model.to_string()) {
+        return Err(Error::Io {
             path: weights.display().to_string(),
             detail: format!("holds a {held}, not a {model}: pass --model {held}"),
-        }),
-        _ => Ok(()),
+        });
     }
+    Ok(meta)
 }
 
 /// Loads `weights` into `net`; when the first layer's input channels
