@@ -1,8 +1,8 @@
 //! Datasets of labelled 8-bit images, and loading them from a folder in
 //! one of the formats [`Dataset::load`] recognises: MNIST-style IDX files
 //! (28×28 grey images, labels 0–9: `train-images-idx3-ubyte`,
-//! `train-labels-idx1-ubyte`, `t10k-…`, gzipped or not) and CIFAR-10 and
-//! CIFAR-100 in their binary format.
+//! `train-labels-idx1-ubyte`, `t10k-…`, gzipped or not), CIFAR-10 and
+//! CIFAR-100 in their binary format, and safetensors array files.
 
 use super::{arrays, cifar, idx};
 use std::path::{Path, PathBuf};
