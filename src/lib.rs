@@ -19,6 +19,8 @@
 //! - [`ops`] (`wengert-ops`): differentiable CNN operations;
 //! - [`nn`] (`wengert-nn`): layers, initialisation, optimisers, checkpoints;
 //! - [`resnet`] (`wengert-resnet`): residual networks and their data;
+//! - [`train`] (`wengert-train`): the trainer, whole runs, data-parallel
+//!   training (over MPI with the feature `mpi`);
 //! - [`conformance`]: the runner that checks ops against reference cases;
 //! - [`plot`]: PNG line charts for training curves and experiments;
 //! - [`tutorial`]: eight short runnable chapters, from a first gradient to training deep ResNets;
@@ -35,6 +37,7 @@ pub use wengert_core::{Error, Result, Tape, Tensor, Var};
 pub use wengert_nn as nn;
 pub use wengert_ops as ops;
 pub use wengert_resnet as resnet;
+pub use wengert_train as train;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -13,8 +13,8 @@ use wengert::nn::{Module, Step, Visit};
 use wengert::ops::{self as ops, matmul::MatMul, Conv2dOptions, ConvTranspose2dOptions, Pool2d};
 use wengert::resnet::block::{Block, Kind, Shortcut};
 use wengert::resnet::data::{Dataset, Loader};
-use wengert::resnet::train::{Config, Trainer};
 use wengert::resnet::zoo::ResNet;
+use wengert::train::train::{Config, Trainer};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wengert-api-{name}-{}", std::process::id()));

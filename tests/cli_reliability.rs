@@ -150,7 +150,7 @@ fn a_learning_rate_that_blows_up_never_replaces_a_good_checkpoint() {
     if o.status.success() {
         let mut net = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
         wengert::nn::checkpoint::load_model(&mut net, &out.join("checkpoint.safetensors"), false).unwrap();
-        let bad = wengert::resnet::train::first_non_finite(&net);
+        let bad = wengert::train::train::first_non_finite(&net);
         assert!(bad.is_none(), "a run with --lr 1e30 saved non-finite weights: {bad:?}");
     } else {
         assert_eq!(std::fs::read(out.join("checkpoint.safetensors")).unwrap(), good);

@@ -31,7 +31,8 @@ fn run(fused: Option<bool>) -> (Tensor<f64>, Vec<Tensor<f64>>) {
         Some(recompute) => Var::call("unit", Arc::new(unit) as Function<f64>, &vars, recompute).unwrap(),
     };
     let seed = Tensor::from_fn([3, 4], |i| i as f64 - 5.0);
-    let g = tape.backward_with(y, BackwardOptions { seed: Some(seed), wrt: Some(&vars), retain_graph: false }).unwrap();
+    let g =
+        tape.backward_with(y, BackwardOptions { seed: Some(seed), wrt: Some(&vars), ..Default::default() }).unwrap();
     (y.value().unwrap(), g.into_tensors())
 }
 

@@ -12,7 +12,12 @@ fn grads_of(block: &mut Block<f64>, x: &Tensor<f64>) -> (Tensor<f64>, Vec<Tensor
     let mut step = Step::train(&tape, 0);
     let y = block.forward(&mut step, xv).unwrap();
     let seed = Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0);
-    let g = tape.backward_with(y, BackwardOptions { seed: Some(seed), wrt: Some(&[xv]), retain_graph: true }).unwrap();
+    let g = tape
+        .backward_with(
+            y,
+            BackwardOptions { seed: Some(seed), wrt: Some(&[xv]), retain_graph: true, ..Default::default() },
+        )
+        .unwrap();
     let loss =
         y.mul(tape.constant(Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0))).unwrap().sum_all().unwrap();
     let pg = step.backward(loss).unwrap();

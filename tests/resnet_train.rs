@@ -3,8 +3,8 @@
 
 use std::path::Path;
 use wengert::resnet::data::{Dataset, Loader, Split};
-use wengert::resnet::train::{Config, Score, Trainer};
 use wengert::resnet::zoo::ResNet;
+use wengert::train::train::{Config, Score, Trainer};
 
 fn loader(n: usize) -> Loader {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"));
@@ -99,7 +99,7 @@ fn recurrent_classifiers_learn_sequential_mnist() {
     let data = loader(1280);
     for name in ["rnn", "lstm", "residual_rnn"] {
         let model = name.parse::<Model>().unwrap().build::<f32>((1, 28, 28), 10, &mut wengert::core::rng(0)).unwrap();
-        let optimizer = wengert::resnet::train::OptimizerKind::Adam;
+        let optimizer = wengert::train::train::OptimizerKind::Adam;
         let config = Config { epochs: 3, lr: 0.002, weight_decay: 0.0, warmup: 5, optimizer, ..Config::default() };
         let mut t = Trainer::new(model, config, data.batches()).unwrap();
         t.clip = Some(1.0);
@@ -133,8 +133,8 @@ struct StopAt {
     at: usize,
 }
 
-impl wengert::resnet::run::Observer for StopAt {
-    fn step(&mut self, _: &wengert::resnet::train::Score, _: f64) {
+impl wengert::train::run::Observer for StopAt {
+    fn step(&mut self, _: &wengert::train::train::Score, _: f64) {
         self.steps += 1;
         if self.steps == self.at {
             self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -146,7 +146,7 @@ impl wengert::resnet::run::Observer for StopAt {
 /// ends with the model and the step log of an uninterrupted run.
 #[test]
 fn a_stopped_run_resumes_to_the_same_model_and_log() {
-    use wengert::resnet::run::{Outcome, Run, METRICS, STEPS};
+    use wengert::train::run::{Outcome, Run, METRICS, STEPS};
     let data = loader(320);
     let mut test = loader(64);
     test.shuffle = false;

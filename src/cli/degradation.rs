@@ -11,8 +11,8 @@ use wengert::nn::checkpoint::write_atomic;
 use wengert::plot::{line_charts, Chart, Series};
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::registry::{DatasetName, Model};
-use wengert::resnet::run::{EpochRecord, Observer, Run, RunLog};
-use wengert::resnet::train::{Config, Score, Trainer};
+use wengert::train::run::{EpochRecord, Observer, Run, RunLog};
+use wengert::train::train::{Config, Score, Trainer};
 
 /// The options of `wengert degradation`.
 #[derive(clap::Args)]

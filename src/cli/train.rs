@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use wengert::core::collective::Collective;
 use wengert::core::{Error, Result};
 use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::registry::{DatasetName, Input, Model, TrainingDefaults};
-use wengert::resnet::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
-use wengert::resnet::train::{evaluate, Config, OptimizerKind, Score, Trainer, MODEL};
+use wengert::train::parallel::{mpi_local_size, mpi_world_size, Parallel};
+use wengert::train::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
+use wengert::train::train::{evaluate, Config, OptimizerKind, Score, Trainer, MODEL};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
@@ -66,6 +69,15 @@ pub struct TrainArgs {
     /// at the first with the op's name and where it was recorded (slow).
     #[arg(long)]
     detect_anomaly: bool,
+    /// Under mpirun: normalise batch norm over the whole batch across the
+    /// ranks (as PyTorch's SyncBatchNorm), so that N ranks compute what one
+    /// process computes; without it each rank normalises its own share.
+    #[arg(long)]
+    sync_bn: bool,
+    /// Under mpirun: gradients travel in buckets of this many KiB, each
+    /// summed across the ranks as soon as backward has finished it.
+    #[arg(long, default_value_t = 1024)]
+    bucket_kib: usize,
 }
 
 /// Which images: the options `wengert train` and `wengert eval` share.
@@ -97,7 +109,11 @@ fn max_threads() -> usize {
     8 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Sets the worker threads: `--threads`, or under mpirun the machine's
+/// cores shared among the ranks it runs.
 fn set_threads(threads: Option<usize>) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.or(mpi_local_size().map(|ranks| (cores / ranks.max(1)).max(1)));
     if let Some(n) = threads {
         if n == 0 || n > max_threads() {
             return Err(Error::argument(
@@ -125,6 +141,15 @@ fn check_args(a: &TrainArgs) -> Result<()> {
     let bad = |arg: &str, detail: String| Err(Error::argument("train", arg, detail));
     if a.batch_size == 0 {
         return bad("--batch-size", "must be at least 1, got 0".into());
+    }
+    if a.bucket_kib == 0 {
+        return bad("--bucket-kib", "must be at least 1, got 0".into());
+    }
+    if let Some(ranks) = mpi_world_size().filter(|r| a.batch_size % r != 0) {
+        return bad(
+            "--batch-size",
+            format!("the batch of {} does not split evenly across {ranks} ranks", a.batch_size),
+        );
     }
     if a.limit == Some(0) {
         return bad("--limit", "must be at least 1, got 0: there would be nothing to train on".into());
@@ -191,10 +216,41 @@ fn datasets(dir: &Path, limit: Option<usize>) -> Result<(Dataset, Dataset)> {
 }
 
 /// Trains, evaluating after each epoch; prints `test accuracy: XX.XX%` last.
+/// Started by mpirun, trains data-parallel with the other ranks.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
     check_args(&a)?;
     let config = config(&a)?;
+    #[cfg(feature = "mpi")]
+    if mpi_world_size().is_some() {
+        use wengert::train::mpi::MpiGroup;
+        let group = Arc::new(MpiGroup::init()?);
+        let (rank, size) = (group.rank(), group.size());
+        return match train(a, config, Some(group.clone())) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                // The other ranks wait for this one's sums: end them all.
+                eprintln!("error: rank {rank} of {size}: {e}");
+                group.abort(1)
+            }
+        };
+    }
+    if let Some(ranks) = mpi_world_size().filter(|&r| r > 1) {
+        return Err(Error::argument(
+            "train",
+            "mpirun",
+            format!(
+                "started as one of {ranks} ranks, but this wengert was built without MPI, so each would train \
+                 alone; build it with `cargo build --release --features mpi`"
+            ),
+        ));
+    }
+    train(a, config, None)
+}
+
+/// The run itself, alone or as one rank of `group`.
+fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Result<ExitCode> {
     set_threads(a.threads)?;
+    let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
     let dataset = a.data.dataset;
     let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
     let (train_set, test_set) = datasets(&dir, a.limit)?;
@@ -225,19 +281,41 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     trainer.tag("pad", augment.pad);
     trainer.tag("classes", classes);
     trainer.tag("normalise", normalise.iter().map(|(m, s)| format!("{m},{s}")).collect::<Vec<_>>().join(";"));
+    if let Some(g) = &group {
+        let mut parallel = Parallel::new(g.clone()).with_sync_bn(a.sync_bn);
+        parallel.bucket_bytes = a.bucket_kib * 1024;
+        trainer.data_parallel(parallel)?;
+    }
     let mut run = Run::new(trainer, &train, &test).save_to(&a.out);
     if a.resume {
         run.resume()?;
-        out!("resumed from {} at iteration {}", a.out.display(), run.trainer().iteration);
+        if lead {
+            out!("resumed from {} at iteration {}", a.out.display(), run.trainer().iteration);
+        }
     }
     let stop = run.stop_flag();
     // Ctrl-C: finish the current step, save a checkpoint, then exit.
     let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     let mut console =
         Console { bar: None, epochs: a.epochs, batches: train.batches(), model: a.model.to_string(), out: &a.out };
-    let outcome = run.run(&mut console);
+    // Only rank 0 shows progress, and writes files.
+    let observer: &mut dyn Observer = if lead { &mut console } else { &mut () };
+    let outcome = run.run(observer);
     if let Some(bar) = console.bar.take() {
         bar.finish_and_clear();
+    }
+    if !lead {
+        return outcome.map(|_| ExitCode::SUCCESS);
+    }
+    if let (Some(g), Some(p)) = (&group, run.trainer().parallel()) {
+        let o = p.overlap();
+        out!(
+            "data-parallel over {} ranks: gradient sums {:.0}% hidden behind backward ({:.2} s in flight, {:.2} s waited)",
+            g.size(),
+            100.0 * o.hidden(),
+            o.in_flight_s,
+            o.waited_s
+        );
     }
     match outcome? {
         Outcome::Stopped { epoch_done: false, .. } => {

@@ -31,7 +31,35 @@ pub struct BackwardOptions<'a, 't, T: Float> {
     pub wrt: Option<&'a [Var<'t, T>]>,
     /// Keep ops and saved values so that backward can run through them again.
     pub retain_graph: bool,
+    /// Called once for each variable of `wrt` (each leaf, without `wrt`)
+    /// that gets a gradient, as soon as that gradient is final: when the
+    /// sweep passes the variable, after every op that reads it. A
+    /// parameter put on the tape just before its layer (as
+    /// `wengert_nn::Step` does) is final right after that layer's
+    /// backward, while the layers before it are still to come: a
+    /// data-parallel trainer starts summing it across processes there, as
+    /// PyTorch's DDP does from its gradient hooks.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use wengert_core::{BackwardOptions, Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let w1 = tape.leaf(Tensor::scalar(2.0));
+    /// let h = w1.mul_scalar(3.0)?;
+    /// let w2 = tape.leaf(Tensor::scalar(5.0)); // put on the tape at first use
+    /// let y = h.mul(w2)?;
+    /// let order = RefCell::new(Vec::new());
+    /// let note = |v: wengert_core::Var<'_, f64>, g: &Tensor<f64>| order.borrow_mut().push((v.index(), g.item().unwrap()));
+    /// tape.backward_with(y, BackwardOptions { on_ready: Some(&note), ..Default::default() })?;
+    /// // w2's gradient (h = 6) is final first, then w1's (3·w2 = 15).
+    /// assert_eq!(order.into_inner(), [(w2.index(), 6.0), (w1.index(), 15.0)]);
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub on_ready: Option<&'a GradReady<'a, 't, T>>,
 }
+
+/// The callback of [`BackwardOptions::on_ready`]: a variable and its final gradient.
+pub type GradReady<'a, 't, T> = dyn Fn(Var<'t, T>, &Tensor<T>) + 'a;
 
 /// Gradients keyed by variable, in a stable order: the order of `wrt` when it
 /// was given, else the order in which the leaves were put on the tape.
@@ -134,7 +162,7 @@ impl<T: Float> Tape<T> {
     /// let g = tape.backward_with(y, BackwardOptions {
     ///     seed: Some(Tensor::from_vec(vec![1., 10.], [2])?),
     ///     wrt: Some(&[x]),
-    ///     retain_graph: false,
+    ///     ..Default::default()
     /// })?;
     /// assert_eq!(g.get(x).unwrap().data(), &[2., 40.]);
     /// # Ok::<(), wengert_core::Error>(())
@@ -155,7 +183,7 @@ impl<T: Float> Tape<T> {
                 (leaves.collect(), false)
             }
         };
-        let grads = self.sweep(output, Grad::Tensor(seed), &wrt, false, opts.retain_graph)?;
+        let grads = self.sweep(output, Grad::Tensor(seed), &wrt, false, opts.retain_graph, opts.on_ready)?;
         let mut map = IndexMap::with_capacity(wrt.len());
         for (&id, g) in wrt.iter().zip(grads) {
             let g = match g {
@@ -206,7 +234,7 @@ impl<T: Float> Tape<T> {
             None => self.constant(self.seed_tensor(output, None)?),
         };
         let ids: Vec<u32> = wrt.iter().map(|v| v.id).collect();
-        let grads = self.sweep(output, Grad::Var(seed), &ids, true, true)?;
+        let grads = self.sweep(output, Grad::Var(seed), &ids, true, true, None)?;
         wrt.iter()
             .zip(grads)
             .map(|(v, g)| match g {
@@ -246,6 +274,7 @@ impl<T: Float> Tape<T> {
         wrt: &[u32],
         create_graph: bool,
         retain_graph: bool,
+        on_ready: Option<&GradReady<'_, 't, T>>,
     ) -> Result<Vec<Option<Grad<'t, T>>>> {
         let out = output.index();
         let n = out + 1;
@@ -305,6 +334,9 @@ impl<T: Float> Tape<T> {
                 result?;
             }
             if requested[i] {
+                if let (Some(ready), Grad::Tensor(t)) = (on_ready, &g) {
+                    ready(Var { tape: self, id: i as u32 }, t);
+                }
                 found.push((i, g));
             }
         }

@@ -81,6 +81,18 @@ pub enum Error {
         /// was recorded.
         detail: String,
     },
+    /// A sum across the processes training one model failed: a rank left,
+    /// or the ranks called collectives out of step.
+    /// See [`collective`](crate::collective).
+    #[error("rank {rank}: {op}: {detail}")]
+    Collective {
+        /// The rank that saw the failure.
+        rank: usize,
+        /// The collective operation.
+        op: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {detail}")]
     Io {

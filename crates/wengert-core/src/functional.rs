@@ -28,7 +28,7 @@ pub fn value_and_grad<T: Float>(f: impl Function<T>, inputs: &[Tensor<T>]) -> Re
     let xs: Vec<Var<'_, T>> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
     let y = f(&tape, &xs)?;
     let value = y.value()?;
-    let grads = tape.backward_with(y, BackwardOptions { seed: None, wrt: Some(&xs), retain_graph: false })?;
+    let grads = tape.backward_with(y, BackwardOptions { seed: None, wrt: Some(&xs), ..Default::default() })?;
     Ok((value, grads.into_tensors()))
 }
 
@@ -48,7 +48,7 @@ pub fn vjp<T: Float>(
     let y = f(&tape, &xs)?;
     let value = y.value()?;
     let grads =
-        tape.backward_with(y, BackwardOptions { seed: Some(cotangent.clone()), wrt: Some(&xs), retain_graph: false })?;
+        tape.backward_with(y, BackwardOptions { seed: Some(cotangent.clone()), wrt: Some(&xs), ..Default::default() })?;
     Ok((value, grads.into_tensors()))
 }
 
@@ -101,7 +101,7 @@ pub fn jvp<T: Float>(
     let Some(s) = s else {
         return Ok((value.clone(), Tensor::zeros(value.shape().clone())));
     };
-    let g = tape.backward_with(s, BackwardOptions { seed: None, wrt: Some(&[u]), retain_graph: false })?;
+    let g = tape.backward_with(s, BackwardOptions { seed: None, wrt: Some(&[u]), ..Default::default() })?;
     Ok((value, g.into_tensors().remove(0)))
 }
 
@@ -124,7 +124,12 @@ pub fn jacobian<T: Float>(f: impl Function<T>, input: &Tensor<T>) -> Result<Tens
         for i in 0..m {
             let g = tape.backward_with(
                 y,
-                BackwardOptions { seed: Some(one_hot(&y.shape(), i)), wrt: Some(&[x]), retain_graph: true },
+                BackwardOptions {
+                    seed: Some(one_hot(&y.shape(), i)),
+                    wrt: Some(&[x]),
+                    retain_graph: true,
+                    ..Default::default()
+                },
             )?;
             jac[i * n..(i + 1) * n].copy_from_slice(g.into_tensors()[0].data());
         }
@@ -133,8 +138,10 @@ pub fn jacobian<T: Float>(f: impl Function<T>, input: &Tensor<T>) -> Result<Tens
         let jt_u = tape.grad(y, &[x], Some(u))?[0];
         for j in 0..n {
             let seed = one_hot(&x.shape(), j);
-            let g =
-                tape.backward_with(jt_u, BackwardOptions { seed: Some(seed), wrt: Some(&[u]), retain_graph: true })?;
+            let g = tape.backward_with(
+                jt_u,
+                BackwardOptions { seed: Some(seed), wrt: Some(&[u]), retain_graph: true, ..Default::default() },
+            )?;
             for (i, &v) in g.into_tensors()[0].data().iter().enumerate() {
                 jac[i * n + j] = v;
             }
@@ -176,6 +183,6 @@ pub fn hessian_vector_product<T: Float>(
         });
     }
     let Some(s) = s else { return Ok(Vec::new()) };
-    let h = tape.backward_with(s, BackwardOptions { seed: None, wrt: Some(&xs), retain_graph: false })?;
+    let h = tape.backward_with(s, BackwardOptions { seed: None, wrt: Some(&xs), ..Default::default() })?;
     Ok(h.into_tensors())
 }

@@ -104,7 +104,7 @@ where
     let y = f(&tape, &xs)?;
     let cot = Tensor::normal(y.shape(), 0.0, 1.0, &mut crate::rng(opts.seed))?;
     let analytic = tape
-        .backward_with(y, BackwardOptions { seed: Some(cot.clone()), wrt: Some(&xs), retain_graph: false })?
+        .backward_with(y, BackwardOptions { seed: Some(cot.clone()), wrt: Some(&xs), ..Default::default() })?
         .into_tensors();
 
     // L(x) = Σ f(x) ⊙ c. The inputs are leaves, as in the analytic pass, so

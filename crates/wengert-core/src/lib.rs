@@ -9,6 +9,8 @@
 //! - [`Op`]: the one trait through which every operation is recorded — the
 //!   core's, the ops crate's, and yours.
 //! - [`functional`]: `grad`, `vjp`, `jvp`, `jacobian`, `hessian_vector_product`.
+//! - [`collective`]: sums across the processes that train one model
+//!   (data-parallel training).
 //! - [`gradcheck`]: compare an op's analytic gradient with central differences.
 //! - `testing` (feature `testing`): proptest strategies and gradient assertions.
 //!
@@ -32,6 +34,7 @@
 
 mod anomaly;
 mod backward;
+pub mod collective;
 mod dtype;
 mod error;
 pub mod functional;
@@ -47,7 +50,7 @@ mod tensor;
 pub mod testing;
 
 pub use ::smallvec::{self, smallvec};
-pub use backward::{BackwardOptions, Gradients};
+pub use backward::{BackwardOptions, GradReady, Gradients};
 pub use dtype::{DType, Float};
 pub use error::{Error, Result};
 pub use op::{Arity, InputGrads, Op, TensorGrads};

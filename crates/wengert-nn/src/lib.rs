@@ -54,4 +54,4 @@ pub mod layer;
 pub mod module;
 pub mod optim;
 
-pub use module::{Module, Named, Param, ParamGrads, ParamId, StateMut, StateRef, Step, Visit};
+pub use module::{Module, Named, Param, ParamGrads, ParamId, ParamReady, StateMut, StateRef, Step, Visit};

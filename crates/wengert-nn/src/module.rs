@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use wengert_core::collective::Collective;
 use wengert_core::{BackwardOptions, Error, Float, Result, Tape, Tensor, Var};
 
 /// A parameter's identity: handed out when the parameter is made, unique
@@ -414,18 +415,34 @@ pub struct Step<'t, T: Float> {
     training: bool,
     rng: wengert_core::Rng,
     bound: HashMap<ParamId, Var<'t, T>>,
+    sync_bn: Option<Arc<dyn Collective>>,
 }
 
 impl<'t, T: Float> Step<'t, T> {
     /// A training step: batch statistics, running-statistic updates, dropout
     /// active with masks drawn from a generator seeded with `seed`.
     pub fn train(tape: &'t Tape<T>, seed: u64) -> Self {
-        Step { tape, training: true, rng: wengert_core::rng(seed), bound: HashMap::new() }
+        Step { tape, training: true, rng: wengert_core::rng(seed), bound: HashMap::new(), sync_bn: None }
+    }
+
+    /// Batch norm layers in this step normalise over the batch of all the
+    /// ranks of `group`, not this process's share alone
+    /// ([`wengert_ops::sync_batch_norm_train`]).
+    pub fn with_sync_bn(mut self, group: Arc<dyn Collective>) -> Self {
+        self.sync_bn = Some(group);
+        self
+    }
+
+    /// The ranks batch norm synchronises over in this step, if any
+    /// ([`Step::with_sync_bn`]); a module that runs others in a step of
+    /// its own passes it on.
+    pub fn sync_bn(&self) -> Option<&Arc<dyn Collective>> {
+        self.sync_bn.as_ref()
     }
 
     /// An evaluation step: running statistics, no dropout.
     pub fn eval(tape: &'t Tape<T>) -> Self {
-        Step { tape, training: false, rng: wengert_core::rng(0), bound: HashMap::new() }
+        Step { tape, training: false, rng: wengert_core::rng(0), bound: HashMap::new(), sync_bn: None }
     }
 
     /// The tape.
@@ -466,10 +483,39 @@ impl<'t, T: Float> Step<'t, T> {
     /// Backward from a one-element `loss` to every trainable parameter used
     /// in this step.
     pub fn backward(&self, loss: Var<'t, T>) -> Result<ParamGrads<T>> {
+        self.backward_with(loss, None)
+    }
+
+    /// The trainable parameters used in this step, in order of first use,
+    /// with their sizes: the order in which a data-parallel trainer plans
+    /// its gradient buckets (reversed, the order in which backward
+    /// finishes their gradients).
+    pub fn trained(&self) -> Vec<(ParamId, usize)> {
+        let mut t: Vec<(usize, ParamId, usize)> = self
+            .bound
+            .iter()
+            .filter(|(_, v)| v.requires_grad())
+            .map(|(&k, v)| (v.index(), k, v.shape().numel()))
+            .collect();
+        t.sort_unstable_by_key(|e| e.0);
+        t.into_iter().map(|(_, k, n)| (k, n)).collect()
+    }
+
+    /// [`Step::backward`], calling `on_ready(parameter, gradient)` as soon
+    /// as each parameter's gradient is final, while backward goes on
+    /// through the layers before it ([`BackwardOptions::on_ready`]).
+    pub fn backward_with(&self, loss: Var<'t, T>, on_ready: Option<&ParamReady<'_, T>>) -> Result<ParamGrads<T>> {
         let trained: Vec<(ParamId, Var<'t, T>)> =
             self.bound.iter().filter(|(_, v)| v.requires_grad()).map(|(&k, &v)| (k, v)).collect();
         let vars: Vec<Var<'t, T>> = trained.iter().map(|(_, v)| *v).collect();
-        let mut g = self.tape.backward_with(loss, BackwardOptions { wrt: Some(&vars), ..Default::default() })?;
+        let ids: HashMap<usize, ParamId> = trained.iter().map(|(k, v)| (v.index(), *k)).collect();
+        let hook = |v: Var<'t, T>, g: &Tensor<T>| {
+            if let (Some(f), Some(id)) = (on_ready, ids.get(&v.index())) {
+                f(*id, g);
+            }
+        };
+        let opts = BackwardOptions { wrt: Some(&vars), on_ready: on_ready.map(|_| &hook as _), ..Default::default() };
+        let mut g = self.tape.backward_with(loss, opts)?;
         let mut map = HashMap::with_capacity(trained.len());
         for (key, v) in trained {
             let t = g
@@ -480,6 +526,9 @@ impl<'t, T: Float> Step<'t, T> {
         Ok(ParamGrads { map })
     }
 }
+
+/// The callback of [`Step::backward_with`]: a parameter and its final gradient.
+pub type ParamReady<'a, T> = dyn Fn(ParamId, &Tensor<T>) + 'a;
 
 /// Gradients of parameters, as plain tensors (they keep nothing of the tape).
 #[derive(Clone, Debug, Default)]
@@ -496,6 +545,12 @@ impl<T: Float> ParamGrads<T> {
     /// Mutable access, e.g. for clipping.
     pub fn get_mut(&mut self, p: &Param<T>) -> Option<&mut Tensor<T>> {
         self.map.get_mut(&p.id)
+    }
+
+    /// Mutable access by the parameter's identity (a data-parallel
+    /// trainer puts the gradients summed across ranks back this way).
+    pub fn get_by_id_mut(&mut self, id: ParamId) -> Option<&mut Tensor<T>> {
+        self.map.get_mut(&id)
     }
 
     /// Every gradient, in no particular order.

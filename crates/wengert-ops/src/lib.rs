@@ -7,7 +7,7 @@
 //! - [`matmul`](mod@matmul): `matmul` (batched, broadcast), `linear`;
 //! - [`conv`]: `conv2d`, `conv_transpose2d` (stride, padding, dilation, groups);
 //! - [`pool`]: `max_pool2d`, `avg_pool2d`, `global_avg_pool2d`;
-//! - [`norm`]: `batch_norm_train`, `batch_norm_eval`, `layer_norm`;
+//! - [`norm`]: `batch_norm_train`, `sync_batch_norm_train`, `batch_norm_eval`, `layer_norm`;
 //! - [`activation`]: `relu`, `leaky_relu`, `sigmoid`, `tanh`, `gelu`,
 //!   `gelu_tanh`, `softplus`, `silu`, `erf`;
 //! - [`softmax`](mod@softmax): `softmax`, `log_softmax`;
@@ -50,6 +50,6 @@ pub use activation::{erf, gelu, gelu_tanh, leaky_relu, relu, sigmoid, silu, soft
 pub use conv::{conv2d, conv_transpose2d, Conv2dOptions, ConvTranspose2dOptions};
 pub use loss::{cross_entropy, mse_loss};
 pub use matmul::{linear, matmul};
-pub use norm::{batch_norm_eval, batch_norm_train, layer_norm, BatchStats};
+pub use norm::{batch_norm_eval, batch_norm_train, layer_norm, sync_batch_norm_train, BatchStats};
 pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2d};
 pub use softmax::{log_softmax, softmax};

@@ -16,6 +16,8 @@
 //! Layer norm and evaluation-mode batch norm are compositions.
 
 use rayon::prelude::*;
+use std::sync::Arc;
+use wengert_core::collective::Collective;
 use wengert_core::ops::fused::vjp_of_recording;
 use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, TensorGrads, Var};
 
@@ -78,41 +80,95 @@ pub fn batch_norm_train<'t, T: Float>(
     bias: Option<Var<'t, T>>,
     eps: f64,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
+    batch_norm_train_in(x, weight, bias, eps, None)
+}
+
+/// Synchronised batch norm (PyTorch: `torch.nn.SyncBatchNorm`): training
+/// mode over a batch split across the ranks of `group`, each holding its
+/// share in `x`. The statistics are those of the whole batch, summed over
+/// the ranks, and so are the two per-channel sums of the backward pass, so
+/// N ranks compute exactly what one process computes on the whole batch.
+/// The gradients of `weight` and `bias` are this rank's part of the sum:
+/// summing them across ranks, as the gradients of every parameter are,
+/// gives the whole batch's.
+///
+/// Each rank must call it for the same layers in the same order; its
+/// backward pass cannot itself be recorded (no second derivatives).
+pub fn sync_batch_norm_train<'t, T: Float>(
+    x: Var<'t, T>,
+    weight: Option<Var<'t, T>>,
+    bias: Option<Var<'t, T>>,
+    eps: f64,
+    group: &Arc<dyn Collective>,
+) -> Result<(Var<'t, T>, BatchStats<T>)> {
+    batch_norm_train_in(x, weight, bias, eps, Some(group.clone()))
+}
+
+fn batch_norm_train_in<'t, T: Float>(
+    x: Var<'t, T>,
+    weight: Option<Var<'t, T>>,
+    bias: Option<Var<'t, T>>,
+    eps: f64,
+    group: Option<Arc<dyn Collective>>,
+) -> Result<(Var<'t, T>, BatchStats<T>)> {
     let (c, _) =
         check_bn(x, &[("weight", weight.map(|w| w.shape()).as_deref()), ("bias", bias.map(|b| b.shape()).as_deref())])?;
     check_eps("batch_norm", eps)?;
     let s = x.shape();
-    let count = s.numel() / c.max(1);
-    if count < 1 {
+    let local = s.numel() / c.max(1);
+    if local < 1 && group.is_none() {
         return Err(Error::shape("batch_norm", format!("input is {s}: no values per channel")));
     }
     let tape = x.tape();
     let w = weight.unwrap_or_else(|| tape.constant(Tensor::ones([c])));
     let b = bias.unwrap_or_else(|| tape.constant(Tensor::zeros([c])));
-    let (mean, var) = channel_stats(&x.value()?, c);
+    let (mean, var, count) = channel_stats(&x.value()?, c, group.as_deref())?;
+    if count < 1.0 {
+        return Err(Error::shape("batch_norm", format!("input is {s} on every rank: no values per channel")));
+    }
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps }, &[x, w, b])?;
+    let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps, group }, &[x, w, b])?;
     let to_tensor = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(T::of).collect(), [c]);
-    let stats = BatchStats { mean: to_tensor(mean)?, var: to_tensor(var)?, count };
+    let stats = BatchStats { mean: to_tensor(mean)?, var: to_tensor(var)?, count: count as usize };
     Ok((y, stats))
 }
 
-/// Per-channel mean and biased variance of `[N, C, ...]`, two-pass, in f64,
-/// in parallel over channels.
-fn channel_stats<T: Float>(x: &Tensor<T>, c: usize) -> (Vec<f64>, Vec<f64>) {
+/// Per-channel sums of `f(channel, value)` over `[N, C, ...]`, in f64, in
+/// parallel over channels.
+fn channel_sums<T: Float>(x: &Tensor<T>, c: usize, f: impl Fn(usize, f64) -> f64 + Sync) -> Vec<f64> {
     let n = x.dims()[0];
     let inner = x.numel() / (n * c).max(1);
-    let count = (n * inner) as f64;
     let data = x.data();
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let rows = || (0..n).map(move |i| &data[(i * c + ch) * inner..(i * c + ch + 1) * inner]);
-            let mean = rows().map(|r| r.iter().map(|v| v.as_f64()).sum::<f64>()).sum::<f64>() / count;
-            let var = rows().map(|r| r.iter().map(|v| (v.as_f64() - mean).powi(2)).sum::<f64>()).sum::<f64>() / count;
-            (mean, var)
+            let rows = (0..n).map(move |i| &data[(i * c + ch) * inner..(i * c + ch + 1) * inner]);
+            rows.map(|r| r.iter().map(|v| f(ch, v.as_f64())).sum::<f64>()).sum::<f64>()
         })
-        .unzip()
+        .collect()
+}
+
+/// Per-channel mean and biased variance of `[N, C, ...]`, two-pass, in
+/// f64, and the number of values per channel; over the whole batch of
+/// `group`'s ranks when there is one.
+fn channel_stats<T: Float>(
+    x: &Tensor<T>,
+    c: usize,
+    group: Option<&dyn Collective>,
+) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+    let mut sums = channel_sums(x, c, |_, v| v);
+    sums.push((x.numel() / c.max(1)) as f64);
+    if let Some(g) = group {
+        g.all_reduce_sum(&mut sums)?;
+    }
+    let count = sums.pop().unwrap_or(0.0);
+    let mean: Vec<f64> = sums.iter().map(|s| s / count.max(1.0)).collect();
+    let mut var = channel_sums(x, c, |ch, v| (v - mean[ch]).powi(2));
+    if let Some(g) = group {
+        g.all_reduce_sum(&mut var)?;
+    }
+    var.iter_mut().for_each(|v| *v /= count.max(1.0));
+    Ok((mean, var, count))
 }
 
 /// Training-mode batch norm `y = (x − μ)·r·γ + β` over `[N, C, ...]` with the
@@ -121,6 +177,8 @@ struct BatchNormTrain {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
     eps: f64,
+    /// The ranks sharing the batch, for synchronised batch norm.
+    group: Option<Arc<dyn Collective>>,
 }
 
 /// Calls `f(channel, a row, b row, output row)` for every contiguous row of
@@ -171,6 +229,12 @@ impl<T: Float> Op<T> for BatchNormTrain {
         g: Var<'t, T>,
         needs: &[bool],
     ) -> Result<InputGrads<'t, T>> {
+        if self.group.is_some() {
+            return Err(Error::Vjp {
+                op: "sync_batch_norm".into(),
+                detail: "its backward pass cannot be recorded: no second derivatives across ranks".into(),
+            });
+        }
         let y = batch_norm_composite(inputs[0], inputs[1], inputs[2], self.eps)?;
         vjp_of_recording(y, inputs, g, needs)
     }
@@ -201,7 +265,7 @@ impl BatchNormTrain {
         let inner = x.numel() / (n * c).max(1);
         let (xd, gd) = (x.data(), gy.data());
         // Σg and Σg·x̂ per channel.
-        let (sum_g, sum_gx): (Vec<f64>, Vec<f64>) = (0..c)
+        let (local_g, local_gx): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let (m, r) = (self.mean[ch], self.inv_std[ch]);
@@ -217,7 +281,17 @@ impl BatchNormTrain {
                 (sg, sgx)
             })
             .unzip();
-        let count = (n * inner) as f64;
+        // dx needs the sums over the whole batch; dγ and dβ are this rank's
+        // share, summed across ranks with every other gradient.
+        let (mut sum_g, mut sum_gx, mut count) = (local_g.clone(), local_gx.clone(), (n * inner) as f64);
+        if let Some(group) = &self.group {
+            let mut all: Vec<f64> = local_g.iter().chain(&local_gx).copied().chain([count]).collect();
+            group.all_reduce_sum(&mut all)?;
+            count = all[2 * c];
+            sum_gx = all[c..2 * c].to_vec();
+            all.truncate(c);
+            sum_g = all;
+        }
         let dx = needs[0]
             .then(|| -> Result<Tensor<T>> {
                 // dx = γ·r/M · (M·g − Σg − x̂·Σg·x̂)
@@ -236,8 +310,8 @@ impl BatchNormTrain {
             })
             .transpose()?;
         let per_channel = |v: &[f64]| Tensor::from_vec(v.iter().map(|&a| T::of(a)).collect(), [c]);
-        let dw = needs[1].then(|| per_channel(&sum_gx)).transpose()?;
-        let db = needs[2].then(|| per_channel(&sum_g)).transpose()?;
+        let dw = needs[1].then(|| per_channel(&local_gx)).transpose()?;
+        let db = needs[2].then(|| per_channel(&local_g)).transpose()?;
         Ok(smallvec![dx, dw, db])
     }
 }

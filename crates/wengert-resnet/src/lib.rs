@@ -13,13 +13,12 @@
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
 //! - [`sequence`]: recurrent classifiers that read images row by row;
-//! - [`train`]: a trainer with SGD, warm-up and cosine decay, evaluation,
-//!   checkpoints and resuming;
-//! - [`run`]: a whole run (epochs, evaluation, checkpoint and run log after
-//!   each, a stop flag, resuming), the loop `wengert train` and
-//!   `wengert degradation` share;
-//! - [`data`]: the IDX reader (MNIST, Fashion-MNIST), datasets, and a loader
+//! - [`data`]: the IDX, CIFAR and array-file readers (MNIST, Fashion-MNIST), datasets, and a loader
 //!   with seeded shuffling, normalisation, augmentation and prefetching.
+//!
+//!
+//! Training (the trainer, whole runs, data-parallel training) is in
+//! `wengert-train`.
 //!
 //! ```
 //! use wengert_core::{Tape, Tensor};
@@ -46,7 +45,5 @@ pub mod googlenet;
 pub mod gradflow;
 pub mod registry;
 pub mod residual;
-pub mod run;
 pub mod sequence;
-pub mod train;
 pub mod zoo;

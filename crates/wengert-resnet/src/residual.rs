@@ -200,6 +200,7 @@ impl<T: Float, F: Module<T> + 'static, S: Module<T> + 'static> Module<T> for Res
             }
         });
         let training = step.is_training();
+        let sync_bn = step.sync_bn().cloned();
         // Dropout inside the block draws the same masks every time it runs.
         let seed = rand::Rng::random::<u64>(step.rng());
         let runs = Arc::new(AtomicUsize::new(0));
@@ -209,7 +210,11 @@ impl<T: Float, F: Module<T> + 'static, S: Module<T> + 'static> Module<T> for Res
             // Running statistics move once per step, however often the
             // block runs (recomputation, a recorded backward pass).
             let saved = (training && runs.fetch_add(1, Ordering::Relaxed) > 0).then(|| snapshot(&*m));
-            let mut inner = if training { Step::train(tape, seed) } else { Step::eval(tape) };
+            let mut inner = match (training, &sync_bn) {
+                (true, Some(group)) => Step::train(tape, seed).with_sync_bn(group.clone()),
+                (true, None) => Step::train(tape, seed),
+                (false, _) => Step::eval(tape),
+            };
             let mut vars = v[1..].iter();
             m.visit("", &mut |_, s| {
                 if let StateRef::Param(p) = s {

@@ -136,7 +136,8 @@ impl<T: Float> Fused<T> {
         let out = Var { tape: &inner.tape, id: inner.output };
         // Keep the inner graph: a retained outer graph may run backward
         // through this node again; it is freed with the node.
-        let opts = BackwardOptions { seed: Some(grad.clone()), wrt: Some(&wrt), retain_graph: true };
+        let opts =
+            BackwardOptions { seed: Some(grad.clone()), wrt: Some(&wrt), retain_graph: true, ..Default::default() };
         let grads = inner.tape.backward_with(out, opts)?;
         needs
             .iter()

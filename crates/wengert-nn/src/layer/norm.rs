@@ -77,7 +77,10 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
         if !step.is_training() {
             return wengert_ops::batch_norm_eval(x, Some(w), Some(b), &self.running_mean, &self.running_var, self.eps);
         }
-        let (y, stats) = wengert_ops::batch_norm_train(x, Some(w), Some(b), self.eps)?;
+        let (y, stats) = match step.sync_bn() {
+            Some(group) => wengert_ops::sync_batch_norm_train(x, Some(w), Some(b), self.eps, group)?,
+            None => wengert_ops::batch_norm_train(x, Some(w), Some(b), self.eps)?,
+        };
         self.update_running(&stats)?;
         Ok(y)
     }

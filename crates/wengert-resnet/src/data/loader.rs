@@ -49,6 +49,8 @@ pub struct Loader {
     /// `(mean, std)` per channel.
     normalise: Vec<(f64, f64)>,
     augment: Augment,
+    /// `(rank, ranks)`: this loader yields rank's share of every batch.
+    shard: (usize, usize),
 }
 
 /// Mixes seed, epoch and batch index into one generator seed (SplitMix64's
@@ -79,6 +81,7 @@ impl Loader {
             shuffle: true,
             seed,
             augment: Augment::default(),
+            shard: (0, 1),
         })
     }
 
@@ -131,7 +134,34 @@ impl Loader {
         self
     }
 
-    /// Images per batch.
+    /// Yields rank `rank`'s share of every batch out of `ranks`, for
+    /// data-parallel training: with the same seed on every rank, each
+    /// epoch's order is the same everywhere, and rank `r` takes the `r`-th
+    /// of `ranks` consecutive parts of each batch (as PyTorch's
+    /// `DistributedSampler` gives each rank a disjoint share). A batch of
+    /// `b` images gives each rank `b / ranks` of them, the remainder going
+    /// one each to the last ranks; a last batch smaller than `ranks` leaves
+    /// some ranks none. Each image is cropped and flipped as it would be in
+    /// the whole batch, so the ranks' shares together are exactly the
+    /// unsharded batch.
+    pub fn shard(mut self, rank: usize, ranks: usize) -> Result<Self> {
+        if rank >= ranks {
+            return Err(Error::argument(
+                "Loader::shard",
+                "rank",
+                format!("{rank} is not below the rank count {ranks}"),
+            ));
+        }
+        self.shard = (rank, ranks);
+        Ok(self)
+    }
+
+    /// `(rank, ranks)` as [`Loader::shard`] set them; `(0, 1)` unsharded.
+    pub fn sharding(&self) -> (usize, usize) {
+        self.shard
+    }
+
+    /// Images per batch (of the whole batch, across ranks, when sharded).
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
@@ -175,14 +205,21 @@ impl Loader {
         let (c, h, w) = self.data.image_shape();
         let size = c * h * w;
         let ids = &order[(b * self.batch_size).min(order.len())..((b + 1) * self.batch_size).min(order.len())];
+        let (rank, ranks) = self.shard;
+        let mine = ids.len() * rank / ranks..ids.len() * (rank + 1) / ranks;
         let mut rng = wengert_core::rng(mix(self.seed, epoch, b as u64));
         let p = self.augment.pad as i64;
-        let mut out = Vec::with_capacity(ids.len() * size);
-        for &i in ids {
-            let img = &self.data.images()[i * size..(i + 1) * size];
+        let mut out = Vec::with_capacity(mine.len() * size);
+        for (k, &i) in ids.iter().enumerate() {
+            // Every image's draws are made, so that a shard's images are
+            // augmented as in the whole batch.
             let (dy, dx) =
                 if p > 0 { (rng.random_range(-p..=p) as isize, rng.random_range(-p..=p) as isize) } else { (0, 0) };
             let flip = self.augment.flip && rng.random::<bool>();
+            if !mine.contains(&k) {
+                continue;
+            }
+            let img = &self.data.images()[i * size..(i + 1) * size];
             // One crop and one flip for all of an image's channels.
             for (plane, &(mean, std)) in img.chunks_exact(h * w).zip(&self.normalise) {
                 for y in 0..h as isize {
@@ -195,6 +232,7 @@ impl Loader {
                 }
             }
         }
+        let ids = &ids[mine];
         Ok(Batch {
             images: Tensor::from_vec(out, [ids.len(), c, h, w])?,
             labels: ids.iter().map(|&i| self.data.labels()[i] as usize).collect(),
@@ -254,6 +292,25 @@ mod tests {
         // Resuming at batch 1 gives the same batches 1 and 2.
         let resumed: Vec<Batch<f32>> = l.epoch(0, 1).collect::<Result<_>>().unwrap();
         assert_eq!(resumed[0].images, a[1].images);
+    }
+
+    #[test]
+    fn shards_together_are_the_whole_batch_augmentation_included() {
+        let whole = Loader::new(toy(23), 8, 5).unwrap().with_augment(Augment { pad: 1, flip: true }).unwrap();
+        for ranks in [1, 2, 3] {
+            let shards: Vec<Loader> = (0..ranks).map(|r| whole.clone().shard(r, ranks).unwrap()).collect();
+            for b in 0..whole.batches() {
+                let all: Batch<f64> = whole.batch(1, b).unwrap();
+                let parts: Vec<Batch<f64>> = shards.iter().map(|s| s.batch(1, b).unwrap()).collect();
+                let labels: Vec<usize> = parts.iter().flat_map(|p| p.labels.clone()).collect();
+                let pixels: Vec<f64> = parts.iter().flat_map(|p| p.images.data().to_vec()).collect();
+                assert_eq!(labels, all.labels);
+                assert_eq!(pixels, all.images.data());
+                let sizes: Vec<usize> = parts.iter().map(|p| p.labels.len()).collect();
+                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            }
+        }
+        assert!(whole.shard(2, 2).is_err());
     }
 
     #[test]

@@ -17,9 +17,12 @@
 //!   makes one is an error naming the iteration and the parameter.
 //! - Resuming checks the optimiser's state against the model and the run's
 //!   settings against the checkpoint's, and says what differs.
+//!
+//! [`Trainer::data_parallel`] makes it one of N ranks training one model,
+//! each on its share of every batch ([`crate::parallel`]); only rank 0
+//! writes checkpoints, and a checkpoint resumes with any number of ranks.
 
-use crate::data::{Batch, Loader};
-use crate::zoo::ResNet;
+use crate::parallel::{broadcast_state, Buckets, Parallel};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -28,6 +31,8 @@ use wengert_nn::checkpoint::{load_checkpoint, read_metadata, save_checkpoint, sa
 use wengert_nn::module::StateRef;
 use wengert_nn::optim::{check_state, Adam, Cosine, LrSchedule, Optimizer, Sgd, Warmup};
 use wengert_nn::{Module, Step};
+use wengert_resnet::data::{Batch, Loader};
+use wengert_resnet::zoo::ResNet;
 
 /// The file [`Trainer::save`] writes the whole training state to.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -151,6 +156,24 @@ impl Score {
         self.accuracy = (self.accuracy * self.images as f64 + correct as f64) / total.max(1) as f64;
         self.images = total;
     }
+
+    /// The images classified correctly.
+    pub fn correct(&self) -> usize {
+        (self.accuracy * self.images as f64).round() as usize
+    }
+
+    /// The score over `self`'s images and `other`'s together.
+    fn merge(&mut self, other: &Score) {
+        self.add(other.loss, other.correct(), other.images);
+    }
+
+    /// The score over every rank's images: sums the losses and counts.
+    fn summed(&self, group: &dyn wengert_core::collective::Collective) -> Result<Score> {
+        let mut v = [self.loss * self.images as f64, self.correct() as f64, self.images as f64];
+        group.all_reduce_sum(&mut v)?;
+        let n = v[2].max(1.0);
+        Ok(Score { loss: v[0] / n, accuracy: v[1] / n, images: v[2] as usize })
+    }
 }
 
 /// The number of rows of `logits` (`[N, C]`) whose largest entry is at the label.
@@ -189,6 +212,8 @@ pub struct Trainer<M: Module<f32> = ResNet<f32>> {
     partial: Score,
     /// Settings the caller adds, which a resumed run must share.
     tags: BTreeMap<String, String>,
+    /// The other ranks, in data-parallel training.
+    parallel: Option<Parallel>,
 }
 
 impl<M: Module<f32>> Trainer<M> {
@@ -217,7 +242,37 @@ impl<M: Module<f32>> Trainer<M> {
             batches: batches_per_epoch,
             partial: Score::default(),
             tags: BTreeMap::new(),
+            parallel: None,
         })
+    }
+
+    /// Trains data-parallel with the other ranks of `parallel` (see
+    /// [`crate::parallel`]): takes rank 0's parameters and buffers first,
+    /// so that every rank starts from the same model. Every rank calls it,
+    /// then trains on the same loader (each takes its own share).
+    pub fn data_parallel(&mut self, parallel: Parallel) -> Result<()> {
+        broadcast_state(&mut self.model, &*parallel.group, true)?;
+        self.parallel = Some(parallel);
+        Ok(())
+    }
+
+    /// The data-parallel settings, if any, with their timings.
+    pub fn parallel(&self) -> Option<&Parallel> {
+        self.parallel.as_ref()
+    }
+
+    /// This process's rank (0 when training alone); only rank 0 writes files.
+    pub fn rank(&self) -> usize {
+        self.parallel.as_ref().map_or(0, |p| p.group.rank())
+    }
+
+    /// Whether `flag` is set on any rank (on this one, when training
+    /// alone): for stopping every rank at the same step.
+    pub fn any_rank(&self, flag: bool) -> Result<bool> {
+        let Some(p) = &self.parallel else { return Ok(flag) };
+        let mut v = [f64::from(u8::from(flag))];
+        p.group.all_reduce_sum(&mut v)?;
+        Ok(v[0] > 0.0)
     }
 
     /// Records a setting of the run (the model's name, the batch size, the
@@ -251,26 +306,60 @@ impl<M: Module<f32>> Trainer<M> {
         self.schedule.lr(self.iteration)
     }
 
-    /// One training step on `batch`; returns its loss and correct count.
-    pub fn step(&mut self, batch: &Batch<f32>) -> Result<(f64, usize)> {
+    /// One training step on `batch`; returns its score: over the whole
+    /// batch, every rank's share of it, in data-parallel training. There a
+    /// batch that leaves some rank no image (a last batch smaller than the
+    /// rank count) is skipped on every rank, and its score is empty.
+    pub fn step(&mut self, batch: &Batch<f32>) -> Result<Score> {
+        let local = batch.labels.len();
+        // This rank's share of the whole batch, which scales its loss.
+        let share = match &self.parallel {
+            None => 1.0,
+            Some(p) => {
+                let mut n = [local as f64, f64::from(u8::from(local == 0))];
+                p.group.all_reduce_sum(&mut n)?;
+                if n[1] > 0.0 {
+                    self.iteration += 1;
+                    return Ok(Score::default());
+                }
+                local as f64 / n[0]
+            }
+        };
         // The tape lives only until the gradients are out: while it holds
         // the parameters' buffers, updating them in place would copy each.
-        let (loss, hits, grads) = {
+        let (score, grads) = {
             let tape = Tape::new();
             tape.set_detect_anomaly(self.detect_anomaly);
             let mut step = Step::train(&tape, self.config.seed ^ self.iteration as u64);
+            if let Some(p) = self.parallel.as_ref().filter(|p| p.sync_bn) {
+                step = step.with_sync_bn(p.group.clone());
+            }
             let logits = self.model.forward(&mut step, tape.constant(batch.images.clone()))?;
             let loss = wengert_ops::cross_entropy(logits, &batch.labels)?;
             let hits = correct(&logits.value()?, &batch.labels);
-            let value = loss.value()?.item()? as f64;
-            if !value.is_finite() {
+            let mut score = Score::default();
+            score.add(loss.value()?.item()? as f64, hits, local);
+            if let Some(p) = &self.parallel {
+                score = score.summed(&*p.group)?;
+            }
+            if !score.loss.is_finite() {
                 return Err(Error::argument(
                     "train",
                     "loss",
-                    format!("the loss became {value} at iteration {}", self.iteration),
+                    format!("the loss became {} at iteration {}", score.loss, self.iteration),
                 ));
             }
-            (value, hits, step.backward(loss)?)
+            let grads = match &mut self.parallel {
+                None => step.backward(loss)?,
+                Some(p) => {
+                    let buckets = Buckets::plan(&*p.group, &step.trained(), p.bucket_bytes);
+                    let mut grads =
+                        step.backward_with(loss.mul_scalar(share as f32)?, Some(&|id, g| buckets.ready(id, g)))?;
+                    buckets.finish(&mut grads, &mut p.overlap)?;
+                    grads
+                }
+            };
+            (score, grads)
         };
         let mut grads = grads;
         if let Some(max) = self.clip {
@@ -278,6 +367,10 @@ impl<M: Module<f32>> Trainer<M> {
         }
         let lr = self.lr();
         self.optimizer.step(&mut self.model, &grads, lr)?;
+        if let Some(p) = self.parallel.as_ref().filter(|p| !p.sync_bn) {
+            // Each rank's own batch statistics moved its running ones.
+            broadcast_state(&mut self.model, &*p.group, false)?;
+        }
         if let Some(name) = first_non_finite(&self.model) {
             return Err(Error::argument(
                 "train",
@@ -290,7 +383,7 @@ impl<M: Module<f32>> Trainer<M> {
             ));
         }
         self.iteration += 1;
-        Ok((loss, hits))
+        Ok(score)
     }
 
     /// Trains from the current position to the end of its epoch, calling
@@ -310,16 +403,18 @@ impl<M: Module<f32>> Trainer<M> {
                 ),
             ));
         }
+        let train = self.share(train)?;
         let (epoch, start) = self.position();
         let mut score = if start == 0 { Score::default() } else { self.partial };
         let (t0, before) = (std::time::Instant::now(), score.images);
         for batch in train.epoch::<f32>(epoch as u64, start) {
             let batch = batch?;
-            let (loss, hits) = self.step(&batch)?;
-            score.add(loss, hits, batch.labels.len());
+            let s = self.step(&batch)?;
+            score.merge(&s);
             self.partial = score;
             let rate = (score.images - before) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            if progress(&score, rate).stop() {
+            // Every rank stops at the same step, when any is asked to.
+            if self.any_rank(progress(&score, rate).stop())? {
                 break;
             }
         }
@@ -329,9 +424,27 @@ impl<M: Module<f32>> Trainer<M> {
         Ok(score)
     }
 
-    /// Loss and accuracy on `data` in evaluation mode.
+    /// This rank's share of `data`: all of it when training alone.
+    fn share(&self, data: &Loader) -> Result<Loader> {
+        let Some(p) = &self.parallel else { return Ok(data.clone()) };
+        let (rank, ranks) = (p.group.rank(), p.group.size());
+        if data.batch_size() % ranks != 0 {
+            return Err(Error::argument(
+                "train",
+                "batch_size",
+                format!("the batch of {} does not split evenly across {ranks} ranks", data.batch_size()),
+            ));
+        }
+        data.clone().shard(rank, ranks)
+    }
+
+    /// Loss and accuracy on `data` in evaluation mode; in data-parallel
+    /// training, each rank evaluates its share of every batch and the
+    /// counts are summed.
     pub fn evaluate(&mut self, data: &Loader) -> Result<Score> {
-        evaluate(&mut self.model, data)
+        let Some(p) = &self.parallel else { return evaluate(&mut self.model, data) };
+        let (rank, ranks) = (p.group.rank(), p.group.size());
+        evaluate(&mut self.model, &data.clone().shard(rank, ranks)?)?.summed(&*p.group)
     }
 
     /// Writes the checkpoint into `dir`: first [`CHECKPOINT`], the whole
@@ -452,6 +565,9 @@ pub fn evaluate(model: &mut dyn Module<f32>, data: &Loader) -> Result<Score> {
     let mut score = Score::default();
     for batch in data.epoch::<f32>(0, 0) {
         let batch = batch?;
+        if batch.labels.is_empty() {
+            continue; // a rank's empty share of a small last batch
+        }
         let tape = Tape::new();
         let (loss, hits) = tape.no_grad(|| -> Result<(f64, usize)> {
             let logits = model.forward(&mut Step::eval(&tape), tape.constant(batch.images.clone()))?;

@@ -11,8 +11,8 @@
 //!
 //! ```
 //! use wengert_resnet::data::{Dataset, Loader};
-//! use wengert_resnet::run::{Outcome, Run};
-//! use wengert_resnet::train::{Config, Trainer};
+//! use wengert_train::run::{Outcome, Run};
+//! use wengert_train::train::{Config, Trainer};
 //! use wengert_resnet::zoo::ResNet;
 //!
 //! // 64 images of 8×8 pixels, labels 0–9.
@@ -29,7 +29,6 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
-use crate::data::Loader;
 use crate::train::{Score, Trainer};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -38,6 +37,7 @@ use std::sync::Arc;
 use wengert_core::{Error, Result};
 use wengert_nn::checkpoint::write_atomic;
 use wengert_nn::Module;
+use wengert_resnet::data::Loader;
 
 /// The file the [`RunLog`] keeps its per-epoch results in.
 pub const METRICS: &str = "metrics.csv";
@@ -260,7 +260,12 @@ impl<'a, M: Module<f32>> Run<'a, M> {
         self.trainer
     }
 
+    /// Saves the checkpoint and the log; in data-parallel training only
+    /// rank 0 writes, the others holding the same state.
     fn save(&self) -> Result<()> {
+        if self.trainer.rank() != 0 {
+            return Ok(());
+        }
         match &self.out {
             Some(dir) => {
                 self.trainer.save(dir)?;
