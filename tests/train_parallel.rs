@@ -15,13 +15,17 @@ fn images() -> Dataset {
     Dataset::with_channels(pixels, (0..100).map(|i| (i % 4) as u8).collect(), 2, 8, 8).unwrap()
 }
 
+/// Steps of the sync-bn comparison: 20, into the third of the run's four
+/// epochs of 7 batches.
+const STEPS: usize = 20;
+
 fn loader(batch: usize) -> Loader {
     Loader::new(images(), batch, 3).unwrap().with_augment(Augment { pad: 1, flip: true }).unwrap()
 }
 
 fn trainer() -> Trainer<ResNet<f32>> {
     let model = ResNet::by_name("resnet8", 2, 4, &mut wengert::core::rng(7)).unwrap();
-    Trainer::new(model, Config { epochs: 2, warmup: 2, ..Config::default() }, loader(16).batches()).unwrap()
+    Trainer::new(model, Config { epochs: 4, warmup: 2, ..Config::default() }, loader(16).batches()).unwrap()
 }
 
 /// Every parameter and buffer, flattened in visiting order.
@@ -35,7 +39,7 @@ fn state(t: &Trainer<ResNet<f32>>) -> Vec<f32> {
     v
 }
 
-/// Trains `steps` steps of epoch 0 on `ranks` threads; returns each rank's
+/// Trains the first `steps` steps on `ranks` threads; returns each rank's
 /// final state and the steps' scores.
 fn train_on(ranks: usize, sync_bn: bool, steps: usize) -> Vec<(Vec<f32>, Vec<Score>)> {
     let group = LocalGroup::new(ranks).unwrap();
@@ -50,7 +54,9 @@ fn train_on(ranks: usize, sync_bn: bool, steps: usize) -> Vec<(Vec<f32>, Vec<Sco
                     p.bucket_bytes = 4096; // several buckets even for this small net
                     t.data_parallel(p).unwrap();
                     let share = loader(16).shard(g.rank(), g.size()).unwrap();
-                    let scores: Vec<Score> = (0..steps).map(|b| t.step(&share.batch(0, b).unwrap()).unwrap()).collect();
+                    let n = share.batches();
+                    let scores: Vec<Score> =
+                        (0..steps).map(|i| t.step(&share.batch((i / n) as u64, i % n).unwrap()).unwrap()).collect();
                     (state(&t), scores)
                 })
             })
@@ -67,8 +73,8 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn two_ranks_with_sync_bn_compute_what_one_process_computes() {
-    let one = train_on(1, true, 6);
-    let two = train_on(2, true, 6);
+    let one = train_on(1, true, STEPS);
+    let two = train_on(2, true, STEPS);
     assert_eq!(two[0].0, two[1].0, "the ranks' models stay identical");
     let d = max_rel_diff(&one[0].0, &two[0].0);
     assert!(d < 1e-4, "max-norm relative difference {d:e}");
