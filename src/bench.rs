@@ -194,3 +194,32 @@ pub fn resnet50_forward() -> Result<impl FnMut() -> Result<()>> {
         Ok(())
     })
 }
+
+/// Images per epoch of the loader workloads.
+pub const LOADER_IMAGES: usize = 10_240;
+
+/// One epoch of the loader alone, batches of 128 built on its prefetch
+/// thread and dropped: `loader_grey28` (MNIST's shape, no augmentation) or
+/// `loader_colour32` (CIFAR's shape, per-channel normalisation, the
+/// paper's pad-4 crops and flips). Every format loads into the same
+/// in-memory dataset, so these are the loader's speed for all of them.
+pub fn loader_epoch(colour: bool) -> Result<impl FnMut() -> Result<()>> {
+    use wengert_resnet::data::{Augment, Dataset, Loader};
+    let (c, hw) = if colour { (3, 32) } else { (1, 28) };
+    let n = LOADER_IMAGES;
+    let pixels = (0..n * c * hw * hw).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let data = Dataset::with_channels(pixels, (0..n).map(|i| (i % 10) as u8).collect(), c, hw, hw)?;
+    let mut loader = Loader::new(data, 128, 0)?;
+    if colour {
+        let stats = loader.dataset().channel_stats();
+        loader = loader.with_channel_normalise(&stats)?.with_augment(Augment { pad: 4, flip: true })?;
+    }
+    let mut epoch = 0;
+    Ok(move || {
+        for batch in loader.epoch::<f32>(epoch, 0) {
+            std::hint::black_box(batch?);
+        }
+        epoch += 1;
+        Ok(())
+    })
+}

@@ -90,11 +90,16 @@ enum Command {
         #[arg(long)]
         weights: PathBuf,
         /// A safetensors file holding the f32 tensor `input` (NCHW).
-        #[arg(long)]
-        input: PathBuf,
+        #[arg(long, required_unless_present = "image", requires = "output")]
+        input: Option<PathBuf>,
         /// Where to write the tensor `logits`.
-        #[arg(long)]
-        output: PathBuf,
+        #[arg(long, requires = "input")]
+        output: Option<PathBuf>,
+        /// Image files (PNG, JPEG) to classify instead: prints each one's
+        /// five likeliest classes, named as the training folder named them.
+        /// The model file must be one `wengert train` wrote.
+        #[arg(long, num_args = 1.., conflicts_with = "input")]
+        image: Vec<PathBuf>,
         /// Number of classes (default: the family's, 10 or 1000).
         #[arg(long)]
         classes: Option<usize>,
@@ -152,9 +157,10 @@ fn main() -> ExitCode {
         Command::Gradflow { out, seed, rnn: true, steps, .. } => {
             cli::gradflow::parse_list("--steps", &steps).and_then(|t| cli::gradflow::run_recurrent(&t, &out, seed))
         }
-        Command::Predict { model, weights, input, output, classes } => {
+        Command::Predict { model, weights, input: Some(input), output: Some(output), classes, .. } => {
             cli::train::predict(&model, &weights, &input, &output, classes)
         }
+        Command::Predict { model, weights, image, .. } => cli::train::predict_images(&model, &weights, &image),
         Command::Eval { checkpoint, model, data } => cli::train::eval(&model, &checkpoint, &data),
         Command::Summary { list: true, .. } => cli::summary::list(),
         Command::Summary { model: Some(model), input, classes, aux, .. } => {

@@ -166,3 +166,86 @@ fn train_and_eval_read_a_cifar10_folder() {
     assert!(!ok && err.contains("data_batch_2.bin: 100 bytes is not a whole number of 3073-byte records"), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// An image folder of three solid-colour classes (red, green, blue), with
+/// a little noise, half PNG and half JPEG, in sizes that differ.
+fn write_image_folder(root: &std::path::Path, per_class: usize) {
+    let colours = [("blue", [0u8, 0, 220]), ("green", [0, 200, 0]), ("red", [230, 0, 0])];
+    for split in ["train", "val"] {
+        for (name, rgb) in colours {
+            let dir = root.join(split).join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..per_class {
+                let (w, h) = (12 + i as u32 % 3, 10 + i as u32 % 4);
+                let img = image::RgbImage::from_fn(w, h, |x, y| {
+                    let n = ((x * 7 + y * 13 + i as u32 * 5) % 40) as u8;
+                    image::Rgb(rgb.map(|v| v.saturating_add(n)))
+                });
+                let file = dir.join(format!("{i}.{}", if i % 2 == 0 { "png" } else { "jpg" }));
+                img.save(&file).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn train_eval_and_predict_on_a_folder_of_images() {
+    let root = std::env::temp_dir().join(format!("wengert-images-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    write_image_folder(&root, 12);
+    let out = root.join("run");
+    let (d, o) = (root.to_str().unwrap(), out.to_str().unwrap());
+    // The images differ in size: without --image-size that is an error naming a file.
+    let (ok, _, err) = wengert(&["train", "--model", "resnet8", "--data-dir", d, "--out", o]);
+    assert!(!ok && err.contains("pass --image-size N to resize and crop every image"), "{err}");
+    let args = [
+        "train",
+        "--model",
+        "resnet8",
+        "--data-dir",
+        d,
+        "--image-size",
+        "8",
+        "--batch-size",
+        "12",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "--out",
+        o,
+    ];
+    let (ok, stdout, err) = wengert(&args);
+    assert!(ok, "{err}");
+    assert_eq!(stdout.lines().last(), Some("test accuracy: 100.00%"), "{stdout}");
+    let model = out.join("model.safetensors");
+    let meta = wengert::nn::checkpoint::read_metadata(&model).unwrap();
+    assert_eq!(meta["class_names"], "blue\ngreen\nred");
+    assert_eq!(meta["image_shape"], "3,8,8");
+    let m = model.to_str().unwrap();
+    let (ok, eval_out, err) =
+        wengert(&["eval", "--model", "resnet8", "--checkpoint", m, "--data-dir", d, "--image-size", "8"]);
+    assert!(ok, "{err}");
+    assert_eq!(eval_out.lines().last(), Some("test accuracy: 100.00%"));
+    // predict names each image's class first, by the folder's name.
+    let pictures: Vec<String> = ["red/1.jpg", "green/2.png", "blue/3.jpg"]
+        .iter()
+        .map(|f| root.join("val").join(f).to_str().unwrap().to_string())
+        .collect();
+    let mut predict = vec!["predict", "--model", "resnet8", "--weights", m, "--image"];
+    predict.extend(pictures.iter().map(String::as_str));
+    let (ok, said, err) = wengert(&predict);
+    assert!(ok, "{err}");
+    let firsts: Vec<&str> = said.lines().map(|l| l.split(": ").nth(1).unwrap().split(' ').next().unwrap()).collect();
+    assert_eq!(firsts, ["red", "green", "blue"], "{said}");
+    assert!(said.lines().all(|l| l.matches('%').count() == 3), "three classes, each with its probability: {said}");
+    // Bad data is named: an image that does not decode, a class with no images.
+    std::fs::write(root.join("train/red/5.png"), b"not a png").unwrap();
+    let (ok, _, err) = wengert(&args);
+    assert!(!ok && err.contains("red/5.png: cannot decode the image"), "{err}");
+    std::fs::remove_file(root.join("train/red/5.png")).unwrap();
+    std::fs::create_dir_all(root.join("train/yellow")).unwrap();
+    let (ok, _, err) = wengert(&args);
+    assert!(!ok && err.contains("yellow: this class folder holds no .png, .jpg or .jpeg images"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

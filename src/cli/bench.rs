@@ -58,6 +58,8 @@ fn names() -> Vec<String> {
             "resnet50_forward",
             "tape_overhead",
             "peak_sgemm_n4096",
+            "loader_grey28",
+            "loader_colour32",
         ]
         .map(String::from),
     );
@@ -102,6 +104,10 @@ fn run_one(name: &str) -> Result<()> {
             let (step, _) = bench::resnet50_train_step()?;
             let (t, reps) = time(step, 1, 3, 10, 12.0)?;
             emit(name, "images_per_s", 16.0 / t, "img/s", reps);
+        }
+        "loader_grey28" | "loader_colour32" => {
+            let (t, reps) = time(bench::loader_epoch(name == "loader_colour32")?, 1, 3, 20, 3.0)?;
+            emit(name, "images_per_s", bench::LOADER_IMAGES as f64 / t, "img/s", reps);
         }
         "resnet50_forward" => {
             let (t, reps) = time(bench::resnet50_forward()?, 1, 3, 10, 6.0)?;

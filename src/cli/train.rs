@@ -90,9 +90,14 @@ pub struct DataArgs {
     /// files: IDX (MNIST-style), CIFAR-10 or CIFAR-100 in their binary
     /// format (the extracted folder, or the one holding it), or array files
     /// (train.safetensors and test.safetensors with u8 `images` and
-    /// integer `labels`).
+    /// integer `labels`), or a folder of images (train/<class>/*.png|jpg
+    /// and val/<class>/…, classes sorted by name).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// For a folder of images: resize each so that its shorter side is N
+    /// and crop the centre N×N (without it, all must be of one size).
+    #[arg(long)]
+    image_size: Option<usize>,
 }
 
 /// The folder of a dataset: `--data-dir`, or where the registry finds it.
@@ -192,12 +197,12 @@ fn writable_folder(dir: &Path) -> Result<()> {
 }
 
 /// The training and test sets, checked against each other.
-fn datasets(dir: &Path, limit: Option<usize>) -> Result<(Dataset, Dataset)> {
-    let mut train = Dataset::load(dir, Split::Train)?;
+fn datasets(dir: &Path, limit: Option<usize>, image_size: Option<usize>) -> Result<(Dataset, Dataset)> {
+    let mut train = Dataset::load_with(dir, Split::Train, image_size)?;
     if let Some(n) = limit {
         train = train.take(n);
     }
-    let test = Dataset::load(dir, Split::Test)?;
+    let test = Dataset::load_with(dir, Split::Test, image_size)?;
     let io = |detail: String| Error::Io { path: dir.display().to_string(), detail };
     if train.is_empty() {
         return Err(io("the training set has no images".into()));
@@ -253,7 +258,7 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
     let dataset = a.data.dataset;
     let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
-    let (train_set, test_set) = datasets(&dir, a.limit)?;
+    let (train_set, test_set) = datasets(&dir, a.limit, a.data.image_size)?;
     // Grey images take the dataset's published normalisation; colour images
     // (CIFAR) each channel's statistics over the training set.
     let colour = train_set.channels() > 1;
@@ -280,6 +285,11 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     trainer.tag("batch_size", a.batch_size);
     trainer.tag("pad", augment.pad);
     trainer.tag("classes", classes);
+    let (c, h, w) = train.dataset().image_shape();
+    trainer.tag("image_shape", format!("{c},{h},{w}"));
+    if !train.dataset().class_names().is_empty() {
+        trainer.tag("class_names", train.dataset().class_names().join("\n"));
+    }
     trainer.tag("normalise", normalise.iter().map(|(m, s)| format!("{m},{s}")).collect::<Vec<_>>().join(";"));
     if let Some(g) = &group {
         let mut parallel = Parallel::new(g.clone()).with_sync_bn(a.sync_bn);
@@ -421,7 +431,7 @@ pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCod
     let dataset = data.dataset;
     let dir = data_dir(dataset, data.data_dir.as_deref())?;
     let meta = model_metadata(model, checkpoint)?;
-    let test = Dataset::load(&dir, Split::Test)?;
+    let test = Dataset::load_with(&dir, Split::Test, data.image_size)?;
     let classes = saved_classes(&meta, checkpoint)?.unwrap_or(10);
     let normalise = saved_normalisation(&meta, checkpoint)?.unwrap_or(vec![dataset.normalisation(); test.channels()]);
     let test = Loader::new(test, 500, 0)
@@ -463,6 +473,68 @@ pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, class
     let logits = tape.no_grad(|| net.forward(&mut Step::eval(&tape), tape.constant(x)))?.value()?;
     write_tensors(&BTreeMap::from([("logits".to_string(), logits)]), output)?;
     out!("wrote logits to {}", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wengert predict --image`: the five likeliest classes of each image
+/// file, by a model that `wengert train` saved (its metadata gives the
+/// input size, the normalisation and the class names).
+pub fn predict_images(model: &Model, weights: &Path, images: &[PathBuf]) -> Result<ExitCode> {
+    use wengert::nn::{Module, Step};
+    let meta = model_metadata(model, weights)?;
+    let missing = |key: &str| Error::Io {
+        path: weights.display().to_string(),
+        detail: format!("the model file has no '{key}' entry: predict --image needs a model `wengert train` saved"),
+    };
+    let shape: Vec<usize> = meta
+        .get("image_shape")
+        .ok_or_else(|| missing("image_shape"))?
+        .split(',')
+        .map(|v| v.parse().map_err(|_| bad_metadata(weights, "image_shape")))
+        .collect::<Result<_>>()?;
+    let [c, h, w] = shape[..] else { return Err(bad_metadata(weights, "image_shape")) };
+    if h != w || !(c == 1 || c == 3) {
+        return Err(Error::shape(
+            "predict",
+            format!("the model takes {c}×{h}×{w} inputs; images are read as 1 or 3 channels, square"),
+        ));
+    }
+    let normalise = saved_normalisation(&meta, weights)?.ok_or_else(|| missing("normalise"))?;
+    let classes = saved_classes(&meta, weights)?.ok_or_else(|| missing("classes"))?;
+    let names: Vec<String> = meta.get("class_names").map_or_else(Vec::new, |n| n.lines().map(String::from).collect());
+    let mut pixels = Vec::with_capacity(images.len() * c * h * w);
+    for path in images {
+        let (_, _, rgb) = wengert::resnet::data::read_image(path, Some(h))?;
+        let plane = h * w;
+        // Grey models take the luma of the colour image (ITU-R BT.601).
+        let channels: Vec<Vec<f64>> = match c {
+            1 => vec![(0..plane)
+                .map(|i| 0.299 * rgb[i] as f64 + 0.587 * rgb[plane + i] as f64 + 0.114 * rgb[2 * plane + i] as f64)
+                .collect()],
+            _ => rgb.chunks(plane).map(|p| p.iter().map(|&v| v as f64).collect()).collect(),
+        };
+        for (plane, (mean, std)) in channels.iter().zip(&normalise) {
+            pixels.extend(plane.iter().map(|v| ((v / 255.0 - mean) / std) as f32));
+        }
+    }
+    let x = wengert::Tensor::from_vec(pixels, [images.len(), c, h, w])?;
+    let mut net = model.build::<f32>((c, h, w), classes, &mut wengert::core::rng(0))?;
+    load_weights(&mut net, model, weights)?;
+    let tape = wengert::core::Tape::new();
+    let probs = tape.no_grad(|| -> Result<wengert::Tensor<f32>> {
+        let logits = net.forward(&mut Step::eval(&tape), tape.constant(x))?;
+        wengert::ops::softmax(logits, -1)?.value()
+    })?;
+    for (path, row) in images.iter().zip(probs.data().chunks(classes)) {
+        let mut order: Vec<usize> = (0..classes).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let top: Vec<String> = order
+            .iter()
+            .take(5)
+            .map(|&k| format!("{} {:.1}%", names.get(k).cloned().unwrap_or_else(|| k.to_string()), 100.0 * row[k]))
+            .collect();
+        out!("{}: {}", path.display(), top.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -277,10 +277,11 @@ impl<M: Module<f32>> Trainer<M> {
 
     /// Records a setting of the run (the model's name, the batch size, the
     /// dataset) in its checkpoints; [`Trainer::resume`] refuses a
-    /// checkpoint whose value differs. The keys `model`, `classes` and
-    /// `normalise` also go into `model.safetensors`: loading errors then name
-    /// the model, and whoever uses it knows its classes and how its inputs
-    /// were normalised.
+    /// checkpoint whose value differs. The keys `model`, `classes`,
+    /// `class_names` (one per line), `image_shape` (`C,H,W`) and `normalise`
+    /// also go into `model.safetensors`: loading errors then name the
+    /// model, and whoever uses it knows its classes, its input and how its
+    /// inputs were normalised.
     pub fn tag(&mut self, key: &str, value: impl ToString) {
         self.tags.insert(key.to_string(), value.to_string());
     }
@@ -467,7 +468,7 @@ impl<M: Module<f32>> Trainer<M> {
         meta.insert("position.epoch_score".into(), format!("{},{},{}", p.loss, p.accuracy, p.images));
         meta.insert("run.epochs".into(), self.config.epochs.to_string());
         save_checkpoint(&self.model, &self.optimizer.state(), &meta, &dir.join(CHECKPOINT))?;
-        let model_meta: BTreeMap<String, String> = ["model", "classes", "normalise"]
+        let model_meta: BTreeMap<String, String> = ["model", "classes", "normalise", "class_names", "image_shape"]
             .into_iter()
             .filter_map(|k| Some((k.to_string(), self.tags.get(k)?.clone())))
             .collect();

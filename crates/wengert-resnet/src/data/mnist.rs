@@ -2,9 +2,10 @@
 //! one of the formats [`Dataset::load`] recognises: MNIST-style IDX files
 //! (28×28 grey images, labels 0–9: `train-images-idx3-ubyte`,
 //! `train-labels-idx1-ubyte`, `t10k-…`, gzipped or not), CIFAR-10 and
-//! CIFAR-100 in their binary format, and safetensors array files.
+//! CIFAR-100 in their binary format, safetensors array files, and image
+//! folders (PNG and JPEG files in one folder per class).
 
-use super::{arrays, cifar, idx};
+use super::{arrays, cifar, folder, idx};
 use std::path::{Path, PathBuf};
 use wengert_core::{Error, Result};
 
@@ -27,6 +28,8 @@ pub struct Dataset {
     channels: usize,
     rows: usize,
     cols: usize,
+    /// Each class's name, where the data names them.
+    names: Vec<String>,
 }
 
 impl Dataset {
@@ -72,7 +75,7 @@ impl Dataset {
                 format!("{} pixel bytes for {} labels of {channels}×{rows}×{cols} images", images.len(), labels.len()),
             ));
         }
-        Ok(Dataset { images, labels, channels, rows, cols })
+        Ok(Dataset { images, labels, channels, rows, cols, names: Vec::new() })
     }
 
     /// The pixel bytes, `[n, channels, rows, cols]` row-major.
@@ -115,9 +118,30 @@ impl Dataset {
         (self.channels, self.rows, self.cols)
     }
 
-    /// The number of classes the labels imply: the largest label plus one.
+    /// The number of classes: the largest label plus one, or the number
+    /// of named classes when that is more.
     pub fn classes(&self) -> usize {
-        self.labels.iter().max().map_or(0, |&l| l as usize + 1)
+        self.labels.iter().max().map_or(0, |&l| l as usize + 1).max(self.names.len())
+    }
+
+    /// Names the classes, label 0 first; there must be a name for every
+    /// label in the data.
+    pub fn with_class_names(mut self, names: Vec<String>) -> Result<Self> {
+        if let Some(&l) = self.labels.iter().find(|&&l| l as usize >= names.len()) {
+            return Err(Error::argument(
+                "Dataset::with_class_names",
+                "names",
+                format!("{} names, but the data has label {l}", names.len()),
+            ));
+        }
+        self.names = names;
+        Ok(self)
+    }
+
+    /// The classes' names, label 0 first, when the data names them (image
+    /// folders do); empty otherwise.
+    pub fn class_names(&self) -> &[String] {
+        &self.names
     }
 
     /// Each channel's mean and standard deviation over every pixel, with
@@ -153,9 +177,30 @@ impl Dataset {
     /// CIFAR-100 in their binary format (the folder as extracted,
     /// `cifar-10-batches-bin/` or `cifar-100-binary/`, or the folder that
     /// holds it), or array files (`train.safetensors` and
-    /// `test.safetensors` with `images` and `labels`). When nothing matches, the error lists what the folder
+    /// `test.safetensors` with `images` and `labels`), or image folders
+    /// (`train/<class>/*.png|jpg` and `val/<class>/…`, classes sorted by
+    /// name, see [`Dataset::load_with`]). When nothing matches, the error lists what the folder
     /// holds and what each format needs.
     pub fn load(dir: &Path, split: Split) -> Result<Self> {
+        Self::load_with(dir, split, None)
+    }
+
+    /// [`Dataset::load`], with the size image folders are resized and
+    /// cropped to (`image_size × image_size`, after resizing the shorter
+    /// side to it). Without one, every image of a folder must be of one
+    /// size; the other formats have theirs, and refuse one.
+    pub fn load_with(dir: &Path, split: Split, image_size: Option<usize>) -> Result<Self> {
+        if folder::present(dir) {
+            return folder::load(dir, split, image_size);
+        }
+        if let Some(size) = image_size {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                detail: format!(
+                    "an image size ({size}) applies to image folders only; this folder's images have their size"
+                ),
+            });
+        }
         if find(dir, "train-images-idx3-ubyte").is_ok() || find(dir, "t10k-images-idx3-ubyte").is_ok() {
             return Self::load_idx(dir, split);
         }
@@ -217,7 +262,8 @@ fn unrecognised(dir: &Path) -> String {
          train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte \
          (.gz or plain); CIFAR-10 needs data_batch_1.bin … data_batch_5.bin and test_batch.bin \
          (cifar-10-batches-bin); CIFAR-100 needs train.bin and test.bin (cifar-100-binary); arrays need \
-         train.safetensors and test.safetensors, each with u8 `images` and integer `labels`"
+         train.safetensors and test.safetensors, each with u8 `images` and integer `labels`; image folders \
+         need train/<class>/ and val/<class>/ (or test/<class>/) folders of .png or .jpg files"
     )
 }
 
