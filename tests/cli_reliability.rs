@@ -234,6 +234,44 @@ fn ctrl_c_stops_within_a_step_and_saves() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `--recipe he2016-cifar` trains with the paper's settings: seen in the
+/// checkpoint that Ctrl-C leaves (the whole recipe is 64k iterations).
+#[test]
+fn the_he2016_recipe_sets_the_papers_settings() {
+    let dir = scratch("recipe");
+    tiny_mnist(&dir, 512, 16, (8, 8), None);
+    let out = dir.join("out");
+    let mut child = wengert()
+        .args(["train", "--model", "resnet8", "--recipe", "he2016-cifar", "--threads", "1", "--data-dir"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let meta = read_metadata(&out.join("checkpoint.safetensors")).unwrap();
+    for (key, want) in [
+        ("setting.batch_size", "128"),
+        ("setting.lr", "0.1"),
+        ("setting.momentum", "0.9"),
+        ("setting.weight_decay", "0.0001"),
+        ("setting.warmup", "0"),
+        ("setting.pad", "4"),
+        ("setting.decay", "Steps { milestones: [32000, 48000], gamma: 0.1 }"),
+        ("run.epochs", "16000"), // 64k iterations of 4 batches an epoch
+    ] {
+        assert_eq!(meta.get(key).map(String::as_str), Some(want), "{key}");
+    }
+    // The recipe sets what it sets: the options it fixes cannot be given too.
+    let o = wengert().args(["train", "--recipe", "he2016-cifar", "--lr", "0.2"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with '--lr <LR>'"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn predict_never_overwrites_its_inputs_and_blames_the_right_thing() {
     let dir = scratch("predict");

@@ -191,3 +191,22 @@ fn a_stopped_run_resumes_to_the_same_model_and_log() {
     assert_eq!(metrics(&a), metrics(&b));
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn step_decay_divides_the_rate_at_its_milestones() {
+    use wengert::train::train::Decay;
+    let model = ResNet::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
+    let decay = Decay::Steps { milestones: vec![2, 4], gamma: 0.1 };
+    let config = Config { epochs: 3, warmup: 0, decay: decay.clone(), ..Config::default() };
+    let mut t = Trainer::new(model, config.clone(), 2).unwrap();
+    let mut rates = Vec::new();
+    for i in 0..6 {
+        t.iteration = i;
+        rates.push(t.lr());
+    }
+    let want = [0.1, 0.1, 0.01, 0.01, 0.001, 0.001];
+    assert!(rates.iter().zip(want).all(|(r, w)| (r - w).abs() < 1e-15), "{rates:?}");
+    let bad = |decay| Config { decay, ..config.clone() }.check().unwrap_err().to_string();
+    assert!(bad(Decay::Steps { milestones: vec![4, 2], gamma: 0.1 }).contains("milestones must increase"));
+    assert!(bad(Decay::Steps { milestones: vec![2], gamma: 0.0 }).contains("gamma must be in (0, 1]"));
+}

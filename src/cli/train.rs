@@ -12,7 +12,7 @@ use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::registry::{DatasetName, Input, Model, TrainingDefaults};
 use wengert::train::parallel::{mpi_local_size, mpi_world_size, Parallel};
 use wengert::train::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
-use wengert::train::train::{evaluate, Config, OptimizerKind, Score, Trainer, MODEL};
+use wengert::train::train::{evaluate, Config, Decay, OptimizerKind, Score, Trainer, MODEL};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
@@ -69,6 +69,13 @@ pub struct TrainArgs {
     /// at the first with the op's name and where it was recorded (slow).
     #[arg(long)]
     detect_anomaly: bool,
+    /// A published training recipe. he2016-cifar: He et al. 2016 §4.2 for
+    /// CIFAR-10 — batch 128, SGD at 0.1 with momentum 0.9 and weight decay
+    /// 1e-4, divided by 10 at iterations 32k and 48k, 64k iterations in
+    /// all, pad-4 crops and flips (with a warm-up of 400 iterations for
+    /// depths of 110 and more, where the paper starts at 0.01).
+    #[arg(long, value_parser = ["he2016-cifar"], conflicts_with_all = ["batch_size", "lr", "weight_decay", "epochs", "optimizer"])]
+    recipe: Option<String>,
     /// Under mpirun: normalise batch norm over the whole batch across the
     /// ranks (as PyTorch's SyncBatchNorm), so that N ranks compute what one
     /// process computes; without it each rank normalises its own share.
@@ -167,6 +174,30 @@ fn check_args(a: &TrainArgs) -> Result<()> {
 
 /// The run's settings from the options and the model's defaults, checked;
 /// an error names the option (`--lr`), not the setting (`lr`).
+/// He et al. 2016's CIFAR recipe: iterations in all, and where the rate falls.
+const HE2016_ITERATIONS: usize = 64_000;
+const HE2016_MILESTONES: [usize; 2] = [32_000, 48_000];
+
+/// Applies `--recipe`: the recipe's settings in place of the defaults (the
+/// options it sets conflict with it, so none given is overridden).
+fn apply_recipe(a: &mut TrainArgs) {
+    if a.recipe.as_deref() == Some("he2016-cifar") {
+        a.batch_size = 128;
+        a.lr = Some(0.1);
+        a.weight_decay = Some(1e-4);
+        a.optimizer = Some("sgd".into());
+    }
+}
+
+/// The depth of a zoo model counted in basic blocks (6n+2 for CIFAR
+/// ResNets); 0 for the others.
+fn basic_depth(model: &Model) -> usize {
+    match model {
+        Model::Zoo(spec) => 2 * spec.blocks.iter().sum::<usize>() + 2,
+        _ => 0,
+    }
+}
+
 fn config(a: &TrainArgs) -> Result<Config> {
     let defaults = a.model.training_defaults();
     let adam = a.optimizer.as_deref().map_or(defaults.adam, |o| o == "adam");
@@ -179,6 +210,15 @@ fn config(a: &TrainArgs) -> Result<Config> {
         seed: a.seed,
         optimizer: if adam { OptimizerKind::Adam } else { OptimizerKind::Sgd },
         ..Config::default()
+    };
+    let config = match a.recipe.as_deref() {
+        Some("he2016-cifar") => Config {
+            // The paper warms ResNet-110 up at 0.01 for about 400 iterations.
+            warmup: if basic_depth(&a.model) >= 110 { 400 } else { 0 },
+            decay: Decay::Steps { milestones: HE2016_MILESTONES.to_vec(), gamma: 0.1 },
+            ..config
+        },
+        _ => config,
     };
     config.check().map_err(|e| match e {
         Error::Argument { op, arg, detail } => Error::argument(op, format!("--{}", arg.replace('_', "-")), detail),
@@ -222,7 +262,8 @@ fn datasets(dir: &Path, limit: Option<usize>, image_size: Option<usize>) -> Resu
 
 /// Trains, evaluating after each epoch; prints `test accuracy: XX.XX%` last.
 /// Started by mpirun, trains data-parallel with the other ranks.
-pub fn run(a: TrainArgs) -> Result<ExitCode> {
+pub fn run(mut a: TrainArgs) -> Result<ExitCode> {
+    apply_recipe(&mut a);
     check_args(&a)?;
     let config = config(&a)?;
     #[cfg(feature = "mpi")]
@@ -267,7 +308,7 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     } else {
         vec![dataset.normalisation()]
     };
-    let augment = match colour {
+    let augment = match colour || a.recipe.is_some() {
         true => Augment { pad: a.pad.unwrap_or(4), flip: true },
         false => Augment { pad: a.pad.unwrap_or(0), flip: dataset.flips() },
     };
@@ -275,6 +316,12 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     let train =
         Loader::new(train_set, a.batch_size, a.seed)?.with_channel_normalise(&normalise)?.with_augment(augment)?;
     let test = Loader::new(test_set, 500, a.seed)?.in_order().with_channel_normalise(&normalise)?;
+    let mut config = config;
+    if a.recipe.is_some() {
+        // The recipe counts iterations: as many epochs as make 64k.
+        config.epochs = HE2016_ITERATIONS.div_ceil(train.batches());
+    }
+    let epochs = config.epochs;
     let image = train.dataset().image_shape();
     let model = a.model.build::<f32>(image, classes, &mut wengert::core::rng(a.seed))?;
     let mut trainer = Trainer::new(model, config, train.batches())?;
@@ -306,8 +353,7 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     let stop = run.stop_flag();
     // Ctrl-C: finish the current step, save a checkpoint, then exit.
     let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    let mut console =
-        Console { bar: None, epochs: a.epochs, batches: train.batches(), model: a.model.to_string(), out: &a.out };
+    let mut console = Console { bar: None, epochs, batches: train.batches(), model: a.model.to_string(), out: &a.out };
     // Only rank 0 shows progress, and writes files.
     let observer: &mut dyn Observer = if lead { &mut console } else { &mut () };
     let outcome = run.run(observer);

@@ -2,7 +2,8 @@
 //!
 //! A [`Trainer`] owns the model, the optimiser (SGD with momentum and weight
 //! decay, as in He et al. 2016), the learning-rate schedule (linear warm-up,
-//! then cosine decay to zero over the whole run) and the position in the
+//! then cosine decay to zero over the whole run, or steps at given
+//! iterations, [`Decay`]) and the position in the
 //! run. It checkpoints to a folder and resumes from one, continuing with
 //! the same parameters an uninterrupted run would have had (same seed, same
 //! threads).
@@ -29,7 +30,7 @@ use std::path::Path;
 use wengert_core::{Error, Result, Tape};
 use wengert_nn::checkpoint::{load_checkpoint, read_metadata, save_checkpoint, save_model_with};
 use wengert_nn::module::StateRef;
-use wengert_nn::optim::{check_state, Adam, Cosine, LrSchedule, Optimizer, Sgd, Warmup};
+use wengert_nn::optim::{check_state, Adam, Cosine, LrSchedule, MultiStep, Optimizer, Sgd, Warmup};
 use wengert_nn::{Module, Step};
 use wengert_resnet::data::{Batch, Loader};
 use wengert_resnet::zoo::ResNet;
@@ -56,6 +57,24 @@ pub struct Config {
     pub seed: u64,
     /// The optimiser [`Trainer::new`] builds.
     pub optimizer: OptimizerKind,
+    /// How the learning rate falls after the warm-up.
+    pub decay: Decay,
+}
+
+/// How the learning rate falls after the warm-up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Decay {
+    /// Cosine to zero over the whole run (Loshchilov & Hutter 2017).
+    #[default]
+    Cosine,
+    /// Multiplied by `gamma` at each milestone iteration: He et al. 2016
+    /// divide by 10 at 32k and 48k iterations.
+    Steps {
+        /// The iterations at which the rate falls, in increasing order.
+        milestones: Vec<usize>,
+        /// The factor, in `(0, 1]`.
+        gamma: f64,
+    },
 }
 
 /// Which optimiser a run uses, with the configuration's momentum and
@@ -94,6 +113,7 @@ impl Default for Config {
             warmup: 100,
             seed: 0,
             optimizer: OptimizerKind::Sgd,
+            decay: Decay::Cosine,
         }
     }
 }
@@ -114,6 +134,14 @@ impl Config {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad("weight_decay", format!("must be finite and non-negative, got {}", self.weight_decay));
+        }
+        if let Decay::Steps { milestones, gamma } = &self.decay {
+            if !(gamma.is_finite() && *gamma > 0.0 && *gamma <= 1.0) {
+                return bad("decay", format!("gamma must be in (0, 1], got {gamma}"));
+            }
+            if milestones.windows(2).any(|w| w[0] >= w[1]) {
+                return bad("decay", format!("milestones must increase, got {milestones:?}"));
+            }
         }
         Ok(())
     }
@@ -201,7 +229,7 @@ pub struct Trainer<M: Module<f32> = ResNet<f32>> {
     /// ([`Tape::set_detect_anomaly`]); slow, for finding where a NaN starts.
     pub detect_anomaly: bool,
     optimizer: Box<dyn Optimizer<f32>>,
-    schedule: Warmup<Cosine>,
+    schedule: Warmup<Box<dyn LrSchedule>>,
     config: Config,
     /// Iterations done so far.
     pub iteration: usize,
@@ -226,11 +254,13 @@ impl<M: Module<f32>> Trainer<M> {
             return Err(Error::argument("train", "data", "an epoch has no batches: the training set is empty"));
         }
         let total = config.epochs * batches_per_epoch;
-        let schedule = Warmup {
-            steps: config.warmup.min(total),
-            start: 0.1,
-            inner: Cosine { base: config.lr, min: 0.0, period: total },
+        let decay: Box<dyn LrSchedule> = match &config.decay {
+            Decay::Cosine => Box::new(Cosine { base: config.lr, min: 0.0, period: total }),
+            Decay::Steps { milestones, gamma } => {
+                Box::new(MultiStep { base: config.lr, milestones: milestones.clone(), gamma: *gamma })
+            }
         };
+        let schedule = Warmup { steps: config.warmup.min(total), start: 0.1, inner: decay };
         Ok(Trainer {
             model,
             clip: None,
@@ -491,6 +521,11 @@ impl<M: Module<f32>> Trainer<M> {
         .into_iter()
         .map(|(k, v)| (format!("setting.{k}"), v))
         .collect();
+        // Recorded only when not the default, so that checkpoints from
+        // before the setting existed still resume.
+        if c.decay != Decay::Cosine {
+            s.insert("setting.decay".into(), format!("{:?}", c.decay));
+        }
         s.extend(self.tags.iter().map(|(k, v)| (format!("setting.{k}"), v.clone())));
         if let Some(m) = self.tags.get("model") {
             s.insert("model".into(), m.clone());
