@@ -1,5 +1,5 @@
-//! PNG line charts: the training curves of `wengert train`, and the plots of
-//! `wengert gradflow` and `wengert degradation`.
+//! PNG charts: the training curves and the confusion matrix of `wengert
+//! train`, and the plots of `wengert gradflow` and `wengert degradation`.
 //!
 //! Text is drawn with DejaVu Sans, compiled into the binary (its licence is
 //! in `assets/fonts/`), so a chart needs no system fonts or libraries. The
@@ -7,10 +7,12 @@
 //! then renamed over it.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 use std::path::Path;
 use std::sync::Once;
 use wengert_core::{Error, Result};
+use wengert_train::report::Confusion;
 
 /// Colours that stay apart on white (matplotlib's first six).
 const PALETTE: [RGBColor; 6] = [
@@ -62,6 +64,75 @@ pub fn line_chart(path: &Path, chart: &Chart) -> Result<()> {
 
 /// Draws `charts` side by side into the PNG file `path` (800×500 pixels each).
 pub fn line_charts(path: &Path, charts: &[Chart]) -> Result<()> {
+    png(path, (800 * charts.len().max(1) as u32, 500), |root| {
+        for (area, chart) in root.split_evenly((1, charts.len().max(1))).iter().zip(charts) {
+            panel(area, chart)?;
+        }
+        Ok(())
+    })
+}
+
+/// Draws a confusion matrix into the PNG file `path`: a row per true
+/// class, a column per predicted one, each cell shaded by its share of
+/// the row (so every class reads alike, however many images it has) and
+/// labelled with its count when there are at most 20 classes.
+pub fn confusion_png(path: &Path, title: &str, matrix: &Confusion, names: &[String]) -> Result<()> {
+    let k = matrix.classes().max(1);
+    let side = (40 * k as u32).clamp(400, 1600);
+    png(path, (side + 160, side + 120), |root| {
+        let mut c = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(60)
+            .y_label_area_size(100)
+            .build_cartesian_2d((0..k as i32 - 1).into_segmented(), (0..k as i32 - 1).into_segmented())?;
+        // Segments 0 ..= k−1, one per class; a label every few for many classes.
+        let every = k.div_ceil(25).max(1) as i32;
+        // Rows from the top: true class 0 first.
+        let label = |v: &SegmentValue<i32>, flip: bool| match v {
+            SegmentValue::CenterOf(v) if *v < k as i32 && v % every == 0 => {
+                let class = if flip { k as i32 - 1 - v } else { *v } as usize;
+                names.get(class).cloned().unwrap_or_else(|| class.to_string())
+            }
+            _ => String::new(),
+        };
+        c.configure_mesh()
+            .disable_mesh()
+            .x_desc("predicted")
+            .y_desc("true")
+            .x_labels(k + 1)
+            .y_labels(k + 1)
+            .x_label_formatter(&|v| label(v, false))
+            .y_label_formatter(&|v| label(v, true))
+            .label_style(("sans-serif", 12))
+            .draw()?;
+        let centred = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
+        for t in 0..k {
+            let total: u64 = (0..k).map(|p| matrix.count(t, p)).sum();
+            let row = (k - 1 - t) as i32;
+            for p in 0..k {
+                let n = matrix.count(t, p);
+                let share = if total > 0 { n as f64 / total as f64 } else { 0.0 };
+                let shade = (255.0 * (1.0 - share)) as u8;
+                let col = p as i32;
+                let cell = [
+                    (SegmentValue::Exact(col), SegmentValue::Exact(row)),
+                    (SegmentValue::Exact(col + 1), SegmentValue::Exact(row + 1)),
+                ];
+                c.draw_series(std::iter::once(Rectangle::new(cell, RGBColor(shade, shade, 255).filled())))?;
+                if k <= 20 && n > 0 {
+                    let colour = if share > 0.5 { WHITE } else { BLACK };
+                    let at = (SegmentValue::CenterOf(col), SegmentValue::CenterOf(row));
+                    c.draw_series(std::iter::once(Text::new(n.to_string(), at, centred.clone().color(&colour))))?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Draws with `draw` into a `size` PNG written atomically at `path`.
+fn png(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> DrawResult) -> Result<()> {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // The font is compiled in and known to parse; should it not, the
@@ -73,11 +144,9 @@ pub fn line_charts(path: &Path, charts: &[Chart]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp.png"));
     {
-        let root = BitMapBackend::new(&tmp, (800 * charts.len().max(1) as u32, 500)).into_drawing_area();
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| io_error(path, e))?;
-        for (area, chart) in root.split_evenly((1, charts.len().max(1))).iter().zip(charts) {
-            panel(area, chart).map_err(|e| io_error(path, e))?;
-        }
+        draw(&root).map_err(|e| io_error(path, e))?;
         root.present().map_err(|e| io_error(path, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))

@@ -58,9 +58,25 @@ fn train_writes_checkpoint_metrics_and_curves_then_eval_reads_them() {
     assert!(ok, "{err}");
     let last = out.lines().last().unwrap_or_default();
     assert!(last.starts_with("test accuracy: ") && last.ends_with('%'), "{out}");
-    for f in ["model.safetensors", "checkpoint.safetensors", "metrics.csv", "steps.csv", "curves.png"] {
+    for f in [
+        "model.safetensors",
+        "checkpoint.safetensors",
+        "metrics.csv",
+        "steps.csv",
+        "curves.png",
+        "confusion.csv",
+        "confusion.png",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    // Ten classes: the epoch's line gives top-5 accuracy too, and the
+    // confusion matrix counts every test image once.
+    assert!(out.contains("(top-5 "), "{out}");
+    let confusion = std::fs::read_to_string(dir.join("confusion.csv")).unwrap();
+    assert_eq!(confusion.lines().next(), Some("truth\\predicted,0,1,2,3,4,5,6,7,8,9"));
+    let counted: u64 =
+        confusion.lines().skip(1).flat_map(|l| l.split(',').skip(1)).map(|v| v.parse::<u64>().unwrap()).sum();
+    assert_eq!(counted, 10_000);
     let steps = std::fs::read_to_string(dir.join("steps.csv")).unwrap();
     assert_eq!(steps.lines().next(), Some("iteration,train_loss,train_error_percent"));
     assert_eq!(steps.lines().count(), 1 + 1, "one row per 10 of the 10 iterations");
@@ -68,6 +84,7 @@ fn train_writes_checkpoint_metrics_and_curves_then_eval_reads_them() {
     let (ok, eval_out, err) = wengert(&["eval", "--model", "rnn", "--checkpoint", checkpoint.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert_eq!(eval_out.lines().last(), Some(last), "eval reproduces the final accuracy");
+    assert!(eval_out.contains("class      accuracy  images") && eval_out.contains("top-5 accuracy: "), "{eval_out}");
     let (ok, _, err) = wengert(&["train", "--model", "gru", "--limit", "64", "--out", d]);
     assert!(!ok && err.contains("unknown model 'gru'"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -222,6 +239,8 @@ fn train_eval_and_predict_on_a_folder_of_images() {
     let meta = wengert::nn::checkpoint::read_metadata(&model).unwrap();
     assert_eq!(meta["class_names"], "blue\ngreen\nred");
     assert_eq!(meta["image_shape"], "3,8,8");
+    let confusion = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    assert_eq!(confusion, "truth\\predicted,blue,green,red\nblue,12,0,0\ngreen,0,12,0\nred,0,0,12\n");
     let m = model.to_str().unwrap();
     let (ok, eval_out, err) =
         wengert(&["eval", "--model", "resnet8", "--checkpoint", m, "--data-dir", d, "--image-size", "8"]);

@@ -11,8 +11,9 @@ use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::resnet::data::{Augment, Dataset, Loader, Split};
 use wengert::resnet::registry::{DatasetName, Input, Model, TrainingDefaults};
 use wengert::train::parallel::{mpi_local_size, mpi_world_size, Parallel};
+use wengert::train::report::Report;
 use wengert::train::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
-use wengert::train::train::{evaluate, Config, Decay, OptimizerKind, Score, Trainer, MODEL};
+use wengert::train::train::{evaluate_report, Config, Decay, OptimizerKind, Score, Trainer, MODEL};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
@@ -353,7 +354,15 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     let stop = run.stop_flag();
     // Ctrl-C: finish the current step, save a checkpoint, then exit.
     let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    let mut console = Console { bar: None, epochs, batches: train.batches(), model: a.model.to_string(), out: &a.out };
+    let mut console = Console {
+        bar: None,
+        epochs,
+        batches: train.batches(),
+        model: a.model.to_string(),
+        out: &a.out,
+        names: test.dataset().class_names(),
+        top5: None,
+    };
     // Only rank 0 shows progress, and writes files.
     let observer: &mut dyn Observer = if lead { &mut console } else { &mut () };
     let outcome = run.run(observer);
@@ -402,6 +411,10 @@ struct Console<'a> {
     batches: usize,
     model: String,
     out: &'a Path,
+    /// The test set's class names, for the confusion matrix.
+    names: &'a [String],
+    /// The last evaluation's top-5 accuracy, for the epoch's line.
+    top5: Option<f64>,
 }
 
 impl Observer for Console<'_> {
@@ -424,12 +437,27 @@ impl Observer for Console<'_> {
         }
     }
 
+    fn evaluated(&mut self, report: &Report) {
+        self.top5 = report.top5();
+        if report.confusion.classes() < 2 {
+            return;
+        }
+        let title = format!("{}: test set, after the epoch", self.model);
+        // A chart that cannot be drawn costs the picture, not the run.
+        if let Err(e) =
+            wengert::plot::confusion_png(&self.out.join("confusion.png"), &title, &report.confusion, self.names)
+        {
+            eprintln!("warning: {e}");
+        }
+    }
+
     fn epoch_end(&mut self, r: &EpochRecord, log: &RunLog) -> Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+        let top5 = self.top5.map_or_else(String::new, |t| format!(" (top-5 {:.2}%)", 100.0 * t));
         out!(
-            "epoch {}: train loss {:.4} accuracy {}, test loss {:.4} accuracy {}, {:.0} images/s",
+            "epoch {}: train loss {:.4} accuracy {}, test loss {:.4} accuracy {}{top5}, {:.0} images/s",
             r.epoch,
             r.train.loss,
             percent(&r.train),
@@ -486,7 +514,24 @@ pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCod
         .with_channel_normalise(&normalise)?;
     let mut net = model.build::<f32>(test.dataset().image_shape(), classes, &mut wengert::core::rng(0))?;
     load_weights(&mut net, model, checkpoint)?;
-    let s = evaluate(&mut net, &test)?;
+    let report = evaluate_report(&mut net, &test)?;
+    // Each class's accuracy, by name where the data names them.
+    let names = test.dataset().class_names();
+    let saved: Vec<String> = meta.get("class_names").map_or_else(Vec::new, |n| n.lines().map(String::from).collect());
+    let names = if names.is_empty() { &saved[..] } else { names };
+    out!("class      accuracy  images");
+    for (k, acc) in report.confusion.per_class_accuracy().iter().enumerate() {
+        let images: u64 = (0..report.confusion.classes()).map(|p| report.confusion.count(k, p)).sum();
+        let name = names.get(k).cloned().unwrap_or_else(|| k.to_string());
+        match acc {
+            Some(a) => out!("{name:<10} {:>7.2}%  {images:>6}", 100.0 * a),
+            None => out!("{name:<10}        -  {images:>6}"),
+        }
+    }
+    if let Some(t) = report.top5() {
+        out!("top-5 accuracy: {:.2}%", 100.0 * t);
+    }
+    let s = report.score;
     out!("test loss: {:.4}", s.loss);
     out!("test accuracy: {}", percent(&s));
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,8 @@
 //! - [`run`]: a whole run (epochs, evaluation, checkpoint and run log after
 //!   each, a stop flag, resuming), the loop `wengert train` and
 //!   `wengert degradation` share;
+//! - [`report`]: what an evaluation found class by class: per-class
+//!   accuracy, the confusion matrix, top-5 accuracy;
 //! - [`parallel`]: data-parallel training: gradient buckets summed across
 //!   ranks while backward runs, synchronised batch norm, split evaluation;
 //! - `mpi` (feature `mpi`): the ranks as processes under `mpirun`, on one
@@ -32,5 +34,6 @@
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod parallel;
+pub mod report;
 pub mod run;
 pub mod train;

@@ -3,7 +3,8 @@
 //!
 //! A [`Run`] drives a [`Trainer`] epoch by epoch: it trains, evaluates on
 //! the test set after each epoch, and (when given a folder) saves the
-//! checkpoint and the [`RunLog`] there after each epoch. A stop flag (set
+//! checkpoint, the [`RunLog`] and the confusion matrix there after each
+//! epoch. A stop flag (set
 //! from a Ctrl-C handler, say) ends the run after the step in progress,
 //! with the checkpoint and the log saved, and [`Run::resume`] continues it
 //! later exactly where it stopped. What the caller shows (a progress bar, a
@@ -29,6 +30,7 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
+use crate::report::Report;
 use crate::train::{Score, Trainer};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,9 @@ use wengert_resnet::data::Loader;
 pub const METRICS: &str = "metrics.csv";
 /// The file the [`RunLog`] keeps its running loss and error in.
 pub const STEPS: &str = "steps.csv";
+/// The file the last evaluation's confusion matrix goes to
+/// ([`Confusion::to_csv`](crate::report::Confusion::to_csv)).
+pub const CONFUSION: &str = "confusion.csv";
 
 /// One epoch's results.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -170,6 +175,12 @@ pub trait Observer {
         let _ = (score, images_per_s);
     }
 
+    /// The test set was evaluated after an epoch: the confusion matrix and
+    /// top-5 accuracy, before [`Observer::epoch_end`].
+    fn evaluated(&mut self, report: &Report) {
+        let _ = report;
+    }
+
     /// An epoch is done, evaluated, and (with a folder) saved; `log` holds
     /// it. An error ends the run.
     fn epoch_end(&mut self, record: &EpochRecord, log: &RunLog) -> Result<()> {
@@ -206,6 +217,7 @@ pub struct Run<'a, M: Module<f32>> {
     out: Option<PathBuf>,
     log: RunLog,
     stop: Arc<AtomicBool>,
+    report: Option<Report>,
     /// Record the running loss and error every this many iterations (10).
     pub log_every: usize,
 }
@@ -215,7 +227,7 @@ impl<'a, M: Module<f32>> Run<'a, M> {
     /// nothing on disk.
     pub fn new(trainer: Trainer<M>, train: &'a Loader, test: &'a Loader) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        Run { trainer, train, test, out: None, log: RunLog::default(), stop, log_every: 10 }
+        Run { trainer, train, test, out: None, log: RunLog::default(), stop, report: None, log_every: 10 }
     }
 
     /// Saves the checkpoint and the log into `dir` after every epoch (and
@@ -255,6 +267,12 @@ impl<'a, M: Module<f32>> Run<'a, M> {
         &self.log
     }
 
+    /// The last evaluation's report: per-class accuracy, the confusion
+    /// matrix, top-5 accuracy.
+    pub fn report(&self) -> Option<&Report> {
+        self.report.as_ref()
+    }
+
     /// The trained model, when the run is over.
     pub fn into_trainer(self) -> Trainer<M> {
         self.trainer
@@ -269,6 +287,9 @@ impl<'a, M: Module<f32>> Run<'a, M> {
         match &self.out {
             Some(dir) => {
                 self.trainer.save(dir)?;
+                if let Some(r) = &self.report {
+                    r.confusion.save_csv(&dir.join(CONFUSION), self.test.dataset().class_names())?;
+                }
                 self.log.save(dir)
             }
             None => Ok(()),
@@ -309,7 +330,10 @@ impl<'a, M: Module<f32>> Run<'a, M> {
                 self.save()?;
                 return Ok(Outcome::Stopped { iteration: self.trainer.iteration, epoch_done: false });
             }
-            let test = self.trainer.evaluate(self.test)?;
+            let report = self.trainer.evaluate_report(self.test)?;
+            let test = report.score;
+            observer.evaluated(&report);
+            self.report = Some(report);
             let record = EpochRecord { epoch: epoch + 1, train, test, images_per_s };
             self.log.epochs.push(record);
             self.save()?;

@@ -24,6 +24,7 @@
 //! writes checkpoints, and a checkpoint resumes with any number of ranks.
 
 use crate::parallel::{broadcast_state, Buckets, Parallel};
+use crate::report::Report;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -178,7 +179,7 @@ pub struct Score {
 }
 
 impl Score {
-    fn add(&mut self, loss: f64, correct: usize, n: usize) {
+    pub(crate) fn add(&mut self, loss: f64, correct: usize, n: usize) {
         let total = self.images + n;
         self.loss = (self.loss * self.images as f64 + loss * n as f64) / total.max(1) as f64;
         self.accuracy = (self.accuracy * self.images as f64 + correct as f64) / total.max(1) as f64;
@@ -196,7 +197,7 @@ impl Score {
     }
 
     /// The score over every rank's images: sums the losses and counts.
-    fn summed(&self, group: &dyn wengert_core::collective::Collective) -> Result<Score> {
+    pub(crate) fn summed(&self, group: &dyn wengert_core::collective::Collective) -> Result<Score> {
         let mut v = [self.loss * self.images as f64, self.correct() as f64, self.images as f64];
         group.all_reduce_sum(&mut v)?;
         let n = v[2].max(1.0);
@@ -473,9 +474,14 @@ impl<M: Module<f32>> Trainer<M> {
     /// training, each rank evaluates its share of every batch and the
     /// counts are summed.
     pub fn evaluate(&mut self, data: &Loader) -> Result<Score> {
-        let Some(p) = &self.parallel else { return evaluate(&mut self.model, data) };
+        Ok(self.evaluate_report(data)?.score)
+    }
+
+    /// [`Trainer::evaluate`] with the confusion matrix and top-5 accuracy.
+    pub fn evaluate_report(&mut self, data: &Loader) -> Result<Report> {
+        let Some(p) = &self.parallel else { return evaluate_report(&mut self.model, data) };
         let (rank, ranks) = (p.group.rank(), p.group.size());
-        evaluate(&mut self.model, &data.clone().shard(rank, ranks)?)?.summed(&*p.group)
+        evaluate_report(&mut self.model, &data.clone().shard(rank, ranks)?)?.summed(&*p.group)
     }
 
     /// Writes the checkpoint into `dir`: first [`CHECKPOINT`], the whole
@@ -598,19 +604,27 @@ pub fn first_non_finite<T: wengert_core::Float>(model: &dyn Module<T>) -> Option
 
 /// Loss and accuracy of `model` on `data`, in evaluation mode.
 pub fn evaluate(model: &mut dyn Module<f32>, data: &Loader) -> Result<Score> {
-    let mut score = Score::default();
+    Ok(evaluate_report(model, data)?.score)
+}
+
+/// Loss, accuracy, the confusion matrix and top-5 accuracy of `model` on
+/// `data`, in evaluation mode.
+pub fn evaluate_report(model: &mut dyn Module<f32>, data: &Loader) -> Result<Report> {
+    let mut report: Option<Report> = None;
     for batch in data.epoch::<f32>(0, 0) {
         let batch = batch?;
         if batch.labels.is_empty() {
             continue; // a rank's empty share of a small last batch
         }
         let tape = Tape::new();
-        let (loss, hits) = tape.no_grad(|| -> Result<(f64, usize)> {
+        let (loss, logits) = tape.no_grad(|| -> Result<(f64, wengert_core::Tensor<f32>)> {
             let logits = model.forward(&mut Step::eval(&tape), tape.constant(batch.images.clone()))?;
             let loss = wengert_ops::cross_entropy(logits, &batch.labels)?.value()?.item()? as f64;
-            Ok((loss, correct(&logits.value()?, &batch.labels)))
+            Ok((loss, logits.value()?))
         })?;
-        score.add(loss, hits, batch.labels.len());
+        let r = report.get_or_insert_with(|| Report::new(logits.dims()[1]));
+        r.score.add(loss, correct(&logits, &batch.labels), batch.labels.len());
+        r.add(logits.data(), &batch.labels);
     }
-    Ok(score)
+    Ok(report.unwrap_or_default())
 }
