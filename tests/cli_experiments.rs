@@ -242,8 +242,8 @@ fn train_eval_and_predict_on_a_folder_of_images() {
     let confusion = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
     assert_eq!(confusion, "truth\\predicted,blue,green,red\nblue,12,0,0\ngreen,0,12,0\nred,0,0,12\n");
     let m = model.to_str().unwrap();
-    let (ok, eval_out, err) =
-        wengert(&["eval", "--model", "resnet8", "--checkpoint", m, "--data-dir", d, "--image-size", "8"]);
+    // eval resizes as training did, from the model file.
+    let (ok, eval_out, err) = wengert(&["eval", "--model", "resnet8", "--checkpoint", m, "--data-dir", d]);
     assert!(ok, "{err}");
     assert_eq!(eval_out.lines().last(), Some("test accuracy: 100.00%"));
     // predict names each image's class first, by the folder's name.

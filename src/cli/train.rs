@@ -333,10 +333,10 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     trainer.tag("batch_size", a.batch_size);
     trainer.tag("pad", augment.pad);
     trainer.tag("classes", classes);
-    let (c, h, w) = train.dataset().image_shape();
-    trainer.tag("image_shape", format!("{c},{h},{w}"));
+    let (c, h, w) = image;
+    trainer.describe("image_shape", format!("{c},{h},{w}"));
     if !train.dataset().class_names().is_empty() {
-        trainer.tag("class_names", train.dataset().class_names().join("\n"));
+        trainer.describe("class_names", train.dataset().class_names().join("\n"));
     }
     trainer.tag("normalise", normalise.iter().map(|(m, s)| format!("{m},{s}")).collect::<Vec<_>>().join(";"));
     if let Some(g) = &group {
@@ -505,7 +505,10 @@ pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCod
     let dataset = data.dataset;
     let dir = data_dir(dataset, data.data_dir.as_deref())?;
     let meta = model_metadata(model, checkpoint)?;
-    let test = Dataset::load_with(&dir, Split::Test, data.image_size)?;
+    // A folder of images is resized as the model's training images were.
+    let saved_size = meta.get("image_shape").and_then(|s| s.rsplit(',').next()?.parse().ok());
+    let image_size = data.image_size.or(saved_size.filter(|_| Dataset::is_image_folder(&dir)));
+    let test = Dataset::load_with(&dir, Split::Test, image_size)?;
     let classes = saved_classes(&meta, checkpoint)?.unwrap_or(10);
     let normalise = saved_normalisation(&meta, checkpoint)?.unwrap_or(vec![dataset.normalisation(); test.channels()]);
     let test = Loader::new(test, 500, 0)

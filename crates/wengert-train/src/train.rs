@@ -241,6 +241,8 @@ pub struct Trainer<M: Module<f32> = ResNet<f32>> {
     partial: Score,
     /// Settings the caller adds, which a resumed run must share.
     tags: BTreeMap<String, String>,
+    /// What [`Trainer::describe`] records.
+    described: BTreeMap<String, String>,
     /// The other ranks, in data-parallel training.
     parallel: Option<Parallel>,
 }
@@ -273,6 +275,7 @@ impl<M: Module<f32>> Trainer<M> {
             batches: batches_per_epoch,
             partial: Score::default(),
             tags: BTreeMap::new(),
+            described: BTreeMap::new(),
             parallel: None,
         })
     }
@@ -308,13 +311,20 @@ impl<M: Module<f32>> Trainer<M> {
 
     /// Records a setting of the run (the model's name, the batch size, the
     /// dataset) in its checkpoints; [`Trainer::resume`] refuses a
-    /// checkpoint whose value differs. The keys `model`, `classes`,
-    /// `class_names` (one per line), `image_shape` (`C,H,W`) and `normalise`
-    /// also go into `model.safetensors`: loading errors then name the
-    /// model, and whoever uses it knows its classes, its input and how its
+    /// checkpoint whose value differs. The keys `model`, `classes` and
+    /// `normalise` also go into `model.safetensors`: loading errors then
+    /// name the model, and whoever uses it knows its classes and how its
     /// inputs were normalised.
     pub fn tag(&mut self, key: &str, value: impl ToString) {
         self.tags.insert(key.to_string(), value.to_string());
+    }
+
+    /// Records a fact about the model for `model.safetensors` alone, not a
+    /// setting a resumed run must share: `wengert train` writes
+    /// `image_shape` (`C,H,W`) and `class_names` (one per line), which
+    /// `predict --image` reads.
+    pub fn describe(&mut self, key: &str, value: impl ToString) {
+        self.described.insert(key.to_string(), value.to_string());
     }
 
     /// Replaces the optimiser that [`Config::optimizer`] chose with one of
@@ -504,10 +514,11 @@ impl<M: Module<f32>> Trainer<M> {
         meta.insert("position.epoch_score".into(), format!("{},{},{}", p.loss, p.accuracy, p.images));
         meta.insert("run.epochs".into(), self.config.epochs.to_string());
         save_checkpoint(&self.model, &self.optimizer.state(), &meta, &dir.join(CHECKPOINT))?;
-        let model_meta: BTreeMap<String, String> = ["model", "classes", "normalise", "class_names", "image_shape"]
+        let mut model_meta: BTreeMap<String, String> = ["model", "classes", "normalise"]
             .into_iter()
             .filter_map(|k| Some((k.to_string(), self.tags.get(k)?.clone())))
             .collect();
+        model_meta.extend(self.described.clone());
         save_model_with(&self.model, &model_meta, &dir.join(MODEL))
     }
 

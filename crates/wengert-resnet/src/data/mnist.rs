@@ -213,6 +213,12 @@ impl Dataset {
         Err(Error::Io { path: dir.display().to_string(), detail: unrecognised(dir) })
     }
 
+    /// Whether `dir` is an image folder (a `train` folder of class
+    /// folders), which [`Dataset::load_with`] resizes to an image size.
+    pub fn is_image_folder(dir: &Path) -> bool {
+        folder::present(dir)
+    }
+
     /// Loads one split from a folder of IDX files (`.gz` or plain).
     fn load_idx(dir: &Path, split: Split) -> Result<Self> {
         let prefix = if split == Split::Train { "train" } else { "t10k" };
