@@ -168,14 +168,22 @@ impl Buffer {
         }
     }
 
-    /// Adds `other` into `self`; `None` when kinds or lengths differ.
-    fn add(&mut self, other: &Buffer) -> Option<()> {
+    /// Whether `other` can be added to `self`: the same kind and length.
+    fn fits(&self, other: &Buffer) -> bool {
         match (self, other) {
-            (Buffer::F64(a), Buffer::F64(b)) if a.len() == b.len() => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
-            (Buffer::F32(a), Buffer::F32(b)) if a.len() == b.len() => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
-            _ => return None,
+            (Buffer::F64(a), Buffer::F64(b)) => a.len() == b.len(),
+            (Buffer::F32(a), Buffer::F32(b)) => a.len() == b.len(),
+            _ => false,
         }
-        Some(())
+    }
+
+    /// Adds `other`, which [`Buffer::fits`], into `self`.
+    fn add(&mut self, other: &Buffer) {
+        match (self, other) {
+            (Buffer::F64(a), Buffer::F64(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
+            (Buffer::F32(a), Buffer::F32(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
+            _ => {}
+        }
     }
 }
 
@@ -208,7 +216,7 @@ impl LocalGroup {
             r = wait(r);
         }
         if let Some(other) = r.given.iter().flatten().next() {
-            if other.clone().add(&mine).is_none() {
+            if !other.fits(&mine) {
                 let detail = format!(
                     "this rank sums {} while another sums {}: the ranks are out of step",
                     mine.describe(),

@@ -508,7 +508,11 @@ impl<'t, T: Float> Step<'t, T> {
         let trained: Vec<(ParamId, Var<'t, T>)> =
             self.bound.iter().filter(|(_, v)| v.requires_grad()).map(|(&k, &v)| (k, v)).collect();
         let vars: Vec<Var<'t, T>> = trained.iter().map(|(_, v)| *v).collect();
-        let ids: HashMap<usize, ParamId> = trained.iter().map(|(k, v)| (v.index(), *k)).collect();
+        // The map from tape entry to parameter only serves a hook.
+        let ids: HashMap<usize, ParamId> = match on_ready {
+            Some(_) => trained.iter().map(|(k, v)| (v.index(), *k)).collect(),
+            None => HashMap::new(),
+        };
         let hook = |v: Var<'t, T>, g: &Tensor<T>| {
             if let (Some(f), Some(id)) = (on_ready, ids.get(&v.index())) {
                 f(*id, g);

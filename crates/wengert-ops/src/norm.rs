@@ -283,15 +283,19 @@ impl BatchNormTrain {
             .unzip();
         // dx needs the sums over the whole batch; dγ and dβ are this rank's
         // share, summed across ranks with every other gradient.
-        let (mut sum_g, mut sum_gx, mut count) = (local_g.clone(), local_gx.clone(), (n * inner) as f64);
-        if let Some(group) = &self.group {
-            let mut all: Vec<f64> = local_g.iter().chain(&local_gx).copied().chain([count]).collect();
-            group.all_reduce_sum(&mut all)?;
-            count = all[2 * c];
-            sum_gx = all[c..2 * c].to_vec();
-            all.truncate(c);
-            sum_g = all;
-        }
+        let local_count = (n * inner) as f64;
+        let all = match &self.group {
+            Some(group) => {
+                let mut all: Vec<f64> = local_g.iter().chain(&local_gx).copied().chain([local_count]).collect();
+                group.all_reduce_sum(&mut all)?;
+                Some(all)
+            }
+            None => None,
+        };
+        let (sum_g, sum_gx, count) = match &all {
+            Some(all) => (&all[..c], &all[c..2 * c], all[2 * c]),
+            None => (&local_g[..], &local_gx[..], local_count),
+        };
         let dx = needs[0]
             .then(|| -> Result<Tensor<T>> {
                 // dx = γ·r/M · (M·g − Σg − x̂·Σg·x̂)

@@ -109,17 +109,21 @@ impl Report {
         Report { score: Score::default(), confusion: Confusion::new(classes), top5_hits: 0 }
     }
 
-    /// Adds a batch: its logits (`[N, C]`, row-major) and labels.
-    pub(crate) fn add(&mut self, logits: &[f32], labels: &[usize]) {
+    /// Adds a batch's predictions: its logits (`[N, C]`, row-major) and
+    /// labels. Returns how many were right (the largest logit at the label).
+    pub(crate) fn add(&mut self, logits: &[f32], labels: &[usize]) -> usize {
         let c = self.confusion.classes.max(1);
+        let mut right = 0;
         for (row, &label) in logits.chunks(c).zip(labels) {
             let best =
                 row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
             self.confusion.add(label, best.0);
+            right += usize::from(best.0 == label);
             // In the top five when fewer than five logits beat the label's.
             let above = row.iter().filter(|&&v| v > row.get(label).copied().unwrap_or(f32::INFINITY)).count();
             self.top5_hits += u64::from(above < 5);
         }
+        right
     }
 
     /// Top-5 accuracy, when there are more than five classes.

@@ -634,8 +634,8 @@ pub fn evaluate_report(model: &mut dyn Module<f32>, data: &Loader) -> Result<Rep
             Ok((loss, logits.value()?))
         })?;
         let r = report.get_or_insert_with(|| Report::new(logits.dims()[1]));
-        r.score.add(loss, correct(&logits, &batch.labels), batch.labels.len());
-        r.add(logits.data(), &batch.labels);
+        let right = r.add(logits.data(), &batch.labels);
+        r.score.add(loss, right, batch.labels.len());
     }
     Ok(report.unwrap_or_default())
 }
