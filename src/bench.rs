@@ -204,7 +204,7 @@ pub const LOADER_IMAGES: usize = 10_240;
 /// paper's pad-4 crops and flips). Every format loads into the same
 /// in-memory dataset, so these are the loader's speed for all of them.
 pub fn loader_epoch(colour: bool) -> Result<impl FnMut() -> Result<()>> {
-    use wengert_resnet::data::{Augment, Dataset, Loader};
+    use wengert_data::{Augment, Dataset, Loader};
     let (c, hw) = if colour { (3, 32) } else { (1, 28) };
     let n = LOADER_IMAGES;
     let pixels = (0..n * c * hw * hw).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();

@@ -34,6 +34,7 @@ pub mod plot;
 pub mod tutorial;
 pub use wengert_core as core;
 pub use wengert_core::{Error, Result, Tape, Tensor, Var};
+pub use wengert_data as data;
 pub use wengert_nn as nn;
 pub use wengert_ops as ops;
 pub use wengert_resnet as resnet;

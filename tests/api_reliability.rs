@@ -7,12 +7,12 @@ use wengert::core::ops::binary::{Binary, BinaryKind};
 use wengert::core::ops::layout::{BroadcastTo, Permute};
 use wengert::core::ops::unary::Unary;
 use wengert::core::{smallvec::smallvec, Error, Shape, Tape, Tensor};
+use wengert::data::{Dataset, Loader};
 use wengert::nn::checkpoint::{load_model, save_checkpoint, save_model_with};
 use wengert::nn::optim::{Adam, OptimState, Optimizer};
 use wengert::nn::{Module, Step, Visit};
 use wengert::ops::{self as ops, matmul::MatMul, Conv2dOptions, ConvTranspose2dOptions, Pool2d};
 use wengert::resnet::block::{Block, Kind, Shortcut};
-use wengert::resnet::data::{Dataset, Loader};
 use wengert::resnet::zoo::ResNet;
 use wengert::train::train::{Config, Trainer};
 

@@ -157,7 +157,7 @@ proptest! {
     fn damaged_idx_files_are_errors(d in damage()) {
         let bytes = apply(&idx_bytes(), &d);
         read_damaged("idx", &bytes, |p| {
-            if let Ok(idx) = wengert::resnet::data::idx::read(p) {
+            if let Ok(idx) = wengert::data::idx::read(p) {
                 let n: usize = idx.dims.iter().product();
                 assert_eq!(idx.data.len(), n, "an IDX read whose data does not match its dimensions");
             }
@@ -166,7 +166,7 @@ proptest! {
 
     #[test]
     fn damaged_cifar_files_are_errors(d in damage()) {
-        use wengert::resnet::data::{Dataset, Split};
+        use wengert::data::{Dataset, Split};
         let bytes = apply(&cifar_bytes(), &d);
         MUTATIONS.fetch_add(1, Ordering::Relaxed);
         let folder = dir().join(format!("cifar-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
@@ -200,12 +200,12 @@ fn undamaged_files_read_back() {
     let (state, meta) = load_checkpoint(&mut m, &p).unwrap();
     assert_eq!((state.steps, meta["position.iteration"].as_str()), (3, "3"));
     assert_eq!(values(&m), values(&model()));
-    let idx = wengert::resnet::data::idx::parse(Path::new("x"), &idx_bytes()).unwrap();
+    let idx = wengert::data::idx::parse(Path::new("x"), &idx_bytes()).unwrap();
     assert_eq!(idx.dims, vec![4, 2, 3]);
     let cifar = dir().join("cifar-ok");
     std::fs::create_dir_all(&cifar).unwrap();
     std::fs::write(cifar.join("test_batch.bin"), cifar_bytes()).unwrap();
-    let d = wengert::resnet::data::Dataset::load(&cifar, wengert::resnet::data::Split::Test).unwrap();
+    let d = wengert::data::Dataset::load(&cifar, wengert::data::Split::Test).unwrap();
     assert_eq!((d.len(), d.labels()), (2, &[3u8, 7][..]));
     let c = dir().join("ok.json");
     std::fs::write(&c, CASE).unwrap();

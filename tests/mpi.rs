@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use wengert::data::{Dataset, Split};
 use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::nn::{StateRef, Visit};
-use wengert::resnet::data::{Dataset, Split};
 use wengert::resnet::zoo::ResNet;
 
 const WENGERT: &str = env!("CARGO_BIN_EXE_wengert");

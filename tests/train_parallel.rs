@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 use wengert::core::collective::{Collective, LocalGroup};
+use wengert::data::{Augment, Dataset, Loader};
 use wengert::nn::{StateRef, Visit};
-use wengert::resnet::data::{Augment, Dataset, Loader};
 use wengert::resnet::zoo::ResNet;
 use wengert::train::parallel::Parallel;
 use wengert::train::train::{Config, Score, Trainer};

@@ -7,10 +7,11 @@ use crate::cli::train::data_dir;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wengert::core::{Error, Result};
+use wengert::data::DatasetName;
+use wengert::data::{Augment, Dataset, Loader, Split};
 use wengert::nn::checkpoint::write_atomic;
 use wengert::plot::{line_charts, Chart, Series};
-use wengert::resnet::data::{Augment, Dataset, Loader, Split};
-use wengert::resnet::registry::{DatasetName, Model};
+use wengert::resnet::registry::Model;
 use wengert::train::run::{EpochRecord, Observer, Run, RunLog};
 use wengert::train::train::{Config, Score, Trainer};
 

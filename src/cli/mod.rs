@@ -12,7 +12,8 @@ use std::ffi::OsStr;
 use std::marker::PhantomData;
 use std::str::FromStr;
 use wengert::core::Error;
-use wengert::resnet::registry::{DatasetName, Model};
+use wengert::data::DatasetName;
+use wengert::resnet::registry::Model;
 
 /// A registry type the command line takes by name.
 pub trait Named: FromStr<Err = Error> + Clone + Send + Sync + 'static {

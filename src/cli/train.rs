@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use wengert::core::collective::Collective;
 use wengert::core::{Error, Result};
+use wengert::data::DatasetName;
+use wengert::data::{Augment, Dataset, Loader, Split};
 use wengert::nn::checkpoint::{load_model, read_metadata};
-use wengert::resnet::data::{Augment, Dataset, Loader, Split};
-use wengert::resnet::registry::{DatasetName, Input, Model, TrainingDefaults};
+use wengert::resnet::registry::{Input, Model, TrainingDefaults};
 use wengert::train::parallel::{mpi_local_size, mpi_world_size, Parallel};
 use wengert::train::report::Report;
 use wengert::train::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
@@ -598,7 +599,7 @@ pub fn predict_images(model: &Model, weights: &Path, images: &[PathBuf]) -> Resu
     let names: Vec<String> = meta.get("class_names").map_or_else(Vec::new, |n| n.lines().map(String::from).collect());
     let mut pixels = Vec::with_capacity(images.len() * c * h * w);
     for path in images {
-        let (_, _, rgb) = wengert::resnet::data::read_image(path, Some(h))?;
+        let (_, _, rgb) = wengert::data::read_image(path, Some(h))?;
         let plane = h * w;
         // Grey models take the luma of the colour image (ITU-R BT.601).
         let channels: Vec<Vec<f64>> = match c {

@@ -113,4 +113,27 @@ impl Error {
     pub fn argument(op: impl Into<String>, arg: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Argument { op: op.into(), arg: arg.into(), detail: detail.into() }
     }
+
+    /// The error for a name nobody knows (a model, a dataset): what is
+    /// known, the nearest name when one is close (as clap's "did you
+    /// mean"), and `more`, what else is accepted.
+    ///
+    /// ```
+    /// use wengert_core::Error;
+    /// let e = Error::unknown_name("dataset", "mnsit", &["mnist", "cifar10"], "or --data-dir");
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "dataset: name: unknown dataset 'mnsit'; did you mean 'mnist'? known: mnist, cifar10 (or --data-dir)"
+    /// );
+    /// ```
+    pub fn unknown_name(what: &str, name: &str, known: &[&str], more: &str) -> Self {
+        let nearest = known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+            .min()
+            .filter(|&(d, k)| d <= 2.max(k.len() / 4))
+            .map(|(_, k)| format!("did you mean '{k}'? "))
+            .unwrap_or_default();
+        Error::argument(what, "name", format!("unknown {what} '{name}'; {nearest}known: {} ({more})", known.join(", ")))
+    }
 }

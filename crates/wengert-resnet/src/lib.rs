@@ -7,18 +7,15 @@
 //! - [`googlenet`]: GoogLeNet (Inception v1) in torchvision's layout;
 //! - [`gradflow`]: the gradient reaching the first layer of deep plain and
 //!   residual stacks at initialisation;
-//! - [`registry`]: every model and dataset known by name, typed;
+//! - [`registry`]: every model known by name, typed;
 //! - [`residual`]: `S(x) + F(x)` as one node around any branch `F` and
 //!   shortcut `S` (identity, zero padding, projection, or none);
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
 //! - [`sequence`]: recurrent classifiers that read images row by row;
-//! - [`data`]: the IDX, CIFAR and array-file readers (MNIST, Fashion-MNIST), datasets, and a loader
-//!   with seeded shuffling, normalisation, augmentation and prefetching.
 //!
-//!
-//! Training (the trainer, whole runs, data-parallel training) is in
-//! `wengert-train`.
+//! Data (datasets and the loader) is in `wengert-data`; training (the
+//! trainer, whole runs, data-parallel training) is in `wengert-train`.
 //!
 //! ```
 //! use wengert_core::{Tape, Tensor};
@@ -40,7 +37,6 @@
 #![warn(missing_docs)]
 
 pub mod block;
-pub mod data;
 pub mod googlenet;
 pub mod gradflow;
 pub mod registry;

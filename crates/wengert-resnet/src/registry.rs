@@ -1,6 +1,6 @@
-//! The models and datasets known by name, each in one place: how to build
-//! it, its summary, what it reads, its training defaults, and for a dataset
-//! its folder and normalisation. The command line and the trainer take
+//! The models known by name, each in one place: how to build it, its
+//! summary, what it reads, and its training defaults (the datasets known
+//! by name are `wengert_data::DatasetName`). The command line and the trainer take
 //! these types rather than strings, so a name is parsed (and a typo
 //! answered with a suggestion) once.
 //!
@@ -19,7 +19,6 @@ use crate::googlenet::GoogLeNet;
 use crate::sequence::SequenceClassifier;
 use crate::zoo::{ResNet, Spec, Summary};
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 use wengert_core::{Error, Float, Result, Rng};
 use wengert_nn::layer::Cell;
@@ -205,106 +204,5 @@ impl FromStr for Model {
 
 /// The error for a model name nobody knows (the one message for it).
 pub(crate) fn unknown_model(name: &str) -> Error {
-    unknown("model", name, CATALOGUE, "resnetN and plainN for N = 6n+2, preact_resnetN for N = 9n+2")
-}
-
-/// A dataset the command line knows by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DatasetName {
-    /// MNIST's handwritten digits, bundled in `data/mnist`.
-    Mnist,
-    /// Fashion-MNIST, from Debian's `dataset-fashion-mnist`.
-    FashionMnist,
-}
-
-/// Where Debian's `dataset-fashion-mnist` puts its files.
-pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
-
-impl DatasetName {
-    /// The names, one per dataset.
-    pub fn catalogue() -> &'static [&'static str] {
-        &["mnist", "fashion-mnist"]
-    }
-
-    /// The folders the dataset is looked for in, in order.
-    pub fn folders(self) -> Vec<PathBuf> {
-        match self {
-            DatasetName::Mnist => {
-                vec![
-                    PathBuf::from("data/mnist"),
-                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist")),
-                ]
-            }
-            DatasetName::FashionMnist => vec![PathBuf::from(FASHION_MNIST_DIR)],
-        }
-    }
-
-    /// The first of [`DatasetName::folders`] that exists, or an error that
-    /// says how to get the data.
-    pub fn folder(self) -> Result<PathBuf> {
-        if let Some(d) = self.folders().into_iter().find(|d| d.is_dir()) {
-            return Ok(d);
-        }
-        let (path, how) = match self {
-            // The published package leaves the 11 MiB dataset out.
-            DatasetName::Mnist => (
-                "data/mnist",
-                "MNIST is not bundled with this build: put the four IDX files (train-images-idx3-ubyte.gz, \
-                 train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a folder \
-                 and pass --data-dir FOLDER",
-            ),
-            DatasetName::FashionMnist => (
-                FASHION_MNIST_DIR,
-                "not found: install it with 'apt-get install dataset-fashion-mnist' or pass --data-dir",
-            ),
-        };
-        Err(Error::Io { path: path.into(), detail: how.into() })
-    }
-
-    /// `(mean, std)` of the training pixels scaled to `[0, 1]`.
-    pub fn normalisation(self) -> (f64, f64) {
-        match self {
-            DatasetName::Mnist => (0.1307, 0.3081),
-            DatasetName::FashionMnist => (0.2860, 0.3530),
-        }
-    }
-
-    /// Whether random horizontal flips suit the images (clothes, not digits).
-    pub fn flips(self) -> bool {
-        self == DatasetName::FashionMnist
-    }
-}
-
-impl fmt::Display for DatasetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DatasetName::Mnist => "mnist",
-            DatasetName::FashionMnist => "fashion-mnist",
-        })
-    }
-}
-
-impl FromStr for DatasetName {
-    type Err = Error;
-
-    fn from_str(name: &str) -> Result<DatasetName> {
-        match name {
-            "mnist" => Ok(DatasetName::Mnist),
-            "fashion-mnist" => Ok(DatasetName::FashionMnist),
-            _ => Err(unknown("dataset", name, DatasetName::catalogue(), "or --data-dir for a folder of IDX files")),
-        }
-    }
-}
-
-/// The error for an unknown name: what is known, and the nearest name when
-/// one is close (as clap's "did you mean").
-fn unknown(what: &str, name: &str, known: &[&str], more: &str) -> Error {
-    let nearest = known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(name, k), *k))
-        .min()
-        .filter(|&(d, k)| d <= 2.max(k.len() / 4))
-        .map(|(_, k)| format!("did you mean '{k}'? "))
-        .unwrap_or_default();
-    Error::argument(what, "name", format!("unknown {what} '{name}'; {nearest}known: {} ({more})", known.join(", ")))
+    Error::unknown_name("model", name, CATALOGUE, "resnetN and plainN for N = 6n+2, preact_resnetN for N = 9n+2")
 }

@@ -15,7 +15,7 @@
 //!   machine or many.
 //!
 //! ```
-//! use wengert_resnet::data::{Dataset, Loader};
+//! use wengert_data::{Dataset, Loader};
 //! use wengert_resnet::zoo::ResNet;
 //! use wengert_train::train::{Config, Trainer};
 //!

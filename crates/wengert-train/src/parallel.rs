@@ -6,7 +6,7 @@
 //! - At the start, every rank takes rank 0's parameters and buffers, so
 //!   they start alike whatever each did before.
 //! - Each rank reads its share of every batch
-//!   ([`Loader::shard`](wengert_resnet::data::Loader::shard)); the batch
+//!   ([`Loader::shard`](wengert_data::Loader::shard)); the batch
 //!   size stays that of the whole batch.
 //! - Each rank's loss is scaled by its share of the batch, so that the
 //!   gradients summed over the ranks are those of the whole batch's mean

@@ -11,7 +11,7 @@
 //! table, a plot) it does in an [`Observer`].
 //!
 //! ```
-//! use wengert_resnet::data::{Dataset, Loader};
+//! use wengert_data::{Dataset, Loader};
 //! use wengert_train::run::{Outcome, Run};
 //! use wengert_train::train::{Config, Trainer};
 //! use wengert_resnet::zoo::ResNet;
@@ -37,9 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wengert_core::{Error, Result};
+use wengert_data::Loader;
 use wengert_nn::checkpoint::write_atomic;
 use wengert_nn::Module;
-use wengert_resnet::data::Loader;
 
 /// The file the [`RunLog`] keeps its per-epoch results in.
 pub const METRICS: &str = "metrics.csv";

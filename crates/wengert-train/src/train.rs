@@ -29,11 +29,11 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use wengert_core::{Error, Result, Tape};
+use wengert_data::{Batch, Loader};
 use wengert_nn::checkpoint::{load_checkpoint, read_metadata, save_checkpoint, save_model_with};
 use wengert_nn::module::StateRef;
 use wengert_nn::optim::{check_state, Adam, Cosine, LrSchedule, MultiStep, Optimizer, Sgd, Warmup};
 use wengert_nn::{Module, Step};
-use wengert_resnet::data::{Batch, Loader};
 use wengert_resnet::zoo::ResNet;
 
 /// The file [`Trainer::save`] writes the whole training state to.

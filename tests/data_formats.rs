@@ -1,7 +1,7 @@
 //! The bundled MNIST, and what happens with damaged files.
 
 use std::path::Path;
-use wengert::resnet::data::{Dataset, Split};
+use wengert::data::{Dataset, Split};
 
 fn mnist() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))

@@ -37,7 +37,7 @@ impl Dataset {
     /// row-major one after another in `images`.
     ///
     /// ```
-    /// use wengert_resnet::data::Dataset;
+    /// use wengert_data::Dataset;
     /// let d = Dataset::new(vec![0, 255, 255, 0], vec![7], 2, 2)?;
     /// assert_eq!((d.len(), d.image_shape()), (1, (1, 2, 2)));
     /// assert!(Dataset::new(vec![0; 3], vec![7], 2, 2).is_err()); // one pixel short
@@ -52,7 +52,7 @@ impl Dataset {
     /// channels one after another, as CIFAR's files hold them).
     ///
     /// ```
-    /// use wengert_resnet::data::Dataset;
+    /// use wengert_data::Dataset;
     /// // One 1×2 RGB image: a red pixel and a blue one.
     /// let d = Dataset::with_channels(vec![255, 0, 0, 0, 0, 255], vec![3], 3, 1, 2)?;
     /// assert_eq!((d.image_shape(), d.classes()), ((3, 1, 2), 4));

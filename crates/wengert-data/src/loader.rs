@@ -73,7 +73,7 @@ impl Loader {
         if data.is_empty() {
             return Err(Error::argument("Loader::new", "data", "the dataset has no images"));
         }
-        let mnist = crate::registry::DatasetName::Mnist.normalisation();
+        let mnist = crate::DatasetName::Mnist.normalisation();
         Ok(Loader {
             normalise: vec![mnist; data.channels()],
             data: Arc::new(data),

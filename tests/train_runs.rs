@@ -2,7 +2,7 @@
 //! on a small slice of the bundled MNIST (seconds, not minutes).
 
 use std::path::Path;
-use wengert::resnet::data::{Dataset, Loader, Split};
+use wengert::data::{Dataset, Loader, Split};
 use wengert::resnet::zoo::ResNet;
 use wengert::train::train::{Config, Score, Trainer};
 
