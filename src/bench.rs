@@ -195,31 +195,102 @@ pub fn resnet50_forward() -> Result<impl FnMut() -> Result<()>> {
     })
 }
 
-/// Images per epoch of the loader workloads.
+/// Images per epoch of the in-memory loader workloads.
 pub const LOADER_IMAGES: usize = 10_240;
 
-/// One epoch of the loader alone, batches of 128 built on its prefetch
-/// thread and dropped: `loader_grey28` (MNIST's shape, no augmentation) or
-/// `loader_colour32` (CIFAR's shape, per-channel normalisation, the
-/// paper's pad-4 crops and flips). Every format loads into the same
-/// in-memory dataset, so these are the loader's speed for all of them.
-pub fn loader_epoch(colour: bool) -> Result<impl FnMut() -> Result<()>> {
-    use wengert_data::{Augment, Dataset, Loader};
-    let (c, hw) = if colour { (3, 32) } else { (1, 28) };
-    let n = LOADER_IMAGES;
-    let pixels = (0..n * c * hw * hw).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
-    let data = Dataset::with_channels(pixels, (0..n).map(|i| (i % 10) as u8).collect(), c, hw, hw)?;
-    let mut loader = Loader::new(data, 128, 0)?;
-    if colour {
-        let stats = loader.dataset().channel_stats();
-        loader = loader.with_channel_normalise(&stats)?.with_augment(Augment { pad: 4, flip: true })?;
+/// Image files in the `loader_folder_jpeg` workload's folder.
+pub const LOADER_FILES: usize = 2_048;
+
+/// The loader workloads: what the dataset holds and how it is augmented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoaderWorkload {
+    /// `loader_grey28`: 8-bit grey 28×28 (MNIST's shape: IDX files, and
+    /// 8-bit array files), no augmentation.
+    Grey28,
+    /// `loader_colour32`: 8-bit RGB 32×32 (CIFAR's shape: its binary files,
+    /// 8-bit array files, image folders decoded once), per-channel
+    /// normalisation, the paper's pad-4 crops and flips.
+    Colour32,
+    /// `loader_float32`: float RGB 32×32 (float array files), as
+    /// `Colour32`.
+    Float32,
+    /// `loader_folder_jpeg`: an image folder of 48×40 JPEG files decoded
+    /// as each batch is built, with a random resized crop to 32×32 and
+    /// flips.
+    FolderJpeg,
+}
+
+impl LoaderWorkload {
+    /// Every loader workload with its name.
+    pub const ALL: [(&'static str, LoaderWorkload); 4] = [
+        ("loader_grey28", LoaderWorkload::Grey28),
+        ("loader_colour32", LoaderWorkload::Colour32),
+        ("loader_float32", LoaderWorkload::Float32),
+        ("loader_folder_jpeg", LoaderWorkload::FolderJpeg),
+    ];
+}
+
+/// Writes `n` JPEG files of `w × h` pixels, ten classes, into
+/// `dir/train/<class>/`, and one per class into `dir/val/<class>/`.
+pub fn write_jpeg_folder(dir: &std::path::Path, n: usize, w: u32, h: u32) -> Result<()> {
+    let io =
+        |e: &dyn std::fmt::Display| wengert_core::Error::Io { path: dir.display().to_string(), detail: e.to_string() };
+    for i in 0..n + 10 {
+        let (split, class) = if i < n { ("train", i % 10) } else { ("val", i - n) };
+        let folder = dir.join(split).join(format!("class{class}"));
+        std::fs::create_dir_all(&folder).map_err(|e| io(&e))?;
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            let v = (x * 7 + y * 13 + i as u32 * 31) as u8;
+            image::Rgb([v, v.wrapping_mul(3), (class * 25) as u8])
+        });
+        img.save(folder.join(format!("{i:05}.jpg"))).map_err(|e| io(&e))?;
     }
+    Ok(())
+}
+
+/// One epoch of the loader alone, batches of 128 built on its prefetch
+/// thread and dropped; returns the epoch and its image count. Every
+/// format but image folders decoded each batch loads into an in-memory
+/// dataset of 8-bit or float pixels, so these four are the loader's
+/// speed for all of them. The folder workload writes its files into a
+/// temporary folder first.
+pub fn loader_epoch(workload: LoaderWorkload) -> Result<(impl FnMut() -> Result<()>, usize)> {
+    use wengert_data::{Augment, Dataset, Decode, LoadOptions, Loader, Split};
+    let n = LOADER_IMAGES;
+    let random = |count: usize| (0..count).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8);
+    let labels = || (0..n).map(|i| (i % 10) as u8).collect();
+    let crops = Augment { pad: 4, flip: true, ..Augment::default() };
+    let loader = match workload {
+        LoaderWorkload::Grey28 => Loader::new(Dataset::new(random(n * 28 * 28).collect(), labels(), 28, 28)?, 128, 0)?,
+        LoaderWorkload::Colour32 | LoaderWorkload::Float32 => {
+            let data = if workload == LoaderWorkload::Colour32 {
+                Dataset::with_channels(random(n * 3 * 32 * 32).collect(), labels(), 3, 32, 32)?
+            } else {
+                let pixels = random(n * 3 * 32 * 32).map(|v| v as f32 / 64.0 - 2.0).collect();
+                Dataset::with_float_channels(pixels, labels(), 3, 32, 32)?
+            };
+            let stats = data.channel_stats()?;
+            Loader::new(data, 128, 0)?.with_channel_normalise(&stats)?.with_augment(crops)?
+        }
+        LoaderWorkload::FolderJpeg => {
+            let dir = std::env::temp_dir().join(format!("wengert-bench-folder-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            write_jpeg_folder(&dir, LOADER_FILES, 48, 40)?;
+            let options = LoadOptions { image_size: Some(32), decode: Decode::EachBatch };
+            let data = Dataset::load_with(&dir, Split::Train, options)?;
+            let stats = data.channel_stats()?;
+            let augment = Augment { flip: true, resized_crop: Some((0.08, 1.0)), ..Augment::default() };
+            Loader::new(data, 128, 0)?.with_channel_normalise(&stats)?.with_augment(augment)?
+        }
+    };
+    let images = loader.dataset().len();
     let mut epoch = 0;
-    Ok(move || {
+    let run = move || {
         for batch in loader.epoch::<f32>(epoch, 0) {
             std::hint::black_box(batch?);
         }
         epoch += 1;
         Ok(())
-    })
+    };
+    Ok((run, images))
 }

@@ -80,7 +80,7 @@ enum Command {
     /// plot their error (He et al. 2016, Figure 6).
     Degradation(cli::degradation::DegradationArgs),
     /// Train a zoo model (ResNet-20 on the bundled MNIST by default).
-    Train(cli::train::TrainArgs),
+    Train(Box<cli::train::TrainArgs>),
     /// Logits of a model in evaluation mode for the tensor `input` of a safetensors file.
     Predict {
         /// Model name (a zoo ResNet, googlenet, or a recurrent classifier).
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Demo { seed: 0 }) {
         Command::Demo { seed } => cli::demo::run(seed),
-        Command::Train(args) => cli::train::run(args),
+        Command::Train(args) => cli::train::run(*args),
         Command::Degradation(args) => cli::degradation::run(args),
         Command::Gradflow { depths, out, seed, rnn: false, .. } => {
             cli::gradflow::parse_list("--depths", &depths).and_then(|d| cli::gradflow::run(&d, &out, seed))

@@ -184,6 +184,78 @@ fn train_and_eval_read_a_cifar10_folder() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// Writes `train.safetensors` and `test.safetensors` of `n` images each,
+/// 8×8 RGB channels last with no `layout` entry (the shape says it): class
+/// `k` is bright in channel `k`, with noise; pixels as `U8` (0–255), or as
+/// `F32` in `[-1, 1]`.
+fn write_arrays(dir: &std::path::Path, n: usize, float: bool) {
+    use safetensors::{tensor::TensorView, Dtype};
+    std::fs::create_dir_all(dir).unwrap();
+    for (split, offset) in [("train", 0), ("test", 1)] {
+        let labels: Vec<i64> = (0..n).map(|i| ((i + offset) % 3) as i64).collect();
+        let pixels: Vec<f32> = (0..n * 64 * 3)
+            .map(|j| {
+                let (i, c) = (j / 192, j % 3);
+                let noise = ((j * 2_654_435_761) >> 9) % 60;
+                (if c as i64 == labels[i] { 180.0 } else { 30.0 } + noise as f32) / 255.0
+            })
+            .collect();
+        let bytes: Vec<u8> = if float {
+            pixels.iter().flat_map(|p| (p * 2.0 - 1.0).to_le_bytes()).collect()
+        } else {
+            pixels.iter().map(|p| (p * 255.0) as u8).collect()
+        };
+        let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        let dtype = if float { Dtype::F32 } else { Dtype::U8 };
+        let tensors = [
+            ("images", TensorView::new(dtype, vec![n, 8, 8, 3], &bytes).unwrap()),
+            ("labels", TensorView::new(Dtype::I64, vec![n], &label_bytes).unwrap()),
+        ];
+        let file = safetensors::serialize(tensors, None).unwrap();
+        std::fs::write(dir.join(format!("{split}.safetensors")), file).unwrap();
+    }
+}
+
+#[test]
+fn train_and_eval_read_array_files_of_bytes_or_floats() {
+    let root = std::env::temp_dir().join(format!("wengert-arrays-cli-{}", std::process::id()));
+    for float in [false, true] {
+        let data = root.join(if float { "f32" } else { "u8" });
+        write_arrays(&data, 60, float);
+        let out = data.join("run");
+        let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+        let mut args = vec!["train", "--model", "resnet8", "--data-dir", d, "--batch-size", "12", "--epochs", "2"];
+        args.extend(["--lr", "0.05", "--out", o]);
+        // Floats in [-1, 1] normalised as given; bytes by their measured statistics.
+        if float {
+            args.extend(["--mean", "0", "--std", "0.5"]);
+        }
+        let (ok, stdout, err) = wengert(&args);
+        assert!(ok, "{err}");
+        assert_eq!(stdout.lines().last(), Some("test accuracy: 100.00%"), "{stdout}");
+        let meta = wengert::nn::checkpoint::read_metadata(&out.join("model.safetensors")).unwrap();
+        assert_eq!(meta["image_shape"], "3,8,8");
+        let normalise = &meta["normalise"];
+        if float {
+            assert_eq!(normalise, "0,0.5;0,0.5;0,0.5");
+        } else {
+            // A third of each channel's pixels are bright: a mean near (⅓·180 + ⅔·30 + 30 of noise) / 255.
+            let means: Vec<f64> = normalise.split(';').map(|p| p.split(',').next().unwrap().parse().unwrap()).collect();
+            assert!(means.iter().all(|m| (m - 0.431).abs() < 0.01), "{normalise}");
+        }
+        let model = out.join("model.safetensors");
+        let eval = ["eval", "--model", "resnet8", "--checkpoint", model.to_str().unwrap(), "--data-dir", d];
+        let (ok, eval_out, err) = wengert(&eval);
+        assert!(ok, "{err}");
+        assert_eq!(eval_out.lines().last(), Some("test accuracy: 100.00%"));
+    }
+    // A --mean with neither one value nor one per channel is refused.
+    let d = root.join("f32");
+    let (ok, _, err) = wengert(&["train", "--data-dir", d.to_str().unwrap(), "--mean", "0,0", "--std", "1"]);
+    assert!(!ok && err.contains("--mean: 2 values for images of 3 channels"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// An image folder of three solid-colour classes (red, green, blue), with
 /// a little noise, half PNG and half JPEG, in sizes that differ.
 fn write_image_folder(root: &std::path::Path, per_class: usize) {
@@ -241,6 +313,18 @@ fn train_eval_and_predict_on_a_folder_of_images() {
     assert_eq!(meta["image_shape"], "3,8,8");
     let confusion = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
     assert_eq!(confusion, "truth\\predicted,blue,green,red\nblue,12,0,0\ngreen,0,12,0\nred,0,0,12\n");
+    // Folders of images train on random resized crops by default.
+    let settings = wengert::nn::checkpoint::read_metadata(&out.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(settings["setting.crop_scale"], "0.08");
+    // Decoded as each batch is built, from the files, it learns as well.
+    let streamed = root.join("streamed");
+    let mut each = args.to_vec();
+    each.extend(["--decode", "each-batch"]);
+    let at = each.iter().position(|a| *a == "--out").unwrap() + 1;
+    each[at] = streamed.to_str().unwrap();
+    let (ok, stdout, err) = wengert(&each);
+    assert!(ok, "{err}");
+    assert_eq!(stdout.lines().last(), Some("test accuracy: 100.00%"), "{stdout}");
     let m = model.to_str().unwrap();
     // eval resizes as training did, from the model file.
     let (ok, eval_out, err) = wengert(&["eval", "--model", "resnet8", "--checkpoint", m, "--data-dir", d]);

@@ -1,7 +1,8 @@
-//! The bundled MNIST, and what happens with damaged files.
+//! The bundled MNIST, what happens with damaged files, and image folders
+//! decoded once or as each batch is built.
 
-use std::path::Path;
-use wengert::data::{Dataset, Split};
+use std::path::{Path, PathBuf};
+use wengert::data::{Augment, Batch, Dataset, Decode, LoadOptions, Loader, Pixels, Split};
 
 fn mnist() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
@@ -34,4 +35,83 @@ fn damaged_files_are_named() {
     let e = Dataset::load(&dir, Split::Train).unwrap_err().to_string();
     assert!(e.contains("no train-images-idx3-ubyte or train-images-idx3-ubyte.gz"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A folder of two classes of PNG and JPEG files in sizes that differ.
+fn image_folder(name: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("wengert-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for split in ["train", "val"] {
+        for (class, tint) in [("dark", 20u32), ("light", 180)] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..5u32 {
+                let (w, h) = (14 + i % 3 * 5, 11 + i % 2 * 6);
+                let img = image::RgbImage::from_fn(w, h, |x, y| {
+                    image::Rgb([(tint + x * 3) as u8, (tint + y * 2) as u8, (tint + i * 9) as u8])
+                });
+                img.save(dir.join(format!("{i}.{}", if i % 2 == 0 { "png" } else { "jpg" }))).unwrap();
+            }
+        }
+    }
+    root
+}
+
+fn epoch(l: &Loader) -> Vec<Batch<f32>> {
+    l.epoch(2, 0).collect::<wengert::Result<_>>().unwrap()
+}
+
+#[test]
+fn folders_decoded_each_batch_give_the_batches_decoded_once() {
+    let root = image_folder("stream");
+    let load = |decode| Dataset::load_with(&root, Split::Train, LoadOptions { image_size: Some(9), decode }).unwrap();
+    let (once, each) = (load(Decode::Once), load(Decode::EachBatch));
+    assert!(matches!(once.pixels(), Pixels::U8(_)) && matches!(each.pixels(), Pixels::Files(_)));
+    assert_eq!((each.len(), each.image_shape(), each.labels()), (once.len(), once.image_shape(), once.labels()));
+    assert_eq!(each.class_names(), ["dark", "light"]);
+    // The statistics sample every file of so small a folder: the same numbers.
+    assert_eq!(each.channel_stats().unwrap(), once.channel_stats().unwrap());
+    // Shifted crops and flips: the same batches, pixel for pixel.
+    let shifted = Augment { pad: 2, flip: true, ..Augment::default() };
+    let loader = |d: &Dataset, a| Loader::new(d.clone(), 4, 3).unwrap().with_augment(a).unwrap();
+    let (a, b) = (epoch(&loader(&once, shifted)), epoch(&loader(&each, shifted)));
+    assert_eq!(a.len(), 3);
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!((&a.images, &a.labels), (&b.images, &b.labels));
+    }
+    // A resized crop of files crops the whole decoded file: seeded, and the
+    // shards together are the whole batch.
+    let resized = Augment { flip: true, resized_crop: Some((0.2, 1.0)), ..Augment::default() };
+    let streamed = loader(&each, resized);
+    let first = epoch(&streamed);
+    assert_eq!(first[0].images.dims(), &[4, 3, 9, 9]);
+    assert!(first.iter().all(|b| b.images.data().iter().all(|v| v.is_finite())));
+    let again = epoch(&streamed);
+    assert!(first.iter().zip(&again).all(|(x, y)| x.images == y.images), "seeded by (seed, epoch, batch)");
+    let halves: Vec<Batch<f32>> = (0..2).map(|r| streamed.clone().shard(r, 2).unwrap().batch(2, 1).unwrap()).collect();
+    let joined: Vec<f32> = halves.iter().flat_map(|h| h.images.data().to_vec()).collect();
+    assert_eq!(joined, first[1].images.data());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_file_that_stops_decoding_is_named_when_its_batch_is_built() {
+    let root = image_folder("truncated");
+    // The header is whole, the pixels cut off.
+    let file = root.join("train/light/2.png");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..60]).unwrap();
+    let options = |decode| LoadOptions { image_size: Some(8), decode };
+    let e = Dataset::load_with(&root, Split::Train, options(Decode::Once)).unwrap_err().to_string();
+    assert!(e.contains("light/2.png: cannot decode the image"), "{e}");
+    let each = Dataset::load_with(&root, Split::Train, options(Decode::EachBatch)).unwrap();
+    let l = Loader::new(each, 10, 0).unwrap();
+    let e = l.epoch::<f32>(0, 0).find_map(|b| b.err()).expect("the batch with the file fails").to_string();
+    assert!(e.contains("light/2.png: cannot decode the image"), "{e}");
+    // Without an image size, a file not of the first one's size is named
+    // from its header, in either mode, before any decoding.
+    std::fs::write(&file, &bytes).unwrap();
+    let e = Dataset::load_with(&root, Split::Train, LoadOptions { image_size: None, decode: Decode::EachBatch });
+    assert!(e.unwrap_err().to_string().contains("pass --image-size N"));
+    std::fs::remove_dir_all(&root).unwrap();
 }

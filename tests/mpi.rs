@@ -81,7 +81,11 @@ fn small_mnist() -> &'static str {
                 f.extend_from_slice(bytes);
                 f
             };
-            std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), idx(3, &[n, 28, 28], d.images())).unwrap();
+            std::fs::write(
+                dir.join(format!("{prefix}-images-idx3-ubyte")),
+                idx(3, &[n, 28, 28], d.pixels().as_u8().unwrap()),
+            )
+            .unwrap();
             std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), idx(1, &[n], d.labels())).unwrap();
         }
         dir.to_str().unwrap().to_string()

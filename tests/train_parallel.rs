@@ -20,7 +20,7 @@ fn images() -> Dataset {
 const STEPS: usize = 20;
 
 fn loader(batch: usize) -> Loader {
-    Loader::new(images(), batch, 3).unwrap().with_augment(Augment { pad: 1, flip: true }).unwrap()
+    Loader::new(images(), batch, 3).unwrap().with_augment(Augment { pad: 1, flip: true, ..Augment::default() }).unwrap()
 }
 
 fn trainer() -> Trainer<ResNet<f32>> {

@@ -58,11 +58,10 @@ fn names() -> Vec<String> {
             "resnet50_forward",
             "tape_overhead",
             "peak_sgemm_n4096",
-            "loader_grey28",
-            "loader_colour32",
         ]
         .map(String::from),
     );
+    v.extend(bench::LoaderWorkload::ALL.iter().map(|(name, _)| name.to_string()));
     v
 }
 
@@ -81,6 +80,12 @@ fn run_one(name: &str) -> Result<()> {
         emit(&format!("conv3x3_{s}_fwd"), "ms", t * 1e3, "ms", reps);
         let (t, reps) = time(bench::conv3x3_fwdbwd(c, h)?, 3, 10, 200, 1.0)?;
         emit(&format!("conv3x3_{s}_fwdbwd"), "ms", t * 1e3, "ms", reps);
+        return Ok(());
+    }
+    if let Some(&(_, workload)) = bench::LoaderWorkload::ALL.iter().find(|(n, _)| *n == name) {
+        let (epoch, images) = bench::loader_epoch(workload)?;
+        let (t, reps) = time(epoch, 1, 3, 20, 3.0)?;
+        emit(name, "images_per_s", images as f64 / t, "img/s", reps);
         return Ok(());
     }
     match name {
@@ -104,10 +109,6 @@ fn run_one(name: &str) -> Result<()> {
             let (step, _) = bench::resnet50_train_step()?;
             let (t, reps) = time(step, 1, 3, 10, 12.0)?;
             emit(name, "images_per_s", 16.0 / t, "img/s", reps);
-        }
-        "loader_grey28" | "loader_colour32" => {
-            let (t, reps) = time(bench::loader_epoch(name == "loader_colour32")?, 1, 3, 20, 3.0)?;
-            emit(name, "images_per_s", bench::LOADER_IMAGES as f64 / t, "img/s", reps);
         }
         "resnet50_forward" => {
             let (t, reps) = time(bench::resnet50_forward()?, 1, 3, 10, 6.0)?;

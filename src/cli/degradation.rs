@@ -112,7 +112,7 @@ pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     let (mean, std) = dataset.normalisation();
     let train = Loader::new(Dataset::load(&dir, Split::Train)?.take(limit), a.batch_size, a.seed)?
         .with_normalise(mean, std)?
-        .with_augment(Augment { pad: 0, flip: dataset.flips() })?;
+        .with_augment(Augment { flip: dataset.flips(), ..Augment::default() })?;
     let test = Loader::new(Dataset::load(&dir, Split::Test)?.take(test_limit), 500, a.seed)?
         .in_order()
         .with_normalise(mean, std)?;

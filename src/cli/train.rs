@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wengert::core::collective::Collective;
 use wengert::core::{Error, Result};
 use wengert::data::DatasetName;
-use wengert::data::{Augment, Dataset, Loader, Split};
+use wengert::data::{Augment, Dataset, Decode, LoadOptions, Loader, Split};
 use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::resnet::registry::{Input, Model, TrainingDefaults};
 use wengert::train::parallel::{mpi_local_size, mpi_world_size, Parallel};
@@ -67,6 +67,22 @@ pub struct TrainArgs {
     /// images, as He et al. train on CIFAR.
     #[arg(long)]
     pad: Option<usize>,
+    /// Random resized crop: train on regions of MIN to all of each image's
+    /// area (aspect ratio ¾ to 4⁄3), resized to the image size, with
+    /// horizontal flips. Default: 0.08 (torchvision's) for folders of
+    /// images, off for the other formats; 0 turns it off. Not with --pad.
+    #[arg(long)]
+    crop_scale: Option<f64>,
+    /// Each channel's mean for normalisation, in the scale of the pixels
+    /// (8-bit pixels divided by 255, float pixels as they are): one value,
+    /// or one per channel, comma-separated. With --std. Default: the
+    /// dataset's published values for mnist and fashion-mnist, else
+    /// measured on the training set.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, requires = "std")]
+    mean: Option<Vec<f64>>,
+    /// Each channel's standard deviation for normalisation, as --mean.
+    #[arg(long, value_delimiter = ',', requires = "mean")]
+    std: Option<Vec<f64>>,
     /// Check every op's output and gradient for NaN and infinity, and stop
     /// at the first with the op's name and where it was recorded (slow).
     #[arg(long)]
@@ -98,7 +114,7 @@ pub struct DataArgs {
     /// A folder of data to use instead, in a format recognised from its
     /// files: IDX (MNIST-style), CIFAR-10 or CIFAR-100 in their binary
     /// format (the extracted folder, or the one holding it), or array files
-    /// (train.safetensors and test.safetensors with u8 `images` and
+    /// (train.safetensors and test.safetensors with u8 or f32 `images` and
     /// integer `labels`), or a folder of images (train/<class>/*.png|jpg
     /// and val/<class>/…, classes sorted by name).
     #[arg(long)]
@@ -107,6 +123,25 @@ pub struct DataArgs {
     /// and crop the centre N×N (without it, all must be of one size).
     #[arg(long)]
     image_size: Option<usize>,
+    /// For a folder of images: decode every image once as the data loads
+    /// and keep them in memory (once), or decode each batch's images as it
+    /// is built, while the batch before trains (each-batch), for folders
+    /// too large to hold decoded; auto decodes once when the decoded
+    /// images take at most 2 GiB.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "once", "each-batch"])]
+    decode: String,
+}
+
+impl DataArgs {
+    /// How the folder is read, with `image_size` for image folders.
+    fn options(&self, image_size: Option<usize>) -> LoadOptions {
+        let decode = match self.decode.as_str() {
+            "once" => Decode::Once,
+            "each-batch" => Decode::EachBatch,
+            _ => Decode::Auto,
+        };
+        LoadOptions { image_size, decode }
+    }
 }
 
 /// The folder of a dataset: `--data-dir`, or where the registry finds it.
@@ -238,13 +273,37 @@ fn writable_folder(dir: &Path) -> Result<()> {
     std::fs::remove_file(&probe).map_err(io)
 }
 
+/// Each channel's `(mean, std)`: `--mean` and `--std`, the named
+/// dataset's published values, or measured on the training set.
+fn normalisation(a: &TrainArgs, train: &Dataset) -> Result<Vec<(f64, f64)>> {
+    let channels = train.channels();
+    if let (Some(mean), Some(std)) = (&a.mean, &a.std) {
+        let per_channel = |v: &[f64], arg: &str| match v.len() {
+            1 => Ok(vec![v[0]; channels]),
+            n if n == channels => Ok(v.to_vec()),
+            n => Err(Error::argument(
+                "train",
+                arg,
+                format!("{n} values for images of {channels} channels: give one, or one per channel"),
+            )),
+        };
+        let (mean, std) = (per_channel(mean, "--mean")?, per_channel(std, "--std")?);
+        return Ok(mean.into_iter().zip(std).collect());
+    }
+    if a.data.data_dir.is_none() {
+        return Ok(vec![a.data.dataset.normalisation(); channels]);
+    }
+    // A channel of one value throughout is only centred.
+    Ok(train.channel_stats()?.into_iter().map(|(m, s)| (m, if s > 0.0 { s } else { 1.0 })).collect())
+}
+
 /// The training and test sets, checked against each other.
-fn datasets(dir: &Path, limit: Option<usize>, image_size: Option<usize>) -> Result<(Dataset, Dataset)> {
-    let mut train = Dataset::load_with(dir, Split::Train, image_size)?;
+fn datasets(dir: &Path, limit: Option<usize>, options: LoadOptions) -> Result<(Dataset, Dataset)> {
+    let mut train = Dataset::load_with(dir, Split::Train, options)?;
     if let Some(n) = limit {
         train = train.take(n);
     }
-    let test = Dataset::load_with(dir, Split::Test, image_size)?;
+    let test = Dataset::load_with(dir, Split::Test, options)?;
     let io = |detail: String| Error::Io { path: dir.display().to_string(), detail };
     if train.is_empty() {
         return Err(io("the training set has no images".into()));
@@ -301,18 +360,17 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
     let dataset = a.data.dataset;
     let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
-    let (train_set, test_set) = datasets(&dir, a.limit, a.data.image_size)?;
-    // Grey images take the dataset's published normalisation; colour images
-    // (CIFAR) each channel's statistics over the training set.
+    let (train_set, test_set) = datasets(&dir, a.limit, a.data.options(a.data.image_size))?;
+    let normalise = normalisation(&a, &train_set)?;
     let colour = train_set.channels() > 1;
-    let normalise = if colour {
-        train_set.channel_stats().into_iter().map(|(m, s)| (m, if s > 0.0 { s } else { 1.0 })).collect()
-    } else {
-        vec![dataset.normalisation()]
-    };
+    let folder = Dataset::is_image_folder(&dir);
+    // Folders of images: random resized crops; CIFAR's shape and the
+    // recipe: the paper's pad-4 crops; grey images: as the dataset suits.
+    let crop_scale = a.crop_scale.or((folder && a.pad.is_none() && a.recipe.is_none()).then_some(0.08));
+    let resized_crop = crop_scale.filter(|&s| s != 0.0).map(|s| (s, 1.0));
     let augment = match colour || a.recipe.is_some() {
-        true => Augment { pad: a.pad.unwrap_or(4), flip: true },
-        false => Augment { pad: a.pad.unwrap_or(0), flip: dataset.flips() },
+        true => Augment { pad: a.pad.unwrap_or(if resized_crop.is_some() { 0 } else { 4 }), flip: true, resized_crop },
+        false => Augment { pad: a.pad.unwrap_or(0), flip: dataset.flips() || resized_crop.is_some(), resized_crop },
     };
     let classes = train_set.classes().max(test_set.classes()).max(2);
     let train =
@@ -333,6 +391,9 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
     trainer.tag("dataset", dir.display());
     trainer.tag("batch_size", a.batch_size);
     trainer.tag("pad", augment.pad);
+    if let Some((min, _)) = augment.resized_crop {
+        trainer.tag("crop_scale", min);
+    }
     trainer.tag("classes", classes);
     let (c, h, w) = image;
     trainer.describe("image_shape", format!("{c},{h},{w}"));
@@ -509,7 +570,7 @@ pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCod
     // A folder of images is resized as the model's training images were.
     let saved_size = meta.get("image_shape").and_then(|s| s.rsplit(',').next()?.parse().ok());
     let image_size = data.image_size.or(saved_size.filter(|_| Dataset::is_image_folder(&dir)));
-    let test = Dataset::load_with(&dir, Split::Test, image_size)?;
+    let test = Dataset::load_with(&dir, Split::Test, data.options(image_size))?;
     let classes = saved_classes(&meta, checkpoint)?.unwrap_or(10);
     let normalise = saved_normalisation(&meta, checkpoint)?.unwrap_or(vec![dataset.normalisation(); test.channels()]);
     let test = Loader::new(test, 500, 0)

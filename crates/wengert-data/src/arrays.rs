@@ -1,6 +1,8 @@
 //! Datasets as array files: `train.safetensors` and `test.safetensors`,
-//! each holding `images` (8-bit pixels, `[N, C, H, W]`, `[N, H, W, C]` or
-//! `[N, H, W]`) and `labels` (one integer per image, 0–255). A metadata
+//! each holding `images` (`[N, C, H, W]`, `[N, H, W, C]` or `[N, H, W]`)
+//! and `labels` (one integer per image, 0–255). Pixels are 8-bit (`U8`,
+//! which the loader divides by 255) or floats (`F32`, or `F64` read as
+//! `f32`), which it takes as they are; every float must be finite. A metadata
 //! entry `layout` (`NCHW` or `NHWC`) says how a rank-4 `images` is laid
 //! out; without it the layout is inferred where the shape leaves no doubt
 //! (one of axes 1 and 3 has 1, 3 or 4 entries and the other does not), and
@@ -37,9 +39,9 @@ pub(crate) fn load(dir: &Path, split: Split) -> Result<Dataset> {
     let file = SafeTensors::deserialize(&bytes).map_err(|e| io(format!("not a safetensors file ({e})")))?;
     let images = file.tensor("images").map_err(|_| io("no tensor named 'images'".into()))?;
     let labels = file.tensor("labels").map_err(|_| io("no tensor named 'labels'".into()))?;
-    if images.dtype() != Dtype::U8 {
+    if !matches!(images.dtype(), Dtype::U8 | Dtype::F32 | Dtype::F64) {
         return Err(io(format!(
-            "images are {:?}; 8-bit pixels (U8, 0–255) are read: convert with (x * 255).round().astype('uint8')",
+            "images are {:?}; pixels are read as U8 (0–255), F32 or F64: convert with .astype('float32')",
             images.dtype()
         )));
     }
@@ -81,19 +83,33 @@ pub(crate) fn load(dir: &Path, split: Split) -> Result<Dataset> {
         .map(|(i, &l)| u8::try_from(l).map_err(|_| io(format!("label {l} of image {i} is outside 0–255"))))
         .collect::<Result<Vec<u8>>>()?;
     let data = images.data();
-    let pixels = if nhwc {
-        // [N, H, W, C] → [N, C, H, W]
-        let mut out = vec![0u8; data.len()];
-        for (i, &v) in data.iter().enumerate() {
-            let (img, rest) = (i / (h * w * c), i % (h * w * c));
-            let (pixel, channel) = (rest / c, rest % c);
-            out[img * c * h * w + channel * h * w + pixel] = v;
+    let order = (nhwc, c, h, w);
+    match images.dtype() {
+        Dtype::U8 => Dataset::with_channels(channels_first(data.to_vec(), order), labels, c, h, w),
+        Dtype::F32 => {
+            let v = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Dataset::with_float_channels(channels_first(v, order), labels, c, h, w)
         }
-        out
-    } else {
-        data.to_vec()
-    };
-    Dataset::with_channels(pixels, labels, c, h, w).map_err(|e| io(e.to_string()))
+        _ => {
+            let v = data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()) as f32).collect();
+            Dataset::with_float_channels(channels_first(v, order), labels, c, h, w)
+        }
+    }
+    .map_err(|e| io(e.to_string()))
+}
+
+/// `[N, H, W, C]` to `[N, C, H, W]` when `nhwc`.
+fn channels_first<T: Copy + Default>(data: Vec<T>, (nhwc, c, h, w): (bool, usize, usize, usize)) -> Vec<T> {
+    if !nhwc {
+        return data;
+    }
+    let mut out = vec![T::default(); data.len()];
+    for (i, &v) in data.iter().enumerate() {
+        let (img, rest) = (i / (h * w * c), i % (h * w * c));
+        let (pixel, channel) = (rest / c, rest % c);
+        out[img * c * h * w + channel * h * w + pixel] = v;
+    }
+    out
 }
 
 /// Little-endian integers of `dtype`, widened to i128.
@@ -160,8 +176,41 @@ mod tests {
             let d = Dataset::load(&dir, split).unwrap();
             assert_eq!((d.len(), d.image_shape(), d.labels()), (2, (3, 2, 2), &[4u8, 1][..]));
             // Image 0: the red plane, then the green, then the blue.
-            assert_eq!(&d.images()[..12], &[0, 10, 20, 30, 1, 11, 21, 31, 2, 12, 22, 32]);
-            assert_eq!(d.images()[12], 40, "image 1 starts with its red plane");
+            assert_eq!(&d.pixels().as_u8().unwrap()[..12], &[0, 10, 20, 30, 1, 11, 21, 31, 2, 12, 22, 32]);
+            assert_eq!(d.pixels().as_u8().unwrap()[12], 40, "image 1 starts with its red plane");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn float_pixels_are_kept_as_they_are_in_either_layout() {
+        let dir = scratch("f32");
+        // Two 1×2 images of two channels, channels last: pixel p of image i is (p - i, 10p).
+        let px: Vec<f32> =
+            (0..2).flat_map(|i| (0..2).flat_map(move |p| [p as f32 - i as f32, 10.0 * p as f32])).collect();
+        let f32s: Vec<u8> = px.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let labels = i64s(&[1, 0]);
+        write(
+            &dir.join("train.safetensors"),
+            (&f32s, &[2, 1, 2, 2], Dtype::F32),
+            (&labels, &[2], Dtype::I64),
+            Some("NHWC"),
+        );
+        let f64s: Vec<u8> = px.iter().flat_map(|&x| (x as f64).to_le_bytes()).collect();
+        write(
+            &dir.join("test.safetensors"),
+            (&f64s, &[2, 1, 2, 2], Dtype::F64),
+            (&labels, &[2], Dtype::I64),
+            Some("NHWC"),
+        );
+        for split in [Split::Train, Split::Test] {
+            let d = Dataset::load(&dir, split).unwrap();
+            assert_eq!((d.image_shape(), d.labels()), ((2, 1, 2), &[1u8, 0][..]));
+            let want = [0.0, 1.0, 0.0, 10.0, -1.0, 0.0, 0.0, 10.0];
+            assert_eq!(d.pixels().as_f32().unwrap(), &want);
+            // The loader divides 8-bit pixels by 255, floats not at all.
+            let l = crate::Loader::new(d, 2, 0).unwrap().in_order().with_normalise(0.0, 1.0).unwrap();
+            assert_eq!(l.batch::<f32>(0, 0).unwrap().images.data(), &want);
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -171,9 +220,11 @@ mod tests {
         let dir = scratch("bad");
         let path = dir.join("train.safetensors");
         let err = |d: &Path| Dataset::load(d, Split::Train).unwrap_err().to_string();
-        let f32s: Vec<u8> = [0.5f32; 4].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let f32s: Vec<u8> = [0.5f32, f32::NAN, 0.0, 0.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         write(&path, (&f32s, &[1, 1, 2, 2], Dtype::F32), (&i64s(&[0]), &[1], Dtype::I64), None);
-        assert!(err(&dir).contains("images are F32; 8-bit pixels"), "{}", err(&dir));
+        assert!(err(&dir).contains("pixel 1 of image 0 is NaN; pixels must be finite"), "{}", err(&dir));
+        write(&path, (&[0; 8], &[1, 1, 2, 2], Dtype::F16), (&i64s(&[0]), &[1], Dtype::I64), None);
+        assert!(err(&dir).contains("images are F16; pixels are read as U8 (0–255), F32 or F64"), "{}", err(&dir));
         // [2, 3, 4, 3]: channels first or last? Ask.
         write(&path, (&[0; 72], &[2, 3, 4, 3], Dtype::U8), (&i64s(&[0, 1]), &[2], Dtype::I64), None);
         assert!(err(&dir).contains("say whether that is NCHW or NHWC"), "{}", err(&dir));

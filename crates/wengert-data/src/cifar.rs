@@ -124,9 +124,9 @@ mod tests {
             let train = Dataset::load(d, Split::Train).unwrap();
             assert_eq!((train.len(), train.image_shape(), train.classes()), (20, (3, 32, 32), 4));
             // Channel planes in order: red, green, blue.
-            assert_eq!(train.images()[..1], [0]);
-            assert_eq!(train.images()[1024], 100);
-            assert_eq!(train.images()[2048], 200);
+            assert_eq!(train.pixels().as_u8().unwrap()[..1], [0]);
+            assert_eq!(train.pixels().as_u8().unwrap()[1024], 100);
+            assert_eq!(train.pixels().as_u8().unwrap()[2048], 200);
             assert_eq!(Dataset::load(d, Split::Test).unwrap().len(), 3);
         }
         std::fs::remove_dir_all(root).unwrap();

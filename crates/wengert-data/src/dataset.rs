@@ -1,4 +1,5 @@
-//! Datasets of labelled 8-bit images, and loading them from a folder in
+//! Datasets of labelled images (8-bit or float pixels, or image files),
+//! and loading them from a folder in
 //! one of the formats [`Dataset::load`] recognises: MNIST-style IDX files
 //! (28×28 grey images, labels 0–9: `train-images-idx3-ubyte`,
 //! `train-labels-idx1-ubyte`, `t10k-…`, gzipped or not), CIFAR-10 and
@@ -18,18 +19,110 @@ pub enum Split {
     Test,
 }
 
-/// Labelled images of 8-bit pixels, all of one size. Built by
-/// [`Dataset::new`] (one channel), [`Dataset::with_channels`] or
-/// [`Dataset::load`], which check that every label has its image.
+/// Where a dataset's pixels are, each image `[channels, rows, cols]`
+/// row-major, one after another.
+#[derive(Clone, Debug)]
+pub enum Pixels {
+    /// 8-bit pixels in memory; the loader scales them to `[0, 1]`.
+    U8(Vec<u8>),
+    /// Float pixels in memory (from array files), taken as they are.
+    F32(Vec<f32>),
+    /// Image files, one per image, decoded as each batch needs them (see
+    /// [`Decode`]); each decodes to 8-bit RGB.
+    Files(Vec<PathBuf>),
+}
+
+impl Pixels {
+    /// The 8-bit pixels, when the dataset holds them in memory.
+    pub fn as_u8(&self) -> Option<&[u8]> {
+        match self {
+            Pixels::U8(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The float pixels, when the dataset holds them in memory.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            Pixels::F32(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// When the images of an image folder are decoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Decode {
+    /// [`Decode::Once`] when the decoded images take at most
+    /// [`DECODE_BUDGET`] bytes, [`Decode::EachBatch`] when they would take
+    /// more.
+    #[default]
+    Auto,
+    /// Once, in parallel, as the dataset loads; every epoch after reads
+    /// them from memory (the decoded cache).
+    Once,
+    /// As each batch is built, on the loader's threads, while the batch
+    /// before trains: for folders too large to hold decoded. Only the
+    /// files' headers are read as the dataset loads.
+    EachBatch,
+}
+
+/// The most bytes of decoded images [`Decode::Auto`] keeps in memory: 2 GiB,
+/// CIFAR-10's training set forty times over, or 14,000 RGB images of
+/// 224 × 224.
+pub const DECODE_BUDGET: usize = 2 << 30;
+
+/// How many image files [`Dataset::channel_stats`] decodes to measure a
+/// dataset of files: enough for each channel's mean and deviation to settle
+/// to about a part in a thousand.
+pub const STATS_SAMPLE: usize = 2048;
+
+/// How [`Dataset::load_with`] reads a folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The size image folders are resized and cropped to (`size × size`,
+    /// after resizing the shorter side to it); without one, every image of
+    /// a folder must be of one size. Other formats have their size and
+    /// refuse one.
+    pub image_size: Option<usize>,
+    /// When an image folder's images are decoded.
+    pub decode: Decode,
+}
+
+/// Labelled images, all of one size: 8-bit or float pixels in memory, or
+/// image files decoded as they are needed ([`Pixels`]). Built by
+/// [`Dataset::new`] (one channel), [`Dataset::with_channels`],
+/// [`Dataset::with_float_channels`] or [`Dataset::load`], which check that
+/// every label has its image.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    images: Vec<u8>,
+    pixels: Pixels,
     labels: Vec<u8>,
     channels: usize,
     rows: usize,
     cols: usize,
     /// Each class's name, where the data names them.
     names: Vec<String>,
+}
+
+/// The error for images of no pixels, or the wrong number of them.
+fn check_shape(given: usize, labels: usize, channels: usize, rows: usize, cols: usize) -> Result<()> {
+    if channels == 0 || rows == 0 || cols == 0 {
+        return Err(Error::argument(
+            "Dataset::new",
+            "channels/rows/cols",
+            format!("images of {channels}×{rows}×{cols} pixels are empty"),
+        ));
+    }
+    let expected = labels.checked_mul(channels).and_then(|n| n.checked_mul(rows)).and_then(|n| n.checked_mul(cols));
+    if expected != Some(given) {
+        return Err(Error::argument(
+            "Dataset::new",
+            "images",
+            format!("{given} pixel values for {labels} labels of {channels}×{rows}×{cols} images"),
+        ));
+    }
+    Ok(())
 }
 
 impl Dataset {
@@ -59,28 +152,51 @@ impl Dataset {
     /// # Ok::<(), wengert_core::Error>(())
     /// ```
     pub fn with_channels(images: Vec<u8>, labels: Vec<u8>, channels: usize, rows: usize, cols: usize) -> Result<Self> {
-        if channels == 0 || rows == 0 || cols == 0 {
-            return Err(Error::argument(
-                "Dataset::new",
-                "channels/rows/cols",
-                format!("images of {channels}×{rows}×{cols} pixels are empty"),
-            ));
-        }
-        let expected =
-            labels.len().checked_mul(channels).and_then(|n| n.checked_mul(rows)).and_then(|n| n.checked_mul(cols));
-        if expected != Some(images.len()) {
-            return Err(Error::argument(
-                "Dataset::new",
-                "images",
-                format!("{} pixel bytes for {} labels of {channels}×{rows}×{cols} images", images.len(), labels.len()),
-            ));
-        }
-        Ok(Dataset { images, labels, channels, rows, cols, names: Vec::new() })
+        check_shape(images.len(), labels.len(), channels, rows, cols)?;
+        Ok(Dataset { pixels: Pixels::U8(images), labels, channels, rows, cols, names: Vec::new() })
     }
 
-    /// The pixel bytes, `[n, channels, rows, cols]` row-major.
-    pub fn images(&self) -> &[u8] {
-        &self.images
+    /// A dataset of float pixels, stored as [`Dataset::with_channels`]
+    /// stores 8-bit ones. The loader takes them as they are (8-bit pixels
+    /// it divides by 255), so normalise with statistics of the same scale,
+    /// as [`Dataset::channel_stats`] gives. Every pixel must be finite.
+    ///
+    /// ```
+    /// use wengert_data::Dataset;
+    /// let d = Dataset::with_float_channels(vec![-1.5, 0.25, 2.0, 0.0], vec![0], 1, 2, 2)?;
+    /// assert_eq!(d.channel_stats()?[0].0, 0.1875);
+    /// assert!(Dataset::with_float_channels(vec![f32::NAN], vec![0], 1, 1, 1).is_err());
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn with_float_channels(
+        images: Vec<f32>,
+        labels: Vec<u8>,
+        channels: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
+        check_shape(images.len(), labels.len(), channels, rows, cols)?;
+        if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+            let size = channels * rows * cols;
+            return Err(Error::argument(
+                "Dataset::with_float_channels",
+                "images",
+                format!("pixel {} of image {} is {}; pixels must be finite", i % size, i / size, images[i]),
+            ));
+        }
+        Ok(Dataset { pixels: Pixels::F32(images), labels, channels, rows, cols, names: Vec::new() })
+    }
+
+    /// A dataset of image files decoded as batches need them, each to
+    /// 8-bit RGB of `rows × cols` (the loader resizes and crops them).
+    pub(crate) fn with_files(files: Vec<PathBuf>, labels: Vec<u8>, rows: usize, cols: usize) -> Result<Self> {
+        check_shape(files.len() * 3 * rows * cols, labels.len(), 3, rows, cols)?;
+        Ok(Dataset { pixels: Pixels::Files(files), labels, channels: 3, rows, cols, names: Vec::new() })
+    }
+
+    /// Where the pixels are, and their type.
+    pub fn pixels(&self) -> &Pixels {
+        &self.pixels
     }
 
     /// One label per image.
@@ -144,30 +260,71 @@ impl Dataset {
         &self.names
     }
 
-    /// Each channel's mean and standard deviation over every pixel, with
-    /// pixels scaled to `[0, 1]`: the normalisation a loader should use
-    /// for data without published statistics.
-    pub fn channel_stats(&self) -> Vec<(f64, f64)> {
+    /// Each channel's mean and standard deviation over every pixel, in the
+    /// loader's scale (8-bit pixels divided by 255, float pixels as they
+    /// are): the normalisation a loader should use for data without
+    /// published statistics. Image files decoded as needed are measured on
+    /// [`STATS_SAMPLE`] of them, spread evenly, each resized and
+    /// centre-cropped; an error names a file that does not decode.
+    pub fn channel_stats(&self) -> Result<Vec<(f64, f64)>> {
         let plane = self.rows * self.cols;
-        (0..self.channels)
-            .map(|c| {
-                let (mut sum, mut sq, mut n) = (0.0f64, 0.0f64, 0.0f64);
-                for image in self.images.chunks_exact(self.channels * plane) {
-                    for &p in &image[c * plane..(c + 1) * plane] {
-                        let v = p as f64 / 255.0;
-                        (sum, sq, n) = (sum + v, sq + v * v, n + 1.0);
+        let size = self.channels * plane;
+        // Per channel: sum, sum of squares, count.
+        let mut acc = vec![(0.0f64, 0.0f64, 0.0f64); self.channels];
+        let mut add = |image: &mut dyn Iterator<Item = f64>, c: usize| {
+            for v in image {
+                let a = &mut acc[c];
+                *a = (a.0 + v, a.1 + v * v, a.2 + 1.0);
+            }
+        };
+        match &self.pixels {
+            Pixels::U8(p) => {
+                for image in p.chunks_exact(size) {
+                    for (c, ch) in image.chunks_exact(plane).enumerate() {
+                        add(&mut ch.iter().map(|&v| v as f64 / 255.0), c);
                     }
                 }
+            }
+            Pixels::F32(p) => {
+                for image in p.chunks_exact(size) {
+                    for (c, ch) in image.chunks_exact(plane).enumerate() {
+                        add(&mut ch.iter().map(|&v| v as f64), c);
+                    }
+                }
+            }
+            Pixels::Files(files) => {
+                use rayon::prelude::*;
+                let step = files.len().div_ceil(STATS_SAMPLE).max(1);
+                let picked: Vec<&PathBuf> = files.iter().step_by(step).collect();
+                let decoded = picked
+                    .par_iter()
+                    .map(|f| folder::decode_sized(f, self.rows, self.cols))
+                    .collect::<Result<Vec<Vec<u8>>>>()?;
+                for image in &decoded {
+                    for (c, ch) in image.chunks_exact(plane).enumerate() {
+                        add(&mut ch.iter().map(|&v| v as f64 / 255.0), c);
+                    }
+                }
+            }
+        }
+        Ok(acc
+            .into_iter()
+            .map(|(sum, sq, n)| {
                 let mean = sum / n.max(1.0);
                 (mean, (sq / n.max(1.0) - mean * mean).max(0.0).sqrt())
             })
-            .collect()
+            .collect())
     }
 
     /// The first `n` images (all if fewer), for quick runs and tests.
     pub fn take(mut self, n: usize) -> Self {
         let n = n.min(self.len());
-        self.images.truncate(n * self.channels * self.rows * self.cols);
+        let size = self.channels * self.rows * self.cols;
+        match &mut self.pixels {
+            Pixels::U8(p) => p.truncate(n * size),
+            Pixels::F32(p) => p.truncate(n * size),
+            Pixels::Files(f) => f.truncate(n),
+        }
         self.labels.truncate(n);
         self
     }
@@ -182,18 +339,16 @@ impl Dataset {
     /// name, see [`Dataset::load_with`]). When nothing matches, the error lists what the folder
     /// holds and what each format needs.
     pub fn load(dir: &Path, split: Split) -> Result<Self> {
-        Self::load_with(dir, split, None)
+        Self::load_with(dir, split, LoadOptions::default())
     }
 
     /// [`Dataset::load`], with the size image folders are resized and
-    /// cropped to (`image_size × image_size`, after resizing the shorter
-    /// side to it). Without one, every image of a folder must be of one
-    /// size; the other formats have theirs, and refuse one.
-    pub fn load_with(dir: &Path, split: Split, image_size: Option<usize>) -> Result<Self> {
+    /// cropped to and when their images are decoded ([`LoadOptions`]).
+    pub fn load_with(dir: &Path, split: Split, options: LoadOptions) -> Result<Self> {
         if folder::present(dir) {
-            return folder::load(dir, split, image_size);
+            return folder::load(dir, split, options);
         }
-        if let Some(size) = image_size {
+        if let Some(size) = options.image_size {
             return Err(Error::Io {
                 path: dir.display().to_string(),
                 detail: format!(
@@ -268,7 +423,7 @@ fn unrecognised(dir: &Path) -> String {
          train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte \
          (.gz or plain); CIFAR-10 needs data_batch_1.bin … data_batch_5.bin and test_batch.bin \
          (cifar-10-batches-bin); CIFAR-100 needs train.bin and test.bin (cifar-100-binary); arrays need \
-         train.safetensors and test.safetensors, each with u8 `images` and integer `labels`; image folders \
+         train.safetensors and test.safetensors, each with u8 or f32 `images` and integer `labels`; image folders \
          need train/<class>/ and val/<class>/ (or test/<class>/) folders of .png or .jpg files"
     )
 }

@@ -2,13 +2,16 @@
 //! `DIR/train/<class>/*.png|jpg|jpeg` and `DIR/val/<class>/…` (or
 //! `DIR/test/…`), classes sorted by name.
 //!
-//! Images are decoded once, when the dataset loads, in parallel, and kept
-//! as 8-bit RGB (grey images expanded) in memory: every epoch after reads
-//! them from there. With an image size `s`, each image is resized so that
-//! its shorter side is `s` and cropped to `s × s` at its centre
-//! (torchvision's `Resize(s)` then `CenterCrop(s)`); without one, every
-//! image must already be of one size.
+//! Images decode to 8-bit RGB (grey images expanded). With an image size
+//! `s`, each image is resized so that its shorter side is `s` and cropped
+//! to `s × s` at its centre (torchvision's `Resize(s)` then
+//! `CenterCrop(s)`); without one, every image must already be of one size.
+//! They are decoded once as the dataset loads, in parallel, and kept in
+//! memory, or, for a folder whose decoded images would not fit
+//! ([`Decode`]), as each batch is built; then the loader's random resized
+//! crop works on the whole decoded image.
 
+use super::dataset::{Decode, LoadOptions, DECODE_BUDGET};
 use super::{Dataset, Split};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -70,7 +73,7 @@ fn images_in(class: &Path) -> Result<Vec<PathBuf>> {
 
 /// Loads one split of an image folder; class names come from the training
 /// split's folders, and the test split may hold only some of them.
-pub(crate) fn load(dir: &Path, split: Split, size: Option<usize>) -> Result<Dataset> {
+pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dataset> {
     let train = split_dir(dir, Split::Train).ok_or_else(|| io(dir, "no train folder"))?;
     let names: Vec<String> =
         subdirs(&train)?.iter().map(|d| d.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
@@ -90,53 +93,131 @@ pub(crate) fn load(dir: &Path, split: Split, size: Option<usize>) -> Result<Data
     if files.is_empty() {
         return Err(io(&here, "no class folders"));
     }
-    let decoded: Vec<(u32, u32, Vec<u8>)> =
-        files.par_iter().map(|(f, _)| decode(f, size)).collect::<Result<Vec<_>>>()?;
-    let (w, h) = (decoded[0].0, decoded[0].1);
-    if let Some(k) = decoded.iter().position(|d| (d.0, d.1) != (w, h)) {
-        return Err(io(
-            &files[k].0,
-            format!(
-                "is {}×{} but {} is {w}×{h}; pass --image-size N to resize and crop every image to N×N",
-                decoded[k].0,
-                decoded[k].1,
-                files[0].0.display()
-            ),
-        ));
-    }
-    let pixels: Vec<u8> = decoded.into_iter().flat_map(|d| d.2).collect();
+    let size = options.image_size.map(checked_size).transpose()?;
+    // Without an image size, every image must be of the first one's: the
+    // headers say, without decoding.
+    let (w, h) = match size {
+        Some(s) => (s, s),
+        None => {
+            let dims: Vec<(u32, u32)> = files
+                .par_iter()
+                .map(|(f, _)| image::image_dimensions(f).map_err(|e| io(f, format!("cannot read the image: {e}"))))
+                .collect::<Result<_>>()?;
+            if let Some(k) = dims.iter().position(|d| *d != dims[0]) {
+                return Err(io(
+                    &files[k].0,
+                    format!(
+                        "is {}×{} but {} is {}×{}; pass --image-size N to resize and crop every image to N×N",
+                        dims[k].0,
+                        dims[k].1,
+                        files[0].0.display(),
+                        dims[0].0,
+                        dims[0].1
+                    ),
+                ));
+            }
+            dims[0]
+        }
+    };
+    let (h, w) = (h as usize, w as usize);
     let labels = files.iter().map(|f| f.1).collect();
-    Dataset::with_channels(pixels, labels, 3, h as usize, w as usize)?.with_class_names(names)
+    let once = match options.decode {
+        Decode::Once => true,
+        Decode::EachBatch => false,
+        Decode::Auto => files.len().saturating_mul(3 * h * w) <= DECODE_BUDGET,
+    };
+    let data = if once {
+        let decoded: Vec<Vec<u8>> = files.par_iter().map(|(f, _)| decode_sized(f, h, w)).collect::<Result<_>>()?;
+        Dataset::with_channels(decoded.concat(), labels, 3, h, w)?
+    } else {
+        for (f, _) in &files {
+            // Unreadable headers now, not in the middle of an epoch.
+            image::image_dimensions(f).map_err(|e| io(f, format!("cannot read the image: {e}")))?;
+        }
+        Dataset::with_files(files.into_iter().map(|f| f.0).collect(), labels, h, w)?
+    };
+    data.with_class_names(names)
 }
 
-/// Decodes an image file to 8-bit RGB, `[3, h, w]` row-major, resized and
-/// centre-cropped to `size × size` when given; returns `(w, h, pixels)`.
-pub fn decode(path: &Path, size: Option<usize>) -> Result<(u32, u32, Vec<u8>)> {
+/// An image size, checked.
+fn checked_size(s: usize) -> Result<u32> {
+    u32::try_from(s)
+        .ok()
+        .filter(|&s| (1..=16384).contains(&s))
+        .ok_or_else(|| Error::argument("image folder", "image_size", format!("must be between 1 and 16384, got {s}")))
+}
+
+/// Decodes an image file to 8-bit RGB.
+fn decode_rgb(path: &Path) -> Result<image::RgbImage> {
     let img = image::ImageReader::open(path)
         .map_err(|e| io(path, e.to_string()))?
         .with_guessed_format()
         .map_err(|e| io(path, e.to_string()))?
         .decode()
         .map_err(|e| io(path, format!("cannot decode the image: {e}")))?;
-    let mut rgb = img.to_rgb8();
-    if let Some(s) = size {
-        let s = u32::try_from(s).ok().filter(|&s| (1..=16384).contains(&s)).ok_or_else(|| {
-            Error::argument("image folder", "image_size", format!("must be between 1 and 16384, got {s}"))
-        })?;
-        let (w, h) = rgb.dimensions();
-        // The shorter side to s, the other in proportion, then the centre s × s.
-        let scale = s as f64 / w.min(h) as f64;
-        let (nw, nh) = (((w as f64 * scale).round() as u32).max(s), ((h as f64 * scale).round() as u32).max(s));
-        let resized = image::imageops::resize(&rgb, nw, nh, image::imageops::FilterType::Triangle);
-        rgb = image::imageops::crop_imm(&resized, (nw - s) / 2, (nh - s) / 2, s, s).to_image();
-    }
-    let (w, h) = rgb.dimensions();
-    let plane = (w * h) as usize;
+    Ok(img.to_rgb8())
+}
+
+/// `[3, h, w]` row-major from an RGB image.
+fn planes(rgb: &image::RgbImage) -> Vec<u8> {
+    let plane = (rgb.width() * rgb.height()) as usize;
     let mut chw = vec![0u8; 3 * plane];
     for (i, p) in rgb.pixels().enumerate() {
         for c in 0..3 {
             chw[c * plane + i] = p.0[c];
         }
     }
-    Ok((w, h, chw))
+    chw
+}
+
+/// The shorter side resized to `s`, the other in proportion, then the
+/// centre `s × s`.
+fn centre_crop(rgb: &image::RgbImage, s: u32) -> image::RgbImage {
+    let (w, h) = rgb.dimensions();
+    let scale = s as f64 / w.min(h) as f64;
+    let (nw, nh) = (((w as f64 * scale).round() as u32).max(s), ((h as f64 * scale).round() as u32).max(s));
+    let resized = image::imageops::resize(rgb, nw, nh, image::imageops::FilterType::Triangle);
+    image::imageops::crop_imm(&resized, (nw - s) / 2, (nh - s) / 2, s, s).to_image()
+}
+
+/// Decodes an image file to 8-bit RGB, `[3, h, w]` row-major, resized and
+/// centre-cropped to `size × size` when given; returns `(w, h, pixels)`.
+pub fn decode(path: &Path, size: Option<usize>) -> Result<(u32, u32, Vec<u8>)> {
+    let mut rgb = decode_rgb(path)?;
+    if let Some(s) = size {
+        rgb = centre_crop(&rgb, checked_size(s)?);
+    }
+    let (w, h) = rgb.dimensions();
+    Ok((w, h, planes(&rgb)))
+}
+
+/// Decodes an image file to `[3, h, w]`: as it is when it is `h × w`
+/// already, else resized and centre-cropped when `h == w` (the dataset
+/// has an image size), else an error.
+pub(crate) fn decode_sized(path: &Path, h: usize, w: usize) -> Result<Vec<u8>> {
+    let rgb = decode_rgb(path)?;
+    let (dw, dh) = rgb.dimensions();
+    if (dh as usize, dw as usize) == (h, w) {
+        return Ok(planes(&rgb));
+    }
+    if h != w {
+        return Err(io(path, format!("is {dw}×{dh}, but the dataset's images are {w}×{h}")));
+    }
+    Ok(planes(&centre_crop(&rgb, h as u32)))
+}
+
+/// Decodes an image file, takes the region `(top, left, height, width)`
+/// that `region` picks from its `(height, width)`, and resizes that to
+/// `h × w`: `[3, h, w]` row-major.
+pub(crate) fn decode_region(
+    path: &Path,
+    h: usize,
+    w: usize,
+    region: impl FnOnce(usize, usize) -> (usize, usize, usize, usize),
+) -> Result<Vec<u8>> {
+    let rgb = decode_rgb(path)?;
+    let (y0, x0, rh, rw) = region(rgb.height() as usize, rgb.width() as usize);
+    let crop = image::imageops::crop_imm(&rgb, x0 as u32, y0 as u32, rw as u32, rh as u32).to_image();
+    let out = image::imageops::resize(&crop, w as u32, h as u32, image::imageops::FilterType::Triangle);
+    Ok(planes(&out))
 }

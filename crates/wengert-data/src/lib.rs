@@ -34,7 +34,7 @@ pub mod idx;
 mod loader;
 mod named;
 
-pub use dataset::{Dataset, Split};
+pub use dataset::{Dataset, Decode, LoadOptions, Pixels, Split, DECODE_BUDGET, STATS_SAMPLE};
 pub use folder::decode as read_image;
 pub use loader::{Augment, Batch, Loader};
 pub use named::{DatasetName, FASHION_MNIST_DIR};

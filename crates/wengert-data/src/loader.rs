@@ -6,25 +6,81 @@
 //! alone, so a run is reproducible and can resume at any batch, whatever the
 //! thread timing.
 
-use super::Dataset;
+use super::{folder, Dataset, Pixels};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
+use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use wengert_core::{Error, Float, Result, Tensor};
 
-/// Augmentation of training images (He et al. 2016 §4.2: pad by 4, random
-/// 32×32 crop, random horizontal flip).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Augmentation of training images: the paper's CIFAR augmentation (He et
+/// al. 2016 §4.2: pad by 4, random 32×32 crop, random horizontal flip), or
+/// the random resized crop of ImageNet training (Szegedy et al. 2015, as
+/// torchvision's `RandomResizedCrop`), and flips.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Augment {
     /// Zero padding on each side before a random crop of the original size
-    /// (0: no cropping).
+    /// (0: no cropping); pixels outside the image are 0 (black for 8-bit
+    /// pixels).
     pub pad: usize,
     /// Flip horizontally with probability ½ (not for digits).
     pub flip: bool,
+    /// A random resized crop: a region of the image whose area is a
+    /// fraction in `[min, max]` of the image's (torchvision: `(0.08, 1.0)`)
+    /// and whose aspect ratio is between ¾ and 4⁄3, resized to the
+    /// dataset's image size with bilinear interpolation. Image files
+    /// decoded each batch are cropped from the whole decoded file; images
+    /// in memory from what is held. Not with `pad`.
+    pub resized_crop: Option<(f64, f64)>,
 }
 
-/// One batch: images `[B, 1, H, W]`, normalised, and their labels.
+/// The aspect ratios a random resized crop draws from, ¾ to 4⁄3
+/// (torchvision's default), uniform in their logarithm.
+const RATIOS: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
+
+/// The region `(top, left, height, width)` of an `h × w` image that a
+/// random resized crop of area fraction in `scale` takes: up to ten draws,
+/// as torchvision makes them, then the largest centre region with a ratio
+/// in range.
+fn resized_crop_region(h: usize, w: usize, scale: (f64, f64), seed: u64) -> (usize, usize, usize, usize) {
+    let mut rng = wengert_core::rng(seed);
+    let area = (h * w) as f64;
+    for _ in 0..10 {
+        let target = area * rng.random_range(scale.0..=scale.1);
+        let ratio = rng.random_range(RATIOS.0.ln()..=RATIOS.1.ln()).exp();
+        let cw = (target * ratio).sqrt().round() as usize;
+        let ch = (target / ratio).sqrt().round() as usize;
+        if (1..=w).contains(&cw) && (1..=h).contains(&ch) {
+            let top = rng.random_range(0..=h - ch);
+            let left = rng.random_range(0..=w - cw);
+            return (top, left, ch, cw);
+        }
+    }
+    let ratio = w as f64 / h as f64;
+    let (ch, cw) = if ratio < RATIOS.0 {
+        (((w as f64 / RATIOS.0).round() as usize).clamp(1, h), w)
+    } else if ratio > RATIOS.1 {
+        (h, ((h as f64 * RATIOS.1).round() as usize).clamp(1, w))
+    } else {
+        (h, w)
+    };
+    ((h - ch) / 2, (w - cw) / 2, ch, cw)
+}
+
+/// What is drawn for one image of a batch.
+struct Draw {
+    /// The image's index in the dataset.
+    index: usize,
+    /// The crop's shift after padding.
+    shift: (isize, isize),
+    flip: bool,
+    /// The seed of the resized crop's region, drawn once the image's size
+    /// is known.
+    region: u64,
+}
+
+/// One batch: images `[B, C, H, W]`, normalised, and their labels.
 #[derive(Clone, Debug)]
 pub struct Batch<T: Float> {
     /// The images.
@@ -114,8 +170,25 @@ impl Loader {
     }
 
     /// Augments training images; the padding may be at most the image's
-    /// larger side.
+    /// larger side, a resized crop's area fractions must be in `(0, 1]`
+    /// and in order, and the two crops do not go together.
     pub fn with_augment(mut self, augment: Augment) -> Result<Self> {
+        if let Some((min, max)) = augment.resized_crop {
+            if !(min > 0.0 && min <= max && max <= 1.0) {
+                return Err(Error::argument(
+                    "Loader::with_augment",
+                    "resized_crop",
+                    format!("area fractions ({min}, {max}) must satisfy 0 < min ≤ max ≤ 1"),
+                ));
+            }
+            if augment.pad > 0 {
+                return Err(Error::argument(
+                    "Loader::with_augment",
+                    "pad",
+                    "a random resized crop takes its own region; padding goes with the shifted crop only",
+                ));
+            }
+        }
         let most = self.data.rows().max(self.data.cols());
         if augment.pad > most {
             return Err(Error::argument(
@@ -209,34 +282,99 @@ impl Loader {
         let mine = ids.len() * rank / ranks..ids.len() * (rank + 1) / ranks;
         let mut rng = wengert_core::rng(mix(self.seed, epoch, b as u64));
         let p = self.augment.pad as i64;
-        let mut out = Vec::with_capacity(mine.len() * size);
-        for (k, &i) in ids.iter().enumerate() {
+        let mut draws = Vec::with_capacity(mine.len());
+        for (k, &index) in ids.iter().enumerate() {
             // Every image's draws are made, so that a shard's images are
             // augmented as in the whole batch.
-            let (dy, dx) =
+            let shift =
                 if p > 0 { (rng.random_range(-p..=p) as isize, rng.random_range(-p..=p) as isize) } else { (0, 0) };
             let flip = self.augment.flip && rng.random::<bool>();
-            if !mine.contains(&k) {
-                continue;
+            let region = if self.augment.resized_crop.is_some() { rng.random::<u64>() } else { 0 };
+            if mine.contains(&k) {
+                draws.push(Draw { index, shift, flip, region });
             }
-            let img = &self.data.images()[i * size..(i + 1) * size];
-            // One crop and one flip for all of an image's channels.
-            for (plane, &(mean, std)) in img.chunks_exact(h * w).zip(&self.normalise) {
-                for y in 0..h as isize {
-                    for x in 0..w as isize {
-                        let (sy, sx) = (y + dy, if flip { w as isize - 1 - x } else { x } + dx);
-                        let inside = sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize;
-                        let v = if inside { plane[sy as usize * w + sx as usize] } else { 0 };
-                        out.push(T::of((v as f64 / 255.0 - mean) / std));
+        }
+        // The images are independent once drawn: decode and place them in
+        // parallel (image files are decoded here, on the loader's threads).
+        let mut out = vec![T::zero(); draws.len() * size];
+        out.par_chunks_mut(size.max(1)).zip(&draws).try_for_each(|(dst, d)| self.place(d, dst))?;
+        Ok(Batch {
+            images: Tensor::from_vec(out, [draws.len(), c, h, w])?,
+            labels: draws.iter().map(|d| self.data.labels()[d.index] as usize).collect(),
+        })
+    }
+
+    /// Writes image `d.index`, augmented and normalised, into `dst`.
+    fn place<T: Float>(&self, d: &Draw, dst: &mut [T]) -> Result<()> {
+        let (c, h, w) = self.data.image_shape();
+        let size = c * h * w;
+        let scale = self.augment.resized_crop;
+        let region = |sh, sw| scale.map(|s| resized_crop_region(sh, sw, s, d.region));
+        let byte = |v: u8| v as f64 / 255.0;
+        match self.data.pixels() {
+            Pixels::U8(all) => self.transform(&all[d.index * size..][..size], region(h, w), d, dst, byte),
+            Pixels::F32(all) => self.transform(&all[d.index * size..][..size], region(h, w), d, dst, |v| v as f64),
+            Pixels::Files(files) => {
+                let file = &files[d.index];
+                // The region is cropped and resized as the file decodes.
+                let px = match scale {
+                    Some(s) => folder::decode_region(file, h, w, |sh, sw| resized_crop_region(sh, sw, s, d.region))?,
+                    None => folder::decode_sized(file, h, w)?,
+                };
+                self.transform(&px, None, d, dst, byte);
+            }
+        }
+        Ok(())
+    }
+
+    /// `img` (`[c, h, w]`, values `value(p)`) cropped (shifted or the
+    /// `region` resized), flipped and normalised into `dst`; one crop and
+    /// one flip for all of an image's channels.
+    fn transform<P: Copy, T: Float>(
+        &self,
+        img: &[P],
+        region: Option<(usize, usize, usize, usize)>,
+        d: &Draw,
+        dst: &mut [T],
+        value: impl Fn(P) -> f64,
+    ) {
+        let (_, h, w) = self.data.image_shape();
+        let planes = img.chunks_exact(h * w).zip(dst.chunks_exact_mut(h * w)).zip(&self.normalise);
+        for ((plane, out), &(mean, std)) in planes {
+            let mut put =
+                |y: usize, x: usize, v: f64| out[y * w + if d.flip { w - 1 - x } else { x }] = T::of((v - mean) / std);
+            match region {
+                None => {
+                    let (dy, dx) = d.shift;
+                    for y in 0..h {
+                        for x in 0..w {
+                            let (sy, sx) = (y as isize + dy, x as isize + dx);
+                            let inside = sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize;
+                            put(y, x, if inside { value(plane[sy as usize * w + sx as usize]) } else { 0.0 });
+                        }
+                    }
+                }
+                Some((top, left, rh, rw)) => {
+                    // Bilinear, pixel centres aligned (align_corners=False),
+                    // clamped to the region's edge.
+                    let at = |o: usize, n: usize, start: usize, len: usize| {
+                        let s = ((o as f64 + 0.5) * len as f64 / n as f64 - 0.5).clamp(0.0, (len - 1) as f64);
+                        let i = (s.floor() as usize).min(len - 1);
+                        (start + i, start + (i + 1).min(len - 1), s - i as f64)
+                    };
+                    for y in 0..h {
+                        let (y0, y1, fy) = at(y, h, top, rh);
+                        for x in 0..w {
+                            let (x0, x1, fx) = at(x, w, left, rw);
+                            let v = |yy: usize, xx: usize| value(plane[yy * w + xx]);
+                            let top_row = v(y0, x0) * (1.0 - fx) + v(y0, x1) * fx;
+                            let bottom_row = v(y1, x0) * (1.0 - fx) + v(y1, x1) * fx;
+                            put(y, x, top_row * (1.0 - fy) + bottom_row * fy);
+                        }
                     }
                 }
             }
         }
-        let ids = &ids[mine];
-        Ok(Batch {
-            images: Tensor::from_vec(out, [ids.len(), c, h, w])?,
-            labels: ids.iter().map(|&i| self.data.labels()[i] as usize).collect(),
-        })
     }
 
     /// The batches of `epoch` from batch `start` on, each prepared on a
@@ -296,8 +434,10 @@ mod tests {
 
     #[test]
     fn shards_together_are_the_whole_batch_augmentation_included() {
-        let whole = Loader::new(toy(23), 8, 5).unwrap().with_augment(Augment { pad: 1, flip: true }).unwrap();
-        for ranks in [1, 2, 3] {
+        let pad = Augment { pad: 1, flip: true, ..Augment::default() };
+        let resized = Augment { flip: true, resized_crop: Some((0.3, 1.0)), ..Augment::default() };
+        for (ranks, augment) in [(1, pad), (2, pad), (3, pad), (2, resized), (3, resized)] {
+            let whole = Loader::new(toy(23), 8, 5).unwrap().with_augment(augment).unwrap();
             let shards: Vec<Loader> = (0..ranks).map(|r| whole.clone().shard(r, ranks).unwrap()).collect();
             for b in 0..whole.batches() {
                 let all: Batch<f64> = whole.batch(1, b).unwrap();
@@ -310,7 +450,7 @@ mod tests {
                 assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
             }
         }
-        assert!(whole.shard(2, 2).is_err());
+        assert!(Loader::new(toy(3), 2, 0).unwrap().shard(2, 2).is_err());
     }
 
     #[test]
@@ -319,7 +459,7 @@ mod tests {
             .unwrap()
             .with_normalise(0.0, 1.0)
             .unwrap()
-            .with_augment(Augment { pad: 2, flip: false })
+            .with_augment(Augment { pad: 2, ..Augment::default() })
             .unwrap();
         let mut saw_border = false;
         for e in 0..20 {
@@ -334,7 +474,7 @@ mod tests {
     fn colour_images_normalise_each_channel_and_crop_them_together() {
         // One 2×2 image of two channels: 0 and 255 in the first, all 51 in the second.
         let d = Dataset::with_channels(vec![0, 255, 0, 255, 51, 51, 51, 51], vec![0], 2, 2, 2).unwrap();
-        let stats = d.channel_stats();
+        let stats = d.channel_stats().unwrap();
         assert_eq!(stats[0], (0.5, 0.5));
         assert!((stats[1].0 - 0.2).abs() < 1e-12 && stats[1].1 < 1e-9);
         let l = Loader::new(d, 1, 0).unwrap().with_channel_normalise(&[(0.5, 0.5), (0.2, 0.1)]).unwrap();
@@ -346,11 +486,60 @@ mod tests {
         // A flip mirrors both channels alike.
         let d = Dataset::with_channels(vec![1, 2, 3, 4], vec![0], 2, 1, 2).unwrap();
         let l = Loader::new(d, 1, 0).unwrap().with_normalise(0.0, 1.0).unwrap();
-        let l = l.with_augment(Augment { pad: 0, flip: true }).unwrap();
+        let l = l.with_augment(Augment { flip: true, ..Augment::default() }).unwrap();
         for e in 0..8 {
             let v: Vec<f64> = l.batch::<f64>(e, 0).unwrap().images.data().iter().map(|x| x * 255.0).collect();
             assert!(v == [1.0, 2.0, 3.0, 4.0] || v == [2.0, 1.0, 4.0, 3.0], "{v:?}");
         }
+    }
+
+    #[test]
+    fn resized_crop_regions_lie_inside_with_the_area_and_ratio_asked() {
+        let mut fallbacks = 0;
+        for (h, w) in [(32, 32), (40, 48), (7, 100), (1, 1), (3, 2)] {
+            for seed in 0..200 {
+                let (top, left, rh, rw) = resized_crop_region(h, w, (0.08, 1.0), seed);
+                assert!(rh >= 1 && rw >= 1 && top + rh <= h && left + rw <= w, "{h}×{w}: {top} {left} {rh} {rw}");
+                assert_eq!((top, left, rh, rw), resized_crop_region(h, w, (0.08, 1.0), seed), "seeded");
+                let area = (rh * rw) as f64 / (h * w) as f64;
+                let ratio = rw as f64 / rh as f64;
+                // Drawn regions (not the centre fallback) keep, up to rounding, the area and ratio drawn.
+                if h >= 32 && (top, left) != ((h - rh) / 2, (w - rw) / 2) {
+                    assert!(area > 0.06 && area <= 1.0, "{area}");
+                    assert!(ratio > 0.7 && ratio < 1.4, "{ratio}");
+                } else if h >= 32 {
+                    fallbacks += 1;
+                }
+            }
+        }
+        assert!(fallbacks < 200, "most draws of a large image succeed ({fallbacks} fell back)");
+        // A 7×100 strip is wider than 4/3 at any area: the fallback takes the centre 7×9.
+        assert_eq!(resized_crop_region(7, 100, (1.0, 1.0), 0), (0, 45, 7, 9));
+    }
+
+    #[test]
+    fn a_resized_crop_of_the_whole_image_is_the_image_and_of_a_ramp_a_ramp() {
+        // Area 1 on a square image: the only region is the image itself.
+        let d = Dataset::new((0..36).map(|i| (i * 7) as u8).collect(), vec![0], 6, 6).unwrap();
+        let l = Loader::new(d, 1, 4).unwrap().with_normalise(0.0, 1.0).unwrap();
+        let whole = l.clone().with_augment(Augment { resized_crop: Some((1.0, 1.0)), ..Augment::default() }).unwrap();
+        assert_eq!(whole.batch::<f64>(0, 0).unwrap().images, l.batch::<f64>(0, 0).unwrap().images);
+        // A horizontal ramp stays a ramp: rising along each row, in the source's range, rows alike.
+        let ramp = Dataset::new((0..64).map(|i| (i % 8 * 30) as u8).collect(), vec![0], 8, 8).unwrap();
+        let l = Loader::new(ramp, 1, 9).unwrap().with_normalise(0.0, 1.0).unwrap();
+        let l = l.with_augment(Augment { resized_crop: Some((0.08, 1.0)), ..Augment::default() }).unwrap();
+        let mut saw_zoom = false;
+        for e in 0..20 {
+            let v: Vec<f64> = l.batch::<f64>(e, 0).unwrap().images.data().iter().map(|x| x * 255.0).collect();
+            assert!(v.iter().all(|&x| (-1e-9..=210.0 + 1e-9).contains(&x)));
+            for row in v.chunks(8) {
+                assert!(row.windows(2).all(|p| p[1] >= p[0] - 1e-9), "{row:?}");
+                // Rows mix equal rows: alike but for rounding.
+                assert!(row.iter().zip(&v[..8]).all(|(a, b)| (a - b).abs() < 1e-9), "{row:?}");
+            }
+            saw_zoom |= v[7] - v[0] < 209.0;
+        }
+        assert!(saw_zoom, "some crops take part of the ramp");
     }
 
     #[test]
@@ -361,7 +550,13 @@ mod tests {
         let l = Loader::new(toy(3), 2, 0).unwrap();
         assert!(l.clone().with_normalise(0.1, 0.0).is_err());
         assert!(l.clone().with_normalise(f64::NAN, 1.0).is_err());
-        assert!(l.with_augment(Augment { pad: usize::MAX, flip: false }).is_err());
+        assert!(l.clone().with_augment(Augment { pad: usize::MAX, ..Augment::default() }).is_err());
+        for bad in [(0.0, 1.0), (0.5, 0.2), (0.1, 1.5), (f64::NAN, 1.0)] {
+            let e = l.clone().with_augment(Augment { resized_crop: Some(bad), ..Augment::default() }).unwrap_err();
+            assert!(e.to_string().contains("must satisfy 0 < min ≤ max ≤ 1"), "{e}");
+        }
+        let both = Augment { pad: 2, resized_crop: Some((0.5, 1.0)), ..Augment::default() };
+        assert!(l.with_augment(both).unwrap_err().to_string().contains("padding goes with the shifted crop"));
         assert!(Dataset::new(vec![0; 4], vec![1, 2], 2, 2).is_err());
         assert!(Dataset::new(vec![], vec![], 0, 0).is_err());
     }
