@@ -184,6 +184,34 @@ fn train_and_eval_read_a_cifar10_folder() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+#[test]
+fn train_reads_a_cifar100_folder_with_its_fine_labels() {
+    let root = std::env::temp_dir().join(format!("wengert-cifar100-cli-{}", std::process::id()));
+    let data = root.join("cifar-100-binary");
+    std::fs::create_dir_all(&data).unwrap();
+    // Records of a coarse label, a fine label (0, 50 or 99), and the image.
+    for (name, n) in [("train.bin", 30), ("test.bin", 9)] {
+        let mut bytes = Vec::new();
+        for i in 0..n {
+            let fine = [0u8, 50, 99][i % 3];
+            bytes.extend([fine / 5, fine]);
+            bytes.extend((0..3072).map(|p| if p / 1024 == i % 3 { 220u8 } else { (p % 50) as u8 }));
+        }
+        std::fs::write(data.join(name), bytes).unwrap();
+    }
+    let out = root.join("run");
+    let (d, o) = (root.to_str().unwrap(), out.to_str().unwrap());
+    let (ok, stdout, err) =
+        wengert(&["train", "--model", "resnet8", "--data-dir", d, "--batch-size", "10", "--out", o]);
+    assert!(ok, "{err}");
+    assert!(stdout.lines().last().unwrap_or_default().starts_with("test accuracy: "), "{stdout}");
+    // The fine labels reach 99: a hundred classes, and top-5 in each epoch's line.
+    let shapes = wengert::nn::checkpoint::read_shapes(&out.join("model.safetensors")).unwrap();
+    assert_eq!(shapes["fc.weight"], [100, 64]);
+    assert!(stdout.contains("top-5"), "{stdout}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// Writes `train.safetensors` and `test.safetensors` of `n` images each,
 /// 8×8 RGB channels last with no `layout` entry (the shape says it): class
 /// `k` is bright in channel `k`, with noise; pixels as `U8` (0–255), or as
