@@ -248,6 +248,22 @@ pub fn write_jpeg_folder(dir: &std::path::Path, n: usize, w: u32, h: u32) -> Res
     Ok(())
 }
 
+/// The `loader_folder_jpeg` workload's folder.
+fn folder_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("wengert-bench-folder-{}", std::process::id()))
+}
+
+/// A folder removed when dropped.
+struct Scratch(Option<std::path::PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// One epoch of the loader alone, batches of 128 built on its prefetch
 /// thread and dropped; returns the epoch and its image count. Every
 /// format but image folders decoded each batch loads into an in-memory
@@ -273,7 +289,7 @@ pub fn loader_epoch(workload: LoaderWorkload) -> Result<(impl FnMut() -> Result<
             Loader::new(data, 128, 0)?.with_channel_normalise(&stats)?.with_augment(crops)?
         }
         LoaderWorkload::FolderJpeg => {
-            let dir = std::env::temp_dir().join(format!("wengert-bench-folder-{}", std::process::id()));
+            let dir = folder_dir();
             let _ = std::fs::remove_dir_all(&dir);
             write_jpeg_folder(&dir, LOADER_FILES, 48, 40)?;
             let options = LoadOptions { image_size: Some(32), decode: Decode::EachBatch };
@@ -285,7 +301,9 @@ pub fn loader_epoch(workload: LoaderWorkload) -> Result<(impl FnMut() -> Result<
     };
     let images = loader.dataset().len();
     let mut epoch = 0;
+    let folder = Scratch((workload == LoaderWorkload::FolderJpeg).then(folder_dir));
     let run = move || {
+        let _ = &folder; // the files go when the workload does
         for batch in loader.epoch::<f32>(epoch, 0) {
             std::hint::black_box(batch?);
         }

@@ -21,7 +21,11 @@ static MUTATIONS: AtomicUsize = AtomicUsize::new(0);
 fn dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("wengert-fuzz-files-{}", std::process::id()));
+        // Cargo's scratch folder for tests, under the target folder: the
+        // files outlive the tests (every test shares them) but not the
+        // next run, which starts by clearing them.
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-files");
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
     })

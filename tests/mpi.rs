@@ -70,7 +70,10 @@ fn difference(a: &[f32], b: &[f32]) -> f64 {
 fn small_mnist() -> &'static str {
     static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch("data");
+        // Shared by every test, so kept in Cargo's scratch folder for
+        // tests and cleared by the next run rather than removed by one.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mpi-small-mnist");
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
         for (split, prefix, n) in [(Split::Train, "train", 1280), (Split::Test, "t10k", 1000)] {
