@@ -130,9 +130,12 @@ pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dat
         let decoded: Vec<Vec<u8>> = files.par_iter().map(|(f, _)| decode_sized(f, h, w)).collect::<Result<_>>()?;
         Dataset::with_channels(decoded.concat(), labels, 3, h, w)?
     } else {
-        for (f, _) in &files {
-            // Unreadable headers now, not in the middle of an epoch.
-            image::image_dimensions(f).map_err(|e| io(f, format!("cannot read the image: {e}")))?;
+        // Unreadable headers now, not in the middle of an epoch (without an
+        // image size they were read above).
+        if size.is_some() {
+            files.par_iter().try_for_each(|(f, _)| {
+                image::image_dimensions(f).map(drop).map_err(|e| io(f, format!("cannot read the image: {e}")))
+            })?;
         }
         Dataset::with_files(files.into_iter().map(|f| f.0).collect(), labels, h, w)?
     };
