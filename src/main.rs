@@ -47,14 +47,25 @@ enum Command {
         only: Option<String>,
         /// Only measure the peak memory of training steps of a zoo model
         /// (resnet56 and resnet50: the peer workloads).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "profile")]
         mem: Option<String>,
-        /// With --mem: images per step (default 8 for models other than resnet56/resnet50).
-        #[arg(long, requires = "mem")]
+        /// Profile training steps of a zoo model (resnet56 and resnet50 at
+        /// the peer workloads' batch): per op, the forward and backward
+        /// time and calls per step, the share of the step, GFLOPS where the
+        /// op counts its work, and page faults per step.
+        #[arg(long)]
+        profile: Option<String>,
+        /// With --mem or --profile: images per step (default 8 for models
+        /// other than resnet56/resnet50).
+        #[arg(long)]
         batch: Option<usize>,
-        /// With --mem: recompute each block's branch during backward (gradient checkpointing).
-        #[arg(long, requires = "mem")]
+        /// With --mem or --profile: recompute each block's branch during
+        /// backward (gradient checkpointing).
+        #[arg(long)]
         recompute: bool,
+        /// With --profile: the steps profiled, after two warm-up steps.
+        #[arg(long, default_value_t = 5, requires = "profile")]
+        steps: usize,
     },
     /// Gradient at the first layer relative to the last, for plain and
     /// residual nets of growing depth, at initialisation (table and PNG).
@@ -167,8 +178,20 @@ fn main() -> ExitCode {
             cli::summary::run(model, input.as_deref(), classes, aux)
         }
         Command::Summary { model: None, .. } => unreachable!("clap requires a model unless --list is given"),
-        Command::Bench { list, only, mem, batch, recompute } => {
-            cli::bench::run(list, only.as_deref(), mem.as_deref(), batch, recompute)
+        Command::Bench { list, only, mem, profile, batch, recompute, steps } => {
+            if (batch.is_some() || recompute) && mem.is_none() && profile.is_none() {
+                eprintln!("error: --batch and --recompute go with --mem or --profile");
+                return ExitCode::from(2);
+            }
+            cli::bench::run(cli::bench::BenchRequest {
+                list,
+                only: only.as_deref(),
+                mem: mem.as_deref(),
+                profile: profile.as_deref(),
+                batch,
+                recompute,
+                steps,
+            })
         }
         Command::Conformance { dir, dtype } => cli::conformance::run(&dir, &dtype),
     };

@@ -380,3 +380,30 @@ fn train_eval_and_predict_on_a_folder_of_images() {
     assert!(!ok && err.contains("yellow: this class folder holds no .png, .jpg or .jpeg images"), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn bench_profile_tables_a_training_step_op_by_op() {
+    let (ok, out, err) = wengert(&["bench", "--profile", "resnet8", "--batch", "2", "--steps", "1"]);
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("resnet8_b2_train_step: 1 steps of 2 images, "), "{out}");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("no {name} row: {out}"));
+    // ResNet-8: the stem and two convolutions in each of three blocks, each
+    // followed by batch norm; every one once forward and once backward.
+    for op in ["conv2d", "batch_norm"] {
+        assert_eq!((row(op)[2], row(op)[4]), ("7.0", "7.0"), "{out}");
+    }
+    // Convolutions count their multiply-adds: GFLOPS both ways.
+    let gflops: Vec<f64> = row("conv2d")[6..].iter().map(|g| g.parse().unwrap()).collect();
+    assert!(gflops.len() == 2 && gflops.iter().all(|&g| g > 0.0), "{out}");
+    let shares: f64 = rows
+        .iter()
+        .filter_map(|r| r.iter().find(|c| c.ends_with('%')))
+        .map(|c| c.trim_end_matches('%').parse::<f64>().unwrap())
+        .sum();
+    assert!((shares - 100.0).abs() < 0.5, "the op rows and the time outside ops make the step: {shares}");
+    assert!(out.contains("\npage faults: "), "{out}");
+    let (ok, _, err) = wengert(&["bench", "--batch", "2"]);
+    assert!(!ok && err.contains("--batch and --recompute go with --mem or --profile"), "{err}");
+}

@@ -126,24 +126,33 @@ fn peak_rss_mib() -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
-/// `--mem MODEL`: a few training steps, then the peak memory. `resnet56`
-/// and `resnet50` are the peer script's workloads (batch 128 and 16); any
-/// other zoo model runs at its default input with `batch` images (8 unless
-/// given), recomputing block branches in backward with `recompute`.
-fn mem(model: &str, batch: Option<usize>, recompute: bool) -> Result<()> {
-    type Step = Box<dyn FnMut() -> Result<()>>;
-    let (mut step, steps, workload): (Step, usize, String) = match (model, batch, recompute) {
-        ("resnet56", None, false) => (Box::new(bench::cifar_train_step(56)?.0), 4, "resnet56_train_step".into()),
-        ("resnet50", None, false) => (Box::new(bench::resnet50_train_step()?.0), 3, "resnet50_train_step".into()),
+/// A training step for `--mem` and `--profile`: `resnet56` and `resnet50`
+/// are the peer script's workloads (batch 128 and 16); any other zoo model
+/// runs at its default input with `batch` images (8 unless given),
+/// recomputing block branches in backward with `recompute`. Returns the
+/// step, its images, and the workload's name.
+fn training_step(model: &str, batch: Option<usize>, recompute: bool) -> Result<(Step, usize, String)> {
+    Ok(match (model, batch, recompute) {
+        ("resnet56", None, false) => (Box::new(bench::cifar_train_step(56)?.0), 128, "resnet56_train_step".into()),
+        ("resnet50", None, false) => (Box::new(bench::resnet50_train_step()?.0), 16, "resnet50_train_step".into()),
         (name, batch, recompute) => {
             let batch = batch.unwrap_or(8);
             let suffix = if recompute { "_recompute" } else { "" };
-            (
-                Box::new(bench::zoo_train_step(name, batch, recompute)?.0),
-                2,
-                format!("{name}_b{batch}_train_step{suffix}"),
-            )
+            let step = bench::zoo_train_step(name, batch, recompute)?.0;
+            (Box::new(step), batch, format!("{name}_b{batch}_train_step{suffix}"))
         }
+    })
+}
+
+type Step = Box<dyn FnMut() -> Result<()>>;
+
+/// `--mem MODEL`: a few training steps, then the peak memory.
+fn mem(model: &str, batch: Option<usize>, recompute: bool) -> Result<()> {
+    let (mut step, images, workload) = training_step(model, batch, recompute)?;
+    let steps = match images {
+        128 => 4,
+        16 => 3,
+        _ => 2,
     };
     let t0 = std::time::Instant::now();
     for _ in 0..steps {
@@ -158,17 +167,57 @@ fn mem(model: &str, batch: Option<usize>, recompute: bool) -> Result<()> {
     Ok(())
 }
 
+/// `--profile MODEL`: two warm-up steps, then `steps` training steps
+/// profiled op by op; prints the table per step.
+fn profile(model: &str, batch: Option<usize>, recompute: bool, steps: usize) -> Result<()> {
+    if steps == 0 {
+        return Err(Error::argument("bench", "--steps", "must be at least 1"));
+    }
+    let (mut step, images, workload) = training_step(model, batch, recompute)?;
+    for _ in 0..2 {
+        step()?;
+    }
+    let (done, p) = wengert::core::profile::record(|| (0..steps).try_for_each(|_| step()));
+    done?;
+    let per_step = p.wall.as_secs_f64() / steps as f64;
+    out!(
+        "{workload}: {steps} steps of {images} images, {:.1} ms per step, {:.1} images/s; per step:",
+        per_step * 1e3,
+        images as f64 / per_step
+    );
+    out!("{}", p.table(steps).trim_end());
+    Ok(())
+}
+
+/// What `wengert bench` is asked.
+pub struct BenchRequest<'a> {
+    /// List the workloads.
+    pub list: bool,
+    /// The comma-separated workloads to run (all by default).
+    pub only: Option<&'a str>,
+    /// Measure this model's peak training memory.
+    pub mem: Option<&'a str>,
+    /// Profile this model's training steps op by op.
+    pub profile: Option<&'a str>,
+    /// Images per step for `mem` and `profile`.
+    pub batch: Option<usize>,
+    /// Recompute block branches in backward, for `mem` and `profile`.
+    pub recompute: bool,
+    /// Steps to profile.
+    pub steps: usize,
+}
+
 /// Lists the workloads, or runs the comma-separated ones in `only` (all by
-/// default), or (`mem`) measures a model's peak training memory.
-pub fn run(
-    list: bool,
-    only: Option<&str>,
-    mem_model: Option<&str>,
-    batch: Option<usize>,
-    recompute: bool,
-) -> Result<ExitCode> {
-    if let Some(m) = mem_model {
+/// default), or measures a model's peak training memory (`mem`), or
+/// profiles its training step (`profile`).
+pub fn run(r: BenchRequest) -> Result<ExitCode> {
+    let (list, only, batch, recompute) = (r.list, r.only, r.batch, r.recompute);
+    if let Some(m) = r.mem {
         mem(m, batch, recompute)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(m) = r.profile {
+        profile(m, batch, recompute, r.steps)?;
         return Ok(ExitCode::SUCCESS);
     }
     if list {

@@ -356,6 +356,7 @@ impl<T: Float> Tape<T> {
         relevant: &[bool],
         grads: &mut GradSlots<'t, T>,
     ) -> Result<()> {
+        let _span = crate::profile::Span::enter(op.name(), crate::profile::Phase::Backward);
         let mark = self.len();
         let input_vars: SmallVec<[Var<'t, T>; 4]> = inputs.iter().map(|&id| Var { tape: self, id }).collect();
         let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| relevant[j as usize]).collect();

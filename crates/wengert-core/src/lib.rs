@@ -43,6 +43,7 @@ pub mod kernel;
 mod op;
 pub mod ops;
 mod overload;
+pub mod profile;
 mod shape;
 mod tape;
 mod tensor;

@@ -107,6 +107,15 @@ pub trait Op<T: Float>: Send + 'static {
         })
     }
 
+    /// The floating-point operations one forward pass does on `inputs`
+    /// (a multiply-add counts two), for the GFLOPS column of a
+    /// [`profile`](crate::profile); asked only while profiling. The default
+    /// is `None`: the op does not count.
+    fn flops(&self, inputs: &[&Tensor<T>], output: &Tensor<T>) -> Option<f64> {
+        let _ = (inputs, output);
+        None
+    }
+
     /// An optional fast backward on plain tensors, for the usual training
     /// step where the backward pass is not recorded: given the forward
     /// pass's variables (read their values with [`Var::value`]; nothing

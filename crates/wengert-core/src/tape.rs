@@ -202,7 +202,14 @@ impl<T: Float> Tape<T> {
                 ids.push(v.id);
                 requires_grad |= node.requires_grad;
             }
+            let span = crate::profile::Span::enter(op.name(), crate::profile::Phase::Forward);
             let value = op.forward(&values)?;
+            if crate::profile::active() {
+                if let Some(flops) = op.flops(&values, &value) {
+                    span.add_flops(flops);
+                }
+            }
+            drop(span);
             let checked = self.anomaly_on.get() && self.anomaly.borrow().as_ref().is_some_and(|a| a.checks_forward());
             if checked && value.numel() > 0 {
                 crate::anomaly::check_output(op.name(), &values, &value, nodes.len())?;

@@ -93,6 +93,12 @@ impl<T: Float> Op<T> for MatMul {
         Arity::Exactly(2)
     }
 
+    /// `batch · m · n · k` multiply-adds.
+    fn flops(&self, inputs: &[&Tensor<T>], _: &Tensor<T>) -> Option<f64> {
+        let Plan { batch, m, k, n } = self.plan(inputs[0].shape(), inputs[1].shape()).ok()?;
+        Some(2.0 * (batch.numel() * m * n * k) as f64)
+    }
+
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let (a, b) = (inputs[0], inputs[1]);
         let Plan { batch, m, k, n } = self.plan(a.shape(), b.shape())?;

@@ -363,6 +363,13 @@ impl<T: Float> Op<T> for Conv {
         Tensor::from_vec(data, out)
     }
 
+    /// Each of the three maps is the same multiply-adds, taken in another
+    /// order: `N · C_out · OH · OW · (C_in / groups) · kh · kw` of them.
+    fn flops(&self, _: &[&Tensor<T>], _: &Tensor<T>) -> Option<f64> {
+        let g = &self.geom;
+        Some(2.0 * (g.n * g.c_out * g.oh * g.ow * g.cg() * g.kh * g.kw) as f64)
+    }
+
     /// All three maps are bilinear and each one's adjoint is another:
     /// for `y = x ⋆ w`, `⟨g, x ⋆ w⟩ = ⟨convᵀ(g, w), x⟩ = ⟨Σ g·unfold(x)ᵀ, w⟩`.
     fn vjp<'t>(
