@@ -73,8 +73,10 @@ pub enum Decode {
 pub const DECODE_BUDGET: usize = 2 << 30;
 
 /// How many image files [`Dataset::channel_stats`] decodes to measure a
-/// dataset of files: enough for each channel's mean and deviation to settle
-/// to about a part in a thousand.
+/// dataset of files. Images differ more than pixels do, so what bounds the
+/// error is the number of images: with images whose mean brightness varies
+/// by 0.1 (pixels in `[0, 1]`), 2,048 of them put a channel's mean within
+/// about 0.002 of the whole set's.
 pub const STATS_SAMPLE: usize = 2048;
 
 /// How [`Dataset::load_with`] reads a folder.
