@@ -186,13 +186,11 @@ fn page_faults() -> Option<u64> {
     Some(fields.get(7)?.parse::<u64>().ok()? + fields.get(9)?.parse::<u64>().ok()?)
 }
 
-/// Whether this thread is profiling.
-pub(crate) fn active() -> bool {
-    RECORDER.with(|r| r.borrow().is_some())
-}
-
 /// Times one pass of an op until dropped, when profiling is on.
 pub(crate) struct Span {
+    /// This thread is profiling.
+    recording: bool,
+    /// This span is timed (not a forward pass inside a backward one).
     on: bool,
 }
 
@@ -200,16 +198,20 @@ impl Span {
     /// Starts timing `name`'s `phase`; a forward pass applied inside a
     /// backward one is part of that backward and not timed apart.
     pub(crate) fn enter(name: &'static str, phase: Phase) -> Span {
-        let on = RECORDER.with(|r| {
+        RECORDER.with(|r| {
             let mut r = r.borrow_mut();
-            let Some(rec) = r.as_mut() else { return false };
+            let Some(rec) = r.as_mut() else { return Span { recording: false, on: false } };
             if phase == Phase::Forward && rec.stack.last().is_some_and(|f| f.phase == Phase::Backward) {
-                return false;
+                return Span { recording: true, on: false };
             }
             rec.stack.push(Frame { name, phase, start: Instant::now(), children: Duration::ZERO });
-            true
-        });
-        Span { on }
+            Span { recording: true, on: true }
+        })
+    }
+
+    /// Whether this thread is profiling, so that work counts are wanted.
+    pub(crate) fn recording(&self) -> bool {
+        self.recording
     }
 
     /// Adds `flops` of work to the pass being timed: this span's, or the
@@ -279,7 +281,7 @@ mod tests {
         assert!(table.starts_with("op ") && table.contains("\nexp ") && table.contains("(outside ops)"), "{table}");
         // Off outside `record`: nothing is kept.
         graph().unwrap();
-        assert!(!active());
+        assert!(RECORDER.with(|r| r.borrow().is_none()));
     }
 
     #[test]

@@ -204,7 +204,7 @@ impl<T: Float> Tape<T> {
             }
             let span = crate::profile::Span::enter(op.name(), crate::profile::Phase::Forward);
             let value = op.forward(&values)?;
-            if crate::profile::active() {
+            if span.recording() {
                 if let Some(flops) = op.flops(&values, &value) {
                     span.add_flops(flops);
                 }
