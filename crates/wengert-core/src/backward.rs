@@ -518,9 +518,18 @@ impl<'t, T: Float> Grad<'t, T> {
 /// Sums two gradients of one entry (the entry was used more than once).
 fn accumulate<'t, T: Float>(acc: Grad<'t, T>, g: Grad<'t, T>) -> Result<Grad<'t, T>> {
     Ok(match (acc, g) {
-        (Grad::Tensor(mut a), Grad::Tensor(b)) => {
-            crate::kernel::zip_assign(a.data_mut(), b.data(), |x, y| x + y);
-            Grad::Tensor(a)
+        (Grad::Tensor(a), Grad::Tensor(b)) => {
+            // Into whichever buffer no other tensor holds (an add's backward
+            // hands one gradient to both its inputs): x + y is y + x to the
+            // bit. When both are held, one pass into a new buffer rather
+            // than a copy and then a pass.
+            let (mut into, from) = match (a.is_unique(), b.is_unique()) {
+                (true, _) => (a, b),
+                (false, true) => (b, a),
+                (false, false) => return Ok(Grad::Tensor(a.zip_map(&b, "backward", |x, y| x + y)?)),
+            };
+            crate::kernel::zip_assign(into.data_mut(), from.data(), |x, y| x + y);
+            Grad::Tensor(into)
         }
         (Grad::Var(a), Grad::Var(b)) => Grad::Var(a.add(b)?),
         _ => unreachable!("one sweep never mixes tensor and graph gradients"),

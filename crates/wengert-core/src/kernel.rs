@@ -18,7 +18,7 @@ const CHUNK: usize = 1 << 13;
 
 /// `out[i] = f(x[i])`, in parallel when large.
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
+    let mut out = crate::buffer::zeroed(x.len());
     if x.len() >= PAR_THRESHOLD {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
@@ -32,7 +32,7 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 /// `out[i] = f(a[i], b[i])` for slices of equal length, in parallel when large.
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
-    let mut out = vec![T::zero(); a.len()];
+    let mut out = crate::buffer::zeroed(a.len());
     if a.len() >= PAR_THRESHOLD {
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
             for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
@@ -120,7 +120,7 @@ pub(crate) fn broadcast_zip<T: Float>(layout: &Layout, a: &[T], b: &[T], f: impl
     let inner = *layout.dims.last().unwrap_or(&1);
     let n: usize = layout.dims.iter().product();
     let (ia, ib) = (*layout.strides[0].last().unwrap_or(&0), *layout.strides[1].last().unwrap_or(&0));
-    let mut out = vec![T::zero(); n];
+    let mut out = crate::buffer::zeroed(n);
     let row = |r: usize, o: &mut [T]| {
         let (oa, ob) = layout.row_offsets(r);
         match (ia, ib) {
@@ -168,7 +168,7 @@ pub fn gather_strided<T: Float>(src: &[T], offset: usize, dims: &[usize], stride
     let src = &src[offset..];
     let inner = *layout.dims.last().unwrap_or(&1);
     let is = *layout.strides[0].last().unwrap_or(&0);
-    let mut out = vec![T::zero(); n];
+    let mut out = crate::buffer::zeroed(n);
     let row = |r: usize, o: &mut [T]| {
         let (oa, _) = layout.row_offsets(r);
         if is == 1 {

@@ -34,6 +34,7 @@
 
 mod anomaly;
 mod backward;
+pub mod buffer;
 pub mod collective;
 mod dtype;
 mod error;

@@ -14,7 +14,7 @@ const INLINE: usize = 4;
 
 /// Where a tensor's elements live.
 #[derive(Clone)]
-enum Storage<T> {
+enum Storage<T: Float> {
     /// Up to [`INLINE`] elements, copied on clone.
     Inline { len: u8, data: [T; INLINE] },
     /// A shared heap buffer.
@@ -40,6 +40,17 @@ impl<T: Float> Storage<T> {
     }
 }
 
+/// The last holder of a buffer gives it to [`crate::buffer`] for reuse.
+impl<T: Float> Drop for Storage<T> {
+    fn drop(&mut self) {
+        if let Storage::Shared(v) = self {
+            if let Some(v) = Arc::get_mut(v) {
+                crate::buffer::give(std::mem::take(v));
+            }
+        }
+    }
+}
+
 /// A dense, row-major array of `f32` or `f64`.
 ///
 /// The buffer is shared: cloning a tensor copies a pointer, not the data
@@ -56,7 +67,7 @@ impl<T: Float> Storage<T> {
 /// # Ok::<(), wengert_core::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct Tensor<T> {
+pub struct Tensor<T: Float> {
     shape: Shape,
     data: Storage<T>,
 }
@@ -99,7 +110,9 @@ impl<T: Float> Tensor<T> {
     pub fn full(shape: impl Into<Shape>, value: T) -> Self {
         let shape = shape.into();
         let n = shape.checked_numel("Tensor::full").unwrap_or_else(|e| panic!("{e}"));
-        Tensor::from_parts(vec![value; n], shape)
+        let mut data = crate::buffer::take(n);
+        data.resize(n, value);
+        Tensor::from_parts(data, shape)
     }
 
     /// A tensor of zeros.
@@ -197,10 +210,13 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Takes the buffer out, copying only if it is shared.
-    pub fn into_vec(self) -> Vec<T> {
-        match self.data {
-            Storage::Inline { len, data } => data[..len as usize].to_vec(),
-            Storage::Shared(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| shared.as_ref().clone()),
+    pub fn into_vec(mut self) -> Vec<T> {
+        match &mut self.data {
+            Storage::Inline { len, data } => data[..*len as usize].to_vec(),
+            Storage::Shared(v) => match Arc::get_mut(v) {
+                Some(v) => std::mem::take(v),
+                None => v.as_ref().clone(),
+            },
         }
     }
 
@@ -280,6 +296,15 @@ impl<T: Float> Tensor<T> {
             return Ok(Tensor { shape: self.shape.clone(), data: Storage::Inline { len: *len, data: out } });
         }
         Ok(Tensor::from_parts(crate::kernel::zip_map(self.data(), other.data(), f), self.shape.clone()))
+    }
+
+    /// Whether no other tensor holds this one's buffer, so that
+    /// [`Tensor::data_mut`] changes it without a copy.
+    pub(crate) fn is_unique(&self) -> bool {
+        match &self.data {
+            Storage::Inline { .. } => true,
+            Storage::Shared(v) => Arc::strong_count(v) == 1 && Arc::weak_count(v) == 0,
+        }
     }
 
     /// Whether both tensors share one heap buffer (no copy was made). Always

@@ -54,7 +54,7 @@ impl<T: Float> Op<T> for Scatter {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let g = inputs[0].data();
         let c = self.classes;
-        let mut out = vec![T::zero(); self.labels.len() * c];
+        let mut out = wengert_core::buffer::zeroed(self.labels.len() * c);
         for (i, &l) in self.labels.iter().enumerate() {
             out[i * c + l] = g[i];
         }

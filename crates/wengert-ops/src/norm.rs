@@ -188,7 +188,7 @@ fn per_row<T: Float>(a: &Tensor<T>, b: &Tensor<T>, c: usize, f: impl Fn(usize, &
     let n = a.dims()[0];
     let inner = a.numel() / (n * c).max(1);
     let image = (c * inner).max(1);
-    let mut out = vec![T::zero(); a.numel()];
+    let mut out = wengert_core::buffer::zeroed(a.numel());
     out.par_chunks_mut(image).zip(a.data().par_chunks(image).zip(b.data().par_chunks(image))).for_each(
         |(o, (ai, bi))| {
             for ch in 0..c {

@@ -136,7 +136,7 @@ impl<T: Float> Op<T> for MaxPool {
         let (h, w) = (d[2], d[3]);
         let g = self.geom;
         let planes = d[0] * d[1];
-        let mut out = vec![T::zero(); planes * oh * ow];
+        let mut out = wengert_core::buffer::zeroed(planes * oh * ow);
         let mut arg = vec![0u32; planes * oh * ow];
         out.par_chunks_mut(oh * ow).zip(arg.par_chunks_mut(oh * ow)).enumerate().for_each(|(pl, (o, a))| {
             let src = &x.data()[pl * h * w..(pl + 1) * h * w];
@@ -209,7 +209,7 @@ impl<T: Float> Op<T> for ArgmaxMap {
         let plane_in = self.in_dims[2] * self.in_dims[3];
         let plane_out = self.out_dims[2] * self.out_dims[3];
         if self.scatter {
-            let mut out = vec![T::zero(); self.in_dims.iter().product()];
+            let mut out = wengert_core::buffer::zeroed(self.in_dims.iter().product());
             out.par_chunks_mut(plane_in).enumerate().for_each(|(pl, o)| {
                 let idx = &self.argmax[pl * plane_out..(pl + 1) * plane_out];
                 for (&i, &v) in idx.iter().zip(&src.data()[pl * plane_out..(pl + 1) * plane_out]) {
@@ -279,7 +279,7 @@ impl<T: Float> Op<T> for AvgPool {
         let (plane_in, plane_out) = (h * w, oh * ow);
         let (dst_plane, dims) =
             if self.adjoint { (plane_in, vec![n, c, h, w]) } else { (plane_out, vec![n, c, oh, ow]) };
-        let mut out = vec![T::zero(); n * c * dst_plane];
+        let mut out = wengert_core::buffer::zeroed(n * c * dst_plane);
         out.par_chunks_mut(dst_plane).enumerate().for_each(|(pl, o)| {
             if self.adjoint {
                 let g = &src[pl * plane_out..(pl + 1) * plane_out];

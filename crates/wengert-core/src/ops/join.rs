@@ -133,7 +133,7 @@ impl<T: Float> Op<T> for SliceAdjoint {
         let outer: usize = self.shape[..d].iter().product();
         let inner: usize = self.shape[d + 1..].iter().product();
         let full = self.shape[d];
-        let mut out = vec![T::zero(); self.shape.numel()];
+        let mut out = crate::buffer::zeroed(self.shape.numel());
         for o in 0..outer {
             for k in 0..s.len {
                 let src = &g.data()[(o * s.len + k) * inner..][..inner];

@@ -159,7 +159,7 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
     let block = block_images(g);
-    let mut y = vec![T::zero(); g.n * g.c_out * p];
+    let mut y = wengert_core::buffer::zeroed(g.n * g.c_out * p);
     y.par_chunks_mut(block * g.c_out * p).with_min_len(blocks_per_task(g, block)).enumerate().for_each(|(b, yb)| {
         let (n0, nb) = (b * block, yb.len() / (g.c_out * p));
         let ld = nb * p;
@@ -207,7 +207,7 @@ fn as_forward_conv<T: Float>(g: &Geometry, w: &[T]) -> Option<(Geometry, Vec<T>)
         return None;
     }
     let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
-    let mut flipped = vec![T::zero(); w.len()];
+    let mut flipped = wengert_core::buffer::zeroed(w.len());
     for grp in 0..g.groups {
         for o in 0..og {
             for c in 0..cg {
@@ -237,7 +237,7 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p) = (g.cg(), g.og(), g.k(), g.oh * g.ow);
     let img_in = g.c_in * g.h * g.w;
     let threads = gemm_threads(g);
-    let mut dx = vec![T::zero(); g.n * img_in];
+    let mut dx = wengert_core::buffer::zeroed(g.n * img_in);
     let scratch = if g.is_pointwise() { 0 } else { k * p };
     dx.par_chunks_mut(img_in).with_min_len(blocks_per_task(g, 1)).enumerate().for_each(|(n, dx)| {
         with_scratch(scratch, |cols: &mut [T]| {
@@ -275,7 +275,7 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
         .into_par_iter()
         .with_min_len(blocks_per_task(g, block))
         .fold(
-            || vec![T::zero(); wlen],
+            || wengert_core::buffer::zeroed(wlen),
             |mut dwt, b| {
                 let (n0, nb) = (b * block, block.min(g.n - b * block));
                 let ld = nb * p;
@@ -302,14 +302,14 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
             },
         )
         .reduce(
-            || vec![T::zero(); wlen],
+            || wengert_core::buffer::zeroed(wlen),
             |mut a, b| {
                 a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
                 a
             },
         );
     // Per group, dwᵀ is K × og; dw is og × K.
-    let mut dw = vec![T::zero(); wlen];
+    let mut dw = wengert_core::buffer::zeroed(wlen);
     for grp in 0..g.groups {
         let (src, dst) = (&dwt[grp * k * og..(grp + 1) * k * og], &mut dw[grp * og * k..(grp + 1) * og * k]);
         for r in 0..k {

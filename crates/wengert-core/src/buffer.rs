@@ -1,0 +1,173 @@
+//! Tensor buffers kept for reuse, so that steady-state training asks the
+//! system for no memory.
+//!
+//! A training step makes and drops the same buffers, of the same sizes,
+//! step after step. Handed back to the C library, a large buffer goes back
+//! to the system (glibc unmaps or trims it), and the next step's buffer of
+//! that size is faulted in and cleared page by page again. So when the last
+//! tensor holding a buffer of at least [`MIN_POOLED`] bytes drops, the
+//! buffer comes here instead, and [`take`] hands it out again for a request
+//! of up to a quarter less. The pool holds at most [`limit`] bytes (1 GiB
+//! unless [`set_limit`] says otherwise); buffers past that go back to the
+//! system. It is one pool per element type, shared by all threads.
+//!
+//! Ops make their outputs with [`take`] or [`zeroed`]; a buffer from
+//! anywhere else (a user's `Vec`) is pooled just the same once its tensor
+//! drops.
+//!
+//! ```
+//! use wengert_core::{buffer, Tensor};
+//! let t = Tensor::<f32>::zeros([256, 256]); // 256 KiB
+//! drop(t); // the buffer is kept …
+//! assert!(buffer::held_bytes() >= 256 * 1024);
+//! let v: Vec<f32> = buffer::take(256 * 256); // … and given out again
+//! assert!(v.capacity() >= 256 * 256 && v.is_empty());
+//! ```
+
+use crate::Float;
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Buffers smaller than this many bytes go back to the C library, whose
+/// bins serve small sizes without the system's help.
+pub const MIN_POOLED: usize = 64 * 1024;
+
+/// The pool's default limit: 1 GiB.
+const DEFAULT_LIMIT: usize = 1 << 30;
+
+static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Free buffers of one element type, by capacity.
+struct Pool<T> {
+    free: Mutex<BTreeMap<usize, Vec<Vec<T>>>>,
+}
+
+impl<T> Pool<T> {
+    fn new() -> Self {
+        Pool { free: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+/// The pool of `T`'s buffers.
+fn pool<T: Float>() -> &'static Pool<T> {
+    static F32: OnceLock<Pool<f32>> = OnceLock::new();
+    static F64: OnceLock<Pool<f64>> = OnceLock::new();
+    let any: &'static dyn Any =
+        if TypeId::of::<T>() == TypeId::of::<f32>() { F32.get_or_init(Pool::new) } else { F64.get_or_init(Pool::new) };
+    // `Float` is sealed to f32 and f64, so the downcast always succeeds.
+    any.downcast_ref::<Pool<T>>().expect("Float is f32 or f64")
+}
+
+fn bytes<T>(capacity: usize) -> usize {
+    capacity * std::mem::size_of::<T>()
+}
+
+/// An empty `Vec` with room for at least `n` elements: a kept buffer when
+/// one of `n` to `n + n/4` elements is free, else a new one.
+pub fn take<T: Float>(n: usize) -> Vec<T> {
+    if bytes::<T>(n) >= MIN_POOLED {
+        let mut free = pool::<T>().free.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((&cap, list)) = free.range_mut(n..=n + n / 4).next() {
+            let mut v = list.pop().expect("no empty lists are kept");
+            if list.is_empty() {
+                free.remove(&cap);
+            }
+            HELD.fetch_sub(bytes::<T>(v.capacity()), Ordering::Relaxed);
+            v.clear();
+            return v;
+        }
+    }
+    Vec::with_capacity(n)
+}
+
+/// `n` zeros, in a kept buffer where one fits.
+pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
+    let mut v = take(n);
+    v.resize(n, T::zero());
+    v
+}
+
+/// Keeps `v` for reuse, or frees it when it is small or the pool is full.
+pub(crate) fn give<T: Float>(v: Vec<T>) {
+    let size = bytes::<T>(v.capacity());
+    if size < MIN_POOLED || HELD.load(Ordering::Relaxed) + size > LIMIT.load(Ordering::Relaxed) {
+        return;
+    }
+    HELD.fetch_add(size, Ordering::Relaxed);
+    let mut free = pool::<T>().free.lock().unwrap_or_else(|p| p.into_inner());
+    free.entry(v.capacity()).or_default().push(v);
+}
+
+/// The bytes the pool holds now, of both element types.
+pub fn held_bytes() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// The most bytes the pool keeps (1 GiB by default).
+pub fn limit() -> usize {
+    LIMIT.load(Ordering::Relaxed)
+}
+
+/// Sets the most bytes the pool keeps; 0 turns pooling off. Buffers held
+/// past a lowered limit are freed.
+pub fn set_limit(bytes: usize) {
+    LIMIT.store(bytes, Ordering::Relaxed);
+    if held_bytes() > bytes {
+        clear();
+    }
+}
+
+/// Frees every kept buffer.
+pub fn clear() {
+    for drained in [drain::<f32>(), drain::<f64>()] {
+        HELD.fetch_sub(drained, Ordering::Relaxed);
+    }
+}
+
+/// Empties `T`'s pool; returns the bytes it held.
+fn drain<T: Float>() -> usize {
+    let mut free = pool::<T>().free.lock().unwrap_or_else(|p| p.into_inner());
+    let size = free.iter().map(|(&cap, list)| bytes::<T>(cap) * list.len()).sum();
+    free.clear();
+    size
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_for_sizes_a_little_smaller_and_small_ones_never() {
+        // A size no other test in this crate uses, so parallel tests don't take it.
+        let n = 200_003;
+        let v: Vec<f64> = zeroed(n);
+        let ptr = v.as_ptr();
+        give(v);
+        let again: Vec<f64> = take(n - n / 5);
+        assert_eq!(again.as_ptr(), ptr, "kept and given out again");
+        assert!(again.is_empty() && again.capacity() >= n);
+        give(again);
+        let too_small_a_request: Vec<f64> = take(n / 2);
+        assert_ne!(too_small_a_request.as_ptr(), ptr, "a buffer over a quarter too large is not used");
+        let before = held_bytes();
+        give(vec![0f32; 16]);
+        assert_eq!(held_bytes(), before, "small buffers go back to the C library");
+    }
+
+    #[test]
+    fn the_last_tensor_to_drop_gives_its_buffer_back() {
+        let t = crate::Tensor::<f64>::zeros([300_007]);
+        let ptr = t.data().as_ptr();
+        let shared = t.clone();
+        drop(t);
+        // Still held by the clone: not given back.
+        let other: Vec<f64> = take(300_007);
+        assert_ne!(other.as_ptr(), ptr);
+        drop(shared);
+        let reused: Vec<f64> = take(300_007);
+        assert_eq!(reused.as_ptr(), ptr);
+    }
+}
