@@ -18,33 +18,19 @@ const CHUNK: usize = 1 << 13;
 
 /// `out[i] = f(x[i])`, in parallel when large.
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = crate::buffer::zeroed(x.len());
-    if x.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
-    } else {
-        out.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x));
-    }
-    out
+    crate::buffer::build(x.len(), CHUNK, |i, o| {
+        o.iter_mut().zip(&x[i * CHUNK..]).for_each(|(o, &x)| *o = f(x));
+    })
 }
 
 /// `out[i] = f(a[i], b[i])` for slices of equal length, in parallel when large.
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
-    let mut out = crate::buffer::zeroed(a.len());
-    if a.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(a, b);
-            }
-        });
-    } else {
-        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+    crate::buffer::build(a.len(), CHUNK, |i, o| {
+        for ((o, &a), &b) in o.iter_mut().zip(&a[i * CHUNK..]).zip(&b[i * CHUNK..]) {
             *o = f(a, b);
         }
-    }
-    out
+    })
 }
 
 /// `a[i] = f(a[i], b[i])` in place, in parallel when large.
@@ -120,7 +106,6 @@ pub(crate) fn broadcast_zip<T: Float>(layout: &Layout, a: &[T], b: &[T], f: impl
     let inner = *layout.dims.last().unwrap_or(&1);
     let n: usize = layout.dims.iter().product();
     let (ia, ib) = (*layout.strides[0].last().unwrap_or(&0), *layout.strides[1].last().unwrap_or(&0));
-    let mut out = crate::buffer::zeroed(n);
     let row = |r: usize, o: &mut [T]| {
         let (oa, ob) = layout.row_offsets(r);
         match (ia, ib) {
@@ -148,12 +133,7 @@ pub(crate) fn broadcast_zip<T: Float>(layout: &Layout, a: &[T], b: &[T], f: impl
             }
         }
     };
-    if n >= PAR_THRESHOLD && n / inner > 1 {
-        out.par_chunks_mut(inner).enumerate().for_each(|(r, o)| row(r, o));
-    } else {
-        out.chunks_mut(inner).enumerate().for_each(|(r, o)| row(r, o));
-    }
-    out
+    crate::buffer::build(n, inner, row)
 }
 
 /// Copies the strided view `src[offset + Σ idx[k]·strides[k]]` over `dims`
@@ -168,7 +148,6 @@ pub fn gather_strided<T: Float>(src: &[T], offset: usize, dims: &[usize], stride
     let src = &src[offset..];
     let inner = *layout.dims.last().unwrap_or(&1);
     let is = *layout.strides[0].last().unwrap_or(&0);
-    let mut out = crate::buffer::zeroed(n);
     let row = |r: usize, o: &mut [T]| {
         let (oa, _) = layout.row_offsets(r);
         if is == 1 {
@@ -179,12 +158,7 @@ pub fn gather_strided<T: Float>(src: &[T], offset: usize, dims: &[usize], stride
             }
         }
     };
-    if n >= PAR_THRESHOLD && n / inner > 1 {
-        out.par_chunks_mut(inner).enumerate().for_each(|(r, o)| row(r, o));
-    } else {
-        out.chunks_mut(inner).enumerate().for_each(|(r, o)| row(r, o));
-    }
-    out
+    crate::buffer::build(n, inner, row)
 }
 
 /// Reduces axis `axis` of a row-major buffer with extents `dims` by folding

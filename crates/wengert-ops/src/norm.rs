@@ -188,16 +188,14 @@ fn per_row<T: Float>(a: &Tensor<T>, b: &Tensor<T>, c: usize, f: impl Fn(usize, &
     let n = a.dims()[0];
     let inner = a.numel() / (n * c).max(1);
     let image = (c * inner).max(1);
-    let mut out = wengert_core::buffer::zeroed(a.numel());
-    out.par_chunks_mut(image).zip(a.data().par_chunks(image).zip(b.data().par_chunks(image))).for_each(
-        |(o, (ai, bi))| {
-            for ch in 0..c {
-                let row = ch * inner..(ch + 1) * inner;
-                f(ch, &ai[row.clone()], &bi[row.clone()], &mut o[row]);
-            }
-        },
-    );
-    out
+    let (ad, bd) = (a.data(), b.data());
+    wengert_core::buffer::build(a.numel(), image, |i, o| {
+        let (ai, bi) = (&ad[i * image..][..o.len()], &bd[i * image..][..o.len()]);
+        for ch in 0..c {
+            let row = ch * inner..(ch + 1) * inner;
+            f(ch, &ai[row.clone()], &bi[row.clone()], &mut o[row]);
+        }
+    })
 }
 
 impl<T: Float> Op<T> for BatchNormTrain {

@@ -159,8 +159,7 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
     let block = block_images(g);
-    let mut y = wengert_core::buffer::zeroed(g.n * g.c_out * p);
-    y.par_chunks_mut(block * g.c_out * p).with_min_len(blocks_per_task(g, block)).enumerate().for_each(|(b, yb)| {
+    wengert_core::buffer::build_par(g.n * g.c_out * p, block * g.c_out * p, blocks_per_task(g, block), |b, yb| {
         let (n0, nb) = (b * block, yb.len() / (g.c_out * p));
         let ld = nb * p;
         with_scratch(k * ld + if nb > 1 { og * ld } else { 0 }, |buf: &mut [T]| {
@@ -182,8 +181,7 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
                 }
             }
         });
-    });
-    y
+    })
 }
 
 /// `dx = conv2dᵀ(gy, w)`: the gradient of conv2d with respect to its input,
@@ -237,9 +235,8 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p) = (g.cg(), g.og(), g.k(), g.oh * g.ow);
     let img_in = g.c_in * g.h * g.w;
     let threads = gemm_threads(g);
-    let mut dx = wengert_core::buffer::zeroed(g.n * img_in);
     let scratch = if g.is_pointwise() { 0 } else { k * p };
-    dx.par_chunks_mut(img_in).with_min_len(blocks_per_task(g, 1)).enumerate().for_each(|(n, dx)| {
+    wengert_core::buffer::build_par(g.n * img_in, img_in, blocks_per_task(g, 1), |n, dx| {
         with_scratch(scratch, |cols: &mut [T]| {
             for grp in 0..g.groups {
                 let a = Mat::row_major(&w[grp * og * k..(grp + 1) * og * k], og, k).t();
@@ -253,8 +250,7 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
                 }
             }
         });
-    });
-    dx
+    })
 }
 
 /// `dw = Σₙ gy[n] · cols(x[n])ᵀ`: the gradient of conv2d with respect to its
