@@ -65,40 +65,72 @@ fn bytes<T>(capacity: usize) -> usize {
     capacity * std::mem::size_of::<T>()
 }
 
+/// A kept buffer of `n` to `n + n/4` elements' capacity, as its last
+/// tensor left it (its length and values), if one is free.
+fn pooled<T: Float>(n: usize) -> Option<Vec<T>> {
+    if bytes::<T>(n) < MIN_POOLED {
+        return None;
+    }
+    let mut free = pool::<T>().free.lock().unwrap_or_else(|p| p.into_inner());
+    let (&cap, list) = free.range_mut(n..=n + n / 4).next()?;
+    let v = list.pop().expect("no empty lists are kept");
+    if list.is_empty() {
+        free.remove(&cap);
+    }
+    HELD.fetch_sub(bytes::<T>(v.capacity()), Ordering::Relaxed);
+    Some(v)
+}
+
 /// An empty `Vec` with room for at least `n` elements: a kept buffer when
 /// one of `n` to `n + n/4` elements is free, else a new one.
 pub fn take<T: Float>(n: usize) -> Vec<T> {
-    if bytes::<T>(n) >= MIN_POOLED {
-        let mut free = pool::<T>().free.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((&cap, list)) = free.range_mut(n..=n + n / 4).next() {
-            let mut v = list.pop().expect("no empty lists are kept");
-            if list.is_empty() {
-                free.remove(&cap);
-            }
-            HELD.fetch_sub(bytes::<T>(v.capacity()), Ordering::Relaxed);
+    match pooled(n) {
+        Some(mut v) => {
             v.clear();
-            return v;
+            v
         }
+        None => Vec::with_capacity(n),
     }
-    Vec::with_capacity(n)
 }
 
 /// `n` zeros, in a kept buffer where one fits.
 pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
-    let mut v = take(n);
-    v.resize(n, T::zero());
-    v
+    match pooled(n) {
+        Some(mut v) => {
+            v.clear();
+            v.resize(n, T::zero());
+            v
+        }
+        // Zeroed by the system, page by page as it is first touched.
+        None => vec![T::zero(); n],
+    }
 }
 
-/// `n` elements written by `f`, chunk by chunk: `f(i, chunk)` fills
-/// elements `i·chunk ..` (the last chunk may be shorter). In parallel over
-/// chunks when `n` is at least [`PAR_THRESHOLD`](crate::kernel::PAR_THRESHOLD).
+/// `n` elements of no particular value, for a kernel that writes them all:
+/// a kept buffer holds what its last tensor left there; a new one, and any
+/// part of a kept one past that tensor's length, is zero.
+fn stale<T: Float>(n: usize) -> Vec<T> {
+    match pooled(n) {
+        Some(mut v) => {
+            v.truncate(n);
+            v.resize(n, T::zero());
+            v
+        }
+        None => vec![T::zero(); n],
+    }
+}
+
+/// `n` elements written by `f`, chunk by chunk: `f(i, chunk)` writes
+/// elements `i·chunk ..` (the last chunk may be shorter), every one of
+/// them. In parallel over chunks when `n` is at least
+/// [`PAR_THRESHOLD`](crate::kernel::PAR_THRESHOLD).
 ///
-/// Each chunk is zeroed just before `f` sees it, so elements `f` leaves
-/// alone are zero. That zeroing happens in the core's cache, one chunk at
-/// a time, where [`zeroed`] followed by a loop that overwrites everything
-/// passes over the whole buffer in memory twice: on a ResNet activation
-/// (8 MiB) the second pass is a third of an elementwise op's time.
+/// The buffer is a kept one where one fits, handed to `f` as its last
+/// tensor left it: an element `f` does not write holds a stale value (a
+/// kernel that accumulates starts with `chunk.fill(T::zero())`, in cache).
+/// Zeroing the whole buffer first ([`zeroed`]) and then overwriting it
+/// passes over memory twice, where this passes once: on ResNet-20's
+/// activations (8 MiB) that second pass took half an elementwise op's time.
 ///
 /// ```
 /// use wengert_core::buffer;
@@ -110,36 +142,23 @@ pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
 /// assert_eq!(squares[300], 90_000.0);
 /// ```
 pub fn build<T: Float>(n: usize, chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
-    build_with(n, chunk, (n >= crate::kernel::PAR_THRESHOLD).then_some(1), f)
+    let mut v = stale(n);
+    if n >= crate::kernel::PAR_THRESHOLD {
+        use rayon::prelude::*;
+        v.par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        v.chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+    }
+    v
 }
 
 /// [`build`], always in parallel, with at least `per_task` consecutive
 /// chunks in each of rayon's tasks (for kernels that set up per-task
 /// scratch space, or whose chunks are large already).
 pub fn build_par<T: Float>(n: usize, chunk: usize, per_task: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
-    build_with(n, chunk, Some(per_task.max(1)), f)
-}
-
-fn build_with<T: Float>(n: usize, chunk: usize, per_task: Option<usize>, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
     use rayon::prelude::*;
-    use std::mem::MaybeUninit;
-    let mut v = take::<T>(n);
-    let fill = |(i, c): (usize, &mut [MaybeUninit<T>])| {
-        c.fill(MaybeUninit::new(T::zero()));
-        // SAFETY: every element of `c` was written on the line above, and
-        // `MaybeUninit<T>` has `T`'s layout, so this is a slice of `T`s.
-        let c = unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) };
-        f(i, c);
-    };
-    let spare = &mut v.spare_capacity_mut()[..n];
-    match per_task {
-        Some(k) => spare.par_chunks_mut(chunk.max(1)).with_min_len(k).enumerate().for_each(fill),
-        None => spare.chunks_mut(chunk.max(1)).enumerate().for_each(fill),
-    }
-    // SAFETY: `take` gave at least `n` elements of capacity, and the chunks
-    // cover elements 0..n, each written above before `f` ran. Had `f`
-    // panicked, this line is not reached and `v` drops with length 0.
-    unsafe { v.set_len(n) };
+    let mut v = stale(n);
+    v.par_chunks_mut(chunk.max(1)).with_min_len(per_task.max(1)).enumerate().for_each(|(i, c)| f(i, c));
     v
 }
 
@@ -211,23 +230,28 @@ mod tests {
     }
 
     #[test]
-    fn built_buffers_are_whole_and_zero_where_not_written_even_when_reused() {
-        // A kept buffer full of junk, of a size no other test uses.
+    fn built_buffers_are_whole_and_kept_ones_are_reused() {
+        // A kept buffer, of a size no other test uses, shorter than its capacity.
         let n = 100_019;
-        give(vec![f32::NAN; n]);
+        let mut junk = vec![f32::NAN; n + 100];
+        junk.truncate(n - 10);
+        let ptr = junk.as_ptr();
+        give(junk);
         for (n, chunk) in [(n, 4096), (n, 1), (1000, 64), (0, 8)] {
             let v: Vec<f32> = build(n, chunk, |i, c| {
                 assert!(c.len() == chunk || (i + 1) * chunk >= n, "only the last chunk is short");
                 for (j, x) in c.iter_mut().enumerate() {
-                    let at = i * chunk + j;
-                    if at % 2 == 1 {
-                        *x = at as f32;
-                    }
+                    *x = (i * chunk + j) as f32;
                 }
             });
             assert_eq!(v.len(), n);
-            assert!(v.iter().enumerate().all(|(at, &x)| x == if at % 2 == 1 { at as f32 } else { 0.0 }));
+            assert!(v.iter().enumerate().all(|(at, &x)| x == at as f32));
+            if n == 100_019 && chunk == 4096 {
+                assert_eq!(v.as_ptr(), ptr, "the kept buffer, lengthened");
+            }
         }
+        let fresh: Vec<f64> = build_par(300_011, 1000, 4, |_, c| c.iter_mut().for_each(|x| *x += 1.0));
+        assert!(fresh.iter().all(|&x| x == 1.0), "a new buffer starts at zero");
     }
 
     #[test]

@@ -38,13 +38,15 @@ impl<T: Float> Op<T> for Concat {
         dims[d] = total;
         let outer: usize = first[..d].iter().product();
         let inner: usize = first[d + 1..].iter().product();
-        let mut out = Vec::with_capacity(outer * total * inner);
-        for o in 0..outer {
+        // One chunk per outer index: the inputs' rows side by side.
+        let out = crate::buffer::build(outer * total * inner, (total * inner).max(1), |o, mut dst| {
             for x in inputs {
                 let w = x.dims()[d] * inner;
-                out.extend_from_slice(&x.data()[o * w..(o + 1) * w]);
+                let (row, rest) = dst.split_at_mut(w);
+                row.copy_from_slice(&x.data()[o * w..(o + 1) * w]);
+                dst = rest;
             }
-        }
+        });
         Ok(Tensor::from_parts(out, dims.into()))
     }
 
@@ -133,13 +135,14 @@ impl<T: Float> Op<T> for SliceAdjoint {
         let outer: usize = self.shape[..d].iter().product();
         let inner: usize = self.shape[d + 1..].iter().product();
         let full = self.shape[d];
-        let mut out = crate::buffer::zeroed(self.shape.numel());
-        for o in 0..outer {
+        // One chunk per outer index: zero where the slice did not reach.
+        let out = crate::buffer::build(outer * full * inner, (full * inner).max(1), |o, dst| {
+            dst.fill(T::zero());
             for k in 0..s.len {
                 let src = &g.data()[(o * s.len + k) * inner..][..inner];
-                out[(o * full + s.start + k * s.step) * inner..][..inner].copy_from_slice(src);
+                dst[(s.start + k * s.step) * inner..][..inner].copy_from_slice(src);
             }
-        }
+        });
         Ok(Tensor::from_parts(out, self.shape.clone()))
     }
 

@@ -237,6 +237,10 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     let threads = gemm_threads(g);
     let scratch = if g.is_pointwise() { 0 } else { k * p };
     wengert_core::buffer::build_par(g.n * img_in, img_in, blocks_per_task(g, 1), |n, dx| {
+        if !g.is_pointwise() {
+            // col2im adds into it.
+            dx.fill(T::zero());
+        }
         with_scratch(scratch, |cols: &mut [T]| {
             for grp in 0..g.groups {
                 let a = Mat::row_major(&w[grp * og * k..(grp + 1) * og * k], og, k).t();
