@@ -4,6 +4,12 @@
 //! built-in ones are written. Loops run over contiguous slices so that the
 //! compiler vectorises them; work above [`PAR_THRESHOLD`] elements is split
 //! across rayon's threads.
+//!
+//! Give these functions closures that capture by value (`move |v| v * c`):
+//! a closure that captures `c` by reference makes the compiler reload `c`
+//! through the reference after every store to the output (it cannot rule
+//! out that they alias), and the loop runs one scalar element at a time.
+//! ReLU's backward ran 3.3× slower that way.
 
 use crate::shape::Dims;
 use crate::Float;

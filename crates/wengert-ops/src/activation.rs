@@ -76,11 +76,11 @@ impl<T: Float> Op<T> for Activation {
             Kind::Relu => x.map(|v| if v < T::zero() { T::zero() } else { v }),
             Kind::LeakyRelu(s) => {
                 let s = T::of(s);
-                x.map(|v| if v < T::zero() { v * s } else { v })
+                x.map(move |v| if v < T::zero() { v * s } else { v })
             }
             Kind::Sigmoid => x.map(sigmoid_of),
             Kind::Tanh => x.map(T::tanh),
-            Kind::Gelu => x.map(|v| v * half * (T::one() + erf_of(v * T::of(FRAC_1_SQRT_2)))),
+            Kind::Gelu => x.map(move |v| v * half * (T::one() + erf_of(v * T::of(FRAC_1_SQRT_2)))),
             // ln(1 + eˣ) = max(x, 0) + ln(1 + e^{-|x|}): no overflow, no lost digits.
             Kind::Softplus => x.map(|v| v.max(T::zero()) + (-v.abs()).exp().ln_1p()),
             Kind::Silu => x.map(|v| v * sigmoid_of(v)),
@@ -137,7 +137,7 @@ impl<T: Float> Op<T> for Activation {
             Err(e) => return Some(Err(e)),
         };
         Some(
-            grad.zip_map(&x, "relu backward", |g, v| g * if v > T::zero() { T::one() } else { slope })
+            grad.zip_map(&x, "relu backward", move |g, v| g * if v > T::zero() { T::one() } else { slope })
                 .map(|gx| smallvec![Some(gx)]),
         )
     }

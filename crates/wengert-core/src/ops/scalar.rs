@@ -32,10 +32,10 @@ impl<T: Float> Op<T> for Scalar<T> {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
         Ok(match *self {
-            Scalar::Add(c) => x.map(|v| v + c),
-            Scalar::Mul(c) => x.map(|v| v * c),
-            Scalar::Div(c) => x.map(|v| v / c),
-            Scalar::RSub(c) => x.map(|v| c - v),
+            Scalar::Add(c) => x.map(move |v| v + c),
+            Scalar::Mul(c) => x.map(move |v| v * c),
+            Scalar::Div(c) => x.map(move |v| v / c),
+            Scalar::RSub(c) => x.map(move |v| c - v),
         })
     }
 

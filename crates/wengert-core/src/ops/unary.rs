@@ -43,7 +43,7 @@ impl<T: Float> Op<T> for Unary<T> {
             Unary::Pow(p) if p == T::of(2.0) => x.map(|v| v * v),
             Unary::Pow(p) if p == T::of(0.5) => x.map(T::sqrt),
             Unary::Pow(p) if p == T::one() => x.map(|v| v),
-            Unary::Pow(p) => x.map(|v| v.powf(p)),
+            Unary::Pow(p) => x.map(move |v| v.powf(p)),
         })
     }
 
