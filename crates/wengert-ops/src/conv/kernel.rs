@@ -41,6 +41,20 @@ fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T], ld: usize, col0: usiz
                 r += 1;
                 row[..y_lo * ow].fill(T::zero());
                 row[y_hi * ow..].fill(T::zero());
+                if sh == 1 && sw == 1 && dw == 1 && ow == w && y_hi > y_lo && x_hi > x_lo {
+                    // "Same" padding at stride 1: the row is the plane
+                    // shifted by a constant offset, so one copy does every
+                    // output row, and the positions that wrapped around a
+                    // row's end are padding, zeroed after.
+                    let (iy0, ix0) = (y_lo + ky * dh - ph, x_lo + kx - pw);
+                    let len = (y_hi - y_lo - 1) * w + (x_hi - x_lo);
+                    row[y_lo * w + x_lo..][..len].copy_from_slice(&plane[iy0 * w + ix0..][..len]);
+                    for dst in row[y_lo * w..y_hi * w].chunks_exact_mut(w) {
+                        dst[..x_lo].fill(T::zero());
+                        dst[x_hi..].fill(T::zero());
+                    }
+                    continue;
+                }
                 for oy in y_lo..y_hi {
                     let iy = oy * sh + ky * dh - ph;
                     let src = &plane[iy * w..(iy + 1) * w];
@@ -324,6 +338,73 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::valid_range;
+    use crate::conv::{conv_geometry, Conv2dOptions};
+
+    /// The convolution by its definition, one output at a time.
+    fn naive(x: &[f64], xd: [usize; 4], w: &[f64], wd: [usize; 4], o: &Conv2dOptions) -> Vec<f64> {
+        let g = conv_geometry(&xd, &wd, o).unwrap();
+        let (cg, og) = (g.cg(), g.og());
+        let mut y = vec![0.0; g.n * g.c_out * g.oh * g.ow];
+        for n in 0..g.n {
+            for co in 0..g.c_out {
+                let grp = co / og;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut sum = 0.0;
+                        for c in 0..cg {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + kx * g.dil[1]) as isize - g.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let ci = grp * cg + c;
+                                    let xv = x[((n * g.c_in + ci) * g.h + iy as usize) * g.w + ix as usize];
+                                    sum += xv * w[((co * cg + c) * g.kh + ky) * g.kw + kx];
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + co) * g.oh + oy) * g.ow + ox] = sum;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// The unfolding, with its one-copy path for "same" padding at stride
+    /// 1, against the definition, over geometries that take either path:
+    /// odd and even kernels, every padding that fits, dilation, stride,
+    /// groups and several images per GEMM.
+    #[test]
+    fn forward_matches_the_definition() {
+        let value = |i: usize| ((i * 7919) % 113) as f64 / 56.0 - 1.0;
+        let mut checked = 0;
+        for (kh, kw) in [(1, 1), (3, 3), (2, 3), (3, 1), (5, 5)] {
+            for (ph, pw) in [(0, 0), (kh / 2, kw / 2), (kh - 1, kw - 1), (kh / 2, 0)] {
+                for (stride, dil, groups) in
+                    [([1, 1], [1, 1], 1), ([1, 1], [2, 1], 1), ([2, 1], [1, 1], 2), ([1, 2], [1, 2], 1)]
+                {
+                    for (h, w) in [(7, 7), (5, 9), (12, 4)] {
+                        let xd = [3, 2 * groups, h, w];
+                        let wd = [2 * groups, 2, kh, kw];
+                        let o = Conv2dOptions { stride, padding: [ph, pw], dilation: dil, groups };
+                        let Ok(g) = conv_geometry(&xd, &wd, &o) else { continue };
+                        let x: Vec<f64> = (0..xd.iter().product()).map(value).collect();
+                        let wt: Vec<f64> = (0..wd.iter().product()).map(|i| value(i + 5)).collect();
+                        let got = super::forward(&g, &x, &wt);
+                        let want = naive(&x, xd, &wt, wd, &o);
+                        for (a, b) in got.iter().zip(&want) {
+                            assert!((a - b).abs() < 1e-12, "{g:?}: {a} vs {b}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 150, "{checked} geometries");
+    }
 
     #[test]
     fn valid_ranges_cover_exactly_the_inside() {
