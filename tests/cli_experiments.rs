@@ -390,10 +390,13 @@ fn bench_profile_tables_a_training_step_op_by_op() {
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
     let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("no {name} row: {out}"));
     // ResNet-8: the stem and two convolutions in each of three blocks, each
-    // followed by batch norm; every one once forward and once backward.
-    for op in ["conv2d", "batch_norm"] {
-        assert_eq!((row(op)[2], row(op)[4]), ("7.0", "7.0"), "{out}");
+    // followed by batch norm, fused with the ReLU after it in the stem and
+    // after each block's first; each block ends with its sum and ReLU as
+    // one op. Every one once forward and once backward.
+    for (op, calls) in [("conv2d", "7.0"), ("batch_norm_relu", "4.0"), ("batch_norm", "3.0"), ("add_relu", "3.0")] {
+        assert_eq!((row(op)[2], row(op)[4]), (calls, calls), "{op}: {out}");
     }
+    assert!(!rows.iter().any(|r| r[0] == "relu"), "every ReLU is fused: {out}");
     // Convolutions count their multiply-adds: GFLOPS both ways.
     let gflops: Vec<f64> = row("conv2d")[6..].iter().map(|g| g.parse().unwrap()).collect();
     assert!(gflops.len() == 2 && gflops.iter().all(|&g| g > 0.0), "{out}");

@@ -118,3 +118,119 @@ fn gradient_flow_measures_the_first_and_last_layers() {
     assert!(plain.ratio() > 1e4, "plain {}", plain.ratio());
     assert!((0.01..100.0).contains(&residual.ratio()), "residual {}", residual.ratio());
 }
+
+/// A block written out op by op from its parameters (by name): every batch
+/// norm, ReLU and sum a separate op, as the fused block replaces them.
+fn unfused<'t>(
+    kind: Kind,
+    stride: usize,
+    shortcut: Shortcut,
+    p: &std::collections::HashMap<String, wengert::core::Var<'t, f64>>,
+    x: wengert::core::Var<'t, f64>,
+) -> wengert::core::Result<wengert::core::Var<'t, f64>> {
+    use wengert::ops::{batch_norm_train, conv2d, relu, Conv2dOptions};
+    type V<'t> = wengert::core::Var<'t, f64>;
+    let conv = |name: &str, h: V<'t>, s: usize, k: usize| {
+        conv2d(h, p[&format!("{name}.weight")], None, &Conv2dOptions::square(s, k / 2))
+    };
+    let bn = |name: &str, h: V<'t>| -> wengert::core::Result<V<'t>> {
+        Ok(batch_norm_train(h, Some(p[&format!("{name}.weight")]), Some(p[&format!("{name}.bias")]), 1e-5)?.0)
+    };
+    let project = shortcut == Shortcut::Projection;
+    match kind {
+        Kind::Basic => {
+            let h = relu(bn("bn1", conv("conv1", x, stride, 3)?)?)?;
+            let h = bn("bn2", conv("conv2", h, 1, 3)?)?;
+            let s = if project { bn("downsample.1", conv("downsample.0", x, stride, 1)?)? } else { x };
+            relu(s.add(h)?)
+        }
+        Kind::Bottleneck => {
+            let h = relu(bn("bn1", conv("conv1", x, 1, 1)?)?)?;
+            let h = relu(bn("bn2", conv("conv2", h, stride, 3)?)?)?;
+            let h = bn("bn3", conv("conv3", h, 1, 1)?)?;
+            let s = if project { bn("downsample.1", conv("downsample.0", x, stride, 1)?)? } else { x };
+            relu(s.add(h)?)
+        }
+        Kind::PreAct => {
+            let a = relu(bn("bn1", x)?)?;
+            let h = relu(bn("bn2", conv("conv1", a, stride, 3)?)?)?;
+            let h = conv("conv2", h, 1, 3)?;
+            let s = if project { conv("shortcut.0", a, stride, 1)? } else { x };
+            s.add(h)
+        }
+        _ => unreachable!("not among the kinds tested"),
+    }
+}
+
+/// The fused blocks (batch norm with its ReLU, the sum with the final ReLU,
+/// one node) give the output and gradients of the same block written out
+/// op by op, for every post- and pre-activation layout and both shortcuts.
+#[test]
+fn fused_blocks_match_the_unfused_composition() {
+    let x = Tensor::normal([3, 4, 6, 6], 0.5, 1.0, &mut wengert::core::rng(7)).unwrap();
+    for (kind, width, stride, shortcut) in [
+        (Kind::Basic, 4, 1, Shortcut::Identity),
+        (Kind::Basic, 8, 2, Shortcut::Projection),
+        (Kind::Bottleneck, 2, 2, Shortcut::Projection),
+        (Kind::PreAct, 4, 1, Shortcut::Identity),
+        (Kind::PreAct, 8, 2, Shortcut::Projection),
+    ] {
+        let mut block = Block::new(kind, 4, width, stride, shortcut, &mut wengert::core::rng(3)).unwrap();
+        // Non-trivial batch-norm scales and shifts, so that ReLUs cut.
+        let mut k = 0;
+        block.visit_mut("", &mut |name, s| {
+            if let (StateMut::Param(p), true) = (s, name.contains("bn") || name.contains("downsample.1")) {
+                k += 1;
+                let shift = if name.ends_with("bias") { -0.3 } else { 0.8 };
+                p.value_mut()
+                    .data_mut()
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = shift + 0.1 * ((i + k) % 5) as f64);
+            }
+        });
+        let seed = |shape: &[usize]| Tensor::from_fn(shape.to_vec(), |i| ((i * 13) % 7) as f64 - 3.0);
+
+        // Fused: the block as built.
+        let tape = Tape::new();
+        let y = block.forward(&mut Step::train(&tape, 0), tape.constant(x.clone())).unwrap().value().unwrap();
+        let (gx, gp) = grads_of(&mut block, &x);
+        let mut names = vec!["y".to_string(), "x".to_string()];
+        block.visit("", &mut |name, s| {
+            if let StateRef::Param(_) = s {
+                names.push(name.to_string());
+            }
+        });
+        let fused: Vec<Tensor<f64>> = [y, gx].into_iter().chain(gp).collect();
+
+        // Unfused: the same parameters, op by op.
+        let tape = Tape::new();
+        let xv = tape.leaf(x.clone());
+        let mut params = std::collections::HashMap::new();
+        let mut order = vec![xv];
+        block.visit("", &mut |name, s| {
+            if let StateRef::Param(p) = s {
+                let v = tape.leaf(p.value().clone());
+                params.insert(name.to_string(), v);
+                order.push(v);
+            }
+        });
+        let y = unfused(kind, stride, shortcut, &params, xv).unwrap();
+        let loss = y.mul(tape.constant(seed(y.shape().dims()))).unwrap().sum_all().unwrap();
+        let y = y.value().unwrap();
+        let g = tape.backward(loss).unwrap();
+        let reference: Vec<Tensor<f64>> =
+            std::iter::once(y).chain(order.iter().map(|v| g.get(*v).unwrap().clone())).collect();
+
+        assert_eq!(fused.len(), reference.len(), "{kind:?}");
+        for ((name, a), b) in names.iter().zip(&fused).zip(&reference) {
+            assert_eq!(a.dims(), b.dims(), "{kind:?} {name}");
+            let scale = b.data().iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            for (u, v) in a.data().iter().zip(b.data()) {
+                assert!((u - v).abs() <= 1e-10 * scale, "{kind:?} {shortcut:?} {name}: {u} vs {v}");
+            }
+        }
+        // Some ReLU must have cut, or the test would not test the masks.
+        assert!(fused[0].data().contains(&0.0) || kind == Kind::PreAct, "{kind:?}");
+    }
+}

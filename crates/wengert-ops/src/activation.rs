@@ -143,6 +143,100 @@ impl<T: Float> Op<T> for Activation {
     }
 }
 
+/// ReLU's factor for its input's gradient, from its output `y`: one where
+/// `y > 0`, else zero. The output is positive exactly where the input is
+/// (a NaN stays NaN, a negative zero stays negative zero), so this is the
+/// mask ReLU's backward takes from its input.
+#[inline]
+pub(crate) fn relu_mask<T: Float>(y: T) -> T {
+    if y > T::zero() {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// `relu(a + b)` for tensors of one shape, as one op: the sum that ends a
+/// post-activation residual block and the ReLU after it.
+#[derive(Clone, Copy, Debug)]
+struct AddRelu;
+
+impl<T: Float> Op<T> for AddRelu {
+    fn name(&self) -> &'static str {
+        "add_relu"
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        // `v < 0`, not `v > 0`, so that NaN passes through, as ReLU's does.
+        inputs[0].zip_map(inputs[1], "add_relu", |a, b| {
+            let v = a + b;
+            if v < T::zero() {
+                T::zero()
+            } else {
+                v
+            }
+        })
+    }
+
+    /// Differentiates `relu(a + b)` recorded as the two ops.
+    fn vjp<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        g: Var<'t, T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<'t, T>> {
+        let y = relu(inputs[0].add(inputs[1])?)?;
+        wengert_core::ops::fused::vjp_of_recording(y, inputs, g, needs)
+    }
+
+    /// One pass, `g · mask(y)`, shared by both inputs: ReLU's backward,
+    /// then the sum's, which hands its gradient to both.
+    fn tensor_backward<'t>(
+        &self,
+        _: &[Var<'t, T>],
+        output: Var<'t, T>,
+        grad: &Tensor<T>,
+        needs: &[bool],
+    ) -> Option<Result<TensorGrads<T>>> {
+        let y = match output.value() {
+            Ok(y) => y,
+            Err(e) => return Some(Err(e)),
+        };
+        let gm = grad.zip_map(&y, "add_relu backward", |g, y| g * relu_mask(y));
+        Some(gm.map(|gm| smallvec![needs[0].then(|| gm.clone()), needs[1].then_some(gm)]))
+    }
+}
+
+/// `relu(a + b)` as one op: one pass over memory each way where the two
+/// ops take two, and one activation kept instead of two. `a` and `b` must
+/// have one shape (no broadcasting). Results are those of
+/// `relu(a.add(b))`, to the bit, and it differentiates to every order.
+///
+/// ```
+/// use wengert_core::{Tape, Tensor};
+/// use wengert_ops::{add_relu, relu};
+///
+/// let tape = Tape::<f64>::new();
+/// let a = tape.leaf(Tensor::from_vec(vec![1.0, -2.0, 0.5], [3])?);
+/// let b = tape.leaf(Tensor::from_vec(vec![-3.0, 1.0, 0.25], [3])?);
+/// assert_eq!(add_relu(a, b)?.value()?.data(), relu(a.add(b)?)?.value()?.data());
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub fn add_relu<'t, T: Float>(a: Var<'t, T>, b: Var<'t, T>) -> Result<Var<'t, T>> {
+    if a.shape() != b.shape() {
+        return Err(wengert_core::Error::shape(
+            "add_relu",
+            format!("shapes differ: {} and {}; add_relu does not broadcast", a.shape(), b.shape()),
+        ));
+    }
+    a.tape().apply(AddRelu, &[a, b])
+}
+
 /// The backward of sigmoid or tanh from its output: `g·y(1 − y)` or
 /// `g·(1 − y²)` (inputs `g`, `y`) in one pass instead of four ops. Its own
 /// vjp is written with differentiable ops, so higher orders still work.

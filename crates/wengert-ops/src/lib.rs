@@ -7,9 +7,11 @@
 //! - [`matmul`](mod@matmul): `matmul` (batched, broadcast), `linear`;
 //! - [`conv`]: `conv2d`, `conv_transpose2d` (stride, padding, dilation, groups);
 //! - [`pool`]: `max_pool2d`, `avg_pool2d`, `global_avg_pool2d`;
-//! - [`norm`]: `batch_norm_train`, `sync_batch_norm_train`, `batch_norm_eval`, `layer_norm`;
+//! - [`norm`]: `batch_norm_train`, `sync_batch_norm_train`, `batch_norm_eval`,
+//!   `layer_norm`, and batch norm fused with the ReLU after it;
 //! - [`activation`]: `relu`, `leaky_relu`, `sigmoid`, `tanh`, `gelu`,
-//!   `gelu_tanh`, `softplus`, `silu`, `erf`;
+//!   `gelu_tanh`, `softplus`, `silu`, `erf`, and `add_relu` (a residual
+//!   block's sum and ReLU as one op);
 //! - [`softmax`](mod@softmax): `softmax`, `log_softmax`;
 //! - [`loss`]: `cross_entropy`, `mse_loss`.
 //!
@@ -46,10 +48,13 @@ pub mod pool;
 mod scratch;
 pub mod softmax;
 
-pub use activation::{erf, gelu, gelu_tanh, leaky_relu, relu, sigmoid, silu, softplus, tanh};
+pub use activation::{add_relu, erf, gelu, gelu_tanh, leaky_relu, relu, sigmoid, silu, softplus, tanh};
 pub use conv::{conv2d, conv_transpose2d, Conv2dOptions, ConvTranspose2dOptions};
 pub use loss::{cross_entropy, mse_loss};
 pub use matmul::{linear, matmul};
-pub use norm::{batch_norm_eval, batch_norm_train, layer_norm, sync_batch_norm_train, BatchStats};
+pub use norm::{
+    batch_norm_eval, batch_norm_relu_train, batch_norm_train, layer_norm, sync_batch_norm_relu_train,
+    sync_batch_norm_train, BatchStats,
+};
 pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2d};
 pub use softmax::{log_softmax, softmax};

@@ -17,6 +17,7 @@
 //! differentiates the composition instead, so every order still works.
 //! Layer norm and evaluation-mode batch norm are compositions.
 
+use crate::activation::relu_mask;
 use rayon::prelude::*;
 use std::sync::Arc;
 use wengert_core::collective::Collective;
@@ -82,7 +83,7 @@ pub fn batch_norm_train<'t, T: Float>(
     bias: Option<Var<'t, T>>,
     eps: f64,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    batch_norm_train_in(x, weight, bias, eps, None)
+    batch_norm_train_with(x, weight, bias, eps, None, false)
 }
 
 /// Synchronised batch norm (PyTorch: `torch.nn.SyncBatchNorm`): training
@@ -103,15 +104,55 @@ pub fn sync_batch_norm_train<'t, T: Float>(
     eps: f64,
     group: &Arc<dyn Collective>,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    batch_norm_train_in(x, weight, bias, eps, Some(group.clone()))
+    batch_norm_train_with(x, weight, bias, eps, Some(group.clone()), false)
 }
 
-fn batch_norm_train_in<'t, T: Float>(
+/// `relu(batch_norm_train(x, weight, bias, eps))` as one op: the
+/// normalisation and the ReLU in one pass over memory, and one fused
+/// backward that takes the ReLU's mask from the output. It keeps one
+/// activation where the two ops keep two. Results are those of the two
+/// ops, to the bit.
+///
+/// ```
+/// use wengert_core::{Tape, Tensor};
+/// use wengert_ops::{batch_norm_relu_train, batch_norm_train, relu};
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::from_vec(vec![1.0, -2.0, 0.5, 3.0, -1.0, 2.0, 0.0, 4.0], [2, 2, 2, 1])?);
+/// let (fused, stats) = batch_norm_relu_train(x, None, None, 1e-5)?;
+/// let (bn, _) = batch_norm_train(x, None, None, 1e-5)?;
+/// assert_eq!(fused.value()?, relu(bn)?.value()?);
+/// assert_eq!(stats.count, 4);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub fn batch_norm_relu_train<'t, T: Float>(
+    x: Var<'t, T>,
+    weight: Option<Var<'t, T>>,
+    bias: Option<Var<'t, T>>,
+    eps: f64,
+) -> Result<(Var<'t, T>, BatchStats<T>)> {
+    batch_norm_train_with(x, weight, bias, eps, None, true)
+}
+
+/// [`sync_batch_norm_train`] followed by ReLU, as one op (see
+/// [`batch_norm_relu_train`]).
+pub fn sync_batch_norm_relu_train<'t, T: Float>(
+    x: Var<'t, T>,
+    weight: Option<Var<'t, T>>,
+    bias: Option<Var<'t, T>>,
+    eps: f64,
+    group: &Arc<dyn Collective>,
+) -> Result<(Var<'t, T>, BatchStats<T>)> {
+    batch_norm_train_with(x, weight, bias, eps, Some(group.clone()), true)
+}
+
+fn batch_norm_train_with<'t, T: Float>(
     x: Var<'t, T>,
     weight: Option<Var<'t, T>>,
     bias: Option<Var<'t, T>>,
     eps: f64,
     group: Option<Arc<dyn Collective>>,
+    relu: bool,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
     let (c, _) =
         check_bn(x, &[("weight", weight.map(|w| w.shape()).as_deref()), ("bias", bias.map(|b| b.shape()).as_deref())])?;
@@ -129,7 +170,7 @@ fn batch_norm_train_in<'t, T: Float>(
         return Err(Error::shape("batch_norm", format!("input is {s} on every rank: no values per channel")));
     }
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps, group }, &[x, w, b])?;
+    let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps, group, relu }, &[x, w, b])?;
     let to_tensor = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(T::of).collect(), [c]);
     let stats = BatchStats { mean: to_tensor(mean)?, var: to_tensor(var)?, count: count as usize };
     Ok((y, stats))
@@ -140,19 +181,19 @@ fn batch_norm_train_in<'t, T: Float>(
 /// of each addition (four cycles an element); eight lanes do not.
 const LANES: usize = 8;
 
-/// `Σ f(a[i], b[i])` in f64 over slices of one length, in [`LANES`]
+/// `Σ f(a[i], b[i], c[i])` in f64 over slices of one length, in [`LANES`]
 /// independent partial sums added at the end.
 #[inline]
-fn lane_sum<T: Float>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+fn lane_sum<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(f64, f64, f64) -> f64) -> f64 {
     let mut acc = [0.0f64; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (ca, cb) in ac.zip(bc) {
+    let (ac, bc, cc) = (a.chunks_exact(LANES), b.chunks_exact(LANES), c.chunks_exact(LANES));
+    let (ar, br, cr) = (ac.remainder(), bc.remainder(), cc.remainder());
+    for ((ca, cb), ccc) in ac.zip(bc).zip(cc) {
         for k in 0..LANES {
-            acc[k] += f(ca[k].as_f64(), cb[k].as_f64());
+            acc[k] += f(ca[k].as_f64(), cb[k].as_f64(), ccc[k].as_f64());
         }
     }
-    let tail: f64 = ar.iter().zip(br).map(|(&x, &y)| f(x.as_f64(), y.as_f64())).sum();
+    let tail: f64 = ar.iter().zip(br).zip(cr).map(|((&x, &y), &z)| f(x.as_f64(), y.as_f64(), z.as_f64())).sum();
     acc.iter().sum::<f64>() + tail
 }
 
@@ -175,8 +216,8 @@ fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
             for i in 0..n {
                 let row = &data[(i * c + ch) * inner..][..inner];
                 let rn = inner as f64;
-                let rmean = lane_sum(row, row, |v, _| v) / rn;
-                let rm2 = lane_sum(row, row, |v, _| (v - rmean) * (v - rmean));
+                let rmean = lane_sum(row, row, row, |v, _, _| v) / rn;
+                let rm2 = lane_sum(row, row, row, |v, _, _| (v - rmean) * (v - rmean));
                 let total = count + rn;
                 let delta = rmean - mean;
                 mean += delta * rn / total;
@@ -224,28 +265,39 @@ struct BatchNormTrain {
     eps: f64,
     /// The ranks sharing the batch, for synchronised batch norm.
     group: Option<Arc<dyn Collective>>,
+    /// Whether a ReLU follows, in the same passes.
+    relu: bool,
 }
 
-/// Calls `f(channel, a row, b row, output row)` for every contiguous row of
-/// two `[N, C, ...]` tensors of one shape, writing a new tensor, in parallel
-/// over images.
-fn per_row<T: Float>(a: &Tensor<T>, b: &Tensor<T>, c: usize, f: impl Fn(usize, &[T], &[T], &mut [T]) + Sync) -> Vec<T> {
+/// Calls `f(channel, a row, b row, c row, output row)` for every
+/// contiguous row of three `[N, C, ...]` tensors of one shape, writing
+/// every element of a new tensor, in parallel over images.
+fn per_row<T: Float>(
+    [a, b, c]: [&Tensor<T>; 3],
+    channels: usize,
+    f: impl Fn(usize, &[T], &[T], &[T], &mut [T]) + Sync,
+) -> Vec<T> {
     let n = a.dims()[0];
-    let inner = a.numel() / (n * c).max(1);
-    let image = (c * inner).max(1);
-    let (ad, bd) = (a.data(), b.data());
+    let inner = a.numel() / (n * channels).max(1);
+    let image = (channels * inner).max(1);
+    let (ad, bd, cd) = (a.data(), b.data(), c.data());
     wengert_core::buffer::build(a.numel(), image, |i, o| {
-        let (ai, bi) = (&ad[i * image..][..o.len()], &bd[i * image..][..o.len()]);
-        for ch in 0..c {
+        let len = o.len();
+        let (ai, bi, ci) = (&ad[i * image..][..len], &bd[i * image..][..len], &cd[i * image..][..len]);
+        for ch in 0..channels {
             let row = ch * inner..(ch + 1) * inner;
-            f(ch, &ai[row.clone()], &bi[row.clone()], &mut o[row]);
+            f(ch, &ai[row.clone()], &bi[row.clone()], &ci[row.clone()], &mut o[row]);
         }
     })
 }
 
 impl<T: Float> Op<T> for BatchNormTrain {
     fn name(&self) -> &'static str {
-        "batch_norm"
+        if self.relu {
+            "batch_norm_relu"
+        } else {
+            "batch_norm"
+        }
     }
 
     fn arity(&self) -> Arity {
@@ -255,10 +307,19 @@ impl<T: Float> Op<T> for BatchNormTrain {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let (x, w, b) = (inputs[0], inputs[1].data(), inputs[2].data());
         let c = x.dims()[1];
-        let out = per_row(x, x, c, |ch, xs, _, ys| {
+        let relu = self.relu;
+        let out = per_row([x, x, x], c, |ch, xs, _, _, ys| {
             let scale = T::of(self.inv_std[ch]) * w[ch];
             let shift = b[ch] - T::of(self.mean[ch]) * scale;
-            ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * scale + shift);
+            if relu {
+                // `v < 0`, not `v > 0`, so that NaN passes through, as ReLU's does.
+                ys.iter_mut().zip(xs).for_each(|(y, &v)| {
+                    let v = v * scale + shift;
+                    *y = if v < T::zero() { T::zero() } else { v };
+                });
+            } else {
+                ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * scale + shift);
+            }
         });
         Tensor::from_vec(out, x.shape().clone())
     }
@@ -279,34 +340,42 @@ impl<T: Float> Op<T> for BatchNormTrain {
             });
         }
         let y = batch_norm_composite(inputs[0], inputs[1], inputs[2], self.eps)?;
+        let y = if self.relu { crate::relu(y)? } else { y };
         vjp_of_recording(y, inputs, g, needs)
     }
 
-    /// The fused kernel: two passes over the input and the gradient.
+    /// The fused kernel: two passes over the input and the gradient (and
+    /// the output, for the ReLU's mask).
     fn tensor_backward<'t>(
         &self,
         inputs: &[Var<'t, T>],
-        _: Var<'t, T>,
+        output: Var<'t, T>,
         grad: &Tensor<T>,
         needs: &[bool],
     ) -> Option<Result<TensorGrads<T>>> {
-        let values = inputs[0].value().and_then(|x| Ok((x, inputs[1].value()?)));
-        Some(values.and_then(|(x, w)| self.backward_kernel(&x, &w, grad, needs)))
+        let values = (|| Ok((inputs[0].value()?, inputs[1].value()?, output.value()?)))();
+        Some(values.and_then(|(x, w, y)| self.backward_kernel(&x, &w, &y, grad, needs)))
     }
 }
 
 impl BatchNormTrain {
+    /// With a ReLU, `g` below is the gradient after the ReLU's mask,
+    /// `gy · mask(y)`, formed on the fly in both passes.
     fn backward_kernel<T: Float>(
         &self,
         x: &Tensor<T>,
         w: &Tensor<T>,
+        y: &Tensor<T>,
         gy: &Tensor<T>,
         needs: &[bool],
     ) -> Result<TensorGrads<T>> {
         let c = x.dims()[1];
         let n = x.dims()[0];
         let inner = x.numel() / (n * c).max(1);
-        let (xd, gd) = (x.data(), gy.data());
+        let (xd, gd, yd) = (x.data(), gy.data(), y.data());
+        let relu = self.relu;
+        // The product ReLU's backward forms, in its precision, in f64.
+        let masked = move |g: f64, y: f64| (T::of(g) * relu_mask(T::of(y))).as_f64();
         // Σg and Σg·x̂ per channel.
         let (local_g, local_gx): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
@@ -316,9 +385,14 @@ impl BatchNormTrain {
                 let mut sgx = 0.0;
                 for i in 0..n {
                     let at = (i * c + ch) * inner..(i * c + ch + 1) * inner;
-                    let (g, x) = (&gd[at.clone()], &xd[at]);
-                    sg += lane_sum(g, g, |gv, _| gv);
-                    sgx += lane_sum(g, x, |gv, xv| gv * (xv - m)) * r;
+                    let (g, x, y) = (&gd[at.clone()], &xd[at.clone()], &yd[at]);
+                    if relu {
+                        sg += lane_sum(g, y, g, |gv, yv, _| masked(gv, yv));
+                        sgx += lane_sum(g, y, x, |gv, yv, xv| masked(gv, yv) * (xv - m)) * r;
+                    } else {
+                        sg += lane_sum(g, g, g, |gv, _, _| gv);
+                        sgx += lane_sum(g, x, x, |gv, xv, _| gv * (xv - m)) * r;
+                    }
                 }
                 (sg, sgx)
             })
@@ -342,14 +416,18 @@ impl BatchNormTrain {
             .then(|| -> Result<Tensor<T>> {
                 // dx = γ·r/M · (M·g − Σg − x̂·Σg·x̂)
                 let wd = w.data();
-                let out = per_row(gy, x, c, |ch, gs, xs, dst| {
+                let out = per_row([gy, x, y], c, |ch, gs, xs, ys, dst| {
                     // Per-channel constants, converted once per row rather than per element.
                     let (m, r) = (T::of(self.mean[ch]), T::of(self.inv_std[ch]));
                     let k = T::of(self.inv_std[ch] / count) * wd[ch];
                     let (sg, sgx, total) = (T::of(sum_g[ch]), T::of(sum_gx[ch]), T::of(count));
-                    for ((d, &gv), &xv) in dst.iter_mut().zip(gs).zip(xs) {
-                        let xhat = (xv - m) * r;
-                        *d = k * (total * gv - sg - xhat * sgx);
+                    let dx = move |gv: T, xv: T| k * (total * gv - sg - (xv - m) * r * sgx);
+                    if relu {
+                        for (((d, &gv), &xv), &yv) in dst.iter_mut().zip(gs).zip(xs).zip(ys) {
+                            *d = dx(gv * relu_mask(yv), xv);
+                        }
+                    } else {
+                        dst.iter_mut().zip(gs).zip(xs).for_each(|((d, &gv), &xv)| *d = dx(gv, xv));
                     }
                 });
                 Tensor::from_vec(out, x.shape().clone())

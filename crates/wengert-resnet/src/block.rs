@@ -30,9 +30,9 @@
 use crate::residual::{Identity, Residual, ZeroPad};
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
-use wengert_nn::layer::{Activation, BatchNorm2d, Conv2d, Sequential};
+use wengert_nn::layer::{BatchNorm2d, Conv2d, Sequential};
 use wengert_nn::{Module, Param, StateMut, StateRef, Step, Visit};
-use wengert_ops::{relu, Conv2dOptions};
+use wengert_ops::Conv2dOptions;
 
 /// The branch layout of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,28 +150,26 @@ impl<T: Float> Block<T> {
         let (pre, branch) = match kind {
             Kind::Basic | Kind::Plain => {
                 let (c1, c2) = (conv(width, c_in, 3, s)?, conv(width, width, 3, 1)?);
-                let branch =
-                    Sequential::new().push_named("conv1", c1).push_named("bn1", bn(width)).push(Activation::Relu);
+                let branch = Sequential::new().push_named("conv1", c1).push_named("bn1", bn(width).with_relu());
                 (None, branch.push_named("conv2", c2).push_named("bn2", bn(width)))
             }
             Kind::Bottleneck => {
                 let (c1, c2, c3) = (conv(width, c_in, 1, 1)?, conv(width, width, 3, s)?, conv(c_out, width, 1, 1)?);
-                let branch =
-                    Sequential::new().push_named("conv1", c1).push_named("bn1", bn(width)).push(Activation::Relu);
-                let branch = branch.push_named("conv2", c2).push_named("bn2", bn(width)).push(Activation::Relu);
+                let branch = Sequential::new().push_named("conv1", c1).push_named("bn1", bn(width).with_relu());
+                let branch = branch.push_named("conv2", c2).push_named("bn2", bn(width).with_relu());
                 (None, branch.push_named("conv3", c3).push_named("bn3", bn(c_out)))
             }
             Kind::PreAct => {
                 let (c1, c2) = (conv(width, c_in, 3, s)?, conv(width, width, 3, 1)?);
                 let (pre, branch) = preactivate(project, bn(c_in));
-                let branch = branch.push_named("conv1", c1).push_named("bn2", bn(width)).push(Activation::Relu);
+                let branch = branch.push_named("conv1", c1).push_named("bn2", bn(width).with_relu());
                 (pre, branch.push_named("conv2", c2))
             }
             Kind::PreActBottleneck => {
                 let (c1, c2, c3) = (conv(width, c_in, 1, 1)?, conv(width, width, 3, s)?, conv(c_out, width, 1, 1)?);
                 let (pre, branch) = preactivate(project, bn(c_in));
-                let branch = branch.push_named("conv1", c1).push_named("bn2", bn(width)).push(Activation::Relu);
-                let branch = branch.push_named("conv2", c2).push_named("bn3", bn(width)).push(Activation::Relu);
+                let branch = branch.push_named("conv1", c1).push_named("bn2", bn(width).with_relu());
+                let branch = branch.push_named("conv2", c2).push_named("bn3", bn(width).with_relu());
                 (pre, branch.push_named("conv3", c3))
             }
         };
@@ -199,6 +197,7 @@ impl<T: Float> Block<T> {
             Some(s) => Residual::with_shortcut(branch, s),
             None => Residual::without_shortcut(branch),
         };
+        let body = if kind.pre_activation() { body } else { body.then_relu() };
         Ok(Block { kind, stride, pre, body: body.named(name) })
     }
 
@@ -249,24 +248,20 @@ impl<T: Float> Block<T> {
 /// when a projection shares the pre-activated input, outside it.
 fn preactivate<T: Float>(projection: bool, bn1: BatchNorm2d<T>) -> (Option<BatchNorm2d<T>>, Sequential<T>) {
     if projection {
-        (Some(bn1), Sequential::new())
+        (Some(bn1.with_relu()), Sequential::new())
     } else {
-        (None, Sequential::new().push_named("bn1", bn1).push(Activation::Relu))
+        (None, Sequential::new().push_named("bn1", bn1.with_relu()))
     }
 }
 
 impl<T: Float> Module<T> for Block<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let x = match &mut self.pre {
-            Some(bn1) => relu(bn1.forward(step, x)?)?,
+            Some(bn1) => bn1.forward(step, x)?,
             None => x,
         };
-        let y = self.body.forward(step, x)?;
-        if self.kind.pre_activation() {
-            Ok(y)
-        } else {
-            relu(y)
-        }
+        // A post-activation block's ReLU runs inside its node.
+        self.body.forward(step, x)
     }
 }
 

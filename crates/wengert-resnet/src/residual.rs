@@ -63,10 +63,12 @@ pub struct Residual<F, S = Identity> {
     pub recompute: bool,
 }
 
-/// What the node computes: the branch, plus the shortcut when there is one.
+/// What the node computes: the branch, plus the shortcut when there is
+/// one, then a ReLU when asked.
 struct Sum<F, S> {
     branch: F,
     shortcut: Option<S>,
+    relu: bool,
 }
 
 impl<T: Float, F: Visit<T>, S: Visit<T>> Visit<T> for Sum<F, S> {
@@ -83,16 +85,25 @@ impl<F> Residual<F, Identity> {
 impl<F, S> Residual<F, S> {
     /// The block `s(x) + f(x)`.
     pub fn with_shortcut(f: F, s: S) -> Self {
-        Self::of(Sum { branch: f, shortcut: Some(s) })
+        Self::of(Sum { branch: f, shortcut: Some(s), relu: false })
     }
 
     /// The block `f(x)` alone, still one node: the plain networks' blocks.
     pub fn without_shortcut(f: F) -> Self {
-        Self::of(Sum { branch: f, shortcut: None })
+        Self::of(Sum { branch: f, shortcut: None, relu: false })
     }
 
     fn of(sum: Sum<F, S>) -> Self {
         Residual { node: Arc::new(Mutex::new(sum)), name: "residual", recompute: false }
+    }
+
+    /// Ends the block with a ReLU inside the node, `relu(S(x) + F(x))`
+    /// (the post-activation blocks of He et al. 2016), the sum and the ReLU
+    /// computed as one op ([`wengert_ops::add_relu`]): one pass over memory
+    /// each way instead of two, and one activation kept instead of two.
+    pub fn then_relu(self) -> Self {
+        lock(&self.node).relu = true;
+        self
     }
 
     /// Names the node on the tape (`residual` unless named), as profiles
@@ -172,7 +183,7 @@ impl<F, S> Sum<F, S> {
     {
         let fx = self.branch.forward(step, x)?;
         let Some(shortcut) = &mut self.shortcut else {
-            return Ok(fx);
+            return if self.relu { wengert_ops::relu(fx) } else { Ok(fx) };
         };
         let sx = shortcut.forward(step, x)?;
         if sx.shape() != fx.shape() {
@@ -186,7 +197,11 @@ impl<F, S> Sum<F, S> {
                 ),
             ));
         }
-        sx.add(fx)
+        if self.relu {
+            wengert_ops::add_relu(sx, fx)
+        } else {
+            sx.add(fx)
+        }
     }
 }
 

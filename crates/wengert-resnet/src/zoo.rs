@@ -14,7 +14,7 @@ use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
 use wengert_nn::layer::{BatchNorm2d, Linear};
 use wengert_nn::{Module, Named, Param, Step, Visit};
-use wengert_ops::{conv2d, global_avg_pool2d, max_pool2d, relu, Conv2dOptions, Pool2d};
+use wengert_ops::{conv2d, global_avg_pool2d, max_pool2d, Conv2dOptions, Pool2d};
 
 /// The two families' stems and widths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,9 +156,9 @@ impl<T: Float> ResNet<T> {
         Ok(ResNet {
             spec: spec.clone(),
             stem,
-            bn1: (!pre).then(|| BatchNorm2d::new(widths[0])),
+            bn1: (!pre).then(|| BatchNorm2d::new(widths[0]).with_relu()),
             stages: Named(stages),
-            bn: pre.then(|| BatchNorm2d::new(c)),
+            bn: pre.then(|| BatchNorm2d::new(c).with_relu()),
             fc: Linear::new(c, classes, true, rng)?,
         })
     }
@@ -217,7 +217,7 @@ impl<T: Float> Module<T> for ResNet<T> {
         let (s, p) = if self.spec.family == Family::Cifar { (1, 1) } else { (2, 3) };
         let mut h = conv2d(x, step.param(&self.stem), None, &Conv2dOptions::square(s, p))?;
         if let Some(bn1) = &mut self.bn1 {
-            h = relu(bn1.forward(step, h)?)?;
+            h = bn1.forward(step, h)?;
         }
         if self.spec.family == Family::ImageNet {
             h = max_pool2d(h, &STEM_POOL)?;
@@ -226,7 +226,7 @@ impl<T: Float> Module<T> for ResNet<T> {
             h = b.forward(step, h)?;
         }
         if let Some(bn) = &mut self.bn {
-            h = relu(bn.forward(step, h)?)?;
+            h = bn.forward(step, h)?;
         }
         self.fc.forward(step, global_avg_pool2d(h)?)
     }

@@ -25,6 +25,9 @@ pub struct BatchNorm2d<T: Float> {
     pub momentum: f64,
     /// Added to the variance (PyTorch: 1e-5).
     pub eps: f64,
+    /// Whether a ReLU follows, fused with the normalisation
+    /// ([`with_relu`](Self::with_relu)); `false` from [`new`](Self::new).
+    pub relu: bool,
 }
 
 impl<T: Float> BatchNorm2d<T> {
@@ -38,7 +41,33 @@ impl<T: Float> BatchNorm2d<T> {
             num_batches_tracked: 0,
             momentum: 0.1,
             eps: 1e-5,
+            relu: false,
         }
+    }
+
+    /// The layer followed by a ReLU, computed as one op in training
+    /// ([`wengert_ops::batch_norm_relu_train`]): one pass over memory
+    /// instead of two each way, and one activation kept instead of two.
+    /// The results are those of the layer and then
+    /// [`Activation::Relu`](crate::layer::Activation::Relu), to the bit,
+    /// and the state names are the layer's own.
+    ///
+    /// ```
+    /// use wengert_core::{Tape, Tensor};
+    /// use wengert_nn::layer::{Activation, BatchNorm2d, Sequential};
+    /// use wengert_nn::{Module, Step};
+    ///
+    /// let x = Tensor::<f32>::from_fn([4, 3, 5, 5], |i| ((i * 7919) % 11) as f32 - 5.0);
+    /// let tape = Tape::new();
+    /// let (x, mut step) = (tape.constant(x), Step::train(&tape, 0));
+    /// let fused = BatchNorm2d::new(3).with_relu().forward(&mut step, x)?;
+    /// let apart = Sequential::new().push(BatchNorm2d::new(3)).push(Activation::Relu).forward(&mut step, x)?;
+    /// assert_eq!(fused.value()?, apart.value()?);
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    pub fn with_relu(mut self) -> Self {
+        self.relu = true;
+        self
     }
 
     /// Folds one training batch's statistics into the running estimates, as
@@ -75,11 +104,14 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let (w, b) = (step.param(&self.weight), step.param(&self.bias));
         if !step.is_training() {
-            return wengert_ops::batch_norm_eval(x, Some(w), Some(b), &self.running_mean, &self.running_var, self.eps);
+            let y = wengert_ops::batch_norm_eval(x, Some(w), Some(b), &self.running_mean, &self.running_var, self.eps)?;
+            return if self.relu { wengert_ops::relu(y) } else { Ok(y) };
         }
-        let (y, stats) = match step.sync_bn() {
-            Some(group) => wengert_ops::sync_batch_norm_train(x, Some(w), Some(b), self.eps, group)?,
-            None => wengert_ops::batch_norm_train(x, Some(w), Some(b), self.eps)?,
+        let (y, stats) = match (step.sync_bn(), self.relu) {
+            (Some(group), false) => wengert_ops::sync_batch_norm_train(x, Some(w), Some(b), self.eps, group)?,
+            (Some(group), true) => wengert_ops::sync_batch_norm_relu_train(x, Some(w), Some(b), self.eps, group)?,
+            (None, false) => wengert_ops::batch_norm_train(x, Some(w), Some(b), self.eps)?,
+            (None, true) => wengert_ops::batch_norm_relu_train(x, Some(w), Some(b), self.eps)?,
         };
         self.update_running(&stats)?;
         Ok(y)
