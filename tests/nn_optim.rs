@@ -213,3 +213,54 @@ fn gradients_survive_moving_the_model_and_refuse_another() {
     let e = Sgd::new(0.0, 0.0).step(&mut other, &grads, 0.5).unwrap_err().to_string();
     assert!(e.contains("2 of 2 gradients belong to no trainable parameter of this model"), "{e}");
 }
+
+/// A model of one vector parameter: L(w) = Σ cᵢ·wᵢ.
+struct Vector {
+    w: Param<f64>,
+}
+
+impl Module<f64> for Vector {
+    fn forward<'t>(
+        &mut self,
+        step: &mut Step<'t, f64>,
+        c: wengert::Var<'t, f64>,
+    ) -> wengert::Result<wengert::Var<'t, f64>> {
+        step.param(&self.w).mul(c)?.sum_all()
+    }
+}
+
+impl Visit<f64> for Vector {
+    wengert::nn::visit_fields!(<f64> w);
+}
+
+/// A parameter large enough to be updated in parallel chunks gets, at
+/// every element (chunk edges included), exactly the update of a scalar
+/// parameter with that element's value and gradients.
+#[test]
+fn large_parameters_update_in_chunks_as_scalars_do() {
+    let n = 70_001;
+    let w0 = |i: usize| ((i * 7919) % 1000) as f64 / 500.0 - 1.0;
+    let c = |i: usize, t: usize| ((i * 31 + t * 17) % 200) as f64 / 100.0 - 1.0;
+    type Make = fn() -> Box<dyn Optimizer<f64>>;
+    let optimisers: [Make; 4] = [
+        || Box::new(Sgd::new(0.9, 0.01)),
+        || Box::new(Sgd::new(0.9, 0.0).nesterov()),
+        || Box::new(Adam::new(0.01)),
+        || Box::new(Adam::adamw(0.05)),
+    ];
+    for make in optimisers {
+        let (mut big, mut m) = (make(), Vector { w: Param::new(Tensor::from_fn([n], w0)) });
+        for t in 0..3 {
+            let tape = Tape::new();
+            let mut step = Step::train(&tape, 0);
+            let y = m.forward(&mut step, tape.constant(Tensor::from_fn([n], |i| c(i, t)))).unwrap();
+            let g = step.backward(y).unwrap();
+            big.step(&mut m, &g, 0.1).unwrap();
+        }
+        for i in [0, 1, 8191, 8192, 8193, 32_767, 32_768, 65_535, 65_536, 69_999, 70_000] {
+            let grads: Vec<f64> = (0..3).map(|t| c(i, t)).collect();
+            let scalar = *run(&mut *make(), w0(i), &grads, 0.1).last().unwrap();
+            assert_eq!(m.w.value().data()[i].to_bits(), scalar.to_bits(), "{} at {i}", big.name());
+        }
+    }
+}

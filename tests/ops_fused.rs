@@ -13,11 +13,7 @@ fn bits<T: Float>(t: &Tensor<T>) -> Vec<u64> {
 
 /// Output, tensor-mode gradients, recorded gradients and a second
 /// derivative of `f` at `inputs`, in precision `T`, against `g` (the seed).
-fn results<T: Float>(
-    f: Of<T>,
-    inputs: &[Tensor<T>],
-    seed: &Tensor<T>,
-) -> Vec<Vec<u64>> {
+fn results<T: Float>(f: Of<T>, inputs: &[Tensor<T>], seed: &Tensor<T>) -> Vec<Vec<u64>> {
     let mut out = Vec::new();
     // Output and the fused backward kernel.
     let tape = Tape::new();

@@ -1,4 +1,4 @@
-use super::{each_param, state_tensor, OptimState, Optimizer};
+use super::{each_param, state_tensor, update, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Float, Result, Tensor};
@@ -58,31 +58,25 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let (step_size, wd, decay) = (T::of(lr / bc1), T::of(self.weight_decay), T::of(1.0 - lr * self.weight_decay));
         let (decoupled, bc2_sqrt) = (self.decoupled, T::of(bc2_sqrt));
         let moments = &mut self.moments;
+        let l2 = !decoupled && wd != T::zero();
         each_param(model, grads, |name, w, g| {
-            let g: Vec<T> = if decoupled || wd == T::zero() {
-                g.to_vec()
-            } else {
-                g.data().iter().zip(w.data()).map(|(&g, &w)| g + wd * w).collect()
-            };
-            if decoupled {
-                w.data_mut().iter_mut().for_each(|w| *w *= decay);
+            let [m_key, v_key] = [format!("{name}.exp_avg"), format!("{name}.exp_avg_sq")];
+            for key in [&m_key, &v_key] {
+                state_tensor(moments, key.clone(), w.shape(), || Ok(Tensor::zeros(w.shape().clone())))?;
             }
-            for (suffix, power) in [("exp_avg", 1), ("exp_avg_sq", 2)] {
-                let key = format!("{name}.{suffix}");
-                let (beta, m) = (
-                    if power == 1 { b1 } else { b2 },
-                    state_tensor(moments, key, w.shape(), || Ok(Tensor::zeros(w.shape().clone())))?,
-                );
-                m.data_mut().iter_mut().zip(&g).for_each(|(m, &g)| {
-                    let x = if power == 1 { g } else { g * g };
-                    *m = beta * *m + (T::one() - beta) * x;
-                });
-            }
-            let m = &moments[&format!("{name}.exp_avg")];
-            let v = &moments[&format!("{name}.exp_avg_sq")];
-            for ((w, &m), &v) in w.data_mut().iter_mut().zip(m.data()).zip(v.data()) {
-                *w -= step_size * m / (v.sqrt() / bc2_sqrt + eps);
-            }
+            // Both moments at once: out of the map for the update, then back.
+            let mut m = moments.remove(&m_key).expect("made above");
+            let mut v = moments.remove(&v_key).expect("made above");
+            update(w.data_mut(), [m.data_mut(), v.data_mut()], g.data(), move |w, [m, v], g| {
+                let g = if l2 { g + wd * *w } else { g };
+                if decoupled {
+                    *w *= decay;
+                }
+                *m = b1 * *m + (T::one() - b1) * g;
+                *v = b2 * *v + (T::one() - b2) * (g * g);
+                *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+            });
+            moments.extend([(m_key, m), (v_key, v)]);
             Ok(())
         })?;
         self.steps = t;

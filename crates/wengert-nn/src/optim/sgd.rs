@@ -1,4 +1,4 @@
-use super::{each_param, state_tensor, OptimState, Optimizer};
+use super::{each_param, state_tensor, update, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Error, Float, Result, Tensor};
@@ -74,21 +74,19 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let (momentum, nesterov) = (self.momentum != 0.0, self.nesterov);
         let buffers = &mut self.buffers;
         each_param(model, grads, |name, w, g| {
-            let mut d: Vec<T> = g.data().iter().zip(w.data()).map(|(&g, &w)| g + wd * w).collect();
-            if momentum {
-                let key = format!("{name}.momentum_buffer");
-                let fresh = !buffers.contains_key(&key);
-                let b = state_tensor(buffers, key, w.shape(), || Tensor::from_vec(d.clone(), w.shape().clone()))?;
-                if !fresh {
-                    b.data_mut().iter_mut().zip(&d).for_each(|(b, &d)| *b = mu * *b + damp * d);
-                }
-                if nesterov {
-                    d.iter_mut().zip(b.data()).for_each(|(d, &b)| *d += mu * b);
-                } else {
-                    d.copy_from_slice(b.data());
-                }
+            if !momentum {
+                update(w.data_mut(), [], g.data(), move |w, [], g| *w -= lr * (g + wd * *w));
+                return Ok(());
             }
-            w.data_mut().iter_mut().zip(&d).for_each(|(w, &d)| *w -= lr * d);
+            let key = format!("{name}.momentum_buffer");
+            // The first step starts the buffer at d itself.
+            let fresh = !buffers.contains_key(&key);
+            let b = state_tensor(buffers, key, w.shape(), || Ok(Tensor::zeros(w.shape().clone())))?;
+            update(w.data_mut(), [b.data_mut()], g.data(), move |w, [b], g| {
+                let d = g + wd * *w;
+                *b = if fresh { d } else { mu * *b + damp * d };
+                *w -= lr * if nesterov { d + mu * *b } else { *b };
+            });
             Ok(())
         })?;
         self.steps += 1;
