@@ -182,18 +182,19 @@ fn batch_norm_train_with<'t, T: Float>(
 const LANES: usize = 8;
 
 /// `Σ f(a[i], b[i], c[i])` in f64 over slices of one length, in [`LANES`]
-/// independent partial sums added at the end.
+/// independent partial sums added at the end. `f` gets the elements as
+/// they are and returns its term in f64.
 #[inline]
-fn lane_sum<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(f64, f64, f64) -> f64) -> f64 {
+fn lane_sum<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (ac, bc, cc) = (a.chunks_exact(LANES), b.chunks_exact(LANES), c.chunks_exact(LANES));
     let (ar, br, cr) = (ac.remainder(), bc.remainder(), cc.remainder());
     for ((ca, cb), ccc) in ac.zip(bc).zip(cc) {
         for k in 0..LANES {
-            acc[k] += f(ca[k].as_f64(), cb[k].as_f64(), ccc[k].as_f64());
+            acc[k] += f(ca[k], cb[k], ccc[k]);
         }
     }
-    let tail: f64 = ar.iter().zip(br).zip(cr).map(|((&x, &y), &z)| f(x.as_f64(), y.as_f64(), z.as_f64())).sum();
+    let tail: f64 = ar.iter().zip(br).zip(cr).map(|((&x, &y), &z)| f(x, y, z)).sum();
     acc.iter().sum::<f64>() + tail
 }
 
@@ -216,8 +217,8 @@ fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
             for i in 0..n {
                 let row = &data[(i * c + ch) * inner..][..inner];
                 let rn = inner as f64;
-                let rmean = lane_sum(row, row, row, |v, _, _| v) / rn;
-                let rm2 = lane_sum(row, row, row, |v, _, _| (v - rmean) * (v - rmean));
+                let rmean = lane_sum(row, row, row, |v, _, _| v.as_f64()) / rn;
+                let rm2 = lane_sum(row, row, row, |v, _, _| (v.as_f64() - rmean) * (v.as_f64() - rmean));
                 let total = count + rn;
                 let delta = rmean - mean;
                 mean += delta * rn / total;
@@ -374,8 +375,8 @@ impl BatchNormTrain {
         let inner = x.numel() / (n * c).max(1);
         let (xd, gd, yd) = (x.data(), gy.data(), y.data());
         let relu = self.relu;
-        // The product ReLU's backward forms, in its precision, in f64.
-        let masked = move |g: f64, y: f64| (T::of(g) * relu_mask(T::of(y))).as_f64();
+        // The product ReLU's backward forms, in its precision.
+        let masked = move |g: T, y: T| (g * relu_mask(y)).as_f64();
         // Σg and Σg·x̂ per channel.
         let (local_g, local_gx): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
@@ -388,10 +389,10 @@ impl BatchNormTrain {
                     let (g, x, y) = (&gd[at.clone()], &xd[at.clone()], &yd[at]);
                     if relu {
                         sg += lane_sum(g, y, g, |gv, yv, _| masked(gv, yv));
-                        sgx += lane_sum(g, y, x, |gv, yv, xv| masked(gv, yv) * (xv - m)) * r;
+                        sgx += lane_sum(g, y, x, |gv, yv, xv| masked(gv, yv) * (xv.as_f64() - m)) * r;
                     } else {
-                        sg += lane_sum(g, g, g, |gv, _, _| gv);
-                        sgx += lane_sum(g, x, x, |gv, xv, _| gv * (xv - m)) * r;
+                        sg += lane_sum(g, g, g, |gv, _, _| gv.as_f64());
+                        sgx += lane_sum(g, x, x, |gv, xv, _| gv.as_f64() * (xv.as_f64() - m)) * r;
                     }
                 }
                 (sg, sgx)
