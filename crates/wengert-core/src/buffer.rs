@@ -11,7 +11,8 @@
 //! unless [`set_limit`] says otherwise); buffers past that go back to the
 //! system. It is one pool per element type, shared by all threads.
 //!
-//! Ops make their outputs with [`take`] or [`zeroed`]; a buffer from
+//! Ops make their outputs with [`build`] (a kernel that writes every
+//! element), [`zeroed`] (one that accumulates) or [`take`]; a buffer from
 //! anywhere else (a user's `Vec`) is pooled just the same once its tensor
 //! drops.
 //!
@@ -142,13 +143,11 @@ fn stale<T: Float>(n: usize) -> Vec<T> {
 /// assert_eq!(squares[300], 90_000.0);
 /// ```
 pub fn build<T: Float>(n: usize, chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
-    let mut v = stale(n);
     if n >= crate::kernel::PAR_THRESHOLD {
-        use rayon::prelude::*;
-        v.par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
-    } else {
-        v.chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+        return build_par(n, chunk, 1, f);
     }
+    let mut v = stale(n);
+    v.chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
     v
 }
 

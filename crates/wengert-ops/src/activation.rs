@@ -50,6 +50,31 @@ fn erf_of<T: Float>(x: T) -> T {
 
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
+/// `max(v, 0)`, written `v < 0` rather than `v > 0` so that NaN passes
+/// through, as in PyTorch. Every op that applies a ReLU (alone, after
+/// batch norm, after a sum) applies this one.
+#[inline]
+pub(crate) fn relu_of<T: Float>(v: T) -> T {
+    if v < T::zero() {
+        T::zero()
+    } else {
+        v
+    }
+}
+
+/// The factor ReLU (`slope` 0) or leaky ReLU gives its input's gradient at
+/// `v`: one where `v > 0`, else `slope`. ReLU's output is positive exactly
+/// where its input is (a NaN stays NaN, a negative zero stays negative
+/// zero), so the fused ops take it from their output with the same result.
+#[inline]
+pub(crate) fn relu_factor<T: Float>(v: T, slope: T) -> T {
+    if v > T::zero() {
+        T::one()
+    } else {
+        slope
+    }
+}
+
 impl<T: Float> Op<T> for Activation {
     fn name(&self) -> &'static str {
         match self.0 {
@@ -73,7 +98,7 @@ impl<T: Float> Op<T> for Activation {
         let half = T::of(0.5);
         Ok(match self.0 {
             // `v < 0`, not `v > 0`, so that NaN passes through as PyTorch's.
-            Kind::Relu => x.map(|v| if v < T::zero() { T::zero() } else { v }),
+            Kind::Relu => x.map(relu_of),
             Kind::LeakyRelu(s) => {
                 let s = T::of(s);
                 x.map(move |v| if v < T::zero() { v * s } else { v })
@@ -95,7 +120,7 @@ impl<T: Float> Op<T> for Activation {
             // The derivative is a step function of x: a constant mask.
             Kind::Relu | Kind::LeakyRelu(_) => {
                 let slope = if let Kind::LeakyRelu(s) = self.0 { T::of(s) } else { T::zero() };
-                let mask = x.value()?.map(|v| if v > T::zero() { T::one() } else { slope });
+                let mask = x.value()?.map(move |v| relu_factor(v, slope));
                 g.mul(tape.constant(mask))?
             }
             // σ' = σ(1 − σ) and tanh' = 1 − tanh², from the output y.
@@ -136,23 +161,7 @@ impl<T: Float> Op<T> for Activation {
             Ok(x) => x,
             Err(e) => return Some(Err(e)),
         };
-        Some(
-            grad.zip_map(&x, "relu backward", move |g, v| g * if v > T::zero() { T::one() } else { slope })
-                .map(|gx| smallvec![Some(gx)]),
-        )
-    }
-}
-
-/// ReLU's factor for its input's gradient, from its output `y`: one where
-/// `y > 0`, else zero. The output is positive exactly where the input is
-/// (a NaN stays NaN, a negative zero stays negative zero), so this is the
-/// mask ReLU's backward takes from its input.
-#[inline]
-pub(crate) fn relu_mask<T: Float>(y: T) -> T {
-    if y > T::zero() {
-        T::one()
-    } else {
-        T::zero()
+        Some(grad.zip_map(&x, "relu backward", move |g, v| g * relu_factor(v, slope)).map(|gx| smallvec![Some(gx)]))
     }
 }
 
@@ -171,15 +180,7 @@ impl<T: Float> Op<T> for AddRelu {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        // `v < 0`, not `v > 0`, so that NaN passes through, as ReLU's does.
-        inputs[0].zip_map(inputs[1], "add_relu", |a, b| {
-            let v = a + b;
-            if v < T::zero() {
-                T::zero()
-            } else {
-                v
-            }
-        })
+        inputs[0].zip_map(inputs[1], "add_relu", |a, b| relu_of(a + b))
     }
 
     /// Differentiates `relu(a + b)` recorded as the two ops.
@@ -207,7 +208,7 @@ impl<T: Float> Op<T> for AddRelu {
             Ok(y) => y,
             Err(e) => return Some(Err(e)),
         };
-        let gm = grad.zip_map(&y, "add_relu backward", |g, y| g * relu_mask(y));
+        let gm = grad.zip_map(&y, "add_relu backward", |g, y| g * relu_factor(y, T::zero()));
         Some(gm.map(|gm| smallvec![needs[0].then(|| gm.clone()), needs[1].then_some(gm)]))
     }
 }

@@ -17,7 +17,7 @@
 //! differentiates the composition instead, so every order still works.
 //! Layer norm and evaluation-mode batch norm are compositions.
 
-use crate::activation::relu_mask;
+use crate::activation::{relu_factor, relu_of};
 use rayon::prelude::*;
 use std::sync::Arc;
 use wengert_core::collective::Collective;
@@ -313,11 +313,7 @@ impl<T: Float> Op<T> for BatchNormTrain {
             let scale = T::of(self.inv_std[ch]) * w[ch];
             let shift = b[ch] - T::of(self.mean[ch]) * scale;
             if relu {
-                // `v < 0`, not `v > 0`, so that NaN passes through, as ReLU's does.
-                ys.iter_mut().zip(xs).for_each(|(y, &v)| {
-                    let v = v * scale + shift;
-                    *y = if v < T::zero() { T::zero() } else { v };
-                });
+                ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = relu_of(v * scale + shift));
             } else {
                 ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * scale + shift);
             }
@@ -376,7 +372,7 @@ impl BatchNormTrain {
         let (xd, gd, yd) = (x.data(), gy.data(), y.data());
         let relu = self.relu;
         // The product ReLU's backward forms, in its precision.
-        let masked = move |g: T, y: T| (g * relu_mask(y)).as_f64();
+        let masked = move |g: T, y: T| (g * relu_factor(y, T::zero())).as_f64();
         // Σg and Σg·x̂ per channel.
         let (local_g, local_gx): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
@@ -425,7 +421,7 @@ impl BatchNormTrain {
                     let dx = move |gv: T, xv: T| k * (total * gv - sg - (xv - m) * r * sgx);
                     if relu {
                         for (((d, &gv), &xv), &yv) in dst.iter_mut().zip(gs).zip(xs).zip(ys) {
-                            *d = dx(gv * relu_mask(yv), xv);
+                            *d = dx(gv * relu_factor(yv, T::zero()), xv);
                         }
                     } else {
                         dst.iter_mut().zip(gs).zip(xs).for_each(|((d, &gv), &xv)| *d = dx(gv, xv));

@@ -87,10 +87,10 @@ const CHUNK: usize = 1 << 13;
 
 /// A fused update: `f(w, [s₁, …], g)` for every element of a parameter
 /// `w`, its optimiser state tensors and its gradient `g`, in one pass over
-/// memory, in parallel over chunks when the parameter is large (PyTorch's
-/// `fused` optimisers; per-parameter loops made a new gradient-sized
-/// vector and three passes). Element by element it computes the same
-/// formula as before, so results are unchanged to the bit.
+/// memory and with no temporary, in parallel over chunks when the
+/// parameter is large (as PyTorch's `fused` optimisers). `f` is the
+/// optimiser's per-element formula, so how the elements are split among
+/// threads does not change a bit of the result.
 fn update<T: Float, const S: usize>(
     w: &mut [T],
     states: [&mut [T]; S],
