@@ -84,7 +84,7 @@ impl Observer for Curves {
 
     fn step(&mut self, s: &Score, _: f64) {
         self.done += 1;
-        if self.done % 10 == 0 || self.done == self.batches {
+        if self.done.is_multiple_of(10) || self.done == self.batches {
             let wrong = s.images as f64 * (1.0 - s.accuracy);
             let error = 100.0 * (wrong - self.wrong) / (s.images as f64 - self.seen).max(1.0);
             self.run.train.push(((self.base + self.done) as f64, error));

@@ -193,7 +193,7 @@ fn check_args(a: &TrainArgs) -> Result<()> {
     if a.bucket_kib == 0 {
         return bad("--bucket-kib", "must be at least 1, got 0".into());
     }
-    if let Some(ranks) = mpi_world_size().filter(|r| a.batch_size % r != 0) {
+    if let Some(ranks) = mpi_world_size().filter(|r| !a.batch_size.is_multiple_of(*r)) {
         return bad(
             "--batch-size",
             format!("the batch of {} does not split evenly across {ranks} ranks", a.batch_size),

@@ -41,6 +41,7 @@
 pub mod activation;
 pub mod conv;
 mod gemm;
+pub mod isa;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

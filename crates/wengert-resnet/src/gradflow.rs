@@ -86,7 +86,7 @@ fn conv(c: usize, rng: &mut wengert_core::Rng) -> Result<Conv2d<f64>> {
 
 /// Builds the stack of `setup`.
 pub fn stack(setup: &Setup) -> Result<Sequential<f64>> {
-    if setup.depth == 0 || (setup.residual && setup.depth % 2 != 0) {
+    if setup.depth == 0 || (setup.residual && !setup.depth.is_multiple_of(2)) {
         return Err(Error::argument(
             "gradflow",
             "depth",

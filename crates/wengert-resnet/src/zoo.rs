@@ -46,7 +46,7 @@ impl Spec {
         let unknown = || crate::registry::unknown_model(name);
         if let Some(d) = name.strip_prefix("preact_resnet") {
             let depth: usize = d.parse().map_err(|_| unknown())?;
-            if depth < 11 || (depth - 2) % 9 != 0 {
+            if depth < 11 || !(depth - 2).is_multiple_of(9) {
                 return Err(unknown());
             }
             return Ok(Spec {
@@ -82,7 +82,7 @@ impl Spec {
                 shortcut: Shortcut::Projection,
             });
         }
-        if depth < 8 || (depth - 2) % 6 != 0 {
+        if depth < 8 || !(depth - 2).is_multiple_of(6) {
             return Err(unknown());
         }
         let n = (depth - 2) / 6;

@@ -182,7 +182,7 @@ fn all_reduce<T: Equivalence + Copy + Default>(world: &SimpleCommunicator, buf: 
                 std::hint::spin_loop();
             } else {
                 std::thread::sleep(Duration::from_micros(50));
-                if polls % 256 == 0 {
+                if polls.is_multiple_of(256) {
                     check_abort(world, abort);
                 }
             }

@@ -313,7 +313,7 @@ impl<'a, M: Module<f32>> Run<'a, M> {
             let train = self.trainer.epoch(self.train, |s, rate| {
                 images_per_s = rate;
                 done += 1;
-                if done % every == 0 {
+                if done.is_multiple_of(every) {
                     let error_percent = 100.0 * (1.0 - s.accuracy);
                     log.steps.push(StepRecord { iteration: done, loss: s.loss, error_percent });
                 }

@@ -470,7 +470,7 @@ impl<M: Module<f32>> Trainer<M> {
     fn share(&self, data: &Loader) -> Result<Loader> {
         let Some(p) = &self.parallel else { return Ok(data.clone()) };
         let (rank, ranks) = (p.group.rank(), p.group.size());
-        if data.batch_size() % ranks != 0 {
+        if !data.batch_size().is_multiple_of(ranks) {
             return Err(Error::argument(
                 "train",
                 "batch_size",

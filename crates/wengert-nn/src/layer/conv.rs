@@ -18,7 +18,7 @@ impl<T: Float> Conv2d<T> {
     /// A square `k×k` convolution with PyTorch's default initialisation.
     pub fn new(c_in: usize, c_out: usize, k: usize, options: Conv2dOptions, bias: bool, rng: &mut Rng) -> Result<Self> {
         let g = options.groups.max(1);
-        if c_in % g != 0 || c_out % g != 0 {
+        if !c_in.is_multiple_of(g) || !c_out.is_multiple_of(g) {
             return Err(Error::argument(
                 "Conv2d",
                 "groups",
@@ -67,7 +67,7 @@ impl<T: Float> ConvTranspose2d<T> {
         rng: &mut Rng,
     ) -> Result<Self> {
         let g = options.groups.max(1);
-        if c_in % g != 0 || c_out % g != 0 {
+        if !c_in.is_multiple_of(g) || !c_out.is_multiple_of(g) {
             return Err(Error::argument(
                 "ConvTranspose2d",
                 "groups",

@@ -1,4 +1,5 @@
-//! Convolution kernels: im2col + GEMM, parallel over the batch.
+//! Convolution kernels: the direct path where it applies (`direct.rs`),
+//! otherwise im2col + GEMM, parallel over the batch.
 //!
 //! For one image and one group, the conv is a matrix product
 //! `Y (og × OH·OW) = W (og × K) · cols (K × OH·OW)` with `K = cg·kh·kw` and
@@ -170,6 +171,14 @@ fn unfold_block<'a, T: Float>(
 
 /// `y = conv2d(x, w)`.
 pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
+    if let Some(y) = super::direct::forward(g, x, w) {
+        return y;
+    }
+    forward_im2col(g, x, w)
+}
+
+/// `y = conv2d(x, w)` by unfolding and GEMM: every geometry and type.
+pub(super) fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
     let block = block_images(g);
@@ -280,6 +289,14 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
 /// faster than `gy · colsᵀ` (3.5 ms against 28 ms for the 64 images of the
 /// 16-channel 32×32 benchmark on one core).
 pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
+    if let Some(dw) = super::direct::weight_grad(g, x, gy) {
+        return dw;
+    }
+    weight_grad_gemm(g, x, gy)
+}
+
+/// The weight gradient by unfolding and GEMM: every geometry and type.
+pub(super) fn weight_grad_gemm<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
     let wlen = g.c_out * k;

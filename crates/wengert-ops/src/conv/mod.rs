@@ -12,6 +12,7 @@
 //! vector-Jacobian product is built from the other two, so derivatives of
 //! every order work.
 
+mod direct;
 mod kernel;
 
 use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
@@ -239,7 +240,7 @@ fn transpose_geometry(x: &[usize], w: &[usize], o: &ConvTranspose2dOptions) -> R
     rank4(OP, "weight", w)?;
     check_common(OP, o.stride, o.dilation, o.groups)?;
     let g = o.groups;
-    if x[1] % g != 0 {
+    if !x[1].is_multiple_of(g) {
         return Err(Error::argument(
             OP,
             "groups",

@@ -1,0 +1,720 @@
+//! Direct convolution for `f32`: no unfolding, register-blocked micro-kernels.
+//!
+//! Applies to the convolutions ResNets spend their time in: stride 1 with the
+//! output the size of the input (3×3 with padding 1, 1×1 without, any
+//! "same" kernel and dilation), output channels per group a multiple of 8.
+//! Everything else takes the im2col path in `kernel.rs`.
+//!
+//! The activations stay NCHW. At stride 1 with `OW = W`, output pixel `q`
+//! (flattened `oy·W + ox`) reads input pixel `q + (ky·dh − ph)·W + (kx·dw −
+//! pw)` for tap `(ky, kx)`: a constant offset per tap. So a vector of
+//! consecutive output pixels reads a vector of consecutive input pixels, one
+//! unaligned load per tap, with a lane mask that zeroes the lanes whose
+//! input falls in the padding (or wraps to the next row). The masks depend
+//! only on the geometry and are computed once per call ([`Plan`]).
+//!
+//! The forward micro-kernel holds `O` output channels × `V` pixel vectors
+//! in registers (8 × 3 on AVX-512: 24 accumulators), and for each input
+//! channel and tap loads `V` input vectors and broadcasts `O` weights: 24
+//! fused multiply-adds per 11 loads, so the FMA units, not the loads, set
+//! the pace. It writes each output once. The input gradient of a stride-1
+//! convolution is a forward convolution with flipped weights and takes the
+//! same kernel (no col2im). The weight-gradient micro-kernel holds `O`
+//! output channels × `TT` taps of one input channel, and reduces over the
+//! pixels of a block of images in registers before one horizontal sum per
+//! weight; the batch is cut into a fixed number of chunks whose partial sums
+//! are added in order, so the result does not depend on the thread count.
+//!
+//! One generic body per kernel, compiled once per instruction set through
+//! the [`Simd`] trait inside a `#[target_feature]` function: AVX-512 (16
+//! lanes, 32 registers, tiles of 8 channels) and AVX2 + FMA (8 lanes, 16
+//! registers, tiles of 4). [`crate::isa::active`] picks one at run time.
+
+use super::Geometry;
+use crate::isa::{self, Isa};
+use crate::scratch::with_scratch;
+use rayon::prelude::*;
+use wengert_core::{DType, Float};
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// The largest output-channel tile of any kernel: the fast path needs the
+/// output channels of a group to be a multiple of it.
+const CHANNEL_TILE: usize = 8;
+
+/// Pixel vectors each weight-gradient tile sums over before its horizontal
+/// sums: enough to amortise them, few enough that the tile's output
+/// gradients stay in the first-level cache.
+const WGRAD_VECTORS: usize = 64;
+
+/// Partial sums of the weight gradient: the batch is cut into at most this
+/// many chunks, whatever the thread count, and their sums added in order.
+const WGRAD_CHUNKS: usize = 8;
+
+/// Whether the direct path computes this convolution (for `f32`).
+pub(super) fn applies(g: &Geometry) -> bool {
+    g.stride == [1, 1]
+        && g.oh == g.h
+        && g.ow == g.w
+        && g.og().is_multiple_of(CHANNEL_TILE)
+        && isa::active() > Isa::Generic
+}
+
+/// `x` as `f32`, when `T` is `f32`.
+fn f32s<T: Float>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: `Float` is sealed to f32 and f64, and DTYPE names the type, so
+    // when it says F32, T is f32 and the cast is the identity.
+    (T::DTYPE == DType::F32).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+/// `x` as `f32`, mutably, when `T` is `f32`.
+fn f32s_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as in `f32s`; the borrow of `x` moves into the result.
+    (T::DTYPE == DType::F32).then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
+/// What every tile of one geometry shares: the taps' offsets and the lane
+/// masks of every pixel vector.
+struct Plan<S: Simd> {
+    /// Pixels per plane, `H·W`.
+    p: usize,
+    /// Pixel vectors per plane, `⌈P / lanes⌉`.
+    nv: usize,
+    /// Taps per input channel, `kh·kw`.
+    nt: usize,
+    /// Offset of each tap's input pixel from the output pixel.
+    taps: Vec<isize>,
+    /// `[nv][nt]`: the lanes of vector `j` whose input for tap `t` lies in
+    /// the image. Every other lane's address may lie outside the plane.
+    masks: Vec<S::M>,
+    /// `[nv]`: the lanes of vector `j` that are pixels of the plane.
+    inside: Vec<S::M>,
+}
+
+impl<S: Simd> Plan<S> {
+    fn new(g: &Geometry) -> Self {
+        let (h, w, p, lanes) = (g.h as isize, g.w as isize, g.h * g.w, S::LANES);
+        let nv = p.div_ceil(lanes);
+        let offsets: Vec<(isize, isize)> = (0..g.kh)
+            .flat_map(|ky| {
+                (0..g.kw).map(move |kx| {
+                    ((ky * g.dil[0]) as isize - g.pad[0] as isize, (kx * g.dil[1]) as isize - g.pad[1] as isize)
+                })
+            })
+            .collect();
+        let taps = offsets.iter().map(|&(dy, dx)| dy * w + dx).collect();
+        let bits = |j: usize, keep: &dyn Fn(isize, isize) -> bool| {
+            (0..lanes).filter(|l| j * lanes + l < p).fold(0u32, |m, l| {
+                let q = (j * lanes + l) as isize;
+                if keep(q / w, q % w) {
+                    m | 1 << l
+                } else {
+                    m
+                }
+            })
+        };
+        let mut masks = Vec::with_capacity(nv * offsets.len());
+        for j in 0..nv {
+            for &(dy, dx) in &offsets {
+                let m = bits(j, &|oy, ox| (0..h).contains(&(oy + dy)) && (0..w).contains(&(ox + dx)));
+                masks.push(S::mask(m));
+            }
+        }
+        let inside = (0..nv).map(|j| S::mask(bits(j, &|_, _| true))).collect();
+        Plan { p, nv, nt: offsets.len(), taps, masks, inside }
+    }
+}
+
+/// `y = conv2d(x, w)` on the direct path, or `None` when it does not apply
+/// (see [`applies`]) or `T` is not `f32`.
+pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<Vec<T>> {
+    let (x, w) = (f32s(x)?, f32s(w)?);
+    if !applies(g) {
+        return None;
+    }
+    // SAFETY: `active` never names a level the CPU lacks.
+    match isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(unsafe { forward_with::<Avx512, T, 8>(g, x, w) }),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(unsafe { forward_with::<Avx2, T, 4>(g, x, w) }),
+        _ => None,
+    }
+}
+
+/// `dw = Σₙ gy[n] ⋆ x[n]` on the direct path, or `None` as for [`forward`].
+pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Option<Vec<T>> {
+    let (x, gy) = (f32s(x)?, f32s(gy)?);
+    if !applies(g) {
+        return None;
+    }
+    // SAFETY: `active` never names a level the CPU lacks.
+    match isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(unsafe { weight_grad_with::<Avx512, T, 8, 2>(g, x, gy) }),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(unsafe { weight_grad_with::<Avx2, T, 4, 2>(g, x, gy) }),
+        _ => None,
+    }
+}
+
+/// # Safety
+/// The CPU supports `S`'s instructions.
+unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<T> {
+    let plan = Plan::<S>::new(g);
+    let (cg, og, p, nt) = (g.cg(), g.og(), plan.p, plan.nt);
+    let tiles = g.c_out / O;
+    // Weights packed tile by tile as [tile][c][tap][O]: a tile reads them in
+    // order, O consecutive values per broadcast step.
+    let mut wp = vec![0f32; w.len()];
+    for (i, chunk) in wp.chunks_exact_mut(O).enumerate() {
+        let (tile, ct) = (i / (cg * nt), i % (cg * nt));
+        for (o, v) in chunk.iter_mut().enumerate() {
+            *v = w[(tile * O + o) * cg * nt + ct];
+        }
+    }
+    let units = g.n * tiles;
+    let per_task = units.div_ceil(rayon::current_num_threads());
+    wengert_core::buffer::build_par(units * O * p, O * p, per_task, |u, yb: &mut [T]| {
+        let yb = f32s_mut(yb).expect("T is f32");
+        let (n, tile) = (u / tiles, u % tiles);
+        let grp = tile * O / og;
+        let xg = &x[(n * g.c_in + grp * cg) * p..][..cg * p];
+        let wt = &wp[tile * cg * nt * O..][..cg * nt * O];
+        // SAFETY: `forward` called this for the active instruction set, which
+        // the CPU supports; the slices have the sizes `forward_unit` needs.
+        unsafe { S::forward_unit::<O>(&plan, cg, xg, wt, yb) };
+    })
+}
+
+/// One tile of output channels of one image: every pixel vector, in tiles
+/// of up to three vectors.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; `x` holds `cg` planes, `wt` the
+/// tile's packed weights (`cg·nt·O`), `y` `O` planes.
+#[inline(always)]
+unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, cg: usize, x: &[f32], wt: &[f32], y: &mut [f32]) {
+    debug_assert!(x.len() == cg * plan.p && wt.len() == cg * plan.nt * O && y.len() == O * plan.p);
+    let mut j = 0;
+    while j < plan.nv {
+        // Threes, but 2 + 2 rather than 3 + 1 at the end.
+        let v = match plan.nv - j {
+            1 => 1,
+            2 | 4 => 2,
+            _ => 3,
+        };
+        // SAFETY: as this function's, and j + v ≤ nv.
+        unsafe {
+            match v {
+                3 => forward_tile::<S, O, 3>(plan, cg, x, wt, y, j),
+                2 => forward_tile::<S, O, 2>(plan, cg, x, wt, y, j),
+                _ => forward_tile::<S, O, 1>(plan, cg, x, wt, y, j),
+            }
+        }
+        j += v;
+    }
+}
+
+/// Output channels `0..O` × pixel vectors `j0..j0 + V`, summed over every
+/// input channel and tap in registers, then stored once.
+///
+/// # Safety
+/// As [`forward_unit`], and `j0 + V ≤ nv`.
+#[inline(always)]
+unsafe fn forward_tile<S: Simd, const O: usize, const V: usize>(
+    plan: &Plan<S>,
+    cg: usize,
+    x: &[f32],
+    wt: &[f32],
+    y: &mut [f32],
+    j0: usize,
+) {
+    let (p, nt, lanes) = (plan.p, plan.nt, S::LANES);
+    // SAFETY (for every load and store below): a load at `plane + j·lanes +
+    // tap` reads only the lanes of `masks[j][tap]`, and those are pixels
+    // whose input lies inside the plane (Plan::new), so inside `x`; masked
+    // lanes are neither read nor faulted on, which is why the address is
+    // formed with `wrapping_offset` and may point outside. A store writes
+    // the lanes of `inside[j]`, pixels `< P` of plane `o < O`, inside `y`.
+    // Weight reads index `wt` below `cg·nt·O`. The CPU supports `S`.
+    unsafe {
+        let mut acc = [[S::zero(); V]; O];
+        for c in 0..cg {
+            let plane = x.as_ptr().add(c * p);
+            for t in 0..nt {
+                let tap = plan.taps[t];
+                let mut xv = [S::zero(); V];
+                for (v, xv) in xv.iter_mut().enumerate() {
+                    let j = j0 + v;
+                    *xv = S::load(plan.masks[j * nt + t], plane.wrapping_offset((j * lanes) as isize + tap));
+                }
+                let wv = wt.as_ptr().add((c * nt + t) * O);
+                for (o, acc) in acc.iter_mut().enumerate() {
+                    let b = S::splat(wv.add(o));
+                    for v in 0..V {
+                        acc[v] = S::fma(b, xv[v], acc[v]);
+                    }
+                }
+            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            for (v, &a) in acc.iter().enumerate() {
+                let j = j0 + v;
+                S::store(plan.inside[j], y.as_mut_ptr().add(o * p + j * lanes), a);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// The CPU supports `S`'s instructions.
+unsafe fn weight_grad_with<S: Simd, T: Float, const O: usize, const TT: usize>(
+    g: &Geometry,
+    x: &[f32],
+    gy: &[f32],
+) -> Vec<T> {
+    let plan = Plan::<S>::new(g);
+    let (cg, nt) = (g.cg(), plan.nt);
+    let wlen = g.c_out * cg * nt;
+    let block = WGRAD_VECTORS.div_ceil(plan.nv).clamp(1, g.n);
+    let chunk = g.n.div_ceil(g.n.div_ceil(block).min(WGRAD_CHUNKS)).max(block);
+    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|ci| {
+            let mut dw = vec![0f32; wlen];
+            let (n0, n1) = (ci * chunk, ((ci + 1) * chunk).min(g.n));
+            let packed_len = block * O * plan.nv * S::LANES;
+            with_scratch(packed_len + 16, |buf: &mut [f32]| {
+                let at = buf.as_ptr().align_offset(64).min(16);
+                let packed = &mut buf[at..at + packed_len];
+                for b0 in (n0..n1).step_by(block) {
+                    let nb = block.min(n1 - b0);
+                    // SAFETY: `weight_grad` called this for the active
+                    // instruction set; b0 + nb ≤ n1 ≤ g.n.
+                    unsafe { S::weight_grad_block::<O, TT>(&plan, g, x, gy, b0, nb, packed, &mut dw) };
+                }
+            });
+            dw
+        })
+        .collect();
+    let mut dw = wengert_core::buffer::zeroed::<T>(wlen);
+    for part in &partials {
+        dw.iter_mut().zip(part).for_each(|(d, &s)| *d += T::of(s as f64));
+    }
+    dw
+}
+
+/// Adds the weight gradient of images `b0..b0 + nb` into `dw`. `packed` is
+/// scratch space for `nb·O` planes of whole vectors.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; `x` and `gy` are `g`'s input and
+/// output gradient, `b0 + nb ≤ g.n`, `dw` is `g`'s weight size.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
+    plan: &Plan<S>,
+    g: &Geometry,
+    x: &[f32],
+    gy: &[f32],
+    b0: usize,
+    nb: usize,
+    packed: &mut [f32],
+    dw: &mut [f32],
+) {
+    let (cg, og, p, nt) = (g.cg(), g.og(), plan.p, plan.nt);
+    assert!((b0 + nb) * g.c_in * p <= x.len() && (b0 + nb) * g.c_out * p <= gy.len());
+    assert_eq!(dw.len(), g.c_out * cg * nt);
+    // Tap tiles of up to three taps (a row of a 3×3 kernel).
+    assert!((1..=3).contains(&TT));
+    let mut sums = [0f32; 3 * CHANNEL_TILE];
+    // The tile's output gradients, copied once into whole aligned vectors
+    // (zero past each plane's end) and then read `cg·nt / TT` times: loads
+    // that straddle two cache lines would halve the loads' throughput.
+    let stride = plan.nv * S::LANES;
+    let packed = &mut packed[..nb * O * stride];
+    for tile in 0..g.c_out / O {
+        let grp = tile * O / og;
+        for (i, img) in packed.chunks_exact_mut(O * stride).enumerate() {
+            for (o, dst) in img.chunks_exact_mut(stride).enumerate() {
+                dst[..p].copy_from_slice(&gy[((b0 + i) * g.c_out + tile * O + o) * p..][..p]);
+                dst[p..].fill(0.0);
+            }
+        }
+        let gyp = packed.as_ptr();
+        for c in 0..cg {
+            let xp = x[(b0 * g.c_in + grp * cg + c) * p..].as_ptr();
+            let mut t0 = 0;
+            while t0 < nt {
+                let tt = TT.min(nt - t0);
+                let sums = &mut sums[..O * tt];
+                // SAFETY: as this function's; the asserts above bound
+                // every image's planes, and t0 + tt ≤ nt.
+                unsafe {
+                    match tt {
+                        3 => S::wgrad_tile::<O, 3>(plan, g, xp, gyp, nb, t0, sums),
+                        2 => S::wgrad_tile::<O, 2>(plan, g, xp, gyp, nb, t0, sums),
+                        _ => wgrad_tile::<S, O, 1>(plan, g, xp, gyp, nb, t0, sums),
+                    }
+                }
+                for (o, row) in sums.chunks_exact(tt).enumerate() {
+                    let at = ((tile * O + o) * cg + c) * nt + t0;
+                    dw[at..at + tt].iter_mut().zip(row).for_each(|(d, &s)| *d += s);
+                }
+                t0 += tt;
+            }
+        }
+    }
+}
+
+/// Sums over `nb` images and every pixel of `gy`'s channels `0..O` times
+/// `x`'s plane shifted by taps `t0..t0 + TT`: `sums[o·TT + t]`.
+///
+/// # Safety
+/// As [`weight_grad_block`]; `x` points at the input plane of the first of
+/// `nb` images, `gy` at their packed output gradients, `[nb][O][nv·lanes]`.
+#[inline(always)]
+unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
+    plan: &Plan<S>,
+    g: &Geometry,
+    x: *const f32,
+    gy: *const f32,
+    nb: usize,
+    t0: usize,
+    sums: &mut [f32],
+) {
+    debug_assert_eq!(sums.len(), O * TT);
+    let (p, nt, lanes) = (plan.p, plan.nt, S::LANES);
+    // SAFETY: input loads read the lanes of `masks[j][t]`, inside the plane
+    // (see `forward_tile`); output-gradient loads read whole vectors of the
+    // packed planes, `nv·lanes` long. The caller bounds the images. The CPU
+    // supports `S`.
+    unsafe {
+        let stride = plan.nv * lanes;
+        let taps: [isize; TT] = std::array::from_fn(|k| plan.taps[t0 + k]);
+        let mut acc = [[S::zero(); TT]; O];
+        // One loop over every vector of every image: two nested loops
+        // measured slower (the compiler spilled accumulators between them).
+        let (mut xp, mut gp, mut j) = (x, gy, 0);
+        for _ in 0..nb * plan.nv {
+            let base = j * lanes;
+            let masks = plan.masks.as_ptr().add(j * nt + t0);
+            let mut xv = [S::zero(); TT];
+            for k in 0..TT {
+                xv[k] = S::load(*masks.add(k), xp.wrapping_offset(base as isize + taps[k]));
+            }
+            for (o, acc) in acc.iter_mut().enumerate() {
+                let gv = S::loadu(gp.add(o * stride + base));
+                for k in 0..TT {
+                    acc[k] = S::fma(gv, xv[k], acc[k]);
+                }
+            }
+            j += 1;
+            if j == plan.nv {
+                j = 0;
+                xp = xp.wrapping_add(g.c_in * p);
+                gp = gp.wrapping_add(O * stride);
+            }
+        }
+        for o in 0..O {
+            for k in 0..TT {
+                sums[o * TT + k] = S::sum(acc[o][k]);
+            }
+        }
+    }
+}
+
+/// One instruction set: vectors of `LANES` `f32`, lane masks, and the
+/// kernels compiled for it.
+///
+/// # Safety
+/// Every method but `mask` needs a CPU with the instruction set; a masked
+/// load reads only its mask's lanes (and gives zero in the others), a
+/// masked store writes only its mask's lanes.
+trait Simd: Sized + 'static {
+    /// `f32` lanes per vector.
+    const LANES: usize;
+    /// A vector.
+    type V: Copy;
+    /// A lane mask.
+    type M: Copy + Send + Sync;
+
+    /// The mask of the lanes whose bit is set in `bits`.
+    fn mask(bits: u32) -> Self::M;
+    /// All lanes zero.
+    unsafe fn zero() -> Self::V;
+    /// `m`'s lanes from `p`, zero elsewhere.
+    unsafe fn load(m: Self::M, p: *const f32) -> Self::V;
+    /// `LANES` values from `p`.
+    unsafe fn loadu(p: *const f32) -> Self::V;
+    /// `*p` in every lane.
+    unsafe fn splat(p: *const f32) -> Self::V;
+    /// `a·b + c`, rounded once.
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `v`'s lanes in `m` to `p`.
+    unsafe fn store(m: Self::M, p: *mut f32, v: Self::V);
+    /// The sum of the lanes.
+    unsafe fn sum(v: Self::V) -> f32;
+
+    /// [`forward_unit`] compiled for this instruction set.
+    unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, cg: usize, x: &[f32], wt: &[f32], y: &mut [f32]);
+    /// [`wgrad_tile`] compiled for this instruction set, as a function of
+    /// its own: inlined into its caller, its 24 accumulators were spilled.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wgrad_tile<const O: usize, const TT: usize>(
+        plan: &Plan<Self>,
+        g: &Geometry,
+        x: *const f32,
+        gy: *const f32,
+        nb: usize,
+        t0: usize,
+        sums: &mut [f32],
+    );
+    /// [`weight_grad_block`] compiled for this instruction set.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn weight_grad_block<const O: usize, const TT: usize>(
+        plan: &Plan<Self>,
+        g: &Geometry,
+        x: &[f32],
+        gy: &[f32],
+        b0: usize,
+        nb: usize,
+        packed: &mut [f32],
+        dw: &mut [f32],
+    );
+}
+
+/// The kernels of [`Simd`], compiled for one instruction set: each wraps
+/// its generic body in a function with that set's `target_feature`, so the
+/// body's intrinsics inline into it.
+#[cfg(target_arch = "x86_64")]
+macro_rules! kernels_for {
+    ($features:literal) => {
+        #[target_feature(enable = $features)]
+        unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, cg: usize, x: &[f32], wt: &[f32], y: &mut [f32]) {
+            unsafe { forward_unit::<Self, O>(plan, cg, x, wt, y) }
+        }
+        #[target_feature(enable = $features)]
+        #[inline(never)]
+        unsafe fn wgrad_tile<const O: usize, const TT: usize>(
+            plan: &Plan<Self>,
+            g: &Geometry,
+            x: *const f32,
+            gy: *const f32,
+            nb: usize,
+            t0: usize,
+            sums: &mut [f32],
+        ) {
+            unsafe { wgrad_tile::<Self, O, TT>(plan, g, x, gy, nb, t0, sums) }
+        }
+        #[target_feature(enable = $features)]
+        unsafe fn weight_grad_block<const O: usize, const TT: usize>(
+            plan: &Plan<Self>,
+            g: &Geometry,
+            x: &[f32],
+            gy: &[f32],
+            b0: usize,
+            nb: usize,
+            packed: &mut [f32],
+            dw: &mut [f32],
+        ) {
+            unsafe { weight_grad_block::<Self, O, TT>(plan, g, x, gy, b0, nb, packed, dw) }
+        }
+    };
+}
+
+/// AVX-512F: 16 lanes, 32 registers.
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Simd for Avx512 {
+    const LANES: usize = 16;
+    type V = __m512;
+    type M = u16;
+
+    fn mask(bits: u32) -> u16 {
+        bits as u16
+    }
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(m: u16, p: *const f32) -> __m512 {
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[inline(always)]
+    unsafe fn loadu(p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m512 {
+        unsafe { _mm512_set1_ps(*p) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn store(m: u16, p: *mut f32, v: __m512) {
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+    #[inline(always)]
+    unsafe fn sum(v: __m512) -> f32 {
+        unsafe { _mm512_reduce_add_ps(v) }
+    }
+    kernels_for!("avx512f");
+}
+
+/// AVX2 with FMA: 8 lanes, 16 registers.
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Simd for Avx2 {
+    const LANES: usize = 8;
+    type V = __m256;
+    type M = __m256i;
+
+    fn mask(bits: u32) -> __m256i {
+        let lanes: [i32; 8] = std::array::from_fn(|l| if bits >> l & 1 == 1 { -1 } else { 0 });
+        // SAFETY: eight i32 are the 32 bytes of a __m256i, and every bit
+        // pattern is a valid one.
+        unsafe { std::mem::transmute::<[i32; 8], __m256i>(lanes) }
+    }
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(m: __m256i, p: *const f32) -> __m256 {
+        unsafe { _mm256_maskload_ps(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn loadu(p: *const f32) -> __m256 {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m256 {
+        unsafe { _mm256_broadcast_ss(&*p) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn store(m: __m256i, p: *mut f32, v: __m256) {
+        unsafe { _mm256_maskstore_ps(p, m, v) }
+    }
+    #[inline(always)]
+    unsafe fn sum(v: __m256) -> f32 {
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+        }
+    }
+    kernels_for!("avx2,fma");
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::conv::{conv_geometry, Conv2dOptions};
+
+    /// Geometries the direct path takes: 3×3, 1×1, 5×5 and dilated "same"
+    /// kernels, odd and tiny images, one image, groups, few input channels.
+    fn geometries() -> Vec<Geometry> {
+        let mut out = Vec::new();
+        // (x, w, padding, dilation, groups)
+        type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize);
+        let cases: [Case; 10] = [
+            ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1),
+            ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1),
+            ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1),
+            ([2, 16, 14, 14], [24, 16, 1, 1], [0, 0], [1, 1], 1),
+            ([2, 4, 6, 11], [8, 4, 5, 5], [2, 2], [1, 1], 1),
+            ([2, 4, 9, 9], [8, 4, 3, 3], [2, 2], [2, 2], 1),
+            ([2, 6, 5, 5], [16, 3, 3, 3], [1, 1], [1, 1], 2),
+            ([5, 2, 1, 1], [8, 2, 1, 1], [0, 0], [1, 1], 1),
+            ([2, 2, 1, 17], [8, 2, 3, 3], [1, 1], [1, 1], 1),
+            ([3, 4, 8, 8], [64, 4, 3, 1], [1, 0], [1, 1], 1),
+        ];
+        for (x, w, padding, dilation, groups) in cases {
+            let o = Conv2dOptions { stride: [1, 1], padding, dilation, groups };
+            let g = conv_geometry(&x, &w, &o).unwrap();
+            assert!(g.oh == g.h && g.ow == g.w && g.og().is_multiple_of(CHANNEL_TILE), "{g:?}");
+            out.push(g);
+        }
+        out
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i + seed) * 7919 % 211) as f32 / 105.0 - 1.0).collect()
+    }
+
+    /// The direct kernels on every instruction set this CPU has, against
+    /// the im2col path in f64 on the same values, within f32 rounding of
+    /// the sums of |terms|.
+    fn check<S: Simd, const O: usize, const TT: usize>() {
+        for g in geometries() {
+            let x = values(g.n * g.c_in * g.h * g.w, 1);
+            let w = values(g.c_out * g.k(), 2);
+            let gy = values(g.n * g.c_out * g.oh * g.ow, 3);
+            let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+            let abs = |v: &[f32]| v.iter().map(|&a| a.abs() as f64).collect::<Vec<f64>>();
+            // SAFETY: each caller checked that the CPU has S.
+            let y: Vec<f32> = unsafe { forward_with::<S, f32, O>(&g, &x, &w) };
+            let want = super::super::kernel::forward_im2col(&g, &wide(&x), &wide(&w));
+            let bound = super::super::kernel::forward_im2col(&g, &abs(&x), &abs(&w));
+            for ((a, b), m) in y.iter().zip(&want).zip(&bound) {
+                assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "forward {g:?}: {a} vs {b}");
+            }
+            let dw: Vec<f32> = unsafe { weight_grad_with::<S, f32, O, TT>(&g, &x, &gy) };
+            let want = super::super::kernel::weight_grad_gemm(&g, &wide(&x), &wide(&gy));
+            let bound = super::super::kernel::weight_grad_gemm(&g, &abs(&x), &abs(&gy));
+            for ((a, b), m) in dw.iter().zip(&want).zip(&bound) {
+                assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "weight grad {g:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn avx512_matches_the_unfolding() {
+        if isa::detected() >= Isa::Avx512 {
+            check::<Avx512, 8, 3>();
+        }
+    }
+
+    #[test]
+    fn avx2_matches_the_unfolding() {
+        if isa::detected() >= Isa::Avx2 {
+            check::<Avx2, 4, 2>();
+        }
+    }
+
+    /// Non-finite values stay where they are: a NaN or infinity in the
+    /// output gradient of one image never leaks through a masked lane.
+    #[test]
+    fn masked_lanes_read_nothing() {
+        if isa::detected() < Isa::Avx512 {
+            return;
+        }
+        let o = Conv2dOptions { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 };
+        let g = conv_geometry(&[2, 8, 5, 3], &[8, 8, 3, 3], &o).unwrap();
+        let x = values(2 * 8 * 15, 1);
+        let mut gy = values(2 * 8 * 15, 3);
+        // Image 1's gradient is infinite; image 0's weight gradient alone
+        // must come out finite when image 1 is left out of the sum.
+        gy[8 * 15..].fill(f32::INFINITY);
+        let plan = Plan::<Avx512>::new(&g);
+        let mut dw = vec![0f32; 8 * 8 * 9];
+        // SAFETY: the CPU has AVX-512 (checked above); one image of two.
+        let mut packed = vec![0f32; 8 * plan.nv * 16];
+        unsafe { Avx512::weight_grad_block::<8, 3>(&plan, &g, &x, &gy, 0, 1, &mut packed, &mut dw) };
+        assert!(dw.iter().all(|v| v.is_finite()));
+    }
+}

@@ -1,0 +1,109 @@
+//! Which instruction-set level the hand-written kernels run at.
+//!
+//! The direct convolution has one micro-kernel per CPU feature level and
+//! picks one at run time, never at compile time, so one binary runs at its
+//! best on every x86-64 machine. [`active`] is the level in use: the best the
+//! CPU supports ([`detected`]), lowered by the `WENGERT_ISA` environment
+//! variable (`generic`, `avx2`, `avx512`) read at the first call, or by
+//! [`set_ceiling`]. Every level gives the same results to rounding: the
+//! conformance suite runs on each one the machine supports.
+//!
+//! ```
+//! use wengert_ops::isa::{self, Isa};
+//! let best = isa::detected();
+//! isa::set_ceiling(Isa::Generic); // every kernel takes its portable path
+//! assert_eq!(isa::active(), Isa::Generic);
+//! isa::set_ceiling(best);
+//! ```
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+/// An instruction-set level, from the portable path up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Plain Rust that the compiler vectorises as it can: every CPU, and
+    /// `f64` everywhere.
+    Generic,
+    /// x86-64 with AVX2 and FMA: 8 `f32` lanes.
+    Avx2,
+    /// x86-64 with AVX-512F: 16 `f32` lanes.
+    Avx512,
+}
+
+impl Isa {
+    /// Every level, lowest first.
+    pub const ALL: [Isa; 3] = [Isa::Generic, Isa::Avx2, Isa::Avx512];
+
+    /// The level's name as `WENGERT_ISA` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Generic => "generic",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|i| i.name().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// The best level this CPU supports.
+pub fn detected() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Generic
+}
+
+/// No ceiling set yet: take `WENGERT_ISA` at the first call.
+const UNSET: u8 = u8::MAX;
+static CEILING: AtomicU8 = AtomicU8::new(UNSET);
+
+fn env_ceiling() -> Isa {
+    static ENV: OnceLock<Isa> = OnceLock::new();
+    *ENV.get_or_init(|| match std::env::var("WENGERT_ISA") {
+        Ok(s) => Isa::from_name(&s).unwrap_or_else(|| {
+            eprintln!("wengert: WENGERT_ISA={s:?} is not one of generic, avx2, avx512; ignoring it");
+            Isa::Avx512
+        }),
+        Err(_) => Isa::Avx512,
+    })
+}
+
+/// The level the kernels use now: [`detected`], capped by the ceiling.
+pub fn active() -> Isa {
+    let ceiling = match CEILING.load(Ordering::Relaxed) {
+        UNSET => env_ceiling(),
+        i => Isa::ALL[i as usize],
+    };
+    detected().min(ceiling)
+}
+
+/// Caps the level every kernel uses from now on, for the whole process (a
+/// level above [`detected`] caps nothing). Meant for tests and benchmarks
+/// that compare the paths; results agree on every level to rounding.
+pub fn set_ceiling(isa: Isa) {
+    CEILING.store(isa as u8, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::from_name(" AVX2 "), Some(Isa::Avx2));
+        assert_eq!(Isa::from_name("sse"), None);
+    }
+}
