@@ -15,12 +15,14 @@ fn gemm(c: &mut Criterion) {
 }
 
 fn conv(c: &mut Criterion) {
-    let mut g = c.benchmark_group("conv3x3");
-    for (name, ch, h) in [("c16_h32", 16, 32), ("c32_h16", 32, 16), ("c64_h8", 64, 8)] {
-        let mut fwd = wengert::bench::conv3x3_fwd(ch, h).unwrap();
-        g.bench_function(format!("{name}_fwd"), |b| b.iter(|| fwd().unwrap()));
-        let mut fwdbwd = wengert::bench::conv3x3_fwdbwd(ch, h).unwrap();
-        g.bench_function(format!("{name}_fwdbwd"), |b| b.iter(|| fwdbwd().unwrap()));
+    let mut g = c.benchmark_group("conv");
+    for s in &wengert::bench::ConvShape::ALL {
+        g.throughput(Throughput::Elements(s.flops() as u64));
+        let mut fwd = wengert::bench::conv_fwd(s).unwrap();
+        g.bench_function(format!("{}_fwd", s.name), |b| b.iter(|| fwd().unwrap()));
+        g.throughput(Throughput::Elements(3 * s.flops() as u64));
+        let mut fwdbwd = wengert::bench::conv_fwdbwd(s).unwrap();
+        g.bench_function(format!("{}_fwdbwd", s.name), |b| b.iter(|| fwdbwd().unwrap()));
     }
     g.finish();
 }

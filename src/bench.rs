@@ -25,39 +25,88 @@ pub fn gemm(n: usize) -> Result<impl FnMut() -> Result<()>> {
     })
 }
 
-/// The inputs of a conv3x3 workload: batch 64, `c→c` channels at `h×h`.
+/// One convolution workload of `../shared/bench`: its name, and the conv
+/// `batch × c_in × h × h → c_out` channels with a `k × k` kernel, padding
+/// `k / 2`, no bias.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvShape {
+    /// The workload's name; results are `{name}_fwd` and `{name}_fwdbwd`.
+    pub name: &'static str,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Input height and width.
+    pub h: usize,
+    /// Kernel height and width.
+    pub k: usize,
+    /// Stride along both axes.
+    pub stride: usize,
+    /// Images per call.
+    pub batch: usize,
+}
+
+impl ConvShape {
+    /// Every conv workload: the three 3×3 shapes of CIFAR ResNets' stages,
+    /// ResNet-50's bottleneck reduction and the CIFAR downsampling conv.
+    pub const ALL: [ConvShape; 5] = [
+        ConvShape { name: "conv3x3_c16_h32", c_in: 16, c_out: 16, h: 32, k: 3, stride: 1, batch: 64 },
+        ConvShape { name: "conv3x3_c32_h16", c_in: 32, c_out: 32, h: 16, k: 3, stride: 1, batch: 64 },
+        ConvShape { name: "conv3x3_c64_h8", c_in: 64, c_out: 64, h: 8, k: 3, stride: 1, batch: 64 },
+        ConvShape { name: "conv1x1_c256_h14", c_in: 256, c_out: 64, h: 14, k: 1, stride: 1, batch: 16 },
+        ConvShape { name: "conv3x3s2_c32_h16", c_in: 32, c_out: 64, h: 16, k: 3, stride: 2, batch: 64 },
+    ];
+
+    /// The options of the conv.
+    pub fn options(&self) -> Conv2dOptions {
+        Conv2dOptions::square(self.stride, self.k / 2)
+    }
+
+    /// The output's height and width.
+    pub fn out(&self) -> usize {
+        (self.h + 2 * (self.k / 2) - self.k) / self.stride + 1
+    }
+
+    /// Multiply-adds × 2 of one forward call.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.batch * self.c_out * self.out() * self.out() * self.c_in * self.k * self.k) as f64
+    }
+}
+
+/// The inputs of a conv workload: x, w (scaled by 0.1) and the fixed
+/// upstream gradient G.
 struct ConvInputs {
     x: Tensor<f32>,
     w: Tensor<f32>,
     gy: Tensor<f32>,
 }
 
-fn conv_inputs(c: usize, h: usize) -> Result<ConvInputs> {
+fn conv_inputs(s: &ConvShape) -> Result<ConvInputs> {
     Ok(ConvInputs {
-        x: randn(&[64, c, h, h], 0)?,
-        w: randn(&[c, c, 3, 3], 1)?.map(|v| v * 0.1),
-        gy: randn(&[64, c, h, h], 2)?,
+        x: randn(&[s.batch, s.c_in, s.h, s.h], 0)?,
+        w: randn(&[s.c_out, s.c_in, s.k, s.k], 1)?.map(|v| v * 0.1),
+        gy: randn(&[s.batch, s.c_out, s.out(), s.out()], 2)?,
     })
 }
 
-/// 3×3 conv, stride 1, padding 1, inference (nothing recorded).
-pub fn conv3x3_fwd(c: usize, h: usize) -> Result<impl FnMut() -> Result<()>> {
-    let i = conv_inputs(c, h)?;
+/// The conv, inference (nothing recorded).
+pub fn conv_fwd(s: &ConvShape) -> Result<impl FnMut() -> Result<()>> {
+    let (i, o) = (conv_inputs(s)?, s.options());
     Ok(move || {
         let tape = Tape::new();
-        let y = conv2d(tape.constant(i.x.clone()), tape.constant(i.w.clone()), None, &Conv2dOptions::square(1, 1))?;
+        let y = conv2d(tape.constant(i.x.clone()), tape.constant(i.w.clone()), None, &o)?;
         std::hint::black_box(y.value()?);
         Ok(())
     })
 }
 
 /// The same conv, forward, `L = Σ y ⊙ G`, backward to input and weight.
-pub fn conv3x3_fwdbwd(c: usize, h: usize) -> Result<impl FnMut() -> Result<()>> {
-    let i = conv_inputs(c, h)?;
+pub fn conv_fwdbwd(s: &ConvShape) -> Result<impl FnMut() -> Result<()>> {
+    let (i, o) = (conv_inputs(s)?, s.options());
     Ok(move || {
         let tape = Tape::new();
         let (x, w) = (tape.leaf(i.x.clone()), tape.leaf(i.w.clone()));
-        let y = conv2d(x, w, None, &Conv2dOptions::square(1, 1))?;
+        let y = conv2d(x, w, None, &o)?;
         let loss = y.mul(tape.constant(i.gy.clone()))?.sum_all()?;
         let g = tape.backward_with(loss, BackwardOptions { wrt: Some(&[x, w]), ..Default::default() })?;
         std::hint::black_box(g);

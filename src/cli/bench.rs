@@ -43,12 +43,11 @@ fn emit(workload: &str, metric: &str, value: f64, unit: &str, reps: usize) {
 }
 
 const GEMM: [usize; 5] = [128, 256, 512, 1024, 2048];
-const CONV: [(&str, usize, usize); 3] = [("c16_h32", 16, 32), ("c32_h16", 32, 16), ("c64_h8", 64, 8)];
 
 /// The workload names this build can run.
 fn names() -> Vec<String> {
     let mut v: Vec<String> = GEMM.iter().map(|n| format!("gemm_n{n}")).collect();
-    v.extend(CONV.iter().map(|(s, _, _)| format!("conv3x3_{s}")));
+    v.extend(bench::ConvShape::ALL.iter().map(|s| s.name.to_string()));
     v.extend(
         [
             "basic_block_fwdbwd",
@@ -75,11 +74,11 @@ fn run_one(name: &str) -> Result<()> {
     if let Some(n) = name.strip_prefix("gemm_n").and_then(|n| n.parse::<usize>().ok()).filter(|n| GEMM.contains(n)) {
         return gemm(n, name, (3, 10, 200, 1.0));
     }
-    if let Some(&(s, c, h)) = CONV.iter().find(|(s, _, _)| name == format!("conv3x3_{s}")) {
-        let (t, reps) = time(bench::conv3x3_fwd(c, h)?, 3, 10, 200, 1.0)?;
-        emit(&format!("conv3x3_{s}_fwd"), "ms", t * 1e3, "ms", reps);
-        let (t, reps) = time(bench::conv3x3_fwdbwd(c, h)?, 3, 10, 200, 1.0)?;
-        emit(&format!("conv3x3_{s}_fwdbwd"), "ms", t * 1e3, "ms", reps);
+    if let Some(s) = bench::ConvShape::ALL.iter().find(|s| s.name == name) {
+        let (t, reps) = time(bench::conv_fwd(s)?, 3, 10, 200, 1.0)?;
+        emit(&format!("{name}_fwd"), "ms", t * 1e3, "ms", reps);
+        let (t, reps) = time(bench::conv_fwdbwd(s)?, 3, 10, 200, 1.0)?;
+        emit(&format!("{name}_fwdbwd"), "ms", t * 1e3, "ms", reps);
         return Ok(());
     }
     if let Some(&(_, workload)) = bench::LoaderWorkload::ALL.iter().find(|(n, _)| *n == name) {

@@ -327,7 +327,7 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
     let (cg, og, p, nt) = (g.cg(), g.og(), plan.p, plan.nt);
     assert!((b0 + nb) * g.c_in * p <= x.len() && (b0 + nb) * g.c_out * p <= gy.len());
     assert_eq!(dw.len(), g.c_out * cg * nt);
-    // Tap tiles of up to three taps (a row of a 3×3 kernel).
+    // Tiles of up to three (channel, tap) pairs.
     assert!((1..=3).contains(&TT));
     let mut sums = [0f32; 3 * CHANNEL_TILE];
     // The tile's output gradients, copied once into whole aligned vectors
@@ -344,37 +344,41 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
             }
         }
         let gyp = packed.as_ptr();
-        for c in 0..cg {
-            let xp = x[(b0 * g.c_in + grp * cg + c) * p..].as_ptr();
-            let mut t0 = 0;
-            while t0 < nt {
-                let tt = TT.min(nt - t0);
-                let sums = &mut sums[..O * tt];
-                // SAFETY: as this function's; the asserts above bound
-                // every image's planes, and t0 + tt ≤ nt.
-                unsafe {
-                    match tt {
-                        3 => S::wgrad_tile::<O, 3>(plan, g, xp, gyp, nb, t0, sums),
-                        2 => S::wgrad_tile::<O, 2>(plan, g, xp, gyp, nb, t0, sums),
-                        _ => wgrad_tile::<S, O, 1>(plan, g, xp, gyp, nb, t0, sums),
-                    }
+        let xp = x[(b0 * g.c_in + grp * cg) * p..].as_ptr();
+        // The weights of one output channel, (input channel, tap) pairs
+        // flattened, in tiles of TT pairs: a 1×1 kernel's tile spans TT
+        // input channels, a 3×3 kernel's may cross from one to the next.
+        let pairs = cg * nt;
+        let mut k0 = 0;
+        while k0 < pairs {
+            let tt = TT.min(pairs - k0);
+            let sums = &mut sums[..O * tt];
+            // SAFETY: as this function's; the asserts above bound every
+            // image's planes, and k0 + tt ≤ cg·nt.
+            unsafe {
+                match tt {
+                    3 => S::wgrad_tile::<O, 3>(plan, g, xp, gyp, nb, k0, sums),
+                    2 => S::wgrad_tile::<O, 2>(plan, g, xp, gyp, nb, k0, sums),
+                    _ => S::wgrad_tile::<O, 1>(plan, g, xp, gyp, nb, k0, sums),
                 }
-                for (o, row) in sums.chunks_exact(tt).enumerate() {
-                    let at = ((tile * O + o) * cg + c) * nt + t0;
-                    dw[at..at + tt].iter_mut().zip(row).for_each(|(d, &s)| *d += s);
-                }
-                t0 += tt;
             }
+            for (o, row) in sums.chunks_exact(tt).enumerate() {
+                let at = (tile * O + o) * pairs + k0;
+                dw[at..at + tt].iter_mut().zip(row).for_each(|(d, &s)| *d += s);
+            }
+            k0 += tt;
         }
     }
 }
 
 /// Sums over `nb` images and every pixel of `gy`'s channels `0..O` times
-/// `x`'s plane shifted by taps `t0..t0 + TT`: `sums[o·TT + t]`.
+/// the input shifted by (channel, tap) pairs `k0..k0 + TT` (pair `k` is
+/// channel `k / nt`, tap `k % nt`): `sums[o·TT + k]`.
 ///
 /// # Safety
-/// As [`weight_grad_block`]; `x` points at the input plane of the first of
-/// `nb` images, `gy` at their packed output gradients, `[nb][O][nv·lanes]`.
+/// As [`weight_grad_block`]; `x` points at the group's first input plane
+/// of the first of `nb` images, `gy` at their packed output gradients,
+/// `[nb][O][nv·lanes]`.
 #[inline(always)]
 unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     plan: &Plan<S>,
@@ -382,7 +386,7 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     x: *const f32,
     gy: *const f32,
     nb: usize,
-    t0: usize,
+    k0: usize,
     sums: &mut [f32],
 ) {
     debug_assert_eq!(sums.len(), O * TT);
@@ -393,17 +397,19 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     // supports `S`.
     unsafe {
         let stride = plan.nv * lanes;
-        let taps: [isize; TT] = std::array::from_fn(|k| plan.taps[t0 + k]);
+        let tap = |k: usize| (k0 + k) % nt;
+        let offsets: [isize; TT] = std::array::from_fn(|k| ((k0 + k) / nt * p) as isize + plan.taps[tap(k)]);
+        let taps: [usize; TT] = std::array::from_fn(tap);
         let mut acc = [[S::zero(); TT]; O];
         // One loop over every vector of every image: two nested loops
         // measured slower (the compiler spilled accumulators between them).
         let (mut xp, mut gp, mut j) = (x, gy, 0);
         for _ in 0..nb * plan.nv {
             let base = j * lanes;
-            let masks = plan.masks.as_ptr().add(j * nt + t0);
+            let masks = plan.masks.as_ptr().add(j * nt);
             let mut xv = [S::zero(); TT];
             for k in 0..TT {
-                xv[k] = S::load(*masks.add(k), xp.wrapping_offset(base as isize + taps[k]));
+                xv[k] = S::load(*masks.add(taps[k]), xp.wrapping_offset(base as isize + offsets[k]));
             }
             for (o, acc) in acc.iter_mut().enumerate() {
                 let gv = S::loadu(gp.add(o * stride + base));
@@ -469,7 +475,7 @@ trait Simd: Sized + 'static {
         x: *const f32,
         gy: *const f32,
         nb: usize,
-        t0: usize,
+        k0: usize,
         sums: &mut [f32],
     );
     /// [`weight_grad_block`] compiled for this instruction set.
@@ -504,10 +510,10 @@ macro_rules! kernels_for {
             x: *const f32,
             gy: *const f32,
             nb: usize,
-            t0: usize,
+            k0: usize,
             sums: &mut [f32],
         ) {
-            unsafe { wgrad_tile::<Self, O, TT>(plan, g, x, gy, nb, t0, sums) }
+            unsafe { wgrad_tile::<Self, O, TT>(plan, g, x, gy, nb, k0, sums) }
         }
         #[target_feature(enable = $features)]
         unsafe fn weight_grad_block<const O: usize, const TT: usize>(
