@@ -166,25 +166,29 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
     let (cg, og, p, nt) = (g.cg(), g.og(), plan.p, plan.nt);
     let tiles = g.c_out / O;
     // Weights packed tile by tile as [tile][c][tap][O]: a tile reads them in
-    // order, O consecutive values per broadcast step.
-    let mut wp = vec![0f32; w.len()];
-    for (i, chunk) in wp.chunks_exact_mut(O).enumerate() {
-        let (tile, ct) = (i / (cg * nt), i % (cg * nt));
-        for (o, v) in chunk.iter_mut().enumerate() {
-            *v = w[(tile * O + o) * cg * nt + ct];
+    // order, O consecutive values per broadcast step. In this thread's
+    // scratch: a fresh allocation of this size is faulted in on every call.
+    with_scratch(w.len(), |wp: &mut [f32]| {
+        for (i, chunk) in wp.chunks_exact_mut(O).enumerate() {
+            let (tile, ct) = (i / (cg * nt), i % (cg * nt));
+            for (o, v) in chunk.iter_mut().enumerate() {
+                *v = w[(tile * O + o) * cg * nt + ct];
+            }
         }
-    }
-    let units = g.n * tiles;
-    let per_task = units.div_ceil(rayon::current_num_threads());
-    wengert_core::buffer::build_par(units * O * p, O * p, per_task, |u, yb: &mut [T]| {
-        let yb = f32s_mut(yb).expect("T is f32");
-        let (n, tile) = (u / tiles, u % tiles);
-        let grp = tile * O / og;
-        let xg = &x[(n * g.c_in + grp * cg) * p..][..cg * p];
-        let wt = &wp[tile * cg * nt * O..][..cg * nt * O];
-        // SAFETY: `forward` called this for the active instruction set, which
-        // the CPU supports; the slices have the sizes `forward_unit` needs.
-        unsafe { S::forward_unit::<O>(&plan, cg, xg, wt, yb) };
+        let wp = &*wp;
+        let units = g.n * tiles;
+        let per_task = units.div_ceil(rayon::current_num_threads());
+        wengert_core::buffer::build_par(units * O * p, O * p, per_task, |u, yb: &mut [T]| {
+            let yb = f32s_mut(yb).expect("T is f32");
+            let (n, tile) = (u / tiles, u % tiles);
+            let grp = tile * O / og;
+            let xg = &x[(n * g.c_in + grp * cg) * p..][..cg * p];
+            let wt = &wp[tile * cg * nt * O..][..cg * nt * O];
+            // SAFETY: `forward` called this for the active instruction set,
+            // which the CPU supports; the slices have the sizes
+            // `forward_unit` needs.
+            unsafe { S::forward_unit::<O>(&plan, cg, xg, wt, yb) };
+        })
     })
 }
 
@@ -280,10 +284,12 @@ unsafe fn weight_grad_with<S: Simd, T: Float, const O: usize, const TT: usize>(
     let wlen = g.c_out * cg * nt;
     let block = WGRAD_VECTORS.div_ceil(plan.nv).clamp(1, g.n);
     let chunk = g.n.div_ceil(g.n.div_ceil(block).min(WGRAD_CHUNKS)).max(block);
-    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|ci| {
-            let mut dw = vec![0f32; wlen];
+    let chunks = g.n.div_ceil(chunk);
+    // The partial sums live in this thread's scratch, for the reason the
+    // forward's packed weights do.
+    with_scratch(chunks * wlen, |partials: &mut [f32]| {
+        partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dw)| {
+            dw.fill(0.0);
             let (n0, n1) = (ci * chunk, ((ci + 1) * chunk).min(g.n));
             let packed_len = block * O * plan.nv * S::LANES;
             with_scratch(packed_len + 16, |buf: &mut [f32]| {
@@ -293,17 +299,16 @@ unsafe fn weight_grad_with<S: Simd, T: Float, const O: usize, const TT: usize>(
                     let nb = block.min(n1 - b0);
                     // SAFETY: `weight_grad` called this for the active
                     // instruction set; b0 + nb ≤ n1 ≤ g.n.
-                    unsafe { S::weight_grad_block::<O, TT>(&plan, g, x, gy, b0, nb, packed, &mut dw) };
+                    unsafe { S::weight_grad_block::<O, TT>(&plan, g, x, gy, b0, nb, packed, dw) };
                 }
             });
-            dw
-        })
-        .collect();
-    let mut dw = wengert_core::buffer::zeroed::<T>(wlen);
-    for part in &partials {
-        dw.iter_mut().zip(part).for_each(|(d, &s)| *d += T::of(s as f64));
-    }
-    dw
+        });
+        let mut dw = wengert_core::buffer::zeroed::<T>(wlen);
+        for part in partials.chunks_exact(wlen) {
+            dw.iter_mut().zip(part).for_each(|(d, &s)| *d += T::of(s as f64));
+        }
+        dw
+    })
 }
 
 /// Adds the weight gradient of images `b0..b0 + nb` into `dw`. `packed` is
