@@ -342,10 +342,20 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
     let packed = &mut packed[..nb * O * stride];
     for tile in 0..g.c_out / O {
         let grp = tile * O / og;
+        // [image][vector j][channel o][lane]: the O vectors one step of
+        // the tile reads lie side by side, one pointer and constant offsets
+        // away (eight pointers, one per plane, spilled out of registers).
+        let lanes = S::LANES;
         for (i, img) in packed.chunks_exact_mut(O * stride).enumerate() {
-            for (o, dst) in img.chunks_exact_mut(stride).enumerate() {
-                dst[..p].copy_from_slice(&gy[((b0 + i) * g.c_out + tile * O + o) * p..][..p]);
-                dst[p..].fill(0.0);
+            for o in 0..O {
+                let src = &gy[((b0 + i) * g.c_out + tile * O + o) * p..][..p];
+                for (j, dst) in img.chunks_exact_mut(O * lanes).enumerate() {
+                    let dst = &mut dst[o * lanes..(o + 1) * lanes];
+                    let from = (j * lanes).min(p);
+                    let n = lanes.min(p - from);
+                    dst[..n].copy_from_slice(&src[from..from + n]);
+                    dst[n..].fill(0.0);
+                }
             }
         }
         let gyp = packed.as_ptr();
@@ -383,7 +393,7 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
 /// # Safety
 /// As [`weight_grad_block`]; `x` points at the group's first input plane
 /// of the first of `nb` images, `gy` at their packed output gradients,
-/// `[nb][O][nv·lanes]`.
+/// `[nb][nv][O][lanes]`.
 #[inline(always)]
 unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     plan: &Plan<S>,
@@ -401,7 +411,6 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     // packed planes, `nv·lanes` long. The caller bounds the images. The CPU
     // supports `S`.
     unsafe {
-        let stride = plan.nv * lanes;
         let tap = |k: usize| (k0 + k) % nt;
         let offsets: [isize; TT] = std::array::from_fn(|k| ((k0 + k) / nt * p) as isize + plan.taps[tap(k)]);
         let taps: [usize; TT] = std::array::from_fn(tap);
@@ -417,16 +426,16 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
                 xv[k] = S::load(*masks.add(taps[k]), xp.wrapping_offset(base as isize + offsets[k]));
             }
             for (o, acc) in acc.iter_mut().enumerate() {
-                let gv = S::loadu(gp.add(o * stride + base));
+                let gv = S::loadu(gp.add(o * lanes));
                 for k in 0..TT {
                     acc[k] = S::fma(gv, xv[k], acc[k]);
                 }
             }
+            gp = gp.wrapping_add(O * lanes);
             j += 1;
             if j == plan.nv {
                 j = 0;
                 xp = xp.wrapping_add(g.c_in * p);
-                gp = gp.wrapping_add(O * stride);
             }
         }
         for o in 0..O {
