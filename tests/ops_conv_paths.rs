@@ -37,16 +37,21 @@ fn case() -> impl Strategy<Value = Case> {
         any::<u64>(),
     )
         .prop_map(|(n, groups, cg, og, k, dil, same, stride, pad, hw, seed)| {
-            // Half the cases are "same" convolutions at stride 1 (the direct
-            // kernels' shapes, when the kernel span is even); the rest are
-            // anything whose kernel fits the padded input.
+            // Half the cases are "same" convolutions on images whose sides
+            // the stride divides (the direct kernels' shapes, when the
+            // kernel span is even); the rest are anything whose kernel fits
+            // the padded input.
             let span = [dil[0] * (k[0] - 1), dil[1] * (k[1] - 1)];
-            let (stride, padding) = if same && span[0] % 2 == 0 && span[1] % 2 == 0 {
-                ([1, 1], [span[0] / 2, span[1] / 2])
-            } else {
-                (stride, pad)
+            let same = same && span[0] % 2 == 0 && span[1] % 2 == 0;
+            let padding = if same { [span[0] / 2, span[1] / 2] } else { pad };
+            let size = |a: usize| {
+                let h = hw[a].max((span[a] + 1).saturating_sub(2 * padding[a])).max(1);
+                if same {
+                    h.next_multiple_of(stride[a])
+                } else {
+                    h
+                }
             };
-            let size = |a: usize| hw[a].max((span[a] + 1).saturating_sub(2 * padding[a])).max(1);
             Case {
                 x: vec![n, groups * cg, size(0), size(1)],
                 w: vec![groups * og, cg, k[0], k[1]],

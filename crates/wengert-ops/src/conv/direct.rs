@@ -54,11 +54,36 @@ const WGRAD_CHUNKS: usize = 8;
 
 /// Whether the direct path computes this convolution (for `f32`).
 pub(super) fn applies(g: &Geometry) -> bool {
-    g.stride == [1, 1]
-        && g.oh == g.h
-        && g.ow == g.w
+    g.h == g.oh * g.stride[0]
+        && g.w == g.ow * g.stride[1]
         && g.og().is_multiple_of(CHANNEL_TILE)
         && isa::active() > Isa::Generic
+}
+
+/// Whether the input must be split into phases first (stride above 1).
+fn strided(g: &Geometry) -> bool {
+    g.stride != [1, 1]
+}
+
+/// Splits each plane of `x` into its `sy·sx` phases, `out[n][c][ry][rx]
+/// [by][bx] = x[n][c][by·sy + ry][bx·sx + rx]`, each phase `OH × OW` (the
+/// direct path needs `H = OH·sy`, `W = OW·sx`). A stride-`s` convolution
+/// of `x` is then a stride-1 one over the phases: output `(oy, ox)` reads
+/// tap `(ky, kx)` from phase `((ky·dh − ph) mod sy, …)` at `(oy + ⌊(ky·dh −
+/// ph) / sy⌋, …)`, a constant offset again.
+fn phase_split(g: &Geometry, x: &[f32], out: &mut [f32]) {
+    let ([sy, sx], oh, ow, w) = (g.stride, g.oh, g.ow, g.w);
+    out.par_chunks_mut(g.h * w).zip(x.par_chunks(g.h * w)).for_each(|(dst, src)| {
+        for (phase, plane) in dst.chunks_exact_mut(oh * ow).enumerate() {
+            let (ry, rx) = (phase / sx, phase % sx);
+            for (by, row) in plane.chunks_exact_mut(ow).enumerate() {
+                let from = &src[(by * sy + ry) * w..][..w];
+                for (bx, v) in row.iter_mut().enumerate() {
+                    *v = from[bx * sx + rx];
+                }
+            }
+        }
+    });
 }
 
 /// `x` as `f32`, when `T` is `f32`.
@@ -74,19 +99,29 @@ fn f32s_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
     (T::DTYPE == DType::F32).then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
-/// What every tile of one geometry shares: the taps' offsets and the lane
-/// masks of every pixel vector.
+/// What every tile of one geometry shares: where each weight's input lies
+/// and the lane masks of every pixel vector.
+///
+/// Entry `e` is weight `(c, ky, kx)` of an output channel, in the weights'
+/// order: its input for output pixel `q` is `x_group[entries[e] + q]`
+/// (`x` split into phases when strided), valid in the lanes of
+/// `masks[j][shift[e]]`. Weights that read at the same offset from their
+/// plane share a mask: a stride-1 3×3 kernel has 9, a stride-2 one 4.
 struct Plan<S: Simd> {
-    /// Pixels per plane, `H·W`.
+    /// Output pixels per plane, `OH·OW` (also the size of a phase).
     p: usize,
     /// Pixel vectors per plane, `⌈P / lanes⌉`.
     nv: usize,
-    /// Taps per input channel, `kh·kw`.
-    nt: usize,
-    /// Offset of each tap's input pixel from the output pixel.
-    taps: Vec<isize>,
-    /// `[nv][nt]`: the lanes of vector `j` whose input for tap `t` lies in
-    /// the image. Every other lane's address may lie outside the plane.
+    /// Weights per output channel, `cg·kh·kw`.
+    ne: usize,
+    /// Offset of each weight's input from the group's first plane.
+    entries: Vec<isize>,
+    /// Which mask each weight's loads take.
+    shift: Vec<usize>,
+    /// Distinct masks per vector.
+    ns: usize,
+    /// `[nv][ns]`: the lanes of vector `j` whose input lies in the image.
+    /// Every other lane's address may lie outside the plane.
     masks: Vec<S::M>,
     /// `[nv]`: the lanes of vector `j` that are pixels of the plane.
     inside: Vec<S::M>,
@@ -94,35 +129,49 @@ struct Plan<S: Simd> {
 
 impl<S: Simd> Plan<S> {
     fn new(g: &Geometry) -> Self {
-        let (h, w, p, lanes) = (g.h as isize, g.w as isize, g.h * g.w, S::LANES);
+        let (oh, ow, lanes) = (g.oh as isize, g.ow as isize, S::LANES);
+        let ([sy, sx], p) = (g.stride, g.oh * g.ow);
         let nv = p.div_ceil(lanes);
-        let offsets: Vec<(isize, isize)> = (0..g.kh)
-            .flat_map(|ky| {
-                (0..g.kw).map(move |kx| {
-                    ((ky * g.dil[0]) as isize - g.pad[0] as isize, (kx * g.dil[1]) as isize - g.pad[1] as isize)
-                })
-            })
-            .collect();
-        let taps = offsets.iter().map(|&(dy, dx)| dy * w + dx).collect();
+        // Per tap: its phase and its (row, column) shift within the phase.
+        let split = |k: usize, d: usize, pad: usize, s: usize| {
+            let at = (k * d) as isize - pad as isize;
+            (at.rem_euclid(s as isize) as usize, at.div_euclid(s as isize))
+        };
+        // Per tap: its offset within a channel's phases, and its mask.
+        let mut shifts: Vec<(isize, isize)> = Vec::new();
+        let mut taps: Vec<(isize, usize)> = Vec::new();
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let ((ry, ay), (rx, ax)) = (split(ky, g.dil[0], g.pad[0], sy), split(kx, g.dil[1], g.pad[1], sx));
+                let si = shifts.iter().position(|&v| v == (ay, ax)).unwrap_or_else(|| {
+                    shifts.push((ay, ax));
+                    shifts.len() - 1
+                });
+                taps.push((((ry * sx + rx) * p) as isize + ay * ow + ax, si));
+            }
+        }
+        let channel = (sy * sx * p) as isize;
+        let (entries, shift) =
+            (0..g.cg() as isize).flat_map(|c| taps.iter().map(move |&(off, si)| (c * channel + off, si))).unzip();
         let bits = |j: usize, keep: &dyn Fn(isize, isize) -> bool| {
             (0..lanes).filter(|l| j * lanes + l < p).fold(0u32, |m, l| {
                 let q = (j * lanes + l) as isize;
-                if keep(q / w, q % w) {
+                if keep(q / ow, q % ow) {
                     m | 1 << l
                 } else {
                     m
                 }
             })
         };
-        let mut masks = Vec::with_capacity(nv * offsets.len());
+        let mut masks = Vec::with_capacity(nv * shifts.len());
         for j in 0..nv {
-            for &(dy, dx) in &offsets {
-                let m = bits(j, &|oy, ox| (0..h).contains(&(oy + dy)) && (0..w).contains(&(ox + dx)));
+            for &(ay, ax) in &shifts {
+                let m = bits(j, &|oy, ox| (0..oh).contains(&(oy + ay)) && (0..ow).contains(&(ox + ax)));
                 masks.push(S::mask(m));
             }
         }
         let inside = (0..nv).map(|j| S::mask(bits(j, &|_, _| true))).collect();
-        Plan { p, nv, nt: offsets.len(), taps, masks, inside }
+        Plan { p, nv, ne: g.cg() * taps.len(), entries, shift, ns: shifts.len(), masks, inside }
     }
 }
 
@@ -163,31 +212,41 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Option<V
 /// The CPU supports `S`'s instructions.
 unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<T> {
     let plan = Plan::<S>::new(g);
-    let (cg, og, p, nt) = (g.cg(), g.og(), plan.p, plan.nt);
+    let (cg, og, p, ne) = (g.cg(), g.og(), plan.p, plan.ne);
+    let (img, group) = (g.c_in * g.h * g.w, cg * g.h * g.w);
     let tiles = g.c_out / O;
-    // Weights packed tile by tile as [tile][c][tap][O]: a tile reads them in
-    // order, O consecutive values per broadcast step. In this thread's
-    // scratch: a fresh allocation of this size is faulted in on every call.
-    with_scratch(w.len(), |wp: &mut [f32]| {
+    // Weights packed tile by tile as [tile][entry][O]: a tile reads them in
+    // order, O consecutive values per broadcast step. The packed weights
+    // (and a strided input's phases) live in this thread's scratch: a fresh
+    // allocation of this size is faulted in on every call.
+    let phases = if strided(g) { x.len() } else { 0 };
+    with_scratch(w.len() + phases, |buf: &mut [f32]| {
+        let (wp, xs) = buf.split_at_mut(w.len());
         for (i, chunk) in wp.chunks_exact_mut(O).enumerate() {
-            let (tile, ct) = (i / (cg * nt), i % (cg * nt));
+            let (tile, e) = (i / ne, i % ne);
             for (o, v) in chunk.iter_mut().enumerate() {
-                *v = w[(tile * O + o) * cg * nt + ct];
+                *v = w[(tile * O + o) * ne + e];
             }
         }
         let wp = &*wp;
+        let x = if strided(g) {
+            phase_split(g, x, xs);
+            &*xs
+        } else {
+            x
+        };
         let units = g.n * tiles;
         let per_task = units.div_ceil(rayon::current_num_threads());
         wengert_core::buffer::build_par(units * O * p, O * p, per_task, |u, yb: &mut [T]| {
             let yb = f32s_mut(yb).expect("T is f32");
             let (n, tile) = (u / tiles, u % tiles);
             let grp = tile * O / og;
-            let xg = &x[(n * g.c_in + grp * cg) * p..][..cg * p];
-            let wt = &wp[tile * cg * nt * O..][..cg * nt * O];
+            let xg = &x[n * img + grp * group..][..group];
+            let wt = &wp[tile * ne * O..][..ne * O];
             // SAFETY: `forward` called this for the active instruction set,
             // which the CPU supports; the slices have the sizes
             // `forward_unit` needs.
-            unsafe { S::forward_unit::<O>(&plan, cg, xg, wt, yb) };
+            unsafe { S::forward_unit::<O>(&plan, xg, wt, yb) };
         })
     })
 }
@@ -196,11 +255,12 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
 /// of up to three vectors.
 ///
 /// # Safety
-/// The CPU supports `S`'s instructions; `x` holds `cg` planes, `wt` the
-/// tile's packed weights (`cg·nt·O`), `y` `O` planes.
+/// The CPU supports `S`'s instructions; `x` holds the group's input planes
+/// (phases, when strided), `wt` the tile's packed weights (`ne·O`), `y` `O`
+/// output planes.
 #[inline(always)]
-unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, cg: usize, x: &[f32], wt: &[f32], y: &mut [f32]) {
-    debug_assert!(x.len() == cg * plan.p && wt.len() == cg * plan.nt * O && y.len() == O * plan.p);
+unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, x: &[f32], wt: &[f32], y: &mut [f32]) {
+    debug_assert!(wt.len() == plan.ne * O && y.len() == O * plan.p);
     let mut j = 0;
     while j < plan.nv {
         // Threes, but 2 + 2 rather than 3 + 1 at the end.
@@ -212,9 +272,9 @@ unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, cg: usize, x: &[
         // SAFETY: as this function's, and j + v ≤ nv.
         unsafe {
             match v {
-                3 => forward_tile::<S, O, 3>(plan, cg, x, wt, y, j),
-                2 => forward_tile::<S, O, 2>(plan, cg, x, wt, y, j),
-                _ => forward_tile::<S, O, 1>(plan, cg, x, wt, y, j),
+                3 => forward_tile::<S, O, 3>(plan, x, wt, y, j),
+                2 => forward_tile::<S, O, 2>(plan, x, wt, y, j),
+                _ => forward_tile::<S, O, 1>(plan, x, wt, y, j),
             }
         }
         j += v;
@@ -229,37 +289,36 @@ unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, cg: usize, x: &[
 #[inline(always)]
 unsafe fn forward_tile<S: Simd, const O: usize, const V: usize>(
     plan: &Plan<S>,
-    cg: usize,
     x: &[f32],
     wt: &[f32],
     y: &mut [f32],
     j0: usize,
 ) {
-    let (p, nt, lanes) = (plan.p, plan.nt, S::LANES);
-    // SAFETY (for every load and store below): a load at `plane + j·lanes +
-    // tap` reads only the lanes of `masks[j][tap]`, and those are pixels
-    // whose input lies inside the plane (Plan::new), so inside `x`; masked
-    // lanes are neither read nor faulted on, which is why the address is
-    // formed with `wrapping_offset` and may point outside. A store writes
-    // the lanes of `inside[j]`, pixels `< P` of plane `o < O`, inside `y`.
-    // Weight reads index `wt` below `cg·nt·O`. The CPU supports `S`.
+    let (p, ns, lanes) = (plan.p, plan.ns, S::LANES);
+    // SAFETY (for every load and store below): a load at `entries[e] +
+    // j·lanes` reads only the lanes of `masks[j][shift[e]]`, and those are
+    // pixels whose input lies inside its plane (Plan::new), so inside `x`;
+    // masked lanes are neither read nor faulted on, which is why the
+    // address is formed with `wrapping_offset` and may point outside. A
+    // store writes the lanes of `inside[j]`, pixels `< P` of plane `o < O`,
+    // inside `y`. Weight reads index `wt` below `ne·O`. The CPU supports `S`.
     unsafe {
         let mut acc = [[S::zero(); V]; O];
-        for c in 0..cg {
-            let plane = x.as_ptr().add(c * p);
-            for t in 0..nt {
-                let tap = plan.taps[t];
-                let mut xv = [S::zero(); V];
-                for (v, xv) in xv.iter_mut().enumerate() {
-                    let j = j0 + v;
-                    *xv = S::load(plan.masks[j * nt + t], plane.wrapping_offset((j * lanes) as isize + tap));
-                }
-                let wv = wt.as_ptr().add((c * nt + t) * O);
-                for (o, acc) in acc.iter_mut().enumerate() {
-                    let b = S::splat(wv.add(o));
-                    for v in 0..V {
-                        acc[v] = S::fma(b, xv[v], acc[v]);
-                    }
+        for e in 0..plan.ne {
+            let (at, si) = (*plan.entries.get_unchecked(e), *plan.shift.get_unchecked(e));
+            let mut xv = [S::zero(); V];
+            for (v, xv) in xv.iter_mut().enumerate() {
+                let j = j0 + v;
+                *xv = S::load(
+                    *plan.masks.get_unchecked(j * ns + si),
+                    x.as_ptr().wrapping_offset(at + (j * lanes) as isize),
+                );
+            }
+            let wv = wt.as_ptr().add(e * O);
+            for (o, acc) in acc.iter_mut().enumerate() {
+                let b = S::splat(wv.add(o));
+                for v in 0..V {
+                    acc[v] = S::fma(b, xv[v], acc[v]);
                 }
             }
         }
@@ -280,14 +339,21 @@ unsafe fn weight_grad_with<S: Simd, T: Float, const O: usize, const TT: usize>(
     gy: &[f32],
 ) -> Vec<T> {
     let plan = Plan::<S>::new(g);
-    let (cg, nt) = (g.cg(), plan.nt);
-    let wlen = g.c_out * cg * nt;
+    let wlen = g.c_out * plan.ne;
     let block = WGRAD_VECTORS.div_ceil(plan.nv).clamp(1, g.n);
     let chunk = g.n.div_ceil(g.n.div_ceil(block).min(WGRAD_CHUNKS)).max(block);
     let chunks = g.n.div_ceil(chunk);
-    // The partial sums live in this thread's scratch, for the reason the
-    // forward's packed weights do.
-    with_scratch(chunks * wlen, |partials: &mut [f32]| {
+    // The partial sums (and a strided input's phases) live in this thread's
+    // scratch, for the reason the forward's packed weights do.
+    let phases = if strided(g) { x.len() } else { 0 };
+    with_scratch(chunks * wlen + phases, |buf: &mut [f32]| {
+        let (partials, xs) = buf.split_at_mut(chunks * wlen);
+        let x = if strided(g) {
+            phase_split(g, x, xs);
+            &*xs
+        } else {
+            x
+        };
         partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dw)| {
             dw.fill(0.0);
             let (n0, n1) = (ci * chunk, ((ci + 1) * chunk).min(g.n));
@@ -329,9 +395,10 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
     packed: &mut [f32],
     dw: &mut [f32],
 ) {
-    let (cg, og, p, nt) = (g.cg(), g.og(), plan.p, plan.nt);
-    assert!((b0 + nb) * g.c_in * p <= x.len() && (b0 + nb) * g.c_out * p <= gy.len());
-    assert_eq!(dw.len(), g.c_out * cg * nt);
+    let (cg, og, p) = (g.cg(), g.og(), plan.p);
+    let (img, group) = (g.c_in * g.h * g.w, cg * g.h * g.w);
+    assert!((b0 + nb) * img <= x.len() && (b0 + nb) * g.c_out * p <= gy.len());
+    assert_eq!(dw.len(), g.c_out * plan.ne);
     // Tiles of up to three (channel, tap) pairs.
     assert!((1..=3).contains(&TT));
     let mut sums = [0f32; 3 * CHANNEL_TILE];
@@ -359,11 +426,11 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
             }
         }
         let gyp = packed.as_ptr();
-        let xp = x[(b0 * g.c_in + grp * cg) * p..].as_ptr();
+        let xp = x[b0 * img + grp * group..].as_ptr();
         // The weights of one output channel, (input channel, tap) pairs
         // flattened, in tiles of TT pairs: a 1×1 kernel's tile spans TT
         // input channels, a 3×3 kernel's may cross from one to the next.
-        let pairs = cg * nt;
+        let pairs = plan.ne;
         let mut k0 = 0;
         while k0 < pairs {
             let tt = TT.min(pairs - k0);
@@ -405,25 +472,24 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     sums: &mut [f32],
 ) {
     debug_assert_eq!(sums.len(), O * TT);
-    let (p, nt, lanes) = (plan.p, plan.nt, S::LANES);
+    let (img, ns, lanes) = (g.c_in * g.h * g.w, plan.ns, S::LANES);
     // SAFETY: input loads read the lanes of `masks[j][t]`, inside the plane
     // (see `forward_tile`); output-gradient loads read whole vectors of the
     // packed planes, `nv·lanes` long. The caller bounds the images. The CPU
     // supports `S`.
     unsafe {
-        let tap = |k: usize| (k0 + k) % nt;
-        let offsets: [isize; TT] = std::array::from_fn(|k| ((k0 + k) / nt * p) as isize + plan.taps[tap(k)]);
-        let taps: [usize; TT] = std::array::from_fn(tap);
+        let offsets: [isize; TT] = std::array::from_fn(|k| plan.entries[k0 + k]);
+        let shifts: [usize; TT] = std::array::from_fn(|k| plan.shift[k0 + k]);
         let mut acc = [[S::zero(); TT]; O];
         // One loop over every vector of every image: two nested loops
         // measured slower (the compiler spilled accumulators between them).
         let (mut xp, mut gp, mut j) = (x, gy, 0);
         for _ in 0..nb * plan.nv {
             let base = j * lanes;
-            let masks = plan.masks.as_ptr().add(j * nt);
+            let masks = plan.masks.as_ptr().add(j * ns);
             let mut xv = [S::zero(); TT];
             for k in 0..TT {
-                xv[k] = S::load(*masks.add(taps[k]), xp.wrapping_offset(base as isize + offsets[k]));
+                xv[k] = S::load(*masks.add(shifts[k]), xp.wrapping_offset(base as isize + offsets[k]));
             }
             for (o, acc) in acc.iter_mut().enumerate() {
                 let gv = S::loadu(gp.add(o * lanes));
@@ -435,7 +501,7 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
             j += 1;
             if j == plan.nv {
                 j = 0;
-                xp = xp.wrapping_add(g.c_in * p);
+                xp = xp.wrapping_add(img);
             }
         }
         for o in 0..O {
@@ -479,7 +545,7 @@ trait Simd: Sized + 'static {
     unsafe fn sum(v: Self::V) -> f32;
 
     /// [`forward_unit`] compiled for this instruction set.
-    unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, cg: usize, x: &[f32], wt: &[f32], y: &mut [f32]);
+    unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: &[f32], wt: &[f32], y: &mut [f32]);
     /// [`wgrad_tile`] compiled for this instruction set, as a function of
     /// its own: inlined into its caller, its 24 accumulators were spilled.
     #[allow(clippy::too_many_arguments)]
@@ -513,8 +579,8 @@ trait Simd: Sized + 'static {
 macro_rules! kernels_for {
     ($features:literal) => {
         #[target_feature(enable = $features)]
-        unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, cg: usize, x: &[f32], wt: &[f32], y: &mut [f32]) {
-            unsafe { forward_unit::<Self, O>(plan, cg, x, wt, y) }
+        unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: &[f32], wt: &[f32], y: &mut [f32]) {
+            unsafe { forward_unit::<Self, O>(plan, x, wt, y) }
         }
         #[target_feature(enable = $features)]
         #[inline(never)]
@@ -646,30 +712,37 @@ mod tests {
     use crate::conv::{conv_geometry, Conv2dOptions};
 
     /// Geometries the direct path takes: 3×3, 1×1, 5×5 and dilated "same"
-    /// kernels, odd and tiny images, one image, groups, few input channels.
+    /// kernels, odd and tiny images, one image, groups, few input channels,
+    /// and strided ones (3×3/2, 1×1/2, 7×7/2, 3×3/3, 2×1 strides).
     fn geometries() -> Vec<Geometry> {
-        let mut out = Vec::new();
-        // (x, w, padding, dilation, groups)
-        type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize);
-        let cases: [Case; 10] = [
-            ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1),
-            ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1),
-            ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1),
-            ([2, 16, 14, 14], [24, 16, 1, 1], [0, 0], [1, 1], 1),
-            ([2, 4, 6, 11], [8, 4, 5, 5], [2, 2], [1, 1], 1),
-            ([2, 4, 9, 9], [8, 4, 3, 3], [2, 2], [2, 2], 1),
-            ([2, 6, 5, 5], [16, 3, 3, 3], [1, 1], [1, 1], 2),
-            ([5, 2, 1, 1], [8, 2, 1, 1], [0, 0], [1, 1], 1),
-            ([2, 2, 1, 17], [8, 2, 3, 3], [1, 1], [1, 1], 1),
-            ([3, 4, 8, 8], [64, 4, 3, 1], [1, 0], [1, 1], 1),
+        // (x, w, padding, dilation, groups, stride)
+        type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
+        let cases: [Case; 15] = [
+            ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+            ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+            ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+            ([2, 16, 14, 14], [24, 16, 1, 1], [0, 0], [1, 1], 1, [1, 1]),
+            ([2, 4, 6, 11], [8, 4, 5, 5], [2, 2], [1, 1], 1, [1, 1]),
+            ([2, 4, 9, 9], [8, 4, 3, 3], [2, 2], [2, 2], 1, [1, 1]),
+            ([2, 6, 5, 5], [16, 3, 3, 3], [1, 1], [1, 1], 2, [1, 1]),
+            ([5, 2, 1, 1], [8, 2, 1, 1], [0, 0], [1, 1], 1, [1, 1]),
+            ([2, 2, 1, 17], [8, 2, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+            ([3, 4, 8, 8], [64, 4, 3, 1], [1, 0], [1, 1], 1, [1, 1]),
+            ([2, 8, 16, 16], [16, 8, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
+            ([2, 8, 10, 6], [8, 8, 1, 1], [0, 0], [1, 1], 1, [2, 2]),
+            ([1, 3, 14, 14], [8, 3, 7, 7], [3, 3], [1, 1], 1, [2, 2]),
+            ([2, 4, 9, 9], [16, 2, 3, 3], [1, 1], [1, 1], 2, [3, 3]),
+            ([2, 4, 8, 6], [8, 4, 3, 3], [1, 1], [1, 1], 1, [2, 1]),
         ];
-        for (x, w, padding, dilation, groups) in cases {
-            let o = Conv2dOptions { stride: [1, 1], padding, dilation, groups };
-            let g = conv_geometry(&x, &w, &o).unwrap();
-            assert!(g.oh == g.h && g.ow == g.w && g.og().is_multiple_of(CHANNEL_TILE), "{g:?}");
-            out.push(g);
-        }
-        out
+        cases
+            .into_iter()
+            .map(|(x, w, padding, dilation, groups, stride)| {
+                let o = Conv2dOptions { stride, padding, dilation, groups };
+                let g = conv_geometry(&x, &w, &o).unwrap();
+                assert!(g.h == g.oh * stride[0] && g.w == g.ow * stride[1] && g.og().is_multiple_of(CHANNEL_TILE));
+                g
+            })
+            .collect()
     }
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
@@ -734,7 +807,7 @@ mod tests {
         let mut dw = vec![0f32; 8 * 8 * 9];
         // SAFETY: the CPU has AVX-512 (checked above); one image of two.
         let mut packed = vec![0f32; 8 * plan.nv * 16];
-        unsafe { Avx512::weight_grad_block::<8, 3>(&plan, &g, &x, &gy, 0, 1, &mut packed, &mut dw) };
+        unsafe { Avx512::weight_grad_block::<8, 2>(&plan, &g, &x, &gy, 0, 1, &mut packed, &mut dw) };
         assert!(dw.iter().all(|v| v.is_finite()));
     }
 }
