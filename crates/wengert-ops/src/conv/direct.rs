@@ -1,29 +1,33 @@
 //! Direct convolution for `f32`: no unfolding, register-blocked micro-kernels.
 //!
-//! Applies to the convolutions ResNets spend their time in: stride 1 with the
-//! output the size of the input (3×3 with padding 1, 1×1 without, any
-//! "same" kernel and dilation), output channels per group a multiple of 8.
-//! Everything else takes the im2col path in `kernel.rs`.
+//! Applies to the convolutions CIFAR ResNets spend their time in ([`applies`]):
+//! input sides `stride` times the output's (every "same" stride-1 kernel:
+//! 3×3 with padding 1, 1×1, any dilation; and 3×3/2, 1×1/2, 7×7/2 on even
+//! sizes), output channels per group a multiple of 8, and a size whose
+//! tiles stay in cache. Everything else takes the im2col path in
+//! `kernel.rs`.
 //!
 //! The activations stay NCHW. At stride 1 with `OW = W`, output pixel `q`
 //! (flattened `oy·W + ox`) reads input pixel `q + (ky·dh − ph)·W + (kx·dw −
 //! pw)` for tap `(ky, kx)`: a constant offset per tap. So a vector of
 //! consecutive output pixels reads a vector of consecutive input pixels, one
 //! unaligned load per tap, with a lane mask that zeroes the lanes whose
-//! input falls in the padding (or wraps to the next row). The masks depend
-//! only on the geometry and are computed once per call ([`Plan`]).
+//! input falls in the padding (or wraps to the next row). A strided
+//! convolution reads its input split into phases ([`phase_split`]) the same
+//! way. The offsets and masks depend only on the geometry and are computed
+//! once per call ([`Plan`]).
 //!
 //! The forward micro-kernel holds `O` output channels × `V` pixel vectors
-//! in registers (8 × 3 on AVX-512: 24 accumulators), and for each input
-//! channel and tap loads `V` input vectors and broadcasts `O` weights: 24
-//! fused multiply-adds per 11 loads, so the FMA units, not the loads, set
-//! the pace. It writes each output once. The input gradient of a stride-1
-//! convolution is a forward convolution with flipped weights and takes the
-//! same kernel (no col2im). The weight-gradient micro-kernel holds `O`
-//! output channels × `TT` taps of one input channel, and reduces over the
-//! pixels of a block of images in registers before one horizontal sum per
-//! weight; the batch is cut into a fixed number of chunks whose partial sums
-//! are added in order, so the result does not depend on the thread count.
+//! in registers (8 × 3 on AVX-512: 24 accumulators), and for each weight
+//! position loads `V` input vectors and broadcasts `O` weights: 24 fused
+//! multiply-adds per 11 loads. It writes each output once. The input
+//! gradient of a stride-1 convolution is a forward convolution with flipped
+//! weights and takes the same kernel (no col2im). The weight-gradient
+//! micro-kernel holds `O` output channels × `TT` weight positions, and
+//! reduces over runs of pixel vectors in registers before one horizontal
+//! sum per weight; the batch is cut into a fixed number of chunks whose
+//! partial sums are added in order, so the result does not depend on the
+//! thread count.
 //!
 //! One generic body per kernel, compiled once per instruction set through
 //! the [`Simd`] trait inside a `#[target_feature]` function: AVX-512 (16
@@ -544,9 +548,11 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
 /// kernels compiled for it.
 ///
 /// # Safety
-/// Every method but `mask` needs a CPU with the instruction set; a masked
-/// load reads only its mask's lanes (and gives zero in the others), a
-/// masked store writes only its mask's lanes.
+/// Every method but `mask` needs a CPU with the instruction set, and
+/// pointers to memory the caller may read (or write) at every lane the
+/// method touches: all `LANES` for `loadu`, one for `splat`, the mask's
+/// for `load` (which gives zero in the others and neither reads nor
+/// faults on them) and `store`.
 trait Simd: Sized + 'static {
     /// `f32` lanes per vector.
     const LANES: usize;
@@ -605,6 +611,8 @@ trait Simd: Sized + 'static {
 /// body's intrinsics inline into it.
 #[cfg(target_arch = "x86_64")]
 macro_rules! kernels_for {
+    // SAFETY (every `unsafe` block it expands to): each wrapper is an
+    // `unsafe fn` with its generic body's contract, which it passes on.
     ($features:literal) => {
         #[target_feature(enable = $features)]
         unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: &[f32], wt: &[f32], y: &mut [f32]) {
@@ -643,6 +651,11 @@ macro_rules! kernels_for {
 #[cfg(target_arch = "x86_64")]
 struct Avx512;
 
+// SAFETY (every `unsafe` block in this impl): each method is an `unsafe
+// fn` whose caller guarantees the trait's contract: the CPU has AVX-512F,
+// and every lane a load or store touches (all of them, or the mask's) lies
+// inside memory the caller may read or write. The blocks only call the
+// intrinsic that does what the method says.
 #[cfg(target_arch = "x86_64")]
 impl Simd for Avx512 {
     const LANES: usize = 16;
@@ -687,6 +700,7 @@ impl Simd for Avx512 {
 #[cfg(target_arch = "x86_64")]
 struct Avx2;
 
+// SAFETY: as for `Avx512`'s impl, with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 impl Simd for Avx2 {
     const LANES: usize = 8;
