@@ -84,9 +84,21 @@ pub(super) fn applies(g: &Geometry) -> bool {
         && isa::active() > Isa::Generic
 }
 
-/// Whether the input must be split into phases first (stride above 1).
-fn strided(g: &Geometry) -> bool {
-    g.stride != [1, 1]
+/// Runs `f` with `extra` floats of this thread's scratch and the input as
+/// the kernels read it: `x` itself at stride 1, otherwise split into phases
+/// ([`phase_split`]) in the same scratch. Scratch, not a fresh allocation:
+/// buffers this large are faulted in anew on every call.
+fn with_input<R>(g: &Geometry, x: &[f32], extra: usize, f: impl FnOnce(&mut [f32], &[f32]) -> R) -> R {
+    let strided = g.stride != [1, 1];
+    with_scratch(extra + if strided { x.len() } else { 0 }, |buf: &mut [f32]| {
+        let (scratch, phases) = buf.split_at_mut(extra);
+        if strided {
+            phase_split(g, x, phases);
+            f(scratch, phases)
+        } else {
+            f(scratch, x)
+        }
+    })
 }
 
 /// Splits each plane of `x` into its `sy·sx` phases, `out[n][c][ry][rx]
@@ -240,12 +252,8 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
     let (img, group) = (g.c_in * g.h * g.w, cg * g.h * g.w);
     let tiles = g.c_out / O;
     // Weights packed tile by tile as [tile][entry][O]: a tile reads them in
-    // order, O consecutive values per broadcast step. The packed weights
-    // (and a strided input's phases) live in this thread's scratch: a fresh
-    // allocation of this size is faulted in on every call.
-    let phases = if strided(g) { x.len() } else { 0 };
-    with_scratch(w.len() + phases, |buf: &mut [f32]| {
-        let (wp, xs) = buf.split_at_mut(w.len());
+    // order, O consecutive values per broadcast step.
+    with_input(g, x, w.len(), |wp, x| {
         for (i, chunk) in wp.chunks_exact_mut(O).enumerate() {
             let (tile, e) = (i / ne, i % ne);
             for (o, v) in chunk.iter_mut().enumerate() {
@@ -253,12 +261,6 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
             }
         }
         let wp = &*wp;
-        let x = if strided(g) {
-            phase_split(g, x, xs);
-            &*xs
-        } else {
-            x
-        };
         let units = g.n * tiles;
         let per_task = units.div_ceil(rayon::current_num_threads());
         wengert_core::buffer::build_par(units * O * p, O * p, per_task, |u, yb: &mut [T]| {
@@ -367,17 +369,7 @@ unsafe fn weight_grad_with<S: Simd, T: Float, const O: usize, const TT: usize>(
     let block = WGRAD_VECTORS.div_ceil(plan.nv).clamp(1, g.n);
     let chunk = g.n.div_ceil(g.n.div_ceil(block).min(WGRAD_CHUNKS)).max(block);
     let chunks = g.n.div_ceil(chunk);
-    // The partial sums (and a strided input's phases) live in this thread's
-    // scratch, for the reason the forward's packed weights do.
-    let phases = if strided(g) { x.len() } else { 0 };
-    with_scratch(chunks * wlen + phases, |buf: &mut [f32]| {
-        let (partials, xs) = buf.split_at_mut(chunks * wlen);
-        let x = if strided(g) {
-            phase_split(g, x, xs);
-            &*xs
-        } else {
-            x
-        };
+    with_input(g, x, chunks * wlen, |partials, x| {
         partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dw)| {
             dw.fill(0.0);
             let (n0, n1) = (ci * chunk, ((ci + 1) * chunk).min(g.n));
