@@ -479,20 +479,19 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
     let packed = &mut packed[..nb * O * stride];
     for tile in 0..g.c_out / O {
         let grp = tile * O / og;
-        // [image][vector j][channel o][lane]: the O vectors one step of
+        // [vector j][image][channel o][lane]: the O vectors one step of
         // the tile reads lie side by side, one pointer and constant offsets
-        // away (eight pointers, one per plane, spilled out of registers).
+        // away (eight pointers, one per plane, spilled out of registers),
+        // and the steps over the images at one `j` follow each other.
         let lanes = S::LANES;
-        for (i, img) in packed.chunks_exact_mut(O * stride).enumerate() {
-            for o in 0..O {
-                let src = &gy[((b0 + i) * g.c_out + tile * O + o) * p..][..p];
-                for (j, dst) in img.chunks_exact_mut(O * lanes).enumerate() {
-                    let dst = &mut dst[o * lanes..(o + 1) * lanes];
-                    let from = (j * lanes).min(p);
-                    let n = lanes.min(p - from);
-                    dst[..n].copy_from_slice(&src[from..from + n]);
-                    dst[n..].fill(0.0);
-                }
+        for (i, o) in (0..nb).flat_map(|i| (0..O).map(move |o| (i, o))) {
+            let src = &gy[((b0 + i) * g.c_out + tile * O + o) * p..][..p];
+            for j in 0..plan.nv {
+                let dst = &mut packed[((j * nb + i) * O + o) * lanes..][..lanes];
+                let from = (j * lanes).min(p);
+                let n = lanes.min(p - from);
+                dst[..n].copy_from_slice(&src[from..from + n]);
+                dst[n..].fill(0.0);
             }
         }
         let gyp = packed.as_ptr();
@@ -501,23 +500,24 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
         // flattened, in tiles of TT pairs: a 1×1 kernel's tile spans TT
         // input channels, a 3×3 kernel's may cross from one to the next.
         let pairs = plan.ne;
-        // Runs of at most WGRAD_VECTORS vectors, so that the run's output
-        // gradients stay in the first-level cache however large the image.
-        let total = nb * plan.nv;
-        for start in (0..total).step_by(WGRAD_VECTORS) {
-            let span = (start, WGRAD_VECTORS.min(total - start));
+        // Runs of about WGRAD_VECTORS vectors (every image's vectors
+        // `j0..j1`), so that the run's output gradients stay in the
+        // first-level cache however large the image.
+        let per_run = (WGRAD_VECTORS / nb).max(1);
+        for j0 in (0..plan.nv).step_by(per_run) {
+            let span = (j0, (j0 + per_run).min(plan.nv));
             let mut k0 = 0;
             while k0 < pairs {
                 let tt = TT.min(pairs - k0);
                 let sums = &mut sums[..O * tt];
                 // SAFETY: as this function's; the asserts above bound every
-                // image's planes, the span lies in the block's vectors, and
+                // image's planes, the span lies in the planes' vectors, and
                 // k0 + tt ≤ cg·nt.
                 unsafe {
                     match tt {
-                        3 => S::wgrad_tile::<O, 3>(plan, g, xp, gyp, span, k0, sums),
-                        2 => S::wgrad_tile::<O, 2>(plan, g, xp, gyp, span, k0, sums),
-                        _ => S::wgrad_tile::<O, 1>(plan, g, xp, gyp, span, k0, sums),
+                        3 => S::wgrad_tile::<O, 3>(plan, g, xp, gyp, nb, span, k0, sums),
+                        2 => S::wgrad_tile::<O, 2>(plan, g, xp, gyp, nb, span, k0, sums),
+                        _ => S::wgrad_tile::<O, 1>(plan, g, xp, gyp, nb, span, k0, sums),
                     }
                 }
                 for (o, row) in sums.chunks_exact(tt).enumerate() {
@@ -530,21 +530,26 @@ unsafe fn weight_grad_block<S: Simd, const O: usize, const TT: usize>(
     }
 }
 
-/// Sums over vectors `start..start + count` of a block's images (image
-/// `i`'s vector `j` is number `i·nv + j`) of `gy`'s channels `0..O` times
-/// the input of weights `k0..k0 + TT`: `sums[o·TT + k]`.
+/// Sums over vectors `j0..j1` of images `0..nb` of a block of `gy`'s
+/// channels `0..O` times the input of weights `k0..k0 + TT`:
+/// `sums[o·TT + k]`.
+///
+/// Vectors outside, images inside: at one `j` every load takes the same
+/// masks and the pointers step by constants.
 ///
 /// # Safety
 /// As [`weight_grad_block`]; `x` points at the group's first input plane
 /// of the block's first image, `gy` at the block's packed output
-/// gradients, `[image][nv][O][lanes]`, and the vectors lie in the block.
+/// gradients, `[nv][nb][O][lanes]`, and `j1 ≤ nv`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     plan: &Plan<S>,
     g: &Geometry,
     x: *const f32,
     gy: *const f32,
-    (start, count): (usize, usize),
+    nb: usize,
+    (j0, j1): (usize, usize),
     k0: usize,
     sums: &mut [f32],
 ) {
@@ -552,34 +557,28 @@ unsafe fn wgrad_tile<S: Simd, const O: usize, const TT: usize>(
     let (img, ns, lanes) = (g.c_in * g.h * g.w, plan.ns, S::LANES);
     // SAFETY: input loads read the lanes of `masks[j][t]`, inside the plane
     // (see `forward_tile`); output-gradient loads read whole vectors of the
-    // packed planes, `nv·lanes` long. The caller bounds the images. The CPU
-    // supports `S`.
+    // packed planes, `nv·nb·O·lanes` long. The caller bounds the images.
+    // The CPU supports `S`.
     unsafe {
-        let offsets: [isize; TT] = std::array::from_fn(|k| plan.entries[k0 + k]);
-        let shifts: [usize; TT] = std::array::from_fn(|k| plan.shift[k0 + k]);
         let mut acc = [[S::zero(); TT]; O];
-        // One loop over every vector of every image: two nested loops
-        // measured slower (the compiler spilled accumulators between them).
-        let (mut xp, mut gp, mut j) =
-            (x.wrapping_add(start / plan.nv * img), gy.add(start * O * lanes), start % plan.nv);
-        for _ in 0..count {
-            let base = j * lanes;
-            let masks = plan.masks.as_ptr().add(j * ns);
-            let mut xv = [S::zero(); TT];
-            for k in 0..TT {
-                xv[k] = S::load(*masks.add(shifts[k]), xp.wrapping_offset(base as isize + offsets[k]));
-            }
-            for (o, acc) in acc.iter_mut().enumerate() {
-                let gv = S::loadu(gp.add(o * lanes));
+        for j in j0..j1 {
+            let m: [S::M; TT] = std::array::from_fn(|k| *plan.masks.get_unchecked(j * ns + plan.shift[k0 + k]));
+            let mut xp: [*const f32; TT] =
+                std::array::from_fn(|k| x.wrapping_offset(plan.entries[k0 + k] + (j * lanes) as isize));
+            let mut gp = gy.add(j * nb * O * lanes);
+            for _ in 0..nb {
+                let mut xv = [S::zero(); TT];
                 for k in 0..TT {
-                    acc[k] = S::fma(gv, xv[k], acc[k]);
+                    xv[k] = S::load(m[k], xp[k]);
+                    xp[k] = xp[k].wrapping_add(img);
                 }
-            }
-            gp = gp.wrapping_add(O * lanes);
-            j += 1;
-            if j == plan.nv {
-                j = 0;
-                xp = xp.wrapping_add(img);
+                for (o, acc) in acc.iter_mut().enumerate() {
+                    let gv = S::loadu(gp.add(o * lanes));
+                    for k in 0..TT {
+                        acc[k] = S::fma(gv, xv[k], acc[k]);
+                    }
+                }
+                gp = gp.add(O * lanes);
             }
         }
         for o in 0..O {
@@ -634,6 +633,7 @@ trait Simd: Sized + 'static {
         g: &Geometry,
         x: *const f32,
         gy: *const f32,
+        nb: usize,
         span: (usize, usize),
         k0: usize,
         sums: &mut [f32],
@@ -671,11 +671,12 @@ macro_rules! kernels_for {
             g: &Geometry,
             x: *const f32,
             gy: *const f32,
+            nb: usize,
             span: (usize, usize),
             k0: usize,
             sums: &mut [f32],
         ) {
-            unsafe { wgrad_tile::<Self, O, TT>(plan, g, x, gy, span, k0, sums) }
+            unsafe { wgrad_tile::<Self, O, TT>(plan, g, x, gy, nb, span, k0, sums) }
         }
         #[target_feature(enable = $features)]
         unsafe fn weight_grad_block<const O: usize, const TT: usize>(
