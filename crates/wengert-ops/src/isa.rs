@@ -94,6 +94,52 @@ pub fn set_ceiling(isa: Isa) {
     CEILING.store(isa as u8, Ordering::Relaxed);
 }
 
+/// Defines `fn name<T: Float>(args) -> R { body }` compiled once per level
+/// and run at the [`active`] one: loops over elements that the compiler
+/// vectorises by itself (batch norm's sums and normalisation, say) get the
+/// level's vector width instead of the x86-64 baseline's two `f64` or four
+/// `f32` lanes.
+///
+/// The body is inlined into one `#[target_feature]` function per level, so
+/// whatever it calls must inline too (`#[inline(always)]` on helpers);
+/// a closure handed to the function from outside would not be. Results
+/// do not depend on the level: Rust never reassociates or fuses
+/// floating-point operations, so a vectorised loop computes exactly what
+/// the scalar one does.
+macro_rules! vectorized_fn {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident<T: Float>($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
+        $(#[$attr])*
+        $vis fn $name<T: Float>($($a: $t),*) $(-> $r)? {
+            #[inline(always)]
+            fn body<T: Float>($($a: $t),*) $(-> $r)? $body
+            /// # Safety
+            /// The CPU has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512<T: Float>($($a: $t),*) $(-> $r)? {
+                body($($a),*)
+            }
+            /// # Safety
+            /// The CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<T: Float>($($a: $t),*) $(-> $r)? {
+                body($($a),*)
+            }
+            match $crate::isa::active() {
+                // SAFETY: `active` never names a level the CPU lacks.
+                #[cfg(target_arch = "x86_64")]
+                $crate::isa::Isa::Avx512 => unsafe { avx512($($a),*) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                $crate::isa::Isa::Avx2 => unsafe { avx2($($a),*) },
+                _ => body($($a),*),
+            }
+        }
+    };
+}
+pub(crate) use vectorized_fn;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 //! Layer norm and evaluation-mode batch norm are compositions.
 
 use crate::activation::{relu_factor, relu_of};
+use crate::isa::vectorized_fn;
 use rayon::prelude::*;
 use std::sync::Arc;
 use wengert_core::collective::Collective;
@@ -183,8 +184,9 @@ const LANES: usize = 8;
 
 /// `Σ f(a[i], b[i], c[i])` in f64 over slices of one length, in [`LANES`]
 /// independent partial sums added at the end. `f` gets the elements as
-/// they are and returns its term in f64.
-#[inline]
+/// they are and returns its term in f64. Always inlined, so that it is
+/// vectorised for the level of the [`vectorized_fn`] that calls it.
+#[inline(always)]
 fn lane_sum<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (ac, bc, cc) = (a.chunks_exact(LANES), b.chunks_exact(LANES), c.chunks_exact(LANES));
@@ -217,8 +219,7 @@ fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
             for i in 0..n {
                 let row = &data[(i * c + ch) * inner..][..inner];
                 let rn = inner as f64;
-                let rmean = lane_sum(row, row, row, |v, _, _| v.as_f64()) / rn;
-                let rm2 = lane_sum(row, row, row, |v, _, _| (v.as_f64() - rmean) * (v.as_f64() - rmean));
+                let (rmean, rm2) = row_moments(row);
                 let total = count + rn;
                 let delta = rmean - mean;
                 mean += delta * rn / total;
@@ -228,6 +229,66 @@ fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
             (count, mean, m2)
         })
         .collect()
+}
+
+vectorized_fn! {
+    /// The mean of a row and the sum of its squared deviations from it.
+    fn row_moments<T: Float>(row: &[T]) -> (f64, f64) {
+        let mean = lane_sum(row, row, row, |v, _, _| v.as_f64()) / row.len() as f64;
+        (mean, lane_sum(row, row, row, |v, _, _| (v.as_f64() - mean) * (v.as_f64() - mean)))
+    }
+}
+
+vectorized_fn! {
+    /// `(Σg, Σg·(x − m))` over a row, with `g` the gradient after the
+    /// ReLU's mask (from the output `y`) when `relu`.
+    fn grad_sums<T: Float>(g: &[T], x: &[T], y: &[T], m: f64, relu: bool) -> (f64, f64) {
+        // The product ReLU's backward forms, in its precision.
+        let masked = move |g: T, y: T| (g * relu_factor(y, T::zero())).as_f64();
+        if relu {
+            (lane_sum(g, y, g, |gv, yv, _| masked(gv, yv)), lane_sum(g, y, x, |gv, yv, xv| masked(gv, yv) * (xv.as_f64() - m)))
+        } else {
+            (lane_sum(g, g, g, |gv, _, _| gv.as_f64()), lane_sum(g, x, x, |gv, xv, _| gv.as_f64() * (xv.as_f64() - m)))
+        }
+    }
+}
+
+vectorized_fn! {
+    /// `ys = x·scale + shift`, then a ReLU when `relu`.
+    fn normalize_row<T: Float>(xs: &[T], ys: &mut [T], scale: T, shift: T, relu: bool) {
+        if relu {
+            ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = relu_of(v * scale + shift));
+        } else {
+            ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * scale + shift);
+        }
+    }
+}
+
+/// A channel's constants of batch norm's input gradient
+/// `dx = k·(total·g − Σg − (x − m)·r·Σg·x̂)`.
+#[derive(Clone, Copy)]
+struct DxTerms<T> {
+    k: T,
+    total: T,
+    sg: T,
+    m: T,
+    r: T,
+    sgx: T,
+}
+
+vectorized_fn! {
+    /// Batch norm's input gradient over a row, `g` masked by the ReLU's
+    /// output `ys` when `relu`.
+    fn dx_row<T: Float>(gs: &[T], xs: &[T], ys: &[T], dst: &mut [T], t: DxTerms<T>, relu: bool) {
+        let dx = move |gv: T, xv: T| t.k * (t.total * gv - t.sg - (xv - t.m) * t.r * t.sgx);
+        if relu {
+            for (((d, &gv), &xv), &yv) in dst.iter_mut().zip(gs).zip(xs).zip(ys) {
+                *d = dx(gv * relu_factor(yv, T::zero()), xv);
+            }
+        } else {
+            dst.iter_mut().zip(gs).zip(xs).for_each(|((d, &gv), &xv)| *d = dx(gv, xv));
+        }
+    }
 }
 
 /// Per-channel mean and biased variance of `[N, C, ...]`, in f64, and the
@@ -312,11 +373,7 @@ impl<T: Float> Op<T> for BatchNormTrain {
         let out = per_row([x, x, x], c, |ch, xs, _, _, ys| {
             let scale = T::of(self.inv_std[ch]) * w[ch];
             let shift = b[ch] - T::of(self.mean[ch]) * scale;
-            if relu {
-                ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = relu_of(v * scale + shift));
-            } else {
-                ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * scale + shift);
-            }
+            normalize_row(xs, ys, scale, shift, relu);
         });
         Tensor::from_vec(out, x.shape().clone())
     }
@@ -371,8 +428,6 @@ impl BatchNormTrain {
         let inner = x.numel() / (n * c).max(1);
         let (xd, gd, yd) = (x.data(), gy.data(), y.data());
         let relu = self.relu;
-        // The product ReLU's backward forms, in its precision.
-        let masked = move |g: T, y: T| (g * relu_factor(y, T::zero())).as_f64();
         // Σg and Σg·x̂ per channel.
         let (local_g, local_gx): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
@@ -383,13 +438,9 @@ impl BatchNormTrain {
                 for i in 0..n {
                     let at = (i * c + ch) * inner..(i * c + ch + 1) * inner;
                     let (g, x, y) = (&gd[at.clone()], &xd[at.clone()], &yd[at]);
-                    if relu {
-                        sg += lane_sum(g, y, g, |gv, yv, _| masked(gv, yv));
-                        sgx += lane_sum(g, y, x, |gv, yv, xv| masked(gv, yv) * (xv.as_f64() - m)) * r;
-                    } else {
-                        sg += lane_sum(g, g, g, |gv, _, _| gv.as_f64());
-                        sgx += lane_sum(g, x, x, |gv, xv, _| gv.as_f64() * (xv.as_f64() - m)) * r;
-                    }
+                    let (a, b) = grad_sums(g, x, y, m, relu);
+                    sg += a;
+                    sgx += b * r;
                 }
                 (sg, sgx)
             })
@@ -415,17 +466,15 @@ impl BatchNormTrain {
                 let wd = w.data();
                 let out = per_row([gy, x, y], c, |ch, gs, xs, ys, dst| {
                     // Per-channel constants, converted once per row rather than per element.
-                    let (m, r) = (T::of(self.mean[ch]), T::of(self.inv_std[ch]));
-                    let k = T::of(self.inv_std[ch] / count) * wd[ch];
-                    let (sg, sgx, total) = (T::of(sum_g[ch]), T::of(sum_gx[ch]), T::of(count));
-                    let dx = move |gv: T, xv: T| k * (total * gv - sg - (xv - m) * r * sgx);
-                    if relu {
-                        for (((d, &gv), &xv), &yv) in dst.iter_mut().zip(gs).zip(xs).zip(ys) {
-                            *d = dx(gv * relu_factor(yv, T::zero()), xv);
-                        }
-                    } else {
-                        dst.iter_mut().zip(gs).zip(xs).for_each(|((d, &gv), &xv)| *d = dx(gv, xv));
-                    }
+                    let t = DxTerms {
+                        k: T::of(self.inv_std[ch] / count) * wd[ch],
+                        total: T::of(count),
+                        sg: T::of(sum_g[ch]),
+                        m: T::of(self.mean[ch]),
+                        r: T::of(self.inv_std[ch]),
+                        sgx: T::of(sum_gx[ch]),
+                    };
+                    dx_row(gs, xs, ys, dst, t, relu);
                 });
                 Tensor::from_vec(out, x.shape().clone())
             })

@@ -260,10 +260,14 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
     // reads them in order, O consecutive values per broadcast step.
     let nt = plan.taps.len();
     with_input(g, x, w.len(), |wp, x| {
-        for (i, chunk) in wp.chunks_exact_mut(O).enumerate() {
-            let (tile, t, c) = (i / ne, i % ne / cg, i % cg);
-            for (o, v) in chunk.iter_mut().enumerate() {
-                *v = w[(tile * O + o) * ne + c * nt + t];
+        for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
+            for o in 0..O {
+                let src = &w[(tile * O + o) * ne..][..ne];
+                for (c, taps) in src.chunks_exact(nt).enumerate() {
+                    for (t, &v) in taps.iter().enumerate() {
+                        wt[(t * cg + c) * O + o] = v;
+                    }
+                }
             }
         }
         let wp = &*wp;
