@@ -29,6 +29,17 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     })
 }
 
+/// `out[i] = eˣ⁽ⁱ⁾` ([`math::exp`](crate::math::exp)), vectorised at the
+/// CPU's width and in parallel when large.
+pub fn exp<T: Float>(x: &[T]) -> Vec<T> {
+    crate::vectorised_fn! {
+        fn exp_into<T: Float>(x: &[T], out: &mut [T]) {
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = crate::math::exp(v));
+        }
+    }
+    crate::buffer::build(x.len(), CHUNK, |i, o| exp_into(&x[i * CHUNK..][..o.len()], o))
+}
+
 /// `out[i] = f(a[i], b[i])` for slices of equal length, in parallel when large.
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());

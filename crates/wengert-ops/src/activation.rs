@@ -33,14 +33,38 @@ pub enum Kind {
 #[derive(Clone, Copy, Debug)]
 pub struct Activation(pub Kind);
 
-/// The logistic function, stable for large |x| in both directions.
+/// The logistic function, stable for large |x| in both directions:
+/// `1/(1 + e^{−x})` for `x ≥ 0`, `eˣ/(1 + eˣ)` below, both from one
+/// `e^{−|x|}` and without a branch, so that loops over it vectorise.
+#[inline(always)]
 fn sigmoid_of<T: Float>(x: T) -> T {
+    let e = wengert_core::math::exp(-x.abs());
+    let d = T::one() + e;
+    let (pos, neg) = (T::one() / d, e / d);
     if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
+        pos
     } else {
-        let e = x.exp();
-        e / (T::one() + e)
+        neg
     }
+}
+
+wengert_core::vectorised_fn! {
+    /// `out[i] = σ(x[i])`, times `x[i]` when `silu`.
+    fn sigmoid_into<T: Float>(x: &[T], out: &mut [T], silu: bool) {
+        if silu {
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * sigmoid_of(v));
+        } else {
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = sigmoid_of(v));
+        }
+    }
+}
+
+/// `σ(x)` (or `x·σ(x)`) over a tensor, vectorised and in parallel when large.
+fn sigmoid_map<T: Float>(x: &Tensor<T>, silu: bool) -> Result<Tensor<T>> {
+    const CHUNK: usize = 1 << 13;
+    let d = x.data();
+    let out = wengert_core::buffer::build(d.len(), CHUNK, |i, o| sigmoid_into(&d[i * CHUNK..][..o.len()], o, silu));
+    Tensor::from_vec(out, x.shape().clone())
 }
 
 /// `erf` through libm, which is accurate to an ulp in both precisions.
@@ -103,12 +127,12 @@ impl<T: Float> Op<T> for Activation {
                 let s = T::of(s);
                 x.map(move |v| if v < T::zero() { v * s } else { v })
             }
-            Kind::Sigmoid => x.map(sigmoid_of),
+            Kind::Sigmoid => sigmoid_map(x, false)?,
             Kind::Tanh => x.map(T::tanh),
             Kind::Gelu => x.map(move |v| v * half * (T::one() + erf_of(v * T::of(FRAC_1_SQRT_2)))),
             // ln(1 + eˣ) = max(x, 0) + ln(1 + e^{-|x|}): no overflow, no lost digits.
             Kind::Softplus => x.map(|v| v.max(T::zero()) + (-v.abs()).exp().ln_1p()),
-            Kind::Silu => x.map(|v| v * sigmoid_of(v)),
+            Kind::Silu => sigmoid_map(x, true)?,
             Kind::Erf => x.map(erf_of),
         })
     }

@@ -41,7 +41,7 @@
 pub mod activation;
 pub mod conv;
 mod gemm;
-pub mod isa;
+pub use wengert_core::isa;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

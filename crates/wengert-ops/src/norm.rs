@@ -18,11 +18,11 @@
 //! Layer norm and evaluation-mode batch norm are compositions.
 
 use crate::activation::{relu_factor, relu_of};
-use crate::isa::vectorized_fn;
 use rayon::prelude::*;
 use std::sync::Arc;
 use wengert_core::collective::Collective;
 use wengert_core::ops::fused::vjp_of_recording;
+use wengert_core::vectorised_fn;
 use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, TensorGrads, Var};
 
 /// What a training-mode batch norm returns besides its output: the batch
@@ -185,7 +185,7 @@ const LANES: usize = 8;
 /// `Σ f(a[i], b[i], c[i])` in f64 over slices of one length, in [`LANES`]
 /// independent partial sums added at the end. `f` gets the elements as
 /// they are and returns its term in f64. Always inlined, so that it is
-/// vectorised for the level of the [`vectorized_fn`] that calls it.
+/// vectorised for the level of the [`vectorised_fn`] that calls it.
 #[inline(always)]
 fn lane_sum<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> f64 {
     let mut acc = [0.0f64; LANES];
@@ -231,7 +231,7 @@ fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-vectorized_fn! {
+vectorised_fn! {
     /// The mean of a row and the sum of its squared deviations from it.
     fn row_moments<T: Float>(row: &[T]) -> (f64, f64) {
         let mean = lane_sum(row, row, row, |v, _, _| v.as_f64()) / row.len() as f64;
@@ -239,7 +239,7 @@ vectorized_fn! {
     }
 }
 
-vectorized_fn! {
+vectorised_fn! {
     /// `(Σg, Σg·(x − m))` over a row, with `g` the gradient after the
     /// ReLU's mask (from the output `y`) when `relu`.
     fn grad_sums<T: Float>(g: &[T], x: &[T], y: &[T], m: f64, relu: bool) -> (f64, f64) {
@@ -253,7 +253,7 @@ vectorized_fn! {
     }
 }
 
-vectorized_fn! {
+vectorised_fn! {
     /// `ys = x·scale + shift`, then a ReLU when `relu`.
     fn normalize_row<T: Float>(xs: &[T], ys: &mut [T], scale: T, shift: T, relu: bool) {
         if relu {
@@ -276,7 +276,7 @@ struct DxTerms<T> {
     sgx: T,
 }
 
-vectorized_fn! {
+vectorised_fn! {
     /// Batch norm's input gradient over a row, `g` masked by the ReLU's
     /// output `ys` when `relu`.
     fn dx_row<T: Float>(gs: &[T], xs: &[T], ys: &[T], dst: &mut [T], t: DxTerms<T>, relu: bool) {

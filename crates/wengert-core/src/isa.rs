@@ -1,15 +1,16 @@
 //! Which instruction-set level the hand-written kernels run at.
 //!
-//! The direct convolution has one micro-kernel per CPU feature level and
-//! picks one at run time, never at compile time, so one binary runs at its
-//! best on every x86-64 machine. [`active`] is the level in use: the best the
+//! The direct convolution (in `wengert-ops`) has one micro-kernel per CPU
+//! feature level, and element loops written with [`vectorised_fn!`](crate::vectorised_fn)
+//! are compiled once per level; both pick one at run time, never at compile
+//! time, so one binary runs at its best on every x86-64 machine. [`active`] is the level in use: the best the
 //! CPU supports ([`detected`]), lowered by the `WENGERT_ISA` environment
 //! variable (`generic`, `avx2`, `avx512`) read at the first call, or by
 //! [`set_ceiling`]. Every level gives the same results to rounding: the
 //! conformance suite runs on each one the machine supports.
 //!
 //! ```
-//! use wengert_ops::isa::{self, Isa};
+//! use wengert_core::isa::{self, Isa};
 //! let best = isa::detected();
 //! isa::set_ceiling(Isa::Generic); // every kernel takes its portable path
 //! assert_eq!(isa::active(), Isa::Generic);
@@ -94,36 +95,55 @@ pub fn set_ceiling(isa: Isa) {
     CEILING.store(isa as u8, Ordering::Relaxed);
 }
 
-/// Defines `fn name<T: Float>(args) -> R { body }` compiled once per level
-/// and run at the [`active`] one: loops over elements that the compiler
-/// vectorises by itself (batch norm's sums and normalisation, say) get the
-/// level's vector width instead of the x86-64 baseline's two `f64` or four
-/// `f32` lanes.
+/// Defines `fn name<T: Float>(args) -> R { body }` compiled once per
+/// [`Isa`] level and run at the [`active`] one: loops over elements that
+/// the compiler vectorises by itself get the level's vector width instead
+/// of the x86-64 baseline's two `f64` or four `f32` lanes. For the element
+/// loops of a user's own ops as much as for the built-in ones (batch norm,
+/// `exp`).
 ///
 /// The body is inlined into one `#[target_feature]` function per level, so
-/// whatever it calls must inline too (`#[inline(always)]` on helpers);
-/// a closure handed to the function from outside would not be. Results
-/// do not depend on the level: Rust never reassociates or fuses
+/// whatever it calls must inline too (`#[inline(always)]` on helpers, as
+/// [`math::exp`](crate::math::exp) has); a closure handed to the function
+/// from outside would be compiled apart, without the features. Results do
+/// not depend on the level: Rust never reassociates or fuses
 /// floating-point operations, so a vectorised loop computes exactly what
 /// the scalar one does.
-macro_rules! vectorized_fn {
+///
+/// ```
+/// use wengert_core::Float;
+///
+/// wengert_core::vectorised_fn! {
+///     /// `out[i] = x[i]·a + b`.
+///     fn affine<T: Float>(x: &[T], out: &mut [T], a: T, b: T) {
+///         out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * a + b);
+///     }
+/// }
+///
+/// let x = [1.0f32, 2.0, 3.0];
+/// let mut y = [0.0; 3];
+/// affine(&x, &mut y, 2.0, 1.0);
+/// assert_eq!(y, [3.0, 5.0, 7.0]);
+/// ```
+#[macro_export]
+macro_rules! vectorised_fn {
     ($(#[$attr:meta])* $vis:vis fn $name:ident<T: Float>($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
         $(#[$attr])*
-        $vis fn $name<T: Float>($($a: $t),*) $(-> $r)? {
+        $vis fn $name<T: $crate::Float>($($a: $t),*) $(-> $r)? {
             #[inline(always)]
-            fn body<T: Float>($($a: $t),*) $(-> $r)? $body
+            fn body<T: $crate::Float>($($a: $t),*) $(-> $r)? $body
             /// # Safety
             /// The CPU has AVX-512F.
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]
-            unsafe fn avx512<T: Float>($($a: $t),*) $(-> $r)? {
+            unsafe fn avx512<T: $crate::Float>($($a: $t),*) $(-> $r)? {
                 body($($a),*)
             }
             /// # Safety
             /// The CPU has AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2<T: Float>($($a: $t),*) $(-> $r)? {
+            unsafe fn avx2<T: $crate::Float>($($a: $t),*) $(-> $r)? {
                 body($($a),*)
             }
             match $crate::isa::active() {
@@ -138,11 +158,26 @@ macro_rules! vectorized_fn {
         }
     };
 }
-pub(crate) use vectorized_fn;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claim of `vectorised_fn!`: the same bits at every level.
+    #[test]
+    fn vectorised_loops_give_the_same_bits_on_every_level() {
+        let x: Vec<f32> = (0..100_000).map(|i| (i as f32 - 50_000.0) * 2.1e-3).collect();
+        let xd: Vec<f64> = x.iter().map(|&v| v as f64 * 0.7).collect();
+        set_ceiling(Isa::Generic);
+        let (want, want_d) = (crate::kernel::exp(&x), crate::kernel::exp(&xd));
+        for level in Isa::ALL.into_iter().filter(|&l| l <= detected()) {
+            set_ceiling(level);
+            let (got, got_d) = (crate::kernel::exp(&x), crate::kernel::exp(&xd));
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{level:?}");
+            assert!(got_d.iter().zip(&want_d).all(|(a, b)| a.to_bits() == b.to_bits()), "{level:?}");
+        }
+        set_ceiling(Isa::Avx512);
+    }
 
     #[test]
     fn names_round_trip() {
