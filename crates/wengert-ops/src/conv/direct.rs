@@ -47,6 +47,15 @@ use std::arch::x86_64::*;
 /// output channels of a group to be a multiple of it.
 const CHANNEL_TILE: usize = 8;
 
+/// Input channels the forward kernel takes through every tap before it
+/// moves on: within a block it walks the channels at each tap, so a tap's
+/// masks load once per block; across blocks, the channels a tap reads
+/// stay few. All of a layer's channels at once measured slower in a
+/// training step: planes a multiple of 4 KiB apart fall in the same sets
+/// of the first-level cache, and sixteen of them (a CIFAR ResNet's 32×32
+/// layers) evict each other between taps.
+const CHANNEL_BLOCK: usize = 8;
+
 /// Pixel vectors each weight-gradient tile sums over before its horizontal
 /// sums: enough to amortise them, few enough that the tile's output
 /// gradients stay in the first-level cache.
@@ -256,122 +265,92 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
     let (cg, og, p, ne) = (g.cg(), g.og(), plan.p, plan.ne);
     let (img, group) = (g.c_in * g.h * g.w, cg * g.h * g.w);
     let tiles = g.c_out / O;
-    // Weights packed tile by tile as [tile][tap][input channel][O]: a tile
-    // reads them in order, O consecutive values per broadcast step.
+    // Weights packed tile by tile as [tile][channel block][tap][channel][O]:
+    // a tile reads them in order, O consecutive values per broadcast step.
     let nt = plan.taps.len();
     with_input(g, x, w.len(), |wp, x| {
         for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
             for o in 0..O {
                 let src = &w[(tile * O + o) * ne..][..ne];
                 for (c, taps) in src.chunks_exact(nt).enumerate() {
+                    // Channel c is number c % CB of its block, which starts
+                    // at (c − c % CB)·nt and holds min(CB, cg − start) channels.
+                    let (c0, k) = (c - c % CHANNEL_BLOCK, c % CHANNEL_BLOCK);
+                    let cn = CHANNEL_BLOCK.min(cg - c0);
                     for (t, &v) in taps.iter().enumerate() {
-                        wt[(t * cg + c) * O + o] = v;
+                        wt[((c0 * nt) + t * cn + k) * O + o] = v;
                     }
                 }
             }
         }
         let wp = &*wp;
-        let threads = rayon::current_num_threads();
-        let block = images_per_run(plan.nv);
-        if block > 1 && g.n >= 4 * threads * block {
-            // Runs of vectors across `block` images: every tile of the
-            // block's images in one task, whose output is contiguous.
-            let chunk = block * g.c_out * p;
-            let units = g.n.div_ceil(block);
-            wengert_core::buffer::build_par(g.n * g.c_out * p, chunk, units.div_ceil(threads), |u, yb: &mut [T]| {
-                let yb = f32s_mut(yb).expect("T is f32");
-                let (n0, nb) = (u * block, yb.len() / (g.c_out * p));
-                for tile in 0..tiles {
-                    let grp = tile * O / og;
-                    let xs: [*const f32; 3] =
-                        std::array::from_fn(|i| x[(n0 + i.min(nb - 1)) * img + grp * group..].as_ptr());
-                    let ys: [*mut f32; 3] =
-                        std::array::from_fn(|i| yb[(i.min(nb - 1) * g.c_out + tile * O) * p..].as_mut_ptr());
-                    // SAFETY: `forward` called this for the active
-                    // instruction set; each `xs[i]` starts a group's input
-                    // planes of one image and each `ys[i]` `O` planes of
-                    // `yb` that no other `ys` entry covers.
-                    unsafe { S::forward_run::<O>(&plan, &xs[..nb], &ys[..nb], &wp[tile * ne * O..][..ne * O]) };
-                }
-            })
-        } else {
-            let units = g.n * tiles;
-            wengert_core::buffer::build_par(units * O * p, O * p, units.div_ceil(threads), |u, yb: &mut [T]| {
-                let yb = f32s_mut(yb).expect("T is f32");
-                let (n, tile) = (u / tiles, u % tiles);
-                let grp = tile * O / og;
-                let xg = &x[n * img + grp * group..][..group];
-                // SAFETY: as above, for one image.
-                unsafe {
-                    S::forward_run::<O>(&plan, &[xg.as_ptr()], &[yb.as_mut_ptr()], &wp[tile * ne * O..][..ne * O])
-                };
-            })
-        }
+        let units = g.n * tiles;
+        let per_task = units.div_ceil(rayon::current_num_threads());
+        wengert_core::buffer::build_par(units * O * p, O * p, per_task, |u, yb: &mut [T]| {
+            let yb = f32s_mut(yb).expect("T is f32");
+            let (n, tile) = (u / tiles, u % tiles);
+            let grp = tile * O / og;
+            let xg = &x[n * img + grp * group..][..group];
+            // SAFETY: `forward` called this for the active instruction set,
+            // which the CPU supports; `xg` is the group's input planes of
+            // one image, `yb` its `O` output planes, `wp` holds every
+            // tile's packed weights.
+            unsafe { S::forward_unit::<O>(&plan, xg.as_ptr(), yb.as_mut_ptr(), &wp[tile * ne * O..][..ne * O]) };
+        })
     })
 }
 
-/// Images whose vectors the forward kernel runs through together: one
-/// when a plane's vector count is a multiple of three (the kernel's
-/// widest tile) or large enough that its few narrower tiles cost little,
-/// otherwise three, whose vectors are. A CIFAR ResNet's 8×8 layers (four
-/// vectors) measured 10% faster forward so; its 16×16 ones (sixteen)
-/// the same either way.
-fn images_per_run(nv: usize) -> usize {
-    if nv.is_multiple_of(3) || nv >= 12 {
-        1
-    } else {
-        3
-    }
-}
-
-/// One tile of output channels of the images `xs` (a pointer to each
-/// one's group of input planes, or phases when strided) into `ys` (a
-/// pointer to each one's `O` output planes): the images' pixel vectors in
-/// order, in tiles of up to three vectors that may span two images.
+/// One tile of output channels of one image: every pixel vector, in tiles
+/// of up to three vectors.
+///
+/// Runs of vectors that cross into the next image (so that a plane of four
+/// vectors, a CIFAR ResNet's 8×8 layers, gets full tiles of three)
+/// measured 10% faster in a benchmark of one convolution but 10% slower
+/// in a ResNet-20 training step, and were taken out.
 ///
 /// # Safety
-/// The CPU supports `S`'s instructions; every `xs[i]` points at a group's
-/// input planes (phases, when strided), every `ys[i]` at `O·P` floats the
-/// caller may write; `wt` holds the tile's packed weights (`ne·O`).
+/// The CPU supports `S`'s instructions; `x` points at a group's input
+/// planes (phases, when strided), `y` at `O·P` floats the caller may
+/// write; `wt` holds the tile's packed weights (`ne·O`).
 #[inline(always)]
-unsafe fn forward_run<S: Simd, const O: usize>(plan: &Plan<S>, xs: &[*const f32], ys: &[*mut f32], wt: &[f32]) {
-    debug_assert!(wt.len() == plan.ne * O && xs.len() == ys.len());
-    let (nv, total) = (plan.nv, xs.len() * plan.nv);
-    let at = |k: usize| (xs[k / nv], ys[k / nv], k % nv);
-    let mut k = 0;
-    while k < total {
+unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, x: *const f32, y: *mut f32, wt: &[f32]) {
+    debug_assert!(wt.len() == plan.ne * O);
+    let mut j = 0;
+    while j < plan.nv {
         // Threes, but 2 + 2 rather than 3 + 1 at the end.
-        let v = match total - k {
+        let v = match plan.nv - j {
             1 => 1,
             2 | 4 => 2,
             _ => 3,
         };
-        // SAFETY: as this function's; every vector index is below nv.
+        // SAFETY: as this function's; j + v ≤ nv.
         unsafe {
             match v {
-                3 => forward_tile::<S, O, 3>(plan, std::array::from_fn(|i| at(k + i)), wt),
-                2 => forward_tile::<S, O, 2>(plan, std::array::from_fn(|i| at(k + i)), wt),
-                _ => forward_tile::<S, O, 1>(plan, [at(k)], wt),
+                3 => forward_tile::<S, O, 3>(plan, x, y, j, wt),
+                2 => forward_tile::<S, O, 2>(plan, x, y, j, wt),
+                _ => forward_tile::<S, O, 1>(plan, x, y, j, wt),
             }
         }
-        k += v;
+        j += v;
     }
 }
 
-/// Output channels `0..O` × `V` pixel vectors, each given as its image's
-/// input and output planes and its index `j` in the plane: summed over
-/// every input channel and tap in registers, then stored once.
+/// Output channels `0..O` × pixel vectors `j0..j0 + V`, summed over every
+/// input channel and tap in registers, then stored once.
 ///
-/// Taps outside, input channels inside: within a tap every load takes the
-/// same masks and the input and weight pointers step by constants, so the
-/// inner loop is the loads and the multiply-adds alone.
+/// Blocks of [`CHANNEL_BLOCK`] input channels, then taps, then the
+/// block's channels: within a tap every load takes the same masks and the
+/// input and weight pointers step by constants, so the inner loop is the
+/// loads and the multiply-adds alone.
 ///
 /// # Safety
-/// As [`forward_run`], for each vector's image, and every `j < nv`.
+/// As [`forward_unit`], and `j0 + V ≤ nv`.
 #[inline(always)]
 unsafe fn forward_tile<S: Simd, const O: usize, const V: usize>(
     plan: &Plan<S>,
-    vectors: [(*const f32, *mut f32, usize); V],
+    x: *const f32,
+    y: *mut f32,
+    j0: usize,
     wt: &[f32],
 ) {
     let (p, ns, lanes, cg) = (plan.p, plan.ns, S::LANES, plan.ne / plan.taps.len());
@@ -381,34 +360,35 @@ unsafe fn forward_tile<S: Simd, const O: usize, const V: usize>(
     // plane (Plan::new), so inside the image's input; masked lanes are
     // neither read nor faulted on, which is why the address is formed with
     // `wrapping_offset` and may point outside. A store writes the lanes of
-    // `inside[j]`, pixels `< P` of plane `o < O`, inside the image's output.
-    // Weight reads index `wt` below `ne·O` (`taps · cg · O`). The CPU
-    // supports `S`.
+    // `inside[j]`, pixels `< P` of plane `o < O`, inside `y`. Weight reads
+    // index `wt` below `ne·O` (`taps · cg · O`). The CPU supports `S`.
     unsafe {
         let mut acc = [[S::zero(); V]; O];
         let mut wv = wt.as_ptr();
-        for &(at, si) in &plan.taps {
-            let m: [S::M; V] = std::array::from_fn(|v| *plan.masks.get_unchecked(vectors[v].2 * ns + si));
-            let mut xp: [*const f32; V] =
-                std::array::from_fn(|v| vectors[v].0.wrapping_offset(at + (vectors[v].2 * lanes) as isize));
-            for _ in 0..cg {
-                let mut xv = [S::zero(); V];
-                for v in 0..V {
-                    xv[v] = S::load(m[v], xp[v]);
-                    xp[v] = xp[v].wrapping_offset(plan.channel);
-                }
-                for (o, acc) in acc.iter_mut().enumerate() {
-                    let b = S::splat(wv.add(o));
-                    for v in 0..V {
-                        acc[v] = S::fma(b, xv[v], acc[v]);
+        for c0 in (0..cg).step_by(CHANNEL_BLOCK) {
+            let cn = CHANNEL_BLOCK.min(cg - c0);
+            for &(at, si) in &plan.taps {
+                let m: [S::M; V] = std::array::from_fn(|v| *plan.masks.get_unchecked((j0 + v) * ns + si));
+                let mut xp = x.wrapping_offset(c0 as isize * plan.channel + at + (j0 * lanes) as isize);
+                for _ in 0..cn {
+                    let mut xv = [S::zero(); V];
+                    for (v, xv) in xv.iter_mut().enumerate() {
+                        *xv = S::load(m[v], xp.wrapping_add(v * lanes));
                     }
+                    for (o, acc) in acc.iter_mut().enumerate() {
+                        let b = S::splat(wv.add(o));
+                        for v in 0..V {
+                            acc[v] = S::fma(b, xv[v], acc[v]);
+                        }
+                    }
+                    xp = xp.wrapping_offset(plan.channel);
+                    wv = wv.add(O);
                 }
-                wv = wv.add(O);
             }
         }
         for (o, acc) in acc.iter().enumerate() {
             for (v, &a) in acc.iter().enumerate() {
-                let (_, y, j) = vectors[v];
+                let j = j0 + v;
                 S::store(plan.inside[j], y.add(o * p + j * lanes), a);
             }
         }
@@ -627,8 +607,8 @@ trait Simd: Sized + 'static {
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
 
-    /// [`forward_run`] compiled for this instruction set.
-    unsafe fn forward_run<const O: usize>(plan: &Plan<Self>, xs: &[*const f32], ys: &[*mut f32], wt: &[f32]);
+    /// [`forward_unit`] compiled for this instruction set.
+    unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]);
     /// [`wgrad_tile`] compiled for this instruction set, as a function of
     /// its own: inlined into its caller, its 24 accumulators were spilled.
     #[allow(clippy::too_many_arguments)]
@@ -665,8 +645,8 @@ macro_rules! kernels_for {
     // `unsafe fn` with its generic body's contract, which it passes on.
     ($features:literal) => {
         #[target_feature(enable = $features)]
-        unsafe fn forward_run<const O: usize>(plan: &Plan<Self>, xs: &[*const f32], ys: &[*mut f32], wt: &[f32]) {
-            unsafe { forward_run::<Self, O>(plan, xs, ys, wt) }
+        unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]) {
+            unsafe { forward_unit::<Self, O>(plan, x, y, wt) }
         }
         #[target_feature(enable = $features)]
         #[inline(never)]
@@ -827,9 +807,7 @@ mod tests {
             ([1, 3, 14, 14], [8, 3, 7, 7], [3, 3], [1, 1], 1, [2, 2]),
             ([2, 4, 9, 9], [16, 2, 3, 3], [1, 1], [1, 1], 2, [3, 3]),
             ([2, 4, 8, 6], [8, 4, 3, 3], [1, 1], [1, 1], 1, [2, 1]),
-            // Batches large enough that the forward kernel's runs of
-            // vectors cross images (on up to 16 threads), the last run
-            // shorter.
+            // Large batches of small planes.
             ([200, 4, 5, 5], [8, 4, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
             ([200, 4, 6, 6], [16, 4, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
         ];
