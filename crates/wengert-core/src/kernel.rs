@@ -29,6 +29,13 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     })
 }
 
+/// `f(x_chunk, out_chunk)` over matching chunks of `x` and a new output of
+/// its length, in parallel when large: [`map`] for a kernel that takes a
+/// whole slice, such as a [`vectorised_fn!`](crate::vectorised_fn) loop.
+pub fn map_slices<T: Float>(x: &[T], f: impl Fn(&[T], &mut [T]) + Sync) -> Vec<T> {
+    crate::buffer::build(x.len(), CHUNK, |i, o| f(&x[i * CHUNK..][..o.len()], o))
+}
+
 /// `out[i] = eˣ⁽ⁱ⁾` ([`math::exp`](crate::math::exp)), vectorised at the
 /// CPU's width and in parallel when large.
 pub fn exp<T: Float>(x: &[T]) -> Vec<T> {
@@ -37,7 +44,7 @@ pub fn exp<T: Float>(x: &[T]) -> Vec<T> {
             out.iter_mut().zip(x).for_each(|(o, &v)| *o = crate::math::exp(v));
         }
     }
-    crate::buffer::build(x.len(), CHUNK, |i, o| exp_into(&x[i * CHUNK..][..o.len()], o))
+    map_slices(x, exp_into)
 }
 
 /// `out[i] = f(a[i], b[i])` for slices of equal length, in parallel when large.

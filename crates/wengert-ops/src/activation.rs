@@ -61,9 +61,7 @@ wengert_core::vectorised_fn! {
 
 /// `σ(x)` (or `x·σ(x)`) over a tensor, vectorised and in parallel when large.
 fn sigmoid_map<T: Float>(x: &Tensor<T>, silu: bool) -> Result<Tensor<T>> {
-    const CHUNK: usize = 1 << 13;
-    let d = x.data();
-    let out = wengert_core::buffer::build(d.len(), CHUNK, |i, o| sigmoid_into(&d[i * CHUNK..][..o.len()], o, silu));
+    let out = wengert_core::kernel::map_slices(x.data(), |x, o| sigmoid_into(x, o, silu));
     Tensor::from_vec(out, x.shape().clone())
 }
 
