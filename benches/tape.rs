@@ -4,8 +4,9 @@
 //!   `x = tanh(x·w + b)` on one-element tensors (30,000 recorded ops); the
 //!   time per op is the reported time / 30,000. PyTorch measured about
 //!   8.5 µs per op on this workload (`../shared/bench`).
-//! - `elementwise_1m`: add, mul and exp on 1M-element f32 tensors, no tape
-//!   recording (throughput in elements per second).
+//! - `elementwise_1m`: add, mul, exp, log, tanh, erf, GELU, sum, and
+//!   softmax along rows of 1,024, on 1M-element f32 tensors (throughput in
+//!   elements per second).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
@@ -36,6 +37,20 @@ fn elementwise(c: &mut Criterion) {
         bch.iter(|| on_tape(&|t| t.constant(a.clone()).mul(t.constant(b.clone())).unwrap().value().unwrap()))
     });
     g.bench_function("exp", |bch| bch.iter(|| on_tape(&|t| t.constant(a.clone()).exp().unwrap().value().unwrap())));
+    let positive = a.map(|v| v.abs() + 1e-3);
+    g.bench_function("log", |bch| {
+        bch.iter(|| on_tape(&|t| t.constant(positive.clone()).log().unwrap().value().unwrap()))
+    });
+    let activation =
+        |name: &str, f: fn(wengert::Var<'_, f32>) -> wengert::Result<wengert::Var<'_, f32>>| (name.to_string(), f);
+    for (name, f) in [
+        activation("tanh", wengert::ops::tanh),
+        activation("erf", wengert::ops::erf),
+        activation("gelu", wengert::ops::gelu),
+        activation("softmax_rows_1024", |v| wengert::ops::softmax(v.reshape(&[1024, 1024])?, -1)),
+    ] {
+        g.bench_function(name, |bch| bch.iter(|| on_tape(&|t| f(t.constant(a.clone())).unwrap().value().unwrap())));
+    }
     g.bench_function("sum", |bch| bch.iter(|| on_tape(&|t| t.constant(a.clone()).sum_all().unwrap().value().unwrap())));
     g.finish();
 }

@@ -166,15 +166,30 @@ mod tests {
     /// The claim of `vectorised_fn!`: the same bits at every level.
     #[test]
     fn vectorised_loops_give_the_same_bits_on_every_level() {
+        // Both signs, both forms of tanh and erf, exp's overflow and
+        // underflow, log's subnormals, zeros and negatives (NaN).
         let x: Vec<f32> = (0..100_000).map(|i| (i as f32 - 50_000.0) * 2.1e-3).collect();
         let xd: Vec<f64> = x.iter().map(|&v| v as f64 * 0.7).collect();
+        let wide: Vec<f32> = (0..100_000u32).map(|i| f32::from_bits(i.wrapping_mul(42_949) ^ (i << 31))).collect();
+        type Kernel<T> = fn(&[T]) -> Vec<T>;
+        let kernels: [(Kernel<f32>, Kernel<f64>); 4] = [
+            (crate::kernel::exp, crate::kernel::exp),
+            (crate::kernel::log, crate::kernel::log),
+            (crate::kernel::tanh, crate::kernel::tanh),
+            (crate::kernel::erf, crate::kernel::erf),
+        ];
+        let run = || -> Vec<(Vec<f32>, Vec<f32>, Vec<f64>)> {
+            kernels.iter().map(|(f, fd)| (f(&x), f(&wide), fd(&xd))).collect()
+        };
         set_ceiling(Isa::Generic);
-        let (want, want_d) = (crate::kernel::exp(&x), crate::kernel::exp(&xd));
+        let want = run();
         for level in Isa::ALL.into_iter().filter(|&l| l <= detected()) {
             set_ceiling(level);
-            let (got, got_d) = (crate::kernel::exp(&x), crate::kernel::exp(&xd));
-            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{level:?}");
-            assert!(got_d.iter().zip(&want_d).all(|(a, b)| a.to_bits() == b.to_bits()), "{level:?}");
+            for (k, (got, want)) in run().iter().zip(&want).enumerate() {
+                let same32 = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same32(&got.0, &want.0) && same32(&got.1, &want.1), "kernel {k} at {level:?}");
+                assert!(got.2.iter().zip(&want.2).all(|(a, b)| a.to_bits() == b.to_bits()), "kernel {k} at {level:?}");
+            }
         }
         set_ceiling(Isa::Avx512);
     }

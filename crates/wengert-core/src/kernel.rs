@@ -36,16 +36,51 @@ pub fn map_slices<T: Float>(x: &[T], f: impl Fn(&[T], &mut [T]) + Sync) -> Vec<T
     crate::buffer::build(x.len(), CHUNK, |i, o| f(&x[i * CHUNK..][..o.len()], o))
 }
 
-/// `out[i] = eˣ⁽ⁱ⁾` ([`math::exp`](crate::math::exp)), vectorised at the
-/// CPU's width and in parallel when large.
-pub fn exp<T: Float>(x: &[T]) -> Vec<T> {
-    crate::vectorised_fn! {
-        fn exp_into<T: Float>(x: &[T], out: &mut [T]) {
-            out.iter_mut().zip(x).for_each(|(o, &v)| *o = crate::math::exp(v));
+/// Defines `pub fn $name<T: Float>(x: &[T]) -> Vec<T>`, `out[i] = f(x[i])`
+/// for a function of [`math`](crate::math), vectorised at the CPU's width
+/// and in parallel when large.
+macro_rules! elementwise_kernel {
+    ($(#[$doc:meta])* $name:ident = $f:path) => {
+        $(#[$doc])*
+        pub fn $name<T: Float>(x: &[T]) -> Vec<T> {
+            crate::vectorised_fn! {
+                fn apply<T: Float>(x: &[T], out: &mut [T]) {
+                    // An index loop: an iterator's fold may stay out of
+                    // line and lose the vector features.
+                    let x = &x[..out.len()];
+                    for i in 0..out.len() {
+                        out[i] = $f(x[i]);
+                    }
+                }
+            }
+            map_slices(x, apply)
         }
-    }
-    map_slices(x, exp_into)
+    };
 }
+
+elementwise_kernel!(
+    /// `out[i] = eˣ⁽ⁱ⁾` ([`math::exp`](crate::math::exp)), vectorised at the
+    /// CPU's width and in parallel when large.
+    exp = crate::math::exp
+);
+
+elementwise_kernel!(
+    /// `out[i] = ln x[i]` ([`math::log`](crate::math::log)), vectorised at
+    /// the CPU's width and in parallel when large.
+    log = crate::math::log
+);
+
+elementwise_kernel!(
+    /// `out[i] = tanh x[i]` ([`math::tanh`](crate::math::tanh)), vectorised
+    /// at the CPU's width and in parallel when large.
+    tanh = crate::math::tanh
+);
+
+elementwise_kernel!(
+    /// `out[i] = erf x[i]` ([`math::erf`](crate::math::erf)), vectorised at
+    /// the CPU's width and in parallel when large.
+    erf = crate::math::erf
+);
 
 /// `out[i] = f(a[i], b[i])` for slices of equal length, in parallel when large.
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {

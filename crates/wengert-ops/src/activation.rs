@@ -6,7 +6,7 @@
 //! Each forward is one fused, numerically stable loop; each backward is
 //! written with differentiable ops, so second derivatives work.
 
-use wengert_core::{smallvec, Arity, Float, InputGrads, Op, Result, Tensor, TensorGrads, Var};
+use wengert_core::{kernel, smallvec, Arity, Float, InputGrads, Op, Result, Tensor, TensorGrads, Var};
 
 /// Which activation an [`Activation`] op applies.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -61,13 +61,25 @@ wengert_core::vectorised_fn! {
 
 /// `σ(x)` (or `x·σ(x)`) over a tensor, vectorised and in parallel when large.
 fn sigmoid_map<T: Float>(x: &Tensor<T>, silu: bool) -> Result<Tensor<T>> {
-    let out = wengert_core::kernel::map_slices(x.data(), |x, o| sigmoid_into(x, o, silu));
-    Tensor::from_vec(out, x.shape().clone())
+    like(x, kernel::map_slices(x.data(), |x, o| sigmoid_into(x, o, silu)))
 }
 
-/// `erf` through libm, which is accurate to an ulp in both precisions.
-fn erf_of<T: Float>(x: T) -> T {
-    T::of(libm::erf(x.as_f64()))
+wengert_core::vectorised_fn! {
+    /// `out[i] = x[i]·Φ(x[i]) = x[i]/2·(1 + erf(x[i]/√2))`.
+    fn gelu_into<T: Float>(x: &[T], out: &mut [T]) {
+        let (half, r) = (T::of(0.5), T::of(FRAC_1_SQRT_2));
+        // An index loop: an iterator's fold may stay out of line and lose
+        // the vector features.
+        let x = &x[..out.len()];
+        for i in 0..out.len() {
+            out[i] = x[i] * half * (T::one() + wengert_core::math::erf(x[i] * r));
+        }
+    }
+}
+
+/// Wraps a kernel's output buffer as a tensor of `x`'s shape.
+fn like<T: Float>(x: &Tensor<T>, data: Vec<T>) -> Result<Tensor<T>> {
+    Tensor::from_vec(data, x.shape().clone())
 }
 
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
@@ -117,7 +129,6 @@ impl<T: Float> Op<T> for Activation {
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let x = inputs[0];
-        let half = T::of(0.5);
         Ok(match self.0 {
             // `v < 0`, not `v > 0`, so that NaN passes through as PyTorch's.
             Kind::Relu => x.map(relu_of),
@@ -126,12 +137,12 @@ impl<T: Float> Op<T> for Activation {
                 x.map(move |v| if v < T::zero() { v * s } else { v })
             }
             Kind::Sigmoid => sigmoid_map(x, false)?,
-            Kind::Tanh => x.map(T::tanh),
-            Kind::Gelu => x.map(move |v| v * half * (T::one() + erf_of(v * T::of(FRAC_1_SQRT_2)))),
+            Kind::Tanh => like(x, kernel::tanh(x.data()))?,
+            Kind::Gelu => like(x, kernel::map_slices(x.data(), gelu_into))?,
             // ln(1 + eˣ) = max(x, 0) + ln(1 + e^{-|x|}): no overflow, no lost digits.
             Kind::Softplus => x.map(|v| v.max(T::zero()) + (-v.abs()).exp().ln_1p()),
             Kind::Silu => sigmoid_map(x, true)?,
-            Kind::Erf => x.map(erf_of),
+            Kind::Erf => like(x, kernel::erf(x.data()))?,
         })
     }
 

@@ -37,7 +37,7 @@ impl<T: Float> Op<T> for Unary<T> {
         Ok(match *self {
             Unary::Neg => x.map(|v| -v),
             Unary::Exp => Tensor::from_parts(crate::kernel::exp(x.data()), x.shape().clone()),
-            Unary::Log => x.map(T::ln),
+            Unary::Log => Tensor::from_parts(crate::kernel::log(x.data()), x.shape().clone()),
             Unary::Sqrt => x.map(T::sqrt),
             // Exact special cases: powf(x, 2) and x*x can differ in the last bit.
             Unary::Pow(p) if p == T::of(2.0) => x.map(|v| v * v),
