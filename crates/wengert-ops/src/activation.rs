@@ -6,7 +6,7 @@
 //! Each forward is one fused, numerically stable loop; each backward is
 //! written with differentiable ops, so second derivatives work.
 
-use wengert_core::{kernel, smallvec, Arity, Float, InputGrads, Op, Result, Tensor, TensorGrads, Var};
+use wengert_core::{kernel, math, smallvec, Arity, Float, InputGrads, Op, Result, Tensor, TensorGrads, Var};
 
 /// Which activation an [`Activation`] op applies.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,7 +38,7 @@ pub struct Activation(pub Kind);
 /// `e^{−|x|}` and without a branch, so that loops over it vectorise.
 #[inline(always)]
 fn sigmoid_of<T: Float>(x: T) -> T {
-    let e = wengert_core::math::exp(-x.abs());
+    let e = math::exp(-x.abs());
     let d = T::one() + e;
     let (pos, neg) = (T::one() / d, e / d);
     if x >= T::zero() {
@@ -72,7 +72,20 @@ wengert_core::vectorised_fn! {
         // the vector features.
         let x = &x[..out.len()];
         for i in 0..out.len() {
-            out[i] = x[i] * half * (T::one() + wengert_core::math::erf(x[i] * r));
+            out[i] = x[i] * half * (T::one() + math::erf(x[i] * r));
+        }
+    }
+}
+
+wengert_core::vectorised_fn! {
+    /// `out[i] = ln(1 + e^{x[i]}) = max(x[i], 0) + ln(1 + e^{−|x[i]|})`: no
+    /// overflow, no lost digits.
+    fn softplus_into<T: Float>(x: &[T], out: &mut [T]) {
+        let x = &x[..out.len()];
+        for i in 0..out.len() {
+            let v = x[i];
+            let pos = if v > T::zero() { v } else { T::zero() };
+            out[i] = pos + math::ln_1p(math::exp(-v.abs()));
         }
     }
 }
@@ -139,8 +152,7 @@ impl<T: Float> Op<T> for Activation {
             Kind::Sigmoid => sigmoid_map(x, false)?,
             Kind::Tanh => like(x, kernel::tanh(x.data()))?,
             Kind::Gelu => like(x, kernel::map_slices(x.data(), gelu_into))?,
-            // ln(1 + eˣ) = max(x, 0) + ln(1 + e^{-|x|}): no overflow, no lost digits.
-            Kind::Softplus => x.map(|v| v.max(T::zero()) + (-v.abs()).exp().ln_1p()),
+            Kind::Softplus => like(x, kernel::map_slices(x.data(), softplus_into))?,
             Kind::Silu => sigmoid_map(x, true)?,
             Kind::Erf => like(x, kernel::erf(x.data()))?,
         })
