@@ -22,12 +22,16 @@
 //! position loads `V` input vectors and broadcasts `O` weights: 24 fused
 //! multiply-adds per 11 loads. It writes each output once. The input
 //! gradient of a stride-1 convolution is a forward convolution with flipped
-//! weights and takes the same kernel (no col2im). The weight-gradient
+//! weights and takes the same kernel (no col2im). The weight gradient
+//! puts output channels in the lanes where there are at least two vectors
+//! of them and one group ([`weight_grad_outer`]: the output gradient
+//! transposed per image, the input zero-padded, each step one broadcast
+//! input times whole vectors of channels, at any stride); otherwise its
 //! micro-kernel holds `O` output channels × `TT` weight positions, and
 //! reduces over runs of pixel vectors in registers before one horizontal
-//! sum per weight; the batch is cut into a fixed number of chunks whose
-//! partial sums are added in order, so the result does not depend on the
-//! thread count.
+//! sum per weight. Either way the batch is cut into a fixed number of
+//! chunks whose partial sums are added in order, so the result does not
+//! depend on the thread count.
 //!
 //! One generic body per kernel, compiled once per instruction set through
 //! the [`Simd`] trait inside a `#[target_feature]` function: AVX-512 (16
@@ -251,10 +255,202 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Option<V
     // SAFETY: `active` never names a level the CPU lacks.
     match isa::active() {
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if outer_applies::<Avx512>(g) => Some(unsafe { weight_grad_outer::<Avx512, T>(g, x, gy) }),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => Some(unsafe { weight_grad_with::<Avx512, T, 8, 2>(g, x, gy) }),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if outer_applies::<Avx2>(g) => Some(unsafe { weight_grad_outer::<Avx2, T>(g, x, gy) }),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => Some(unsafe { weight_grad_with::<Avx2, T, 4, 2>(g, x, gy) }),
         _ => None,
+    }
+}
+
+/// Whether the weight gradient takes [`weight_grad_outer`]: one group, and
+/// output channels a multiple of two vectors.
+fn outer_applies<S: Simd>(g: &Geometry) -> bool {
+    g.groups == 1 && g.c_out.is_multiple_of(2 * S::LANES)
+}
+
+/// The shape of one [`wgrad_outer`] call's operands: strides in floats.
+struct OuterShape {
+    /// Output rows and columns.
+    oh: usize,
+    ow: usize,
+    /// From one pixel of the transposed output gradient to the next (its
+    /// channels, `C_out`).
+    gy_pixel: usize,
+    /// From one output pixel's input to the next (the stride along the
+    /// rows), from one output row's to the next (the stride times a padded
+    /// row), and from one channel's padded plane to the next.
+    x_step: usize,
+    x_row: usize,
+    x_channel: usize,
+    /// From one input channel's row of the transposed gradient to the next.
+    dw_channel: usize,
+}
+
+/// The weight gradient with output channels in the vector lanes: `dwᵀ[c]
+/// [tap][o] = Σₙ Σ_q x[n][c][q + tap]·gy[n][o][q]`, each step one
+/// broadcast input value times whole vectors of output channels.
+///
+/// [`weight_grad_with`] puts pixels in the lanes: a step loads an input
+/// vector per tap and an output-gradient vector per channel, 10 loads for
+/// 16 multiply-adds, and each weight ends in a horizontal sum. Here the
+/// output gradient is transposed per image (`[pixel][o]`), the input
+/// copied with zero padding around each plane (so that every tap of every
+/// output pixel reads inside it), and a step of the `CT × OV`-vector
+/// tile loads `OV` gradient vectors and broadcasts `CT` inputs: 8 (or 10)
+/// loads for 16 multiply-adds, no masks, no horizontal sums, any stride. Images are cut into
+/// [`WGRAD_CHUNKS`] chunks as there, so the result does not depend on the
+/// thread count.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; [`outer_applies`] holds.
+unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f32]) -> Vec<T> {
+    let lanes = S::LANES;
+    // Four vectors of channels × 4 inputs, or two × 8: 16 accumulators.
+    // (One × 16, for 16 channels on AVX-512, measured slower than the
+    // pixel-vector kernel: 17 loads per 16 multiply-adds.)
+    let (ov, ct) = if g.c_out.is_multiple_of(4 * lanes) { (4, 4) } else { (2, 8) };
+    let taps = g.kh * g.kw;
+    let (p, hw) = (g.oh * g.ow, g.h * g.w);
+    // The padded plane: every input pixel that some output pixel's tap
+    // reads, at (iy + ph, ix + pw).
+    let ([sy, sx], [dil_y, dil_x]) = (g.stride, g.dil);
+    let rows = g.oh.saturating_sub(1) * sy + (g.kh - 1) * dil_y + 1;
+    let cols = g.ow.saturating_sub(1) * sx + (g.kw - 1) * dil_x + 1;
+    let cpad = g.c_in.next_multiple_of(ct);
+    let wlen = cpad * taps * g.c_out;
+    let chunk = g.n.div_ceil(g.n.min(WGRAD_CHUNKS));
+    let chunks = g.n.div_ceil(chunk);
+    assert!(x.len() >= g.n * g.c_in * hw && gy.len() >= g.n * g.c_out * p);
+    let plane = rows * cols;
+    let shape = OuterShape {
+        oh: g.oh,
+        ow: g.ow,
+        gy_pixel: g.c_out,
+        x_step: sx,
+        x_row: sy * cols,
+        x_channel: plane,
+        dw_channel: taps * g.c_out,
+    };
+    with_scratch(chunks * wlen, |partials: &mut [f32]| {
+        partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dwt)| {
+            dwt.fill(0.0);
+            let (gy_len, x_len) = (p * g.c_out, cpad * plane);
+            with_scratch(gy_len + x_len + 16, |buf: &mut [f32]| {
+                let at = buf.as_ptr().align_offset(64).min(16);
+                let (gyt, xt) = buf[at..at + gy_len + x_len].split_at_mut(gy_len);
+                // The padding (and the channels past c_in) stay zero; each
+                // image overwrites the inside.
+                xt.fill(0.0);
+                for n in ci * chunk..((ci + 1) * chunk).min(g.n) {
+                    for (o, plane) in gy[n * g.c_out * p..][..g.c_out * p].chunks_exact(p).enumerate() {
+                        for (q, &v) in plane.iter().enumerate() {
+                            gyt[q * g.c_out + o] = v;
+                        }
+                    }
+                    let width = g.w.min(cols.saturating_sub(g.pad[1]));
+                    for (src, dst) in
+                        x[n * g.c_in * hw..][..g.c_in * hw].chunks_exact(hw).zip(xt.chunks_exact_mut(plane))
+                    {
+                        for (iy, row) in src.chunks_exact(g.w).enumerate().take(rows.saturating_sub(g.pad[0])) {
+                            let r = iy + g.pad[0];
+                            dst[r * cols + g.pad[1]..][..width].copy_from_slice(&row[..width]);
+                        }
+                    }
+                    for cb in (0..cpad).step_by(ct) {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let tap = ky * g.kw + kx;
+                                let xo = cb * plane + ky * dil_y * cols + kx * dil_x;
+                                for ob in (0..g.c_out).step_by(ov * lanes) {
+                                    let dwo = (cb * taps + tap) * g.c_out + ob;
+                                    // SAFETY: the tile reads gyt[q][ob..ob + ov·lanes]
+                                    // for q < P, xt[c][oy·sy + ky·dh][ox·sx + kx·dw] for
+                                    // c in cb..cb + ct ≤ cpad, inside each plane
+                                    // (rows × cols),
+                                    // and reads and writes dwt[cb + i][tap][ob..ob +
+                                    // ov·lanes] for i < ct: all inside the buffers.
+                                    unsafe {
+                                        let (gp, xp, dp) =
+                                            (gyt.as_ptr().add(ob), xt.as_ptr().add(xo), dwt.as_mut_ptr().add(dwo));
+                                        if ov == 4 {
+                                            S::wgrad_outer::<4, 4>(gp, xp, dp, &shape);
+                                        } else {
+                                            S::wgrad_outer::<2, 8>(gp, xp, dp, &shape);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        });
+        // dw[o][c][tap] = Σ over chunks, in order, of dwᵀ[c][tap][o]: the
+        // chunks summed into the first in its layout, then transposed once.
+        let (first, rest) = partials.split_at_mut(wlen);
+        for part in rest.chunks_exact(wlen) {
+            first.iter_mut().zip(part).for_each(|(d, &s)| *d += s);
+        }
+        let mut dw = wengert_core::buffer::zeroed::<T>(g.c_out * g.c_in * taps);
+        for (ct_row, row) in first.chunks_exact(g.c_out).take(g.c_in * taps).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                dw[o * g.c_in * taps + ct_row] = T::of(v as f64);
+            }
+        }
+        dw
+    })
+}
+
+/// Adds to `dw[c][o]` (`c < CT`, `o < OV·lanes`, rows `shape.dw_channel`
+/// apart) the sum over the output pixels `q = (oy, ox)` of `x[c][oy·sy]
+/// [ox·sx]·gy[q][o]`, `gy` transposed and `x` padded as [`weight_grad_outer`]
+/// packs them.
+///
+/// # Safety
+/// The CPU supports `S`; `gy` has `OV·lanes` floats at each of the `oh·ow`
+/// pixels, `x` a float at each `(oy·sy, ox·sx)` of `CT` planes, and `dw`
+/// `OV·lanes` floats at each of `CT` rows.
+#[inline(always)]
+unsafe fn wgrad_outer<S: Simd, const OV: usize, const CT: usize>(
+    gy: *const f32,
+    x: *const f32,
+    dw: *mut f32,
+    shape: &OuterShape,
+) {
+    let lanes = S::LANES;
+    let all = S::mask(u32::MAX >> (32 - lanes));
+    // SAFETY: the caller's contract bounds every pointer below.
+    unsafe {
+        let mut acc = [[S::zero(); OV]; CT];
+        for (c, acc) in acc.iter_mut().enumerate() {
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = S::loadu(dw.add(c * shape.dw_channel + v * lanes));
+            }
+        }
+        let mut gp = gy;
+        for oy in 0..shape.oh {
+            let mut xp = x.add(oy * shape.x_row);
+            for _ in 0..shape.ow {
+                let gv: [S::V; OV] = std::array::from_fn(|v| S::loadu(gp.add(v * lanes)));
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    let xs = S::splat(xp.add(c * shape.x_channel));
+                    for v in 0..OV {
+                        acc[v] = S::fma(xs, gv[v], acc[v]);
+                    }
+                }
+                gp = gp.add(shape.gy_pixel);
+                xp = xp.add(shape.x_step);
+            }
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            for (v, &a) in acc.iter().enumerate() {
+                S::store(all, dw.add(c * shape.dw_channel + v * lanes), a);
+            }
+        }
     }
 }
 
@@ -622,6 +818,13 @@ trait Simd: Sized + 'static {
         k0: usize,
         sums: &mut [f32],
     );
+    /// [`wgrad_outer`] compiled for this instruction set.
+    unsafe fn wgrad_outer<const OV: usize, const CT: usize>(
+        gy: *const f32,
+        x: *const f32,
+        dw: *mut f32,
+        shape: &OuterShape,
+    );
     /// [`weight_grad_block`] compiled for this instruction set.
     #[allow(clippy::too_many_arguments)]
     unsafe fn weight_grad_block<const O: usize, const TT: usize>(
@@ -661,6 +864,15 @@ macro_rules! kernels_for {
             sums: &mut [f32],
         ) {
             unsafe { wgrad_tile::<Self, O, TT>(plan, g, x, gy, nb, span, k0, sums) }
+        }
+        #[target_feature(enable = $features)]
+        unsafe fn wgrad_outer<const OV: usize, const CT: usize>(
+            gy: *const f32,
+            x: *const f32,
+            dw: *mut f32,
+            shape: &OuterShape,
+        ) {
+            unsafe { wgrad_outer::<Self, OV, CT>(gy, x, dw, shape) }
         }
         #[target_feature(enable = $features)]
         unsafe fn weight_grad_block<const O: usize, const TT: usize>(
