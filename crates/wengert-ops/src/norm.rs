@@ -200,35 +200,60 @@ fn lane_sum<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> 
     acc.iter().sum::<f64>() + tail
 }
 
+/// Chunks of images the per-channel sums of batch norm are split into,
+/// whatever the thread count, so that the result does not depend on it.
+const IMAGE_CHUNKS: usize = 8;
+
+/// `f(chunk's images, per-channel accumulators)` over [`IMAGE_CHUNKS`]
+/// chunks of the batch in parallel, each chunk's rows in memory order;
+/// returns the chunks' accumulators, in order, for the caller to merge.
+///
+/// Memory order, not one task per channel: a channel's rows lie a whole
+/// image apart, and a task that jumps from one to the next restarts the
+/// hardware prefetcher at every row; a chunk of whole images is one
+/// sequential stream.
+fn per_image_chunk<A: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> A + Sync) -> Vec<A> {
+    let chunk = n.div_ceil(n.clamp(1, IMAGE_CHUNKS)).max(1);
+    (0..n.div_ceil(chunk)).into_par_iter().map(|k| f(k * chunk..((k + 1) * chunk).min(n))).collect()
+}
+
 /// Per-channel count, mean and sum of squared deviations (M2) of
 /// `[N, C, ...]`, in f64, in one pass over memory: each row (one image's
 /// channel) two-pass while it is in cache, the rows merged with Chan,
 /// Golub and LeVeque's update, which keeps the two-pass method's accuracy.
-/// In parallel over channels.
+/// In parallel over chunks of images ([`per_image_chunk`]), merged in order.
 fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
     let n = x.dims()[0];
     let inner = x.numel() / (n * c).max(1);
     let data = x.data();
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
-            if inner == 0 {
-                return (count, mean, m2);
+    let merge = |(count, mean, m2): (f64, f64, f64), (rn, rmean, rm2): (f64, f64, f64)| {
+        if rn == 0.0 {
+            return (count, mean, m2);
+        }
+        let total = count + rn;
+        let delta = rmean - mean;
+        (total, mean + delta * rn / total, m2 + rm2 + delta * delta * count * rn / total)
+    };
+    let mut all = vec![(0.0, 0.0, 0.0); c];
+    if inner == 0 {
+        return all;
+    }
+    let chunks = per_image_chunk(n, |images| {
+        let mut acc = vec![(0.0f64, 0.0f64, 0.0f64); c];
+        for i in images {
+            for (ch, a) in acc.iter_mut().enumerate() {
+                let (rmean, rm2) = row_moments(&data[(i * c + ch) * inner..][..inner]);
+                *a = merge(*a, (inner as f64, rmean, rm2));
             }
-            for i in 0..n {
-                let row = &data[(i * c + ch) * inner..][..inner];
-                let rn = inner as f64;
-                let (rmean, rm2) = row_moments(row);
-                let total = count + rn;
-                let delta = rmean - mean;
-                mean += delta * rn / total;
-                m2 += rm2 + delta * delta * count * rn / total;
-                count = total;
-            }
-            (count, mean, m2)
-        })
-        .collect()
+        }
+        acc
+    });
+    for chunk in chunks {
+        for (a, &b) in all.iter_mut().zip(&chunk) {
+            *a = merge(*a, b);
+        }
+    }
+    all
 }
 
 vectorised_fn! {
@@ -429,22 +454,26 @@ impl BatchNormTrain {
         let (xd, gd, yd) = (x.data(), gy.data(), y.data());
         let relu = self.relu;
         // Σg and Σg·x̂ per channel.
-        let (local_g, local_gx): (Vec<f64>, Vec<f64>) = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (m, r) = (self.mean[ch], self.inv_std[ch]);
-                let mut sg = 0.0;
-                let mut sgx = 0.0;
-                for i in 0..n {
+        let chunks = per_image_chunk(n, |images| {
+            let mut acc = vec![(0.0f64, 0.0f64); c];
+            for i in images {
+                for (ch, (sg, sgx)) in acc.iter_mut().enumerate() {
                     let at = (i * c + ch) * inner..(i * c + ch + 1) * inner;
                     let (g, x, y) = (&gd[at.clone()], &xd[at.clone()], &yd[at]);
-                    let (a, b) = grad_sums(g, x, y, m, relu);
-                    sg += a;
-                    sgx += b * r;
+                    let (a, b) = grad_sums(g, x, y, self.mean[ch], relu);
+                    *sg += a;
+                    *sgx += b * self.inv_std[ch];
                 }
-                (sg, sgx)
-            })
-            .unzip();
+            }
+            acc
+        });
+        let (mut local_g, mut local_gx) = (vec![0.0f64; c], vec![0.0f64; c]);
+        for chunk in chunks {
+            for (ch, (a, b)) in chunk.into_iter().enumerate() {
+                local_g[ch] += a;
+                local_gx[ch] += b;
+            }
+        }
         // dx needs the sums over the whole batch; dγ and dβ are this rank's
         // share, summed across ranks with every other gradient.
         let local_count = (n * inner) as f64;
