@@ -54,14 +54,18 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
         }
         return;
     }
-    // Small products do not pay for waking the thread pool. Larger ones are
-    // cut into one block of rows (or columns) of `dst` per thread, each a
-    // single-threaded product: measured on the 2-core Xeon, `gemm`'s own
-    // rayon mode ran n = 128 at 63–157 GFLOPS and n = 256 at 116–244 from
-    // one run to the next, against 168–204 and 235–257 for the split (and
-    // the same at n ≥ 512).
-    let parts = if threads && m * n * k >= 1 << 18 { rayon::current_num_threads().min(MAX_PARTS) } else { 1 };
-    let rows = m >= n;
+    // Products below 2²³ multiply-adds (square n ≈ 200) run on the calling
+    // thread: waking a sleeping worker costs tens of microseconds on these
+    // virtual machines, and in alternating runs of the benchmark n = 128
+    // ran at 137–151 GFLOPS alone against 51–148 split in two. Larger ones
+    // are cut into one block of columns (rows, when there are more rows) of
+    // `dst` per thread, each a single-threaded product: `gemm`'s own rayon
+    // mode ran n = 256 at 116–244 GFLOPS from one run to the next; in
+    // interleaved runs the split by columns ran it at 209–230 and by rows
+    // at 165–168 (B is packed once per thread either way, and a column
+    // block packs half of it); from n = 512 on all three measure the same.
+    let parts = if threads && m * n * k >= 1 << 23 { rayon::current_num_threads().min(MAX_PARTS) } else { 1 };
+    let rows = m > n;
     let (len, align) = (if rows { m } else { n }, 16);
     let parts = parts.min(len.div_ceil(align)).max(1);
     let dst_ptr = SendPtr(dst.as_mut_ptr());
@@ -171,5 +175,29 @@ mod tests {
         assert_eq!(c, vec![5., 14., 14., 50.]);
         matmul_into(&mut c, Mat::row_major(&a, 2, 3), Mat::row_major(&a, 2, 3).t(), true, false);
         assert_eq!(c, vec![10., 28., 28., 100.]);
+    }
+
+    /// Products large enough to be split over threads, by rows and by
+    /// columns, with a transposed operand and accumulation, against the
+    /// plain triple loop.
+    #[test]
+    fn split_products_match_the_plain_loop() {
+        for (m, k, n) in [(300, 100, 290), (100, 300, 290)] {
+            assert!(m * n * k >= 1 << 23);
+            let a: Vec<f64> = (0..m * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| ((i * 53 % 97) as f64 - 48.0) / 5.0).collect();
+            let mut want = vec![1.0; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    want[i * n + j] += (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum::<f64>();
+                }
+            }
+            // b is stored n × k; the product reads its transpose.
+            let mut got = vec![1.0; m * n];
+            matmul_into(&mut got, Mat::row_major(&a, m, k), Mat::row_major(&b, n, k).t(), true, true);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{m}×{k}×{n}: {g} vs {w}");
+            }
+        }
     }
 }
