@@ -82,3 +82,19 @@ fn paddings_beyond_the_address_range_are_errors() {
     let y = ops::conv2d(t.leaf(Tensor::ones([1, 1, 1, 1])), t.leaf(Tensor::ones([1, 1, 1, 1])), None, &o).unwrap();
     assert_eq!(y.shape().dims(), &[1, 1, 7, 1]);
 }
+
+/// The product's output buffer comes from the pool with its last tensor's
+/// values in it: a product over an empty inner dimension must still write
+/// zeros everywhere, and a full one every element.
+#[test]
+fn matmul_writes_every_element_of_a_reused_buffer() {
+    let t = Tape::<f32>::new();
+    for k in [0, 3] {
+        // 256 KiB of NaN, dropped into the pool just before the product.
+        drop(Tensor::<f32>::full([256, 256], f32::NAN));
+        let a = t.constant(Tensor::full([256, k], 1.0));
+        let b = t.constant(Tensor::full([k, 256], 2.0));
+        let y = ops::matmul(a, b).unwrap().value().unwrap();
+        assert!(y.data().iter().all(|&v| v == 2.0 * k as f32), "k = {k}");
+    }
+}

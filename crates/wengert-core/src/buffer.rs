@@ -107,10 +107,12 @@ pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
     }
 }
 
-/// `n` elements of no particular value, for a kernel that writes them all:
-/// a kept buffer holds what its last tensor left there; a new one, and any
-/// part of a kept one past that tensor's length, is zero.
-fn stale<T: Float>(n: usize) -> Vec<T> {
+/// `n` elements of no particular value, for a kernel that writes them all
+/// (and that cannot take [`build`]'s chunks, such as a matrix product that
+/// splits its output its own way): a kept buffer holds what its last tensor
+/// left there; a new one, and any part of a kept one past that tensor's
+/// length, is zero.
+pub fn stale<T: Float>(n: usize) -> Vec<T> {
     match pooled(n) {
         Some(mut v) => {
             v.truncate(n);

@@ -103,7 +103,9 @@ impl<T: Float> Op<T> for MatMul {
         let (a, b) = (inputs[0], inputs[1]);
         let Plan { batch, m, k, n } = self.plan(a.shape(), b.shape())?;
         let (oa, ob) = (batch_offsets(a.shape(), &batch), batch_offsets(b.shape(), &batch));
-        let mut out = wengert_core::buffer::zeroed(batch.numel() * m * n);
+        // Every element is written below (`matmul_into` overwrites, and fills
+        // zeros when k = 0).
+        let mut out = wengert_core::buffer::stale(batch.numel() * m * n);
         let product = |(i, dst): (usize, &mut [T])| {
             let av = view(a.data(), oa[i], m, k, self.trans_a);
             let bv = view(b.data(), ob[i], k, n, self.trans_b);
