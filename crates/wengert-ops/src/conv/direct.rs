@@ -272,9 +272,13 @@ fn outer_applies<S: Simd>(g: &Geometry) -> bool {
     g.groups == 1 && g.c_out.is_multiple_of(2 * S::LANES)
 }
 
+/// Bytes of transposed output gradient [`weight_grad_outer`] takes through
+/// all its tiles at a time (a band of whole output rows, at least one).
+const OUTER_BAND_BYTES: usize = 24 * 1024;
+
 /// The shape of one [`wgrad_outer`] call's operands: strides in floats.
 struct OuterShape {
-    /// Output rows and columns.
+    /// Output rows (of the band) and columns.
     oh: usize,
     ow: usize,
     /// From one pixel of the transposed output gradient to the next (its
@@ -326,6 +330,11 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
     let chunks = g.n.div_ceil(chunk);
     assert!(x.len() >= g.n * g.c_in * hw && gy.len() >= g.n * g.c_out * p);
     let plane = rows * cols;
+    // Output rows per band: every tile of the image reads the band's
+    // transposed output gradient, which stays in the first-level cache
+    // (ResNet-50's 56×56 layers, transposed whole, were read from the
+    // third-level cache by every tile).
+    let band = (OUTER_BAND_BYTES / (g.ow * g.c_out * 4).max(1)).clamp(1, g.oh.max(1));
     let shape = OuterShape {
         oh: g.oh,
         ow: g.ow,
@@ -338,7 +347,7 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
     with_scratch(chunks * wlen, |partials: &mut [f32]| {
         partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dwt)| {
             dwt.fill(0.0);
-            let (gy_len, x_len) = (p * g.c_out, cpad * plane);
+            let (gy_len, x_len) = (band * g.ow * g.c_out, cpad * plane);
             with_scratch(gy_len + x_len + 16, |buf: &mut [f32]| {
                 let at = buf.as_ptr().align_offset(64).min(16);
                 let (gyt, xt) = buf[at..at + gy_len + x_len].split_at_mut(gy_len);
@@ -346,11 +355,6 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
                 // image overwrites the inside.
                 xt.fill(0.0);
                 for n in ci * chunk..((ci + 1) * chunk).min(g.n) {
-                    for (o, plane) in gy[n * g.c_out * p..][..g.c_out * p].chunks_exact(p).enumerate() {
-                        for (q, &v) in plane.iter().enumerate() {
-                            gyt[q * g.c_out + o] = v;
-                        }
-                    }
                     let width = g.w.min(cols.saturating_sub(g.pad[1]));
                     for (src, dst) in
                         x[n * g.c_in * hw..][..g.c_in * hw].chunks_exact(hw).zip(xt.chunks_exact_mut(plane))
@@ -360,26 +364,37 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
                             dst[r * cols + g.pad[1]..][..width].copy_from_slice(&row[..width]);
                         }
                     }
-                    for cb in (0..cpad).step_by(ct) {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                let tap = ky * g.kw + kx;
-                                let xo = cb * plane + ky * dil_y * cols + kx * dil_x;
-                                for ob in (0..g.c_out).step_by(ov * lanes) {
-                                    let dwo = (cb * taps + tap) * g.c_out + ob;
-                                    // SAFETY: the tile reads gyt[q][ob..ob + ov·lanes]
-                                    // for q < P, xt[c][oy·sy + ky·dh][ox·sx + kx·dw] for
-                                    // c in cb..cb + ct ≤ cpad, inside each plane
-                                    // (rows × cols),
-                                    // and reads and writes dwt[cb + i][tap][ob..ob +
-                                    // ov·lanes] for i < ct: all inside the buffers.
-                                    unsafe {
-                                        let (gp, xp, dp) =
-                                            (gyt.as_ptr().add(ob), xt.as_ptr().add(xo), dwt.as_mut_ptr().add(dwo));
-                                        if ov == 4 {
-                                            S::wgrad_outer::<4, 4>(gp, xp, dp, &shape);
-                                        } else {
-                                            S::wgrad_outer::<2, 8>(gp, xp, dp, &shape);
+                    for r0 in (0..g.oh).step_by(band) {
+                        let r1 = (r0 + band).min(g.oh);
+                        let bp = (r1 - r0) * g.ow;
+                        for (o, plane) in gy[n * g.c_out * p..][..g.c_out * p].chunks_exact(p).enumerate() {
+                            for (q, &v) in plane[r0 * g.ow..][..bp].iter().enumerate() {
+                                gyt[q * g.c_out + o] = v;
+                            }
+                        }
+                        let shape = OuterShape { oh: r1 - r0, ..shape };
+                        for cb in (0..cpad).step_by(ct) {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let tap = ky * g.kw + kx;
+                                    let xo = cb * plane + (r0 * sy + ky * dil_y) * cols + kx * dil_x;
+                                    for ob in (0..g.c_out).step_by(ov * lanes) {
+                                        let dwo = (cb * taps + tap) * g.c_out + ob;
+                                        // SAFETY: the tile reads gyt[q][ob..ob + ov·lanes]
+                                        // for the band's q < (r1 − r0)·OW, xt[c][oy·sy +
+                                        // ky·dh][ox·sx + kx·dw] for oy in r0..r1 and c in
+                                        // cb..cb + ct ≤ cpad, inside each plane (rows ×
+                                        // cols), and reads and writes dwt[cb + i][tap]
+                                        // [ob..ob + ov·lanes] for i < ct: all inside the
+                                        // buffers.
+                                        unsafe {
+                                            let (gp, xp, dp) =
+                                                (gyt.as_ptr().add(ob), xt.as_ptr().add(xo), dwt.as_mut_ptr().add(dwo));
+                                            if ov == 4 {
+                                                S::wgrad_outer::<4, 4>(gp, xp, dp, &shape);
+                                            } else {
+                                                S::wgrad_outer::<2, 8>(gp, xp, dp, &shape);
+                                            }
                                         }
                                     }
                                 }
