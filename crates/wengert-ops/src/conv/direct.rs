@@ -305,9 +305,9 @@ struct OuterShape {
 /// copied with zero padding around each plane (so that every tap of every
 /// output pixel reads inside it), and a step of the `CT × OV`-vector
 /// tile loads `OV` gradient vectors and broadcasts `CT` inputs: 8 (or 10)
-/// loads for 16 multiply-adds, no masks, no horizontal sums, any stride. Images are cut into
-/// [`WGRAD_CHUNKS`] chunks as there, so the result does not depend on the
-/// thread count.
+/// loads for 16 multiply-adds, no masks, no horizontal sums, any stride.
+/// Images are cut into [`WGRAD_CHUNKS`] chunks as there, so the result does
+/// not depend on the thread count.
 ///
 /// # Safety
 /// The CPU supports `S`'s instructions; [`outer_applies`] holds.
@@ -355,11 +355,15 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
                 // image overwrites the inside.
                 xt.fill(0.0);
                 for n in ci * chunk..((ci + 1) * chunk).min(g.n) {
+                    // Columns of each row inside the plane (all of them on the
+                    // direct path's geometries, whose padding is under half
+                    // the kernel's span).
                     let width = g.w.min(cols.saturating_sub(g.pad[1]));
                     for (src, dst) in
                         x[n * g.c_in * hw..][..g.c_in * hw].chunks_exact(hw).zip(xt.chunks_exact_mut(plane))
                     {
-                        for (iy, row) in src.chunks_exact(g.w).enumerate().take(rows.saturating_sub(g.pad[0])) {
+                        let inside = if width > 0 { rows.saturating_sub(g.pad[0]) } else { 0 };
+                        for (iy, row) in src.chunks_exact(g.w).enumerate().take(inside) {
                             let r = iy + g.pad[0];
                             dst[r * cols + g.pad[1]..][..width].copy_from_slice(&row[..width]);
                         }
