@@ -22,11 +22,15 @@
 //! position loads `V` input vectors and broadcasts `O` weights: 24 fused
 //! multiply-adds per 11 loads. It writes each output once. The input
 //! gradient of a stride-1 convolution is a forward convolution with flipped
-//! weights and takes the same kernel (no col2im). The weight gradient
-//! puts output channels in the lanes where there are at least two vectors
-//! of them and one group ([`weight_grad_outer`]: the output gradient
-//! transposed per image, the input zero-padded, each step one broadcast
-//! input times whole vectors of channels, at any stride); otherwise its
+//! weights and takes the same kernel (no col2im); a strided one's is one
+//! such convolution per phase of the input ([`input_grad`]). The weight
+//! gradient puts output channels in the lanes where there are at least two
+//! vectors of them and one group ([`weight_grad_outer`]: the output
+//! gradient transposed per image, the input zero-padded, each step one
+//! broadcast input times whole vectors of channels, at any stride), or
+//! exactly one vector of them under a 3×3 kernel at stride 1
+//! ([`weight_grad_taps`]: each input value times the gradient vectors of
+//! all nine taps); otherwise its
 //! micro-kernel holds `O` output channels × `TT` weight positions, and
 //! reduces over runs of pixel vectors in registers before one horizontal
 //! sum per weight. Either way the batch is cut into a fixed number of
@@ -183,30 +187,44 @@ struct Plan<S: Simd> {
 
 impl<S: Simd> Plan<S> {
     fn new(g: &Geometry) -> Self {
-        let (oh, ow, lanes) = (g.oh as isize, g.ow as isize, S::LANES);
-        let ([sy, sx], p) = (g.stride, g.oh * g.ow);
-        let nv = p.div_ceil(lanes);
+        let [sy, sx] = g.stride;
+        let p = g.oh * g.ow;
         // Per tap: its phase and its (row, column) shift within the phase.
         let split = |k: usize, d: usize, pad: usize, s: usize| {
             let at = (k * d) as isize - pad as isize;
             (at.rem_euclid(s as isize) as usize, at.div_euclid(s as isize))
         };
-        // Per tap: its offset within a channel's phases, and its mask.
-        let mut shifts: Vec<(isize, isize)> = Vec::new();
-        let mut taps: Vec<(isize, usize)> = Vec::new();
+        let mut taps = Vec::with_capacity(g.kh * g.kw);
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let ((ry, ay), (rx, ax)) = (split(ky, g.dil[0], g.pad[0], sy), split(kx, g.dil[1], g.pad[1], sx));
-                let si = shifts.iter().position(|&v| v == (ay, ax)).unwrap_or_else(|| {
-                    shifts.push((ay, ax));
-                    shifts.len() - 1
-                });
-                taps.push((((ry * sx + rx) * p) as isize + ay * ow + ax, si));
+                taps.push((((ry * sx + rx) * p) as isize, ay, ax));
             }
         }
-        let channel = (sy * sx * p) as isize;
+        Self::from_taps(g.oh, g.ow, g.cg(), (sy * sx * p) as isize, &taps)
+    }
+
+    /// The plan of an `OH × OW` output over input planes of the same size
+    /// (or phases of them), `channel` floats apart, `cg` of them: tap `t`
+    /// reads output pixel `(oy, ox)`'s input at `(oy + ay, ox + ax)` of the
+    /// plane that starts `base` floats into its channel, `taps[t] = (base,
+    /// ay, ax)`, and zero where that falls outside the plane.
+    fn from_taps(oh: usize, ow: usize, cg: usize, channel: isize, tap_shifts: &[(isize, isize, isize)]) -> Self {
+        let (p, lanes) = (oh * ow, S::LANES);
+        let (oh, ow) = (oh as isize, ow as isize);
+        let nv = p.div_ceil(lanes);
+        // Per tap: its offset within a channel's planes, and its mask.
+        let mut shifts: Vec<(isize, isize)> = Vec::new();
+        let mut taps: Vec<(isize, usize)> = Vec::new();
+        for &(base, ay, ax) in tap_shifts {
+            let si = shifts.iter().position(|&v| v == (ay, ax)).unwrap_or_else(|| {
+                shifts.push((ay, ax));
+                shifts.len() - 1
+            });
+            taps.push((base + ay * ow + ax, si));
+        }
         let (entries, shift) =
-            (0..g.cg() as isize).flat_map(|c| taps.iter().map(move |&(off, si)| (c * channel + off, si))).unzip();
+            (0..cg as isize).flat_map(|c| taps.iter().map(move |&(off, si)| (c * channel + off, si))).unzip();
         let bits = |j: usize, keep: &dyn Fn(isize, isize) -> bool| {
             (0..lanes).filter(|l| j * lanes + l < p).fold(0u32, |m, l| {
                 let q = (j * lanes + l) as isize;
@@ -225,7 +243,7 @@ impl<S: Simd> Plan<S> {
             }
         }
         let inside = (0..nv).map(|j| S::mask(bits(j, &|_, _| true))).collect();
-        Plan { p, nv, ne: g.cg() * taps.len(), entries, shift, taps, channel, ns: shifts.len(), masks, inside }
+        Plan { p, nv, ne: cg * taps.len(), entries, shift, taps, channel, ns: shifts.len(), masks, inside }
     }
 }
 
@@ -254,6 +272,8 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Option<V
     }
     // SAFETY: `active` never names a level the CPU lacks.
     match isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if taps_applies::<Avx512>(g) => Some(unsafe { weight_grad_taps::<Avx512, T>(g, x, gy) }),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if outer_applies::<Avx512>(g) => Some(unsafe { weight_grad_outer::<Avx512, T>(g, x, gy) }),
         #[cfg(target_arch = "x86_64")]
@@ -408,20 +428,187 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
                 }
             });
         });
-        // dw[o][c][tap] = Σ over chunks, in order, of dwᵀ[c][tap][o]: the
-        // chunks summed into the first in its layout, then transposed once.
-        let (first, rest) = partials.split_at_mut(wlen);
-        for part in rest.chunks_exact(wlen) {
-            first.iter_mut().zip(part).for_each(|(d, &s)| *d += s);
-        }
-        let mut dw = wengert_core::buffer::zeroed::<T>(g.c_out * g.c_in * taps);
-        for (ct_row, row) in first.chunks_exact(g.c_out).take(g.c_in * taps).enumerate() {
-            for (o, &v) in row.iter().enumerate() {
-                dw[o * g.c_in * taps + ct_row] = T::of(v as f64);
+        // The channels past c_in (cpad) are zero rows past the ones read.
+        sum_transposed(g, partials, wlen)
+    })
+}
+
+/// Whether the weight gradient takes [`weight_grad_taps`]: one group, stride
+/// one, a 3×3 kernel, and the output channels one vector.
+fn taps_applies<S: Simd>(g: &Geometry) -> bool {
+    g.groups == 1 && g.stride == [1, 1] && g.c_out == S::LANES && g.kh * g.kw == TAPS
+}
+
+/// The kernel positions [`weight_grad_taps`] takes: 3×3.
+const TAPS: usize = 9;
+
+/// Pixels [`wgrad_taps`] sums in registers before it adds the sums to the
+/// weight gradient (whole rows, at least one).
+const RUN_PIXELS: usize = 256;
+
+/// The shape of one [`wgrad_taps`] call's operands: sizes and strides in
+/// floats.
+struct TapsShape {
+    /// Input rows and columns.
+    h: usize,
+    w: usize,
+    /// From one input channel's plane to the next.
+    x_channel: usize,
+    /// From one row of the padded, transposed output gradient to the next.
+    gy_row: usize,
+    /// From the output gradient that input pixel `(iy, ix)`'s tap `(0, 0)`
+    /// reads to the one that tap `t` reads (each at most zero).
+    tap: [isize; TAPS],
+}
+
+/// The weight gradient of a convolution with one vector of output channels
+/// (16 on AVX-512), stride one: `dwᵀ[c][tap][o] = Σₙ Σ_p x[n][c][p]·
+/// gy[n][o][p − tap]`, each input value broadcast once and multiplied by
+/// the output-gradient vectors of all nine taps.
+///
+/// [`weight_grad_outer`] broadcasts an input value per (channel, tap) and
+/// multiplies it by vectors of output channels; with one vector of them,
+/// each multiply-add costs a load. Here an input pixel of `CT` channels
+/// feeds `CT × 9` accumulators: 3 broadcasts and 9 gradient loads for 27
+/// multiply-adds. The output gradient is transposed per image into a
+/// zero-bordered plane (`[row][column][o]`), so every tap of every input
+/// pixel reads inside it and the sums need no masks. Images are cut into
+/// [`WGRAD_CHUNKS`] chunks as there.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; [`taps_applies`] holds.
+unsafe fn weight_grad_taps<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f32]) -> Vec<T> {
+    let lanes = S::LANES;
+    let hw = g.h * g.w;
+    assert!(x.len() >= g.n * g.c_in * hw && gy.len() >= g.n * lanes * hw);
+    // The bordered plane: output pixel (oy, ox) at (oy + by, ox + bx); input
+    // pixel (iy, ix)'s tap (ky, kx) reads (iy + by + ph − ky·dh, …), which
+    // stays inside for every tap since stride one makes OH = H.
+    let [dil_y, dil_x] = g.dil;
+    let (by, bx) = ((g.kh - 1) * dil_y - g.pad[0], (g.kw - 1) * dil_x - g.pad[1]);
+    let (rows, cols) = (g.oh + (g.kh - 1) * dil_y, g.ow + (g.kw - 1) * dil_x);
+    let shape = TapsShape {
+        h: g.h,
+        w: g.w,
+        x_channel: hw,
+        gy_row: cols * lanes,
+        tap: std::array::from_fn(|t| -((((t / g.kw) * dil_y * cols + (t % g.kw) * dil_x) * lanes) as isize)),
+    };
+    // Where input pixel (0, 0)'s tap (0, 0) reads.
+    let origin = ((g.kh - 1) * dil_y * cols + (g.kw - 1) * dil_x) * lanes;
+    let wlen = g.c_in * TAPS * lanes;
+    let chunk = g.n.div_ceil(g.n.min(WGRAD_CHUNKS));
+    let chunks = g.n.div_ceil(chunk);
+    let p = g.oh * g.ow;
+    with_scratch(chunks * wlen, |partials: &mut [f32]| {
+        partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dwt)| {
+            dwt.fill(0.0);
+            let gy_len = rows * cols * lanes;
+            with_scratch(gy_len + 16, |buf: &mut [f32]| {
+                let at = buf.as_ptr().align_offset(64).min(16);
+                let gyt = &mut buf[at..at + gy_len];
+                // The border stays zero; each image overwrites the inside.
+                gyt.fill(0.0);
+                for n in ci * chunk..((ci + 1) * chunk).min(g.n) {
+                    let gyn = &gy[n * lanes * p..][..lanes * p];
+                    for oy in 0..g.oh {
+                        let dst = &mut gyt[((oy + by) * cols + bx) * lanes..][..g.ow * lanes];
+                        // SAFETY: reads gyn[o·p + oy·OW + ox] for o < lanes,
+                        // ox < OW, and writes the OW·lanes floats of dst.
+                        unsafe { S::gather_planes(gyn.as_ptr().add(oy * g.ow), p, dst.as_mut_ptr(), g.ow) };
+                    }
+                    let xn = &x[n * g.c_in * hw..][..g.c_in * hw];
+                    let mut c = 0;
+                    while c < g.c_in {
+                        let ct = (g.c_in - c).min(3);
+                        // SAFETY: the tile reads x[c..c + ct] (planes of
+                        // this image), gyt at origin + (iy·cols + ix)·lanes
+                        // + tap[t] for iy < H, ix < W, each inside the rows ×
+                        // cols plane (see above), and reads and writes
+                        // dwt[c + i][t][..lanes] for i < ct, t < 9: all
+                        // inside the buffers.
+                        unsafe {
+                            let (xp, gp, dp) = (
+                                xn.as_ptr().add(c * hw),
+                                gyt.as_ptr().add(origin),
+                                dwt.as_mut_ptr().add(c * TAPS * lanes),
+                            );
+                            match ct {
+                                3 => S::wgrad_taps::<3>(xp, gp, dp, &shape),
+                                2 => S::wgrad_taps::<2>(xp, gp, dp, &shape),
+                                _ => S::wgrad_taps::<1>(xp, gp, dp, &shape),
+                            }
+                        }
+                        c += ct;
+                    }
+                }
+            });
+        });
+        sum_transposed(g, partials, wlen)
+    })
+}
+
+/// Adds to `dw[c][t][..lanes]` (`c < CT`, `t < 9`) the sum over the input
+/// pixels `(iy, ix)` of `x[c][iy][ix]·gy[iy][ix][..] + tap[t]`, `gy` the
+/// bordered plane [`weight_grad_taps`] packs, from input pixel (0, 0)'s
+/// tap (0, 0).
+///
+/// # Safety
+/// The CPU supports `S`; `x` has `CT` planes of `h·w` floats `x_channel`
+/// apart, `gy` a vector at every pixel's every tap, and `dw` `CT·9`
+/// vectors.
+#[inline(always)]
+unsafe fn wgrad_taps<S: Simd, const CT: usize>(x: *const f32, gy: *const f32, dw: *mut f32, shape: &TapsShape) {
+    let lanes = S::LANES;
+    let all = S::mask(u32::MAX >> (32 - lanes));
+    // Rows per run: each run's sums start from zero and are added to `dw`
+    // at its end, so that no running sum takes more than about RUN_PIXELS
+    // terms (rounding grows with a sum's length).
+    let band = (RUN_PIXELS / shape.w.max(1)).max(1);
+    // SAFETY: the caller's contract bounds every pointer below.
+    unsafe {
+        for r0 in (0..shape.h).step_by(band) {
+            let mut acc = [[S::zero(); TAPS]; CT];
+            for iy in r0..(r0 + band).min(shape.h) {
+                let mut xp = x.add(iy * shape.w);
+                let mut gp = gy.add(iy * shape.gy_row);
+                for _ in 0..shape.w {
+                    let xs: [S::V; CT] = std::array::from_fn(|c| S::splat(xp.add(c * shape.x_channel)));
+                    for (t, &off) in shape.tap.iter().enumerate() {
+                        let gv = S::loadu(gp.offset(off));
+                        for (acc, &xs) in acc.iter_mut().zip(&xs) {
+                            acc[t] = S::fma(xs, gv, acc[t]);
+                        }
+                    }
+                    xp = xp.add(1);
+                    gp = gp.add(lanes);
+                }
+            }
+            for (c, acc) in acc.iter().enumerate() {
+                for (t, &a) in acc.iter().enumerate() {
+                    let d = dw.add((c * TAPS + t) * lanes);
+                    S::store(all, d, S::add(S::loadu(d), a));
+                }
             }
         }
-        dw
-    })
+    }
+}
+
+/// `dw[o][c][tap]`: the chunks' partial sums `dwᵀ[c][tap][o]` (`wlen`
+/// floats each) added in order into the first, then transposed once.
+fn sum_transposed<T: Float>(g: &Geometry, partials: &mut [f32], wlen: usize) -> Vec<T> {
+    let taps = g.kh * g.kw;
+    let (first, rest) = partials.split_at_mut(wlen);
+    for part in rest.chunks_exact(wlen) {
+        first.iter_mut().zip(part).for_each(|(d, &s)| *d += s);
+    }
+    let mut dw = wengert_core::buffer::zeroed::<T>(g.c_out * g.c_in * taps);
+    for (ct_row, row) in first.chunks_exact(g.c_out).take(g.c_in * taps).enumerate() {
+        for (o, &v) in row.iter().enumerate() {
+            dw[o * g.c_in * taps + ct_row] = T::of(v as f64);
+        }
+    }
+    dw
 }
 
 /// Adds to `dw[c][o]` (`c < CT`, `o < OV·lanes`, rows `shape.dw_channel`
@@ -444,12 +631,9 @@ unsafe fn wgrad_outer<S: Simd, const OV: usize, const CT: usize>(
     let all = S::mask(u32::MAX >> (32 - lanes));
     // SAFETY: the caller's contract bounds every pointer below.
     unsafe {
+        // The sums start from zero and are added to `dw` at the end: a
+        // band's pixels are a run of the sum, not the whole chunk.
         let mut acc = [[S::zero(); OV]; CT];
-        for (c, acc) in acc.iter_mut().enumerate() {
-            for (v, a) in acc.iter_mut().enumerate() {
-                *a = S::loadu(dw.add(c * shape.dw_channel + v * lanes));
-            }
-        }
         let mut gp = gy;
         for oy in 0..shape.oh {
             let mut xp = x.add(oy * shape.x_row);
@@ -467,7 +651,8 @@ unsafe fn wgrad_outer<S: Simd, const OV: usize, const CT: usize>(
         }
         for (c, acc) in acc.iter().enumerate() {
             for (v, &a) in acc.iter().enumerate() {
-                S::store(all, dw.add(c * shape.dw_channel + v * lanes), a);
+                let d = dw.add(c * shape.dw_channel + v * lanes);
+                S::store(all, d, S::add(S::loadu(d), a));
             }
         }
     }
@@ -485,18 +670,7 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
     let nt = plan.taps.len();
     with_input(g, x, w.len(), |wp, x| {
         for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
-            for o in 0..O {
-                let src = &w[(tile * O + o) * ne..][..ne];
-                for (c, taps) in src.chunks_exact(nt).enumerate() {
-                    // Channel c is number c % CB of its block, which starts
-                    // at (c − c % CB)·nt and holds min(CB, cg − start) channels.
-                    let (c0, k) = (c - c % CHANNEL_BLOCK, c % CHANNEL_BLOCK);
-                    let cn = CHANNEL_BLOCK.min(cg - c0);
-                    for (t, &v) in taps.iter().enumerate() {
-                        wt[((c0 * nt) + t * cn + k) * O + o] = v;
-                    }
-                }
-            }
+            pack_tile::<O>(wt, cg, nt, |o, c, t| w[((tile * O + o) * cg + c) * nt + t]);
         }
         let wp = &*wp;
         let units = g.n * tiles;
@@ -512,6 +686,132 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
             // tile's packed weights.
             unsafe { S::forward_unit::<O>(&plan, xg.as_ptr(), yb.as_mut_ptr(), &wp[tile * ne * O..][..ne * O]) };
         })
+    })
+}
+
+/// Packs one tile's weights for [`forward_tile`]: `[channel block][tap]
+/// [channel][O]`, `weight(o, c, t)` the weight of the tile's output channel
+/// `o` for input channel `c < cg` at tap `t < nt`.
+fn pack_tile<const O: usize>(wt: &mut [f32], cg: usize, nt: usize, weight: impl Fn(usize, usize, usize) -> f32) {
+    for o in 0..O {
+        for c in 0..cg {
+            // Channel c is number c % CB of its block, which starts at
+            // (c − c % CB)·nt and holds min(CB, cg − start) channels.
+            let (c0, k) = (c - c % CHANNEL_BLOCK, c % CHANNEL_BLOCK);
+            let cn = CHANNEL_BLOCK.min(cg - c0);
+            for t in 0..nt {
+                wt[((c0 * nt) + t * cn + k) * O + o] = weight(o, c, t);
+            }
+        }
+    }
+}
+
+/// `dx = conv2dᵀ(gy, w)` of a strided convolution on the direct path, or
+/// `None` when it does not apply: one group, input channels a multiple of
+/// the channel tile, and [`applies`] with the output gradient as input.
+///
+/// Each phase `(ry, rx)` of `dx` (the pixels `(sy·a + ry, sx·b + rx)`) is
+/// a stride-1 convolution of `gy`: pixel `(a, b)` takes tap `(ky, kx)`
+/// where `sy` divides `ry + ph − ky·dh` (and the same across), from `gy`
+/// at `(a + (ry + ph − ky·dh)/sy, …)`. A 3×3/2 kernel gives its phases 1,
+/// 2, 2 and 4 taps. So the forward kernel computes every phase with no
+/// unfolding and no col2im, and each phase is scattered into place once.
+pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Option<Vec<T>> {
+    let (gy, w) = (f32s(gy)?, f32s(w)?);
+    let most_taps = g.kh.div_ceil(g.stride[0]) * g.kw.div_ceil(g.stride[1]);
+    let fits = g.c_out * most_taps <= MAX_WEIGHTS && g.c_out * g.oh * g.ow * 4 <= MAX_IMAGE_BYTES;
+    if g.stride == [1, 1] || g.groups != 1 || !g.c_in.is_multiple_of(CHANNEL_TILE) || !fits || !applies(g) {
+        return None;
+    }
+    // SAFETY: `active` never names a level the CPU lacks.
+    match isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(unsafe { input_grad_phases::<Avx512, T, 8>(g, gy, w) }),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(unsafe { input_grad_phases::<Avx2, T, 4>(g, gy, w) }),
+        _ => None,
+    }
+}
+
+/// # Safety
+/// The CPU supports `S`'s instructions; `g` has one group, `H = OH·sy`,
+/// `W = OW·sx`, and `O` divides `c_in`.
+unsafe fn input_grad_phases<S: Simd, T: Float, const O: usize>(g: &Geometry, gy: &[f32], w: &[f32]) -> Vec<T> {
+    let ([sy, sx], p, kk) = (g.stride, g.oh * g.ow, g.kh * g.kw);
+    assert!(gy.len() >= g.n * g.c_out * p && w.len() >= g.c_out * g.c_in * kk);
+    // Per phase: its plan over gy's planes, and the kernel position of
+    // each of its taps.
+    let phases: Vec<(Plan<S>, Vec<usize>)> = (0..sy * sx)
+        .map(|phase| {
+            let (ry, rx) = (phase / sx, phase % sx);
+            let mut shifts = Vec::new();
+            let mut positions = Vec::new();
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let at_y = (ry + g.pad[0]) as isize - (ky * g.dil[0]) as isize;
+                    let at_x = (rx + g.pad[1]) as isize - (kx * g.dil[1]) as isize;
+                    if at_y.rem_euclid(sy as isize) == 0 && at_x.rem_euclid(sx as isize) == 0 {
+                        shifts.push((0, at_y / sy as isize, at_x / sx as isize));
+                        positions.push(ky * g.kw + kx);
+                    }
+                }
+            }
+            (Plan::from_taps(g.oh, g.ow, g.c_out, p as isize, &shifts), positions)
+        })
+        .collect();
+    let tiles = g.c_in / O;
+    // Per phase, every tile's weights packed as the forward kernel reads
+    // them: the tile's "output" channels are dx's channels, its "input"
+    // channels gy's.
+    let packed: Vec<Vec<f32>> = phases
+        .iter()
+        .map(|(plan, positions)| {
+            let mut wp = vec![0f32; tiles * plan.ne * O];
+            // A phase no tap reaches (1×1/2's odd pixels) packs nothing.
+            for (tile, wt) in wp.chunks_exact_mut((plan.ne * O).max(1)).enumerate() {
+                pack_tile::<O>(wt, g.c_out, positions.len(), |c, o, t| {
+                    w[(o * g.c_in + tile * O + c) * kk + positions[t]]
+                });
+            }
+            wp
+        })
+        .collect();
+    let (hw, img) = (g.h * g.w, g.c_out * p);
+    let units = g.n * tiles;
+    let per_task = units.div_ceil(rayon::current_num_threads());
+    wengert_core::buffer::build_par(units * O * hw, O * hw, per_task, |u, dxb: &mut [T]| {
+        let dxb = f32s_mut(dxb).expect("T is f32");
+        let (n, tile) = (u / tiles, u % tiles);
+        let gyn = &gy[n * img..][..img];
+        with_scratch(O * p, |out: &mut [f32]| {
+            for (phase, ((plan, positions), wp)) in phases.iter().zip(&packed).enumerate() {
+                let (ry, rx) = (phase / sx, phase % sx);
+                if positions.is_empty() {
+                    out.fill(0.0);
+                } else {
+                    // SAFETY: `input_grad` called this for the active
+                    // instruction set; `gyn` is one image's output gradient
+                    // (c_out planes of P, the plan's channels), `out` O
+                    // planes of P, `wp` every tile's packed weights.
+                    unsafe {
+                        S::forward_unit::<O>(
+                            plan,
+                            gyn.as_ptr(),
+                            out.as_mut_ptr(),
+                            &wp[tile * plan.ne * O..][..plan.ne * O],
+                        )
+                    };
+                }
+                for (src, dst) in out.chunks_exact(p).zip(dxb.chunks_exact_mut(hw)) {
+                    for (a, row) in src.chunks_exact(g.ow).enumerate() {
+                        let to = &mut dst[(a * sy + ry) * g.w + rx..];
+                        for (b, &v) in row.iter().enumerate() {
+                            to[b * sx] = v;
+                        }
+                    }
+                }
+            }
+        });
     })
 }
 
@@ -819,8 +1119,13 @@ trait Simd: Sized + 'static {
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `v`'s lanes in `m` to `p`.
     unsafe fn store(m: Self::M, p: *mut f32, v: Self::V);
+    /// `a + b`, lane by lane.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
+    /// `dst[i·LANES + l] = src[l·plane + i]` for `i < n`, `l < LANES`: `n`
+    /// columns of `LANES` planes, transposed. `plane·LANES` fits an `i32`.
+    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, n: usize);
 
     /// [`forward_unit`] compiled for this instruction set.
     unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]);
@@ -844,6 +1149,8 @@ trait Simd: Sized + 'static {
         dw: *mut f32,
         shape: &OuterShape,
     );
+    /// [`wgrad_taps`] compiled for this instruction set.
+    unsafe fn wgrad_taps<const CT: usize>(x: *const f32, gy: *const f32, dw: *mut f32, shape: &TapsShape);
     /// [`weight_grad_block`] compiled for this instruction set.
     #[allow(clippy::too_many_arguments)]
     unsafe fn weight_grad_block<const O: usize, const TT: usize>(
@@ -892,6 +1199,10 @@ macro_rules! kernels_for {
             shape: &OuterShape,
         ) {
             unsafe { wgrad_outer::<Self, OV, CT>(gy, x, dw, shape) }
+        }
+        #[target_feature(enable = $features)]
+        unsafe fn wgrad_taps<const CT: usize>(x: *const f32, gy: *const f32, dw: *mut f32, shape: &TapsShape) {
+            unsafe { wgrad_taps::<Self, CT>(x, gy, dw, shape) }
         }
         #[target_feature(enable = $features)]
         unsafe fn weight_grad_block<const O: usize, const TT: usize>(
@@ -952,8 +1263,23 @@ impl Simd for Avx512 {
         unsafe { _mm512_mask_storeu_ps(p, m, v) }
     }
     #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m512) -> f32 {
         unsafe { _mm512_reduce_add_ps(v) }
+    }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, n: usize) {
+        debug_assert!(plane * 16 <= i32::MAX as usize);
+        let idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(plane as i32),
+        );
+        for i in 0..n {
+            unsafe { _mm512_storeu_ps(dst.add(i * 16), _mm512_i32gather_ps::<4>(idx, src.add(i))) };
+        }
     }
     kernels_for!("avx512f");
 }
@@ -1000,11 +1326,23 @@ impl Simd for Avx2 {
         unsafe { _mm256_maskstore_ps(p, m, v) }
     }
     #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m256) -> f32 {
         unsafe {
             let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+        }
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, n: usize) {
+        debug_assert!(plane * 8 <= i32::MAX as usize);
+        let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(plane as i32));
+        for i in 0..n {
+            unsafe { _mm256_storeu_ps(dst.add(i * 8), _mm256_i32gather_ps::<4>(src.add(i), idx)) };
         }
     }
     kernels_for!("avx2,fma");
@@ -1022,7 +1360,7 @@ mod tests {
     fn geometries() -> Vec<Geometry> {
         // (x, w, padding, dilation, groups, stride)
         type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-        let cases: [Case; 17] = [
+        let cases: [Case; 24] = [
             ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
             ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
             ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -1038,6 +1376,16 @@ mod tests {
             ([1, 3, 14, 14], [8, 3, 7, 7], [3, 3], [1, 1], 1, [2, 2]),
             ([2, 4, 9, 9], [16, 2, 3, 3], [1, 1], [1, 1], 2, [3, 3]),
             ([2, 4, 8, 6], [8, 4, 3, 3], [1, 1], [1, 1], 1, [2, 1]),
+            // One vector of output channels (on AVX-512): 3×3, dilated,
+            // 9×1, one row.
+            ([2, 5, 9, 7], [16, 5, 3, 3], [2, 2], [2, 2], 1, [1, 1]),
+            ([2, 3, 12, 5], [16, 3, 9, 1], [4, 0], [1, 1], 1, [1, 1]),
+            ([3, 7, 1, 17], [16, 7, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+            ([9, 3, 6, 6], [16, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+            // Strided input gradients by phases: 32 channels, dilated, 3×3/3.
+            ([2, 16, 12, 10], [32, 16, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
+            ([2, 8, 12, 12], [16, 8, 3, 3], [2, 2], [2, 2], 1, [2, 2]),
+            ([1, 8, 9, 9], [8, 8, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
             // Large batches of small planes.
             ([200, 4, 5, 5], [8, 4, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
             ([200, 4, 6, 6], [16, 4, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
@@ -1074,11 +1422,33 @@ mod tests {
             for ((a, b), m) in y.iter().zip(&want).zip(&bound) {
                 assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "forward {g:?}: {a} vs {b}");
             }
-            let dw: Vec<f32> = unsafe { weight_grad_with::<S, f32, O, TT>(&g, &x, &gy) };
+            if g.stride != [1, 1] && g.groups == 1 && g.c_in.is_multiple_of(O) {
+                let dx: Vec<f32> = unsafe { input_grad_phases::<S, f32, O>(&g, &gy, &w) };
+                let want = super::super::kernel::input_grad_col2im(&g, &wide(&gy), &wide(&w));
+                let bound = super::super::kernel::input_grad_col2im(&g, &abs(&gy), &abs(&w));
+                for ((a, b), m) in dx.iter().zip(&want).zip(&bound) {
+                    assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "input grad {g:?}: {a} vs {b}");
+                }
+            }
             let want = super::super::kernel::weight_grad_gemm(&g, &wide(&x), &wide(&gy));
             let bound = super::super::kernel::weight_grad_gemm(&g, &abs(&x), &abs(&gy));
-            for ((a, b), m) in dw.iter().zip(&want).zip(&bound) {
-                assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "weight grad {g:?}: {a} vs {b}");
+            // Every weight-gradient kernel that takes this geometry.
+            let mut kernels: Vec<(&str, Vec<f32>)> =
+                vec![("pixel lanes", unsafe { weight_grad_with::<S, f32, O, TT>(&g, &x, &gy) })];
+            if outer_applies::<S>(&g) {
+                kernels.push(("channel lanes", unsafe { weight_grad_outer::<S, f32>(&g, &x, &gy) }));
+            }
+            if taps_applies::<S>(&g) {
+                kernels.push(("taps", unsafe { weight_grad_taps::<S, f32>(&g, &x, &gy) }));
+            }
+            for (name, dw) in kernels {
+                for ((a, b), m) in dw.iter().zip(&want).zip(&bound) {
+                    assert!(
+                        (*a as f64 - b).abs() <= 1e-6 * m + 1e-30,
+                        "weight grad ({name}) {g:?}: {a} vs {b} (Σ|terms| {m}, ratio {})",
+                        (*a as f64 - b).abs() / m
+                    );
+                }
             }
         }
     }

@@ -213,6 +213,9 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     if let Some((flipped_geom, flipped_w)) = as_forward_conv(g, w) {
         return forward(&flipped_geom, gy, &flipped_w);
     }
+    if let Some(dx) = super::direct::input_grad(g, gy, w) {
+        return dx;
+    }
     input_grad_col2im(g, gy, w)
 }
 
@@ -254,7 +257,7 @@ fn as_forward_conv<T: Float>(g: &Geometry, w: &[T]) -> Option<(Geometry, Vec<T>)
 }
 
 /// The general transposed convolution: `cols = Wᵀ·gy`, then fold back.
-fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
+pub(super) fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p) = (g.cg(), g.og(), g.k(), g.oh * g.ow);
     let img_in = g.c_in * g.h * g.w;
     let threads = gemm_threads(g);
