@@ -105,12 +105,12 @@ pub(super) fn applies(g: &Geometry) -> bool {
 /// the kernels read it: `x` itself at stride 1, otherwise split into phases
 /// ([`phase_split`]) in the same scratch. Scratch, not a fresh allocation:
 /// buffers this large are faulted in anew on every call.
-fn with_input<R>(g: &Geometry, x: &[f32], extra: usize, f: impl FnOnce(&mut [f32], &[f32]) -> R) -> R {
+fn with_input<S: Simd, R>(g: &Geometry, x: &[f32], extra: usize, f: impl FnOnce(&mut [f32], &[f32]) -> R) -> R {
     let strided = g.stride != [1, 1];
     with_scratch(extra + if strided { x.len() } else { 0 }, |buf: &mut [f32]| {
         let (scratch, phases) = buf.split_at_mut(extra);
         if strided {
-            phase_split(g, x, phases);
+            phase_split::<S>(g, x, phases);
             f(scratch, phases)
         } else {
             f(scratch, x)
@@ -124,9 +124,24 @@ fn with_input<R>(g: &Geometry, x: &[f32], extra: usize, f: impl FnOnce(&mut [f32
 /// of `x` is then a stride-1 one over the phases: output `(oy, ox)` reads
 /// tap `(ky, kx)` from phase `((ky·dh − ph) mod sy, …)` at `(oy + ⌊(ky·dh −
 /// ph) / sy⌋, …)`, a constant offset again.
-fn phase_split(g: &Geometry, x: &[f32], out: &mut [f32]) {
+fn phase_split<S: Simd>(g: &Geometry, x: &[f32], out: &mut [f32]) {
     let ([sy, sx], oh, ow, w) = (g.stride, g.oh, g.ow, g.w);
     out.par_chunks_mut(g.h * w).zip(x.par_chunks(g.h * w)).for_each(|(dst, src)| {
+        if sx == 2 {
+            // Each input row is the rows of its two phases, interleaved.
+            let (p, row) = (oh * ow, ow);
+            for by in 0..oh {
+                for ry in 0..sy {
+                    let from = &src[(by * sy + ry) * w..][..w];
+                    let at = (ry * sx * p) + by * row;
+                    let (even, odd) = dst[at..].split_at_mut(p);
+                    // SAFETY: `from` holds the 2·OW floats (W = 2·OW) of
+                    // one row, `even` and `odd` the OW of a phase row.
+                    unsafe { S::deinterleave(from.as_ptr(), even.as_mut_ptr(), odd.as_mut_ptr(), ow) };
+                }
+            }
+            return;
+        }
         for (phase, plane) in dst.chunks_exact_mut(oh * ow).enumerate() {
             let (ry, rx) = (phase / sx, phase % sx);
             for (by, row) in plane.chunks_exact_mut(ow).enumerate() {
@@ -668,7 +683,7 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
     // Weights packed tile by tile as [tile][channel block][tap][channel][O]:
     // a tile reads them in order, O consecutive values per broadcast step.
     let nt = plan.taps.len();
-    with_input(g, x, w.len(), |wp, x| {
+    with_input::<S, _>(g, x, w.len(), |wp, x| {
         for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
             pack_tile::<O>(wt, cg, nt, |o, c, t| w[((tile * O + o) * cg + c) * nt + t]);
         }
@@ -783,9 +798,10 @@ unsafe fn input_grad_phases<S: Simd, T: Float, const O: usize>(g: &Geometry, gy:
         let dxb = f32s_mut(dxb).expect("T is f32");
         let (n, tile) = (u / tiles, u % tiles);
         let gyn = &gy[n * img..][..img];
-        with_scratch(O * p, |out: &mut [f32]| {
-            for (phase, ((plan, positions), wp)) in phases.iter().zip(&packed).enumerate() {
-                let (ry, rx) = (phase / sx, phase % sx);
+        // Every phase of the O channels, [phase][channel][P], then put in
+        // place.
+        with_scratch(sy * sx * O * p, |all: &mut [f32]| {
+            for (out, ((plan, positions), wp)) in all.chunks_exact_mut(O * p).zip(phases.iter().zip(&packed)) {
                 if positions.is_empty() {
                     out.fill(0.0);
                 } else {
@@ -802,11 +818,20 @@ unsafe fn input_grad_phases<S: Simd, T: Float, const O: usize>(g: &Geometry, gy:
                         )
                     };
                 }
-                for (src, dst) in out.chunks_exact(p).zip(dxb.chunks_exact_mut(hw)) {
-                    for (a, row) in src.chunks_exact(g.ow).enumerate() {
-                        let to = &mut dst[(a * sy + ry) * g.w + rx..];
-                        for (b, &v) in row.iter().enumerate() {
-                            to[b * sx] = v;
+            }
+            for (i, dst) in dxb.chunks_exact_mut(hw).enumerate() {
+                for (r, row) in dst.chunks_exact_mut(g.w).enumerate() {
+                    let (a, ry) = (r / sy, r % sy);
+                    let phase_row = |rx: usize| &all[((ry * sx + rx) * O + i) * p + a * g.ow..][..g.ow];
+                    if sx == 2 {
+                        // SAFETY: the two phase rows hold OW floats each,
+                        // `row` the W = 2·OW of one row of dx.
+                        unsafe { S::interleave(phase_row(0).as_ptr(), phase_row(1).as_ptr(), row.as_mut_ptr(), g.ow) };
+                    } else {
+                        for rx in 0..sx {
+                            for (b, &v) in phase_row(rx).iter().enumerate() {
+                                row[b * sx + rx] = v;
+                            }
                         }
                     }
                 }
@@ -922,7 +947,7 @@ unsafe fn weight_grad_with<S: Simd, T: Float, const O: usize, const TT: usize>(
     let block = WGRAD_VECTORS.div_ceil(plan.nv).clamp(1, g.n);
     let chunk = g.n.div_ceil(g.n.div_ceil(block).min(WGRAD_CHUNKS)).max(block);
     let chunks = g.n.div_ceil(chunk);
-    with_input(g, x, chunks * wlen, |partials, x| {
+    with_input::<S, _>(g, x, chunks * wlen, |partials, x| {
         partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dw)| {
             dw.fill(0.0);
             let (n0, n1) = (ci * chunk, ((ci + 1) * chunk).min(g.n));
@@ -1121,6 +1146,16 @@ trait Simd: Sized + 'static {
     unsafe fn store(m: Self::M, p: *mut f32, v: Self::V);
     /// `a + b`, lane by lane.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `even[i] = src[2i]`, `odd[i] = src[2i + 1]` for `i < n`.
+    unsafe fn deinterleave(src: *const f32, even: *mut f32, odd: *mut f32, n: usize) {
+        // SAFETY: the caller's.
+        unsafe { pairs(0..n, |i| (src.add(2 * i), even.add(i), src.add(2 * i + 1), odd.add(i))) }
+    }
+    /// `dst[2i] = even[i]`, `dst[2i + 1] = odd[i]` for `i < n`.
+    unsafe fn interleave(even: *const f32, odd: *const f32, dst: *mut f32, n: usize) {
+        // SAFETY: the caller's.
+        unsafe { pairs(0..n, |i| (even.add(i), dst.add(2 * i), odd.add(i), dst.add(2 * i + 1))) }
+    }
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
     /// `dst[i·LANES + l] = src[l·plane + i]` for `i < n`, `l < LANES`: `n`
@@ -1163,6 +1198,23 @@ trait Simd: Sized + 'static {
         packed: &mut [f32],
         dw: &mut [f32],
     );
+}
+
+/// For each `i` of `range`, copies two floats: `at(i) = (from, to, from′,
+/// to′)`, `*to = *from` and `*to′ = *from′` (the scalar (de)interleaves).
+///
+/// # Safety
+/// Every pointer `at` gives may be read (`from`) or written (`to`).
+#[inline(always)]
+unsafe fn pairs(range: std::ops::Range<usize>, at: impl Fn(usize) -> (*const f32, *mut f32, *const f32, *mut f32)) {
+    for i in range {
+        let (a, to_a, b, to_b) = at(i);
+        // SAFETY: the caller's.
+        unsafe {
+            *to_a = *a;
+            *to_b = *b;
+        }
+    }
 }
 
 /// The kernels of [`Simd`], compiled for one instruction set: each wraps
@@ -1271,6 +1323,36 @@ impl Simd for Avx512 {
         unsafe { _mm512_reduce_add_ps(v) }
     }
     #[target_feature(enable = "avx512f")]
+    unsafe fn deinterleave(src: *const f32, even: *mut f32, odd: *mut f32, n: usize) {
+        let lo = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let hi = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let mut i = 0;
+        while i + 16 <= n {
+            unsafe {
+                let (a, b) = (_mm512_loadu_ps(src.add(2 * i)), _mm512_loadu_ps(src.add(2 * i + 16)));
+                _mm512_storeu_ps(even.add(i), _mm512_permutex2var_ps(a, lo, b));
+                _mm512_storeu_ps(odd.add(i), _mm512_permutex2var_ps(a, hi, b));
+            }
+            i += 16;
+        }
+        unsafe { pairs(i..n, |i| (src.add(2 * i), even.add(i), src.add(2 * i + 1), odd.add(i))) }
+    }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn interleave(even: *const f32, odd: *const f32, dst: *mut f32, n: usize) {
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let mut i = 0;
+        while i + 16 <= n {
+            unsafe {
+                let (a, b) = (_mm512_loadu_ps(even.add(i)), _mm512_loadu_ps(odd.add(i)));
+                _mm512_storeu_ps(dst.add(2 * i), _mm512_permutex2var_ps(a, lo, b));
+                _mm512_storeu_ps(dst.add(2 * i + 16), _mm512_permutex2var_ps(a, hi, b));
+            }
+            i += 16;
+        }
+        unsafe { pairs(i..n, |i| (even.add(i), dst.add(2 * i), odd.add(i), dst.add(2 * i + 1))) }
+    }
+    #[target_feature(enable = "avx512f")]
     unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, n: usize) {
         debug_assert!(plane * 16 <= i32::MAX as usize);
         let idx = _mm512_mullo_epi32(
@@ -1360,7 +1442,7 @@ mod tests {
     fn geometries() -> Vec<Geometry> {
         // (x, w, padding, dilation, groups, stride)
         type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-        let cases: [Case; 24] = [
+        let cases: [Case; 25] = [
             ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
             ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
             ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -1382,7 +1464,9 @@ mod tests {
             ([2, 3, 12, 5], [16, 3, 9, 1], [4, 0], [1, 1], 1, [1, 1]),
             ([3, 7, 1, 17], [16, 7, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
             ([9, 3, 6, 6], [16, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
-            // Strided input gradients by phases: 32 channels, dilated, 3×3/3.
+            // Strided input gradients by phases: rows of whole vectors and
+            // a tail, 32 channels, dilated, 3×3/3.
+            ([2, 8, 40, 36], [16, 8, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
             ([2, 16, 12, 10], [32, 16, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
             ([2, 8, 12, 12], [16, 8, 3, 3], [2, 2], [2, 2], 1, [2, 2]),
             ([1, 8, 9, 9], [8, 8, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
