@@ -264,14 +264,37 @@ vectorised_fn! {
     }
 }
 
+/// A channel's `x·scale + shift`, the batch norm's output before its ReLU,
+/// formed as the forward pass forms it: its sign is the ReLU's mask, so
+/// the backward pass reads `x` again rather than the output too.
+#[derive(Clone, Copy)]
+struct Affine<T> {
+    scale: T,
+    shift: T,
+}
+
+impl<T: Float> Affine<T> {
+    /// The channel's constants from its weight, bias, mean and `1/σ`.
+    fn of(w: T, b: T, mean: f64, inv_std: f64) -> Self {
+        let scale = T::of(inv_std) * w;
+        Affine { scale, shift: b - T::of(mean) * scale }
+    }
+
+    /// 1 where the ReLU after the batch norm passes `x`'s gradient, else 0.
+    #[inline(always)]
+    fn mask(self, x: T) -> T {
+        relu_factor(x * self.scale + self.shift, T::zero())
+    }
+}
+
 vectorised_fn! {
     /// `(Σg, Σg·(x − m))` over a row, with `g` the gradient after the
-    /// ReLU's mask (from the output `y`) when `relu`.
-    fn grad_sums<T: Float>(g: &[T], x: &[T], y: &[T], m: f64, relu: bool) -> (f64, f64) {
+    /// ReLU's mask when `relu` (from `x` through `a`).
+    fn grad_sums<T: Float>(g: &[T], x: &[T], m: f64, a: Affine<T>, relu: bool) -> (f64, f64) {
         // The product ReLU's backward forms, in its precision.
-        let masked = move |g: T, y: T| (g * relu_factor(y, T::zero())).as_f64();
+        let masked = move |g: T, x: T| (g * a.mask(x)).as_f64();
         if relu {
-            (lane_sum(g, y, g, |gv, yv, _| masked(gv, yv)), lane_sum(g, y, x, |gv, yv, xv| masked(gv, yv) * (xv.as_f64() - m)))
+            (lane_sum(g, x, g, |gv, xv, _| masked(gv, xv)), lane_sum(g, x, x, |gv, xv, _| masked(gv, xv) * (xv.as_f64() - m)))
         } else {
             (lane_sum(g, g, g, |gv, _, _| gv.as_f64()), lane_sum(g, x, x, |gv, xv, _| gv.as_f64() * (xv.as_f64() - m)))
         }
@@ -303,12 +326,12 @@ struct DxTerms<T> {
 
 vectorised_fn! {
     /// Batch norm's input gradient over a row, `g` masked by the ReLU's
-    /// output `ys` when `relu`.
-    fn dx_row<T: Float>(gs: &[T], xs: &[T], ys: &[T], dst: &mut [T], t: DxTerms<T>, relu: bool) {
+    /// mask (from `x` through `a`) when `relu`.
+    fn dx_row<T: Float>(gs: &[T], xs: &[T], dst: &mut [T], t: DxTerms<T>, a: Affine<T>, relu: bool) {
         let dx = move |gv: T, xv: T| t.k * (t.total * gv - t.sg - (xv - t.m) * t.r * t.sgx);
         if relu {
-            for (((d, &gv), &xv), &yv) in dst.iter_mut().zip(gs).zip(xs).zip(ys) {
-                *d = dx(gv * relu_factor(yv, T::zero()), xv);
+            for ((d, &gv), &xv) in dst.iter_mut().zip(gs).zip(xs) {
+                *d = dx(gv * a.mask(xv), xv);
             }
         } else {
             dst.iter_mut().zip(gs).zip(xs).for_each(|((d, &gv), &xv)| *d = dx(gv, xv));
@@ -396,9 +419,8 @@ impl<T: Float> Op<T> for BatchNormTrain {
         let c = x.dims()[1];
         let relu = self.relu;
         let out = per_row([x, x, x], c, |ch, xs, _, _, ys| {
-            let scale = T::of(self.inv_std[ch]) * w[ch];
-            let shift = b[ch] - T::of(self.mean[ch]) * scale;
-            normalize_row(xs, ys, scale, shift, relu);
+            let a = Affine::of(w[ch], b[ch], self.mean[ch], self.inv_std[ch]);
+            normalize_row(xs, ys, a.scale, a.shift, relu);
         });
         Tensor::from_vec(out, x.shape().clone())
     }
@@ -423,44 +445,49 @@ impl<T: Float> Op<T> for BatchNormTrain {
         vjp_of_recording(y, inputs, g, needs)
     }
 
-    /// The fused kernel: two passes over the input and the gradient (and
-    /// the output, for the ReLU's mask).
+    /// The fused kernel: two passes over the input and the gradient. The
+    /// ReLU's mask comes from the input, formed again as the forward pass
+    /// formed the output: one stream fewer in each pass than reading the
+    /// output.
     fn tensor_backward<'t>(
         &self,
         inputs: &[Var<'t, T>],
-        output: Var<'t, T>,
+        _: Var<'t, T>,
         grad: &Tensor<T>,
         needs: &[bool],
     ) -> Option<Result<TensorGrads<T>>> {
-        let values = (|| Ok((inputs[0].value()?, inputs[1].value()?, output.value()?)))();
-        Some(values.and_then(|(x, w, y)| self.backward_kernel(&x, &w, &y, grad, needs)))
+        let values = (|| Ok((inputs[0].value()?, inputs[1].value()?, inputs[2].value()?)))();
+        Some(values.and_then(|(x, w, b)| self.backward_kernel(&x, &w, &b, grad, needs)))
     }
 }
 
 impl BatchNormTrain {
     /// With a ReLU, `g` below is the gradient after the ReLU's mask,
-    /// `gy · mask(y)`, formed on the fly in both passes.
+    /// `gy · mask(x·scale + shift)`, formed on the fly in both passes.
     fn backward_kernel<T: Float>(
         &self,
         x: &Tensor<T>,
         w: &Tensor<T>,
-        y: &Tensor<T>,
+        b: &Tensor<T>,
         gy: &Tensor<T>,
         needs: &[bool],
     ) -> Result<TensorGrads<T>> {
         let c = x.dims()[1];
         let n = x.dims()[0];
         let inner = x.numel() / (n * c).max(1);
-        let (xd, gd, yd) = (x.data(), gy.data(), y.data());
+        let (xd, gd) = (x.data(), gy.data());
         let relu = self.relu;
+        let (wd, bd) = (w.data(), b.data());
+        let affine: Vec<Affine<T>> =
+            (0..c).map(|ch| Affine::of(wd[ch], bd[ch], self.mean[ch], self.inv_std[ch])).collect();
         // Σg and Σg·x̂ per channel.
         let chunks = per_image_chunk(n, |images| {
             let mut acc = vec![(0.0f64, 0.0f64); c];
             for i in images {
                 for (ch, (sg, sgx)) in acc.iter_mut().enumerate() {
                     let at = (i * c + ch) * inner..(i * c + ch + 1) * inner;
-                    let (g, x, y) = (&gd[at.clone()], &xd[at.clone()], &yd[at]);
-                    let (a, b) = grad_sums(g, x, y, self.mean[ch], relu);
+                    let (g, x) = (&gd[at.clone()], &xd[at]);
+                    let (a, b) = grad_sums(g, x, self.mean[ch], affine[ch], relu);
                     *sg += a;
                     *sgx += b * self.inv_std[ch];
                 }
@@ -492,8 +519,7 @@ impl BatchNormTrain {
         let dx = needs[0]
             .then(|| -> Result<Tensor<T>> {
                 // dx = γ·r/M · (M·g − Σg − x̂·Σg·x̂)
-                let wd = w.data();
-                let out = per_row([gy, x, y], c, |ch, gs, xs, ys, dst| {
+                let out = per_row([gy, x, x], c, |ch, gs, xs, _, dst| {
                     // Per-channel constants, converted once per row rather than per element.
                     let t = DxTerms {
                         k: T::of(self.inv_std[ch] / count) * wd[ch],
@@ -503,7 +529,7 @@ impl BatchNormTrain {
                         r: T::of(self.inv_std[ch]),
                         sgx: T::of(sum_gx[ch]),
                     };
-                    dx_row(gs, xs, ys, dst, t, relu);
+                    dx_row(gs, xs, dst, t, affine[ch], relu);
                 });
                 Tensor::from_vec(out, x.shape().clone())
             })
