@@ -54,17 +54,19 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
         }
         return;
     }
-    // Products below 2²³ multiply-adds (square n ≈ 200) run on the calling
-    // thread: waking a sleeping worker costs tens of microseconds on these
-    // virtual machines, and in alternating runs of the benchmark n = 128
-    // ran at 137–151 GFLOPS alone against 51–148 split in two. Larger ones
-    // are cut into one block of columns (rows, when there are more rows) of
-    // `dst` per thread, each a single-threaded product: `gemm`'s own rayon
-    // mode ran n = 256 at 116–244 GFLOPS from one run to the next; in
-    // interleaved runs the split by columns ran it at 209–230 and by rows
-    // at 165–168 (B is packed once per thread either way, and a column
-    // block packs half of it); from n = 512 on all three measure the same.
-    let parts = if threads && m * n * k >= 1 << 23 { rayon::current_num_threads().min(MAX_PARTS) } else { 1 };
+    // Products from 2²⁰ multiply-adds (square n ≈ 100) are cut into one
+    // block of columns (rows, when there are more rows) of `dst` per
+    // thread, each a single-threaded product, and run on the `team`, whose
+    // helpers spin between products: waking a sleeping rayon worker costs
+    // tens of microseconds on these virtual machines, as long as a whole
+    // product of n = 128. When the team is serving another caller, the
+    // parts go to rayon from 2²³ (n ≈ 200) and run on this thread below.
+    // `gemm`'s own rayon mode ran n = 256 at 116–244 GFLOPS from one run
+    // to the next; in interleaved runs the split by columns ran it at
+    // 209–230 and by rows at 165–168 (B is packed once per thread either
+    // way, and a column block packs half of it).
+    let work = m * n * k;
+    let parts = if threads && work >= 1 << 20 { crate::team::size().min(MAX_PARTS) } else { 1 };
     let rows = m > n;
     let (len, align) = (if rows { m } else { n }, 16);
     let parts = parts.min(len.div_ceil(align)).max(1);
@@ -96,9 +98,13 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
     };
     if parts == 1 {
         block(0);
-    } else {
+    } else if crate::team::run(parts, &block) {
+        // Done on the team.
+    } else if work >= 1 << 23 {
         use rayon::prelude::*;
         (0..parts).into_par_iter().for_each(block);
+    } else {
+        (0..parts).for_each(block);
     }
 }
 
@@ -182,8 +188,9 @@ mod tests {
     /// plain triple loop.
     #[test]
     fn split_products_match_the_plain_loop() {
-        for (m, k, n) in [(300, 100, 290), (100, 300, 290)] {
-            assert!(m * n * k >= 1 << 23);
+        // Two above 2²³ (rayon, when the team is busy) and one below.
+        for (m, k, n) in [(300, 100, 290), (100, 300, 290), (130, 70, 120)] {
+            assert!(m * n * k >= 1 << 20);
             let a: Vec<f64> = (0..m * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
             let b: Vec<f64> = (0..k * n).map(|i| ((i * 53 % 97) as f64 - 48.0) / 5.0).collect();
             let mut want = vec![1.0; m * n];

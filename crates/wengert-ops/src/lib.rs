@@ -48,6 +48,7 @@ pub mod norm;
 pub mod pool;
 mod scratch;
 pub mod softmax;
+mod team;
 
 pub use activation::{add_relu, erf, gelu, gelu_tanh, leaky_relu, relu, sigmoid, silu, softplus, tanh};
 pub use conv::{conv2d, conv_transpose2d, Conv2dOptions, ConvTranspose2dOptions};
