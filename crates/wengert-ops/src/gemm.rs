@@ -66,7 +66,10 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
     // 209–230 and by rows at 165–168 (B is packed once per thread either
     // way, and a column block packs half of it).
     let work = m * n * k;
-    let parts = if threads && work >= 1 << 20 { crate::team::size().min(MAX_PARTS) } else { 1 };
+    // No more parts than the current rayon pool has threads: a caller that
+    // runs in a one-thread pool gets one thread here too.
+    let threads_here = rayon::current_num_threads();
+    let parts = if threads && work >= 1 << 20 { crate::team::size().min(threads_here).min(MAX_PARTS) } else { 1 };
     let rows = m > n;
     let (len, align) = (if rows { m } else { n }, 16);
     let parts = parts.min(len.div_ceil(align)).max(1);

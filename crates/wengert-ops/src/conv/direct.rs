@@ -496,6 +496,8 @@ unsafe fn weight_grad_taps<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f32
     let lanes = S::LANES;
     let hw = g.h * g.w;
     assert!(x.len() >= g.n * g.c_in * hw && gy.len() >= g.n * lanes * hw);
+    // gather_planes indexes the planes with i32 offsets.
+    assert!(hw * lanes <= i32::MAX as usize);
     // The bordered plane: output pixel (oy, ox) at (oy + by, ox + bx); input
     // pixel (iy, ix)'s tap (ky, kx) reads (iy + by + ph − ky·dh, …), which
     // stays inside for every tap since stride one makes OH = H.
@@ -564,9 +566,10 @@ unsafe fn weight_grad_taps<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f32
 }
 
 /// Adds to `dw[c][t][..lanes]` (`c < CT`, `t < 9`) the sum over the input
-/// pixels `(iy, ix)` of `x[c][iy][ix]·gy[iy][ix][..] + tap[t]`, `gy` the
-/// bordered plane [`weight_grad_taps`] packs, from input pixel (0, 0)'s
-/// tap (0, 0).
+/// pixels `(iy, ix)` of `x[c][iy][ix]` times the output-gradient vector
+/// that pixel's tap `t` reads: `gy` is the bordered plane
+/// [`weight_grad_taps`] packs, from where pixel (0, 0)'s tap (0, 0) reads,
+/// and tap `t` reads `tap[t]` floats from there.
 ///
 /// # Safety
 /// The CPU supports `S`; `x` has `CT` planes of `h·w` floats `x_channel`
