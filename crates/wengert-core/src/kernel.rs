@@ -211,6 +211,9 @@ pub fn gather_strided<T: Float>(src: &[T], offset: usize, dims: &[usize], stride
         let (oa, _) = layout.row_offsets(r);
         if is == 1 {
             o.copy_from_slice(&src[oa..oa + inner]);
+        } else if is == 0 {
+            // A broadcast along the row (the gradient of a sum, say).
+            o.fill(src[oa]);
         } else {
             for (j, o) in o.iter_mut().enumerate() {
                 *o = src[oa + j * is];
