@@ -60,7 +60,8 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
     // helpers spin between products: waking a sleeping rayon worker costs
     // tens of microseconds on these virtual machines, as long as a whole
     // product of n = 128. When the team is serving another caller, the
-    // parts go to rayon from 2²³ (n ≈ 200) and run on this thread below.
+    // parts go to rayon from 2²³ (n ≈ 200); below, the product runs whole
+    // on this thread.
     // `gemm`'s own rayon mode ran n = 256 at 116–244 GFLOPS from one run
     // to the next; in interleaved runs the split by columns ran it at
     // 209–230 and by rows at 165–168 (B is packed once per thread either
@@ -74,9 +75,9 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
     let (len, align) = (if rows { m } else { n }, 16);
     let parts = parts.min(len.div_ceil(align)).max(1);
     let dst_ptr = SendPtr(dst.as_mut_ptr());
-    let block = move |p: usize| {
-        // Part p covers [start, end) of the split dimension, cut at
-        // multiples of 16 so that each part's tiles are whole vectors.
+    let block = move |p: usize, parts: usize| {
+        // Part p of `parts` covers [start, end) of the split dimension, cut
+        // at multiples of 16 so that each part's tiles are whole vectors.
         let cut = |q: usize| if q == parts { len } else { (len * q / parts).next_multiple_of(align).min(len) };
         let (start, end) = (cut(p), cut(p + 1));
         if start >= end {
@@ -100,14 +101,16 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
         unsafe { product(av, bv, dst_ptr.get().add(offset), n, accumulate) }
     };
     if parts == 1 {
-        block(0);
-    } else if crate::team::run(parts, &block) {
+        block(0, 1);
+    } else if crate::team::run(parts, &|p| block(p, parts)) {
         // Done on the team.
     } else if work >= 1 << 23 {
         use rayon::prelude::*;
-        (0..parts).into_par_iter().for_each(block);
+        (0..parts).into_par_iter().for_each(|p| block(p, parts));
     } else {
-        (0..parts).for_each(block);
+        // The team is busy and the product too small to wake rayon: one
+        // part, packed once, rather than the parts one after another.
+        block(0, 1);
     }
 }
 
