@@ -135,14 +135,21 @@ pub(crate) fn run(parts: usize, job: &(dyn Fn(usize) + Sync)) -> bool {
     if team.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return false;
     }
-    // Waits for every posted part and frees the team, also when part 0
-    // panics: the helpers hold `job` until they are done.
+    // Waits for every posted part, collects their panics and frees the
+    // team; on unwinding too, when part 0 panics: the helpers hold `job`
+    // until they are done.
     struct Finish<'a> {
         team: &'a Team,
         tickets: Vec<(usize, usize)>,
+        waited: bool,
     }
-    impl Drop for Finish<'_> {
-        fn drop(&mut self) {
+    impl Finish<'_> {
+        /// Whether a helper's part panicked.
+        fn wait(&mut self) -> bool {
+            if std::mem::replace(&mut self.waited, true) {
+                return false;
+            }
+            let mut panicked = false;
             for &(h, ticket) in &self.tickets {
                 let slot = &self.team.helpers[h].slot;
                 let mut spins = 0u32;
@@ -154,11 +161,19 @@ pub(crate) fn run(parts: usize, job: &(dyn Fn(usize) + Sync)) -> bool {
                         std::thread::yield_now();
                     }
                 }
+                // Every flag is cleared, before the team is free again.
+                panicked |= slot.panicked.swap(false, Ordering::Relaxed);
             }
             self.team.busy.store(false, Ordering::Release);
+            panicked
         }
     }
-    let mut finish = Finish { team, tickets: Vec::with_capacity(parts - 1) };
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.wait();
+        }
+    }
+    let mut finish = Finish { team, tickets: Vec::with_capacity(parts - 1), waited: false };
     // SAFETY: erases the job's lifetime for the helpers; `finish` waits for
     // every posted part before this function returns or unwinds, so the
     // job outlives every use.
@@ -174,9 +189,7 @@ pub(crate) fn run(parts: usize, job: &(dyn Fn(usize) + Sync)) -> bool {
         finish.tickets.push((h, ticket));
     }
     job(0);
-    drop(finish);
-    let panicked = team.helpers.iter().take(parts - 1).any(|h| h.slot.panicked.swap(false, Ordering::Relaxed));
-    assert!(!panicked, "a part of a matrix product panicked on a helper thread");
+    assert!(!finish.wait(), "a part of a matrix product panicked on a helper thread");
     true
 }
 
@@ -212,6 +225,41 @@ mod tests {
                 std::thread::sleep(SPIN * 2);
             }
         }
+    }
+
+    /// A part that panics on a helper makes `run` panic on the caller, and
+    /// leaves the team free and clean for the next job.
+    #[test]
+    fn a_helper_panic_reaches_the_caller() {
+        let parts = size();
+        if parts < 2 {
+            return;
+        }
+        let mut reached = false;
+        for _ in 0..2000 {
+            let held = AtomicBool::new(false);
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run(parts, &|p| {
+                    held.store(true, Ordering::Relaxed);
+                    assert!(p != 1, "part 1 fails");
+                })
+            }));
+            // Another test may hold the team; then nothing ran.
+            if !held.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            assert!(outcome.is_err());
+            reached = true;
+            let ran = AtomicU64::new(0);
+            if run(parts, &|_| {
+                ran.fetch_add(1, Ordering::Relaxed);
+            }) {
+                assert_eq!(ran.load(Ordering::Relaxed), parts as u64);
+            }
+            break;
+        }
+        assert!(reached, "the team stayed busy for two seconds");
     }
 
     /// A caller that finds the team busy gets `false` and runs nothing.
