@@ -1339,26 +1339,19 @@ impl Simd for Avx512 {
     unsafe fn deinterleave(src: *const f32, even: *mut f32, odd: *mut f32, n: usize) {
         let lo = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let hi = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        let mut i = 0;
-        while i + 16 <= n {
-            unsafe {
-                let (a, b) = (_mm512_loadu_ps(src.add(2 * i)), _mm512_loadu_ps(src.add(2 * i + 16)));
-                _mm512_storeu_ps(even.add(i), _mm512_permutex2var_ps(a, lo, b));
-                _mm512_storeu_ps(odd.add(i), _mm512_permutex2var_ps(a, hi, b));
-            }
-            i += 16;
-        }
-        if i < n {
-            // The last n − i < 16 pairs: masked loads and stores, no
-            // scalar loop (rows of 8 and 4 pairs are CIFAR's 16 and 8).
+        // 16 pairs a step; the last step's lanes past the n-th pair are
+        // masked off, neither read nor written (rows of 8 and 4 pairs,
+        // CIFAR's 16- and 8-wide planes, are all such a step). Addresses
+        // past those lanes are formed with `wrapping_add`: they may lie
+        // outside the buffers, and only masked-off lanes use them.
+        for i in (0..n).step_by(16) {
             let left = n - i;
-            let (ma, mb) = (pair_mask(2 * left), pair_mask(2 * left.saturating_sub(8)));
+            let (ma, mb, m) = (pair_mask(2 * left), pair_mask(2 * left.saturating_sub(8)), pair_mask(left));
             unsafe {
-                let a = _mm512_maskz_loadu_ps(ma, src.add(2 * i));
-                let b = _mm512_maskz_loadu_ps(mb, src.add(2 * i + 16));
-                let m = pair_mask(left);
-                _mm512_mask_storeu_ps(even.add(i), m, _mm512_permutex2var_ps(a, lo, b));
-                _mm512_mask_storeu_ps(odd.add(i), m, _mm512_permutex2var_ps(a, hi, b));
+                let a = _mm512_maskz_loadu_ps(ma, src.wrapping_add(2 * i));
+                let b = _mm512_maskz_loadu_ps(mb, src.wrapping_add(2 * i + 16));
+                _mm512_mask_storeu_ps(even.wrapping_add(i), m, _mm512_permutex2var_ps(a, lo, b));
+                _mm512_mask_storeu_ps(odd.wrapping_add(i), m, _mm512_permutex2var_ps(a, hi, b));
             }
         }
     }
@@ -1366,23 +1359,15 @@ impl Simd for Avx512 {
     unsafe fn interleave(even: *const f32, odd: *const f32, dst: *mut f32, n: usize) {
         let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        let mut i = 0;
-        while i + 16 <= n {
-            unsafe {
-                let (a, b) = (_mm512_loadu_ps(even.add(i)), _mm512_loadu_ps(odd.add(i)));
-                _mm512_storeu_ps(dst.add(2 * i), _mm512_permutex2var_ps(a, lo, b));
-                _mm512_storeu_ps(dst.add(2 * i + 16), _mm512_permutex2var_ps(a, hi, b));
-            }
-            i += 16;
-        }
-        if i < n {
+        // As in `deinterleave`: 16 pairs a step, the last one masked.
+        for i in (0..n).step_by(16) {
             let left = n - i;
-            let m = pair_mask(left);
+            let (m, ma, mb) = (pair_mask(left), pair_mask(2 * left), pair_mask(2 * left.saturating_sub(8)));
             unsafe {
-                let (a, b) = (_mm512_maskz_loadu_ps(m, even.add(i)), _mm512_maskz_loadu_ps(m, odd.add(i)));
-                _mm512_mask_storeu_ps(dst.add(2 * i), pair_mask(2 * left), _mm512_permutex2var_ps(a, lo, b));
-                let rest = pair_mask(2 * left.saturating_sub(8));
-                _mm512_mask_storeu_ps(dst.add(2 * i + 16), rest, _mm512_permutex2var_ps(a, hi, b));
+                let (a, b) =
+                    (_mm512_maskz_loadu_ps(m, even.wrapping_add(i)), _mm512_maskz_loadu_ps(m, odd.wrapping_add(i)));
+                _mm512_mask_storeu_ps(dst.wrapping_add(2 * i), ma, _mm512_permutex2var_ps(a, lo, b));
+                _mm512_mask_storeu_ps(dst.wrapping_add(2 * i + 16), mb, _mm512_permutex2var_ps(a, hi, b));
             }
         }
     }
