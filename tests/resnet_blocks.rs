@@ -234,3 +234,22 @@ fn fused_blocks_match_the_unfused_composition() {
         assert!(fused[0].data().contains(&0.0) || kind == Kind::PreAct, "{kind:?}");
     }
 }
+
+/// A block's node keeps its convolutions' outputs and the final sum, and
+/// forms each ReLU'd batch norm's output again in backward for the
+/// convolution that reads it: one recomputation per such pair of ops.
+#[test]
+fn blocks_form_their_normalised_activations_again_in_backward() {
+    let x = Tensor::normal([2, 4, 6, 6], 0.0, 1.0, &mut wengert::core::rng(4)).unwrap();
+    for (kind, width, shortcut, recomputed) in [
+        (Kind::Basic, 4, Shortcut::Identity, 1),
+        (Kind::Bottleneck, 2, Shortcut::Projection, 2),
+        (Kind::PreAct, 4, Shortcut::Identity, 2),
+    ] {
+        let mut block = Block::new(kind, 4, width, 1, shortcut, &mut wengert::core::rng(2)).unwrap();
+        let (_, profile) = wengert::core::profile::record(|| grads_of(&mut block, &x));
+        // `grads_of` runs backward twice through the retained node.
+        let calls = profile.ops.iter().find(|o| o.name == "recompute").map_or(0, |o| o.backward.calls);
+        assert_eq!(calls, 2 * recomputed, "{kind:?}");
+    }
+}

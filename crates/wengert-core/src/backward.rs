@@ -312,7 +312,10 @@ impl<T: Float> Tape<T> {
                 let node = &mut nodes[i];
                 let has_relevant_input = node.inputs.iter().any(|&j| relevant[j as usize]);
                 let origin = match &node.origin {
-                    Origin::Op(_) if has_relevant_input => std::mem::replace(&mut node.origin, Origin::Constant),
+                    Origin::Op(op) if has_relevant_input => {
+                        let running = Origin::Running(op.name());
+                        std::mem::replace(&mut node.origin, running)
+                    }
                     Origin::Freed(_) if has_relevant_input => return Err(freed_error(i, node)),
                     _ => Origin::Constant,
                 };
@@ -357,6 +360,15 @@ impl<T: Float> Tape<T> {
         grads: &mut GradSlots<'t, T>,
     ) -> Result<()> {
         let _span = crate::profile::Span::enter(op.name(), crate::profile::Phase::Backward);
+        // Inputs released as recomputable that this op reads are formed
+        // again for it, and released again after it in tensor mode. (An
+        // output its own op reads is never released that way.)
+        let mut restored = SmallVec::<[usize; 4]>::new();
+        for (_, &j) in inputs.iter().enumerate().filter(|&(k, _)| op.reads_input(k)) {
+            if self.recompute(j as usize)? {
+                restored.push(j as usize);
+            }
+        }
         let mark = self.len();
         let input_vars: SmallVec<[Var<'t, T>; 4]> = inputs.iter().map(|&id| Var { tape: self, id }).collect();
         let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| relevant[j as usize]).collect();
@@ -436,7 +448,9 @@ impl<T: Float> Tape<T> {
         pause(false);
         if matches!(g, Grad::Tensor(_)) {
             // Tensor mode: the temporaries of this vjp are no longer needed.
-            self.nodes.borrow_mut().truncate(mark);
+            let mut nodes = self.nodes.borrow_mut();
+            nodes.truncate(mark);
+            restored.iter().for_each(|&j| nodes[j].value = None);
         }
         result
     }

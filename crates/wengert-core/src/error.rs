@@ -63,6 +63,21 @@ pub enum Error {
         /// The op that produced it.
         op: String,
     },
+    /// A backward pass read a value that a function recorded as one node
+    /// released after its forward pass, because no op declared reading it
+    /// ([`Op::reads_input`](crate::Op::reads_input),
+    /// [`Op::reads_output`](crate::Op::reads_output)): an op's declaration
+    /// is wrong.
+    #[error(
+        "backward: entry #{index} ({op}) was released after the forward pass because no op declared \
+         reading it, yet an op's backward reads it: check the ops' `reads_input` and `reads_output`"
+    )]
+    Released {
+        /// The position of the entry on its tape.
+        index: usize,
+        /// The op that produced it.
+        op: String,
+    },
     /// An op's vector-Jacobian product broke its contract.
     #[error("{op}: vjp: {detail}")]
     Vjp {

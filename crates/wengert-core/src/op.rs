@@ -137,6 +137,35 @@ pub trait Op<T: Float>: Send + 'static {
         let _ = (inputs, output, grad, needs);
         None
     }
+
+    /// Whether the op's backward reads the value of input `k` when the
+    /// sweep is not recorded (its [`tensor_backward`](Op::tensor_backward),
+    /// or its [`vjp`](Op::vjp) where it has none). A function recorded as
+    /// one node ([`Var::call`](crate::Var::call)) frees, once its forward
+    /// pass is done, every intermediate value that no op's backward reads.
+    /// The default, `true`, is always safe; say `false` only when no path
+    /// of the backward reads the value (its shape is always known).
+    fn reads_input(&self, k: usize) -> bool {
+        let _ = k;
+        true
+    }
+
+    /// Whether the op's backward reads its own output's value when the
+    /// sweep is not recorded; see [`Op::reads_input`]. The default is `true`.
+    fn reads_output(&self) -> bool {
+        true
+    }
+
+    /// Whether [`Op::forward`], run again on the same inputs, gives the
+    /// same output bit for bit at the cost of one pass over memory (batch
+    /// norm's normalisation with its statistics kept, say). A function
+    /// recorded as one node then keeps such an output only as the op and
+    /// its inputs, and recomputes it in backward just before an op that
+    /// reads it, which saves one activation for about a pass's time. The
+    /// default is `false`.
+    fn recomputable(&self) -> bool {
+        false
+    }
 }
 
 /// The number of inputs an op takes ([`Op::arity`]).

@@ -18,6 +18,9 @@ pub(crate) enum Origin<T: Float> {
     Op(Box<dyn Op<T>>),
     /// An op's result whose op and saved values an earlier backward freed.
     Freed(&'static str),
+    /// An op taken out of its entry while backward (or a recomputation)
+    /// runs it.
+    Running(&'static str),
 }
 
 /// One entry of the Wengert list.
@@ -269,10 +272,81 @@ impl<T: Float> Tape<T> {
                 Origin::Constant => "constant".to_string(),
                 Origin::Op(op) => format!("{}({:?})", op.name(), n.inputs.as_slice()),
                 Origin::Freed(name) => format!("{name} (freed)"),
+                Origin::Running(name) => format!("{name} (running)"),
             };
             s += &format!("#{i}: {what} {}\n", n.shape);
         }
         s
+    }
+
+    /// Frees, once a forward pass is done, every value that no op's
+    /// backward reads ([`Op::reads_input`](crate::Op::reads_input),
+    /// [`Op::reads_output`](crate::Op::reads_output)), and the values of
+    /// [recomputable](crate::Op::recomputable) ops whose inputs stay, which
+    /// backward forms again when it needs them. The entries in `keep` stay.
+    /// For a private tape whose backward passes are never recorded (a
+    /// function recorded as one node), where nothing else reads the values.
+    pub(crate) fn release_unread(&self, keep: &[u32]) {
+        let mut nodes = self.nodes.borrow_mut();
+        let mut read = vec![false; nodes.len()];
+        keep.iter().for_each(|&k| read[k as usize] = true);
+        for (i, node) in nodes.iter().enumerate() {
+            if let Origin::Op(op) = &node.origin {
+                read[i] |= op.reads_output();
+                for (k, &j) in node.inputs.iter().enumerate() {
+                    read[j as usize] |= op.reads_input(k);
+                }
+            }
+        }
+        let mut kept = read;
+        for i in 0..nodes.len() {
+            let node = &nodes[i];
+            let again = match &node.origin {
+                // An op that reads its own output could not form it again:
+                // backward holds the op while it runs.
+                Origin::Op(op) => op.recomputable() && !op.reads_output(),
+                _ => false,
+            };
+            if kept[i] && again && !keep.contains(&(i as u32)) && node.inputs.iter().all(|&j| kept[j as usize]) {
+                kept[i] = false;
+            }
+        }
+        for (node, kept) in nodes.iter_mut().zip(kept) {
+            if !kept {
+                node.value = None;
+            }
+        }
+    }
+
+    /// Forms the value of entry `index` again if [`Tape::release_unread`]
+    /// freed it as recomputable; returns whether it did. Values it cannot
+    /// form are left for the reader to report as freed.
+    pub(crate) fn recompute(&self, index: usize) -> Result<bool> {
+        let (mut op, values) = {
+            let mut nodes = self.nodes.borrow_mut();
+            let node = &nodes[index];
+            let again = matches!(&node.origin, Origin::Op(op) if op.recomputable());
+            if node.value.is_some() || !again {
+                return Ok(false);
+            }
+            let values: Option<SmallVec<[Tensor<T>; 4]>> =
+                node.inputs.iter().map(|&j| nodes[j as usize].value.clone()).collect();
+            let Some(values) = values else { return Ok(false) };
+            let running = Origin::Running(nodes[index].origin_name());
+            let Origin::Op(op) = std::mem::replace(&mut nodes[index].origin, running) else {
+                unreachable!("checked above")
+            };
+            (op, values)
+        };
+        let refs: SmallVec<[&Tensor<T>; 4]> = values.iter().collect();
+        let value = {
+            let _span = crate::profile::Span::enter("recompute", crate::profile::Phase::Backward);
+            op.forward(&refs)
+        };
+        let mut nodes = self.nodes.borrow_mut();
+        nodes[index].origin = Origin::Op(op);
+        nodes[index].value = Some(value?);
+        Ok(true)
     }
 
     pub(crate) fn push(
@@ -313,14 +387,27 @@ impl<T: Float> Drop for GradMode<'_, T> {
     }
 }
 
+/// The error for reading an entry whose value is gone: freed by an earlier
+/// backward, or released after a fused node's forward pass (every entry
+/// whose op backward has not freed).
 pub(crate) fn freed_error<T: Float>(index: usize, node: &Node<T>) -> Error {
-    let op = match &node.origin {
-        Origin::Freed(name) => name.to_string(),
-        Origin::Op(op) => op.name().to_string(),
-        Origin::Leaf => "leaf".into(),
-        Origin::Constant => "constant".into(),
-    };
-    Error::Freed { index, op }
+    let op = node.origin_name().to_string();
+    match node.origin {
+        Origin::Freed(_) => Error::Freed { index, op },
+        _ => Error::Released { index, op },
+    }
+}
+
+impl<T: Float> Node<T> {
+    /// What made the entry: its op's name, "leaf" or "constant".
+    pub(crate) fn origin_name(&self) -> &'static str {
+        match &self.origin {
+            Origin::Freed(name) | Origin::Running(name) => name,
+            Origin::Op(op) => op.name(),
+            Origin::Leaf => "leaf",
+            Origin::Constant => "constant",
+        }
+    }
 }
 
 /// A variable: a handle to one entry of a [`Tape`].

@@ -208,6 +208,16 @@ impl<T: Float> Op<T> for Activation {
         };
         Some(grad.zip_map(&x, "relu backward", move |g, v| g * relu_factor(v, slope)).map(|gx| smallvec![Some(gx)]))
     }
+
+    /// Only sigmoid and tanh take their derivative from the output.
+    fn reads_output(&self) -> bool {
+        matches!(self.0, Kind::Sigmoid | Kind::Tanh)
+    }
+
+    /// ReLU and leaky ReLU are one pass of a comparison.
+    fn recomputable(&self) -> bool {
+        matches!(self.0, Kind::Relu | Kind::LeakyRelu(_))
+    }
 }
 
 /// `relu(a + b)` for tensors of one shape, as one op: the sum that ends a
@@ -255,6 +265,11 @@ impl<T: Float> Op<T> for AddRelu {
         };
         let gm = grad.zip_map(&y, "add_relu backward", |g, y| g * relu_factor(y, T::zero()));
         Some(gm.map(|gm| smallvec![needs[0].then(|| gm.clone()), needs[1].then_some(gm)]))
+    }
+
+    /// The mask comes from the output; the summands are not read.
+    fn reads_input(&self, _: usize) -> bool {
+        false
     }
 }
 

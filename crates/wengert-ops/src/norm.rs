@@ -459,6 +459,17 @@ impl<T: Float> Op<T> for BatchNormTrain {
         let values = (|| Ok((inputs[0].value()?, inputs[1].value()?, inputs[2].value()?)))();
         Some(values.and_then(|(x, w, b)| self.backward_kernel(&x, &w, &b, grad, needs)))
     }
+
+    /// Both backward paths start again from the input.
+    fn reads_output(&self) -> bool {
+        false
+    }
+
+    /// The normalisation with the statistics kept is one pass over `x`,
+    /// the same pass the forward made.
+    fn recomputable(&self) -> bool {
+        true
+    }
 }
 
 impl BatchNormTrain {

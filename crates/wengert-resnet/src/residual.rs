@@ -392,6 +392,16 @@ impl<T: Float> Op<T> for ZeroPadOp {
         });
         Some(Tensor::from_vec(dx, dims).map(|t| smallvec![Some(t)]))
     }
+
+    /// The input gradient needs only the shapes.
+    fn reads_input(&self, _: usize) -> bool {
+        false
+    }
+
+    /// The input gradient needs only the shapes.
+    fn reads_output(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Float> Visit<T> for ZeroPad {

@@ -13,6 +13,12 @@
 //! activation memory drops to the blocks' inputs, for one extra forward
 //! pass. Results are identical either way.
 //!
+//! Without it, the node keeps of its intermediate results only those that
+//! some op's backward reads ([`Op::reads_input`]), and of those not the
+//! ones a [recomputable](Op::recomputable) op can form again from what
+//! stays: a residual block keeps its convolutions' outputs and its last
+//! sum, and forms its normalised activations again in backward.
+//!
 //! When the backward pass is itself recorded (`Tape::grad`), the vjp re-runs
 //! `f` on the outer tape and differentiates that recording, so derivatives
 //! of every order work through the node as well.
@@ -91,6 +97,9 @@ impl<T: Float> Op<T> for Fused<T> {
         let inner = Inner::record(&self.f, &values, None)?;
         let out = Var { tape: &inner.tape, id: inner.output }.value()?;
         if !self.recompute {
+            // Only this node's tensor-mode backward reads the inner tape.
+            let keep: Vec<u32> = inner.inputs.iter().copied().chain([inner.output]).collect();
+            inner.tape.release_unread(&keep);
             self.inner = Some(inner);
         }
         Ok(out)

@@ -391,6 +391,11 @@ impl<T: Float> Op<T> for Conv {
             needs[1].then(|| self.apply(second.0, second.1, second.2)).transpose()?
         ])
     }
+
+    /// Bilinear: the gradients take the inputs, never the output.
+    fn reads_output(&self) -> bool {
+        false
+    }
 }
 
 /// Adds a `[C]` bias along axis 1 of an NCHW result.
