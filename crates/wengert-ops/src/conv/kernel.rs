@@ -313,9 +313,11 @@ pub(super) fn weight_grad_gemm<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec
     // With more output channels than weights per channel (1×1 layers that
     // widen), `dw = Σ gy · colsᵀ` runs faster in that orientation and needs
     // no transposition (ResNet-50 at batch 16: 1024→2048 at stride 2 41 →
-    // 28 ms, 512→2048 at 7×7 20.6 → 13.4); the others run faster as `dwᵀ`.
-    // `dwt` is then `dw` itself.
-    let wide = og > k;
+    // 28 ms, 512→2048 at 7×7 20.6 → 13.4). So does a gradient of a million
+    // weights or more, whose transposition at the end runs from memory
+    // (3×3 512→512 at 7×7: 39–51 → 32–34 ms). The others run faster as
+    // `dwᵀ`. `dwt` is then `dw` itself.
+    let wide = og > k || og * k >= 1 << 20;
     let dwt = (0..blocks)
         .into_par_iter()
         .with_min_len(blocks_per_task(g, block))
