@@ -7,9 +7,10 @@
 //! that size is faulted in and cleared page by page again. So when the last
 //! tensor holding a buffer of at least [`MIN_POOLED`] bytes drops, the
 //! buffer comes here instead, and [`take`] hands it out again for a request
-//! of up to a quarter less. The pool holds at most [`limit`] bytes (1 GiB
-//! unless [`set_limit`] says otherwise); buffers past that go back to the
-//! system. It is one pool per element type, shared by all threads.
+//! of up to a quarter less. The pool holds at most [`limit`] bytes (a
+//! quarter of the machine's memory, at least 1 GiB, unless [`set_limit`]
+//! says otherwise); buffers past that go back to the system. It is one
+//! pool per element type, shared by all threads.
 //!
 //! Ops make their outputs with [`build`] (a kernel that writes every
 //! element), [`zeroed`] (one that accumulates) or [`take`]; a buffer from
@@ -35,10 +36,13 @@ use std::sync::{Mutex, OnceLock};
 /// bins serve small sizes without the system's help.
 pub const MIN_POOLED: usize = 64 * 1024;
 
-/// The pool's default limit: 1 GiB.
-const DEFAULT_LIMIT: usize = 1 << 30;
+/// The least default limit: 1 GiB.
+const MIN_DEFAULT_LIMIT: usize = 1 << 30;
 
-static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
+/// [`LIMIT`] before anything sets it: the first use computes the default.
+const UNSET: usize = usize::MAX;
+
+static LIMIT: AtomicUsize = AtomicUsize::new(UNSET);
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// Free buffers of one element type, by capacity.
@@ -166,7 +170,7 @@ pub fn build_par<T: Float>(n: usize, chunk: usize, per_task: usize, f: impl Fn(u
 /// Keeps `v` for reuse, or frees it when it is small or the pool is full.
 pub(crate) fn give<T: Float>(v: Vec<T>) {
     let size = bytes::<T>(v.capacity());
-    if size < MIN_POOLED || HELD.load(Ordering::Relaxed) + size > LIMIT.load(Ordering::Relaxed) {
+    if size < MIN_POOLED || HELD.load(Ordering::Relaxed) + size > limit() {
         return;
     }
     HELD.fetch_add(size, Ordering::Relaxed);
@@ -179,15 +183,37 @@ pub fn held_bytes() -> usize {
     HELD.load(Ordering::Relaxed)
 }
 
-/// The most bytes the pool keeps (1 GiB by default).
+/// The most bytes the pool keeps. By default a quarter of the machine's
+/// memory (Linux's `MemTotal`), and at least 1 GiB (1 GiB where the
+/// memory size is unknown): ResNet-50's training step at batch 16 frees
+/// more than 1 GiB of buffers a step, and with that limit faulted in
+/// about 95,000 pages a step anew (2,000–7,000 with 4 GiB, for 1.4% more
+/// peak memory).
 pub fn limit() -> usize {
-    LIMIT.load(Ordering::Relaxed)
+    match LIMIT.load(Ordering::Relaxed) {
+        UNSET => {
+            // A racing `set_limit` wins over the default.
+            let _ = LIMIT.compare_exchange(UNSET, default_limit(), Ordering::Relaxed, Ordering::Relaxed);
+            LIMIT.load(Ordering::Relaxed)
+        }
+        bytes => bytes,
+    }
+}
+
+/// A quarter of `MemTotal` from `/proc/meminfo`, at least
+/// [`MIN_DEFAULT_LIMIT`].
+fn default_limit() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let kib = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?;
+        kib.trim().parse::<usize>().ok()
+    });
+    total.map_or(MIN_DEFAULT_LIMIT, |kib| (kib.saturating_mul(1024) / 4).max(MIN_DEFAULT_LIMIT))
 }
 
 /// Sets the most bytes the pool keeps; 0 turns pooling off. Buffers held
 /// past a lowered limit are freed.
 pub fn set_limit(bytes: usize) {
-    LIMIT.store(bytes, Ordering::Relaxed);
+    LIMIT.store(bytes.min(UNSET - 1), Ordering::Relaxed);
     if held_bytes() > bytes {
         clear();
     }
@@ -211,6 +237,19 @@ fn drain<T: Float>() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_limit_is_a_quarter_of_memory_and_at_least_a_gibibyte() {
+        let limit = default_limit();
+        assert!(limit >= 1 << 30);
+        let Ok(info) = std::fs::read_to_string("/proc/meminfo") else { return };
+        // "MemTotal:       24576000 kB", read here word by word.
+        let words: Vec<&str> = info.split_whitespace().collect();
+        let at = words.iter().position(|&w| w == "MemTotal:").expect("Linux names the total");
+        assert_eq!(words[at + 2], "kB");
+        let bytes = words[at + 1].parse::<usize>().unwrap() * 1024;
+        assert_eq!(limit, (bytes / 4).max(1 << 30));
+    }
 
     #[test]
     fn buffers_come_back_for_sizes_a_little_smaller_and_small_ones_never() {
