@@ -364,9 +364,11 @@ impl<T: Float> Tape<T> {
         // again for it, and released again after it in tensor mode. (An
         // output its own op reads is never released that way.)
         let mut restored = SmallVec::<[usize; 4]>::new();
-        for (_, &j) in inputs.iter().enumerate().filter(|&(k, _)| op.reads_input(k)) {
-            if self.recompute(j as usize)? {
-                restored.push(j as usize);
+        if self.released.get() {
+            for (_, &j) in inputs.iter().enumerate().filter(|&(k, _)| op.reads_input(k)) {
+                if self.recompute(j as usize)? {
+                    restored.push(j as usize);
+                }
             }
         }
         let mark = self.len();

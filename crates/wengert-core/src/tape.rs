@@ -90,6 +90,10 @@ pub struct Tape<T: Float> {
     /// Whether `anomaly` is `Some`: tested on every op, so kept where the
     /// test costs one load rather than a `RefCell` borrow.
     anomaly_on: Cell<bool>,
+    /// Whether [`Tape::release_unread`] freed values that backward may
+    /// form again: only then does backward look for them, so the tapes
+    /// that never release anything pay one load per op.
+    pub(crate) released: Cell<bool>,
 }
 
 /// A tape's identity: a number no other tape of the process has, and the
@@ -123,6 +127,7 @@ impl<T: Float> Tape<T> {
             identity: Cell::new(TapeId::fresh()),
             anomaly: RefCell::new(None),
             anomaly_on: Cell::new(false),
+            released: Cell::new(false),
         }
     }
 
@@ -255,6 +260,7 @@ impl<T: Float> Tape<T> {
     pub fn clear(&mut self) {
         self.nodes.get_mut().clear();
         self.grad_enabled.set(true);
+        self.released.set(false);
         let id = self.identity.get();
         self.identity.set(TapeId { generation: id.generation + 1, ..id });
         if let Some(a) = self.anomaly.get_mut() {
@@ -298,6 +304,7 @@ impl<T: Float> Tape<T> {
                 }
             }
         }
+        self.released.set(true);
         let mut kept = read;
         for i in 0..nodes.len() {
             let node = &nodes[i];
@@ -325,8 +332,7 @@ impl<T: Float> Tape<T> {
         let (mut op, values) = {
             let mut nodes = self.nodes.borrow_mut();
             let node = &nodes[index];
-            let again = matches!(&node.origin, Origin::Op(op) if op.recomputable());
-            if node.value.is_some() || !again {
+            if node.value.is_some() || !matches!(&node.origin, Origin::Op(op) if op.recomputable()) {
                 return Ok(false);
             }
             let values: Option<SmallVec<[Tensor<T>; 4]>> =
@@ -388,8 +394,8 @@ impl<T: Float> Drop for GradMode<'_, T> {
 }
 
 /// The error for reading an entry whose value is gone: freed by an earlier
-/// backward, or released after a fused node's forward pass (every entry
-/// whose op backward has not freed).
+/// backward (its origin says so), or else released after a fused node's
+/// forward pass.
 pub(crate) fn freed_error<T: Float>(index: usize, node: &Node<T>) -> Error {
     let op = node.origin_name().to_string();
     match node.origin {
