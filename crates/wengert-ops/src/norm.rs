@@ -426,11 +426,15 @@ impl<T: Float> Op<T> for BatchNormTrain {
     }
 
     /// Differentiates the composition of core ops, which can be
-    /// differentiated again.
+    /// differentiated again. The ReLU's mask is a constant taken from this
+    /// op's own output, as `relu`'s vjp takes it from its input (the
+    /// unfused batch norm's output, the same values): from the composition
+    /// instead, a value the two round to opposite sides of zero cut the
+    /// gradient in one and not the other.
     fn vjp<'t>(
         &self,
         inputs: &[Var<'t, T>],
-        _: Var<'t, T>,
+        output: Var<'t, T>,
         g: Var<'t, T>,
         needs: &[bool],
     ) -> Result<InputGrads<'t, T>> {
@@ -441,7 +445,12 @@ impl<T: Float> Op<T> for BatchNormTrain {
             });
         }
         let y = batch_norm_composite(inputs[0], inputs[1], inputs[2], self.eps)?;
-        let y = if self.relu { crate::relu(y)? } else { y };
+        let g = if self.relu {
+            let mask = output.value()?.map(|v| relu_factor(v, T::zero()));
+            g.mul(g.tape().constant(mask))?
+        } else {
+            g
+        };
         vjp_of_recording(y, inputs, g, needs)
     }
 
