@@ -373,6 +373,8 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
     let chunks = g.n.div_ceil(chunk);
     assert!(x.len() >= g.n * g.c_in * hw && gy.len() >= g.n * g.c_out * p);
     let plane = rows * cols;
+    // gather_planes indexes the planes with i32 offsets.
+    assert!(p * lanes <= i32::MAX as usize);
     // Output rows per band: every tile of the image reads the band's
     // transposed output gradient, which stays in the first-level cache
     // (ResNet-50's 56×56 layers, transposed whole, were read from the
@@ -414,10 +416,21 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
                     for r0 in (0..g.oh).step_by(band) {
                         let r1 = (r0 + band).min(g.oh);
                         let bp = (r1 - r0) * g.ow;
-                        for (o, plane) in gy[n * g.c_out * p..][..g.c_out * p].chunks_exact(p).enumerate() {
-                            for (q, &v) in plane[r0 * g.ow..][..bp].iter().enumerate() {
-                                gyt[q * g.c_out + o] = v;
-                            }
+                        let gyn = &gy[n * g.c_out * p..][..g.c_out * p];
+                        for ob in (0..g.c_out).step_by(lanes) {
+                            // SAFETY: reads gyn[(ob + l)·p + r0·OW + q] for l <
+                            // lanes (ob + lanes ≤ C_out, a multiple of lanes)
+                            // and q < bp (r1 ≤ OH), and writes gyt[q·C_out +
+                            // ob + l], inside its bp·C_out floats.
+                            unsafe {
+                                S::gather_planes(
+                                    gyn.as_ptr().add(ob * p + r0 * g.ow),
+                                    p,
+                                    gyt.as_mut_ptr().add(ob),
+                                    g.c_out,
+                                    bp,
+                                )
+                            };
                         }
                         let shape = OuterShape { oh: r1 - r0, ..shape };
                         for cb in (0..cpad).step_by(ct) {
@@ -540,7 +553,7 @@ unsafe fn weight_grad_taps<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f32
                         let dst = &mut gyt[((oy + by) * cols + bx) * lanes..][..g.ow * lanes];
                         // SAFETY: reads gyn[o·p + oy·OW + ox] for o < lanes,
                         // ox < OW, and writes the OW·lanes floats of dst.
-                        unsafe { S::gather_planes(gyn.as_ptr().add(oy * g.ow), p, dst.as_mut_ptr(), g.ow) };
+                        unsafe { S::gather_planes(gyn.as_ptr().add(oy * g.ow), p, dst.as_mut_ptr(), lanes, g.ow) };
                     }
                     let xn = &x[n * g.c_in * hw..][..g.c_in * hw];
                     let mut c = 0;
@@ -1169,9 +1182,10 @@ trait Simd: Sized + 'static {
     }
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
-    /// `dst[i·LANES + l] = src[l·plane + i]` for `i < n`, `l < LANES`: `n`
-    /// columns of `LANES` planes, transposed. `plane·LANES` fits an `i32`.
-    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, n: usize);
+    /// `dst[i·step + l] = src[l·plane + i]` for `i < n`, `l < LANES`: `n`
+    /// columns of `LANES` planes, transposed, each column `LANES` floats
+    /// `step` apart. `plane·LANES` fits an `i32`.
+    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, step: usize, n: usize);
 
     /// [`forward_unit`] compiled for this instruction set.
     unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]);
@@ -1380,14 +1394,14 @@ impl Simd for Avx512 {
         }
     }
     #[target_feature(enable = "avx512f")]
-    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, n: usize) {
+    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, step: usize, n: usize) {
         debug_assert!(plane * 16 <= i32::MAX as usize);
         let idx = _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
             _mm512_set1_epi32(plane as i32),
         );
         for i in 0..n {
-            unsafe { _mm512_storeu_ps(dst.add(i * 16), _mm512_i32gather_ps::<4>(idx, src.add(i))) };
+            unsafe { _mm512_storeu_ps(dst.add(i * step), _mm512_i32gather_ps::<4>(idx, src.add(i))) };
         }
     }
     kernels_for!("avx512f");
@@ -1447,11 +1461,11 @@ impl Simd for Avx2 {
         }
     }
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, n: usize) {
+    unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, step: usize, n: usize) {
         debug_assert!(plane * 8 <= i32::MAX as usize);
         let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(plane as i32));
         for i in 0..n {
-            unsafe { _mm256_storeu_ps(dst.add(i * 8), _mm256_i32gather_ps::<4>(src.add(i), idx)) };
+            unsafe { _mm256_storeu_ps(dst.add(i * step), _mm256_i32gather_ps::<4>(src.add(i), idx)) };
         }
     }
     kernels_for!("avx2,fma");
