@@ -1183,8 +1183,8 @@ trait Simd: Sized + 'static {
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
     /// `dst[i·step + l] = src[l·plane + i]` for `i < n`, `l < LANES`: `n`
-    /// columns of `LANES` planes, transposed, each column `LANES` floats
-    /// `step` apart. `plane·LANES` fits an `i32`.
+    /// columns of `LANES` planes, transposed, column `i` to the `LANES`
+    /// floats at `dst[i·step]`. `plane·LANES` fits an `i32`.
     unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, step: usize, n: usize);
 
     /// [`forward_unit`] compiled for this instruction set.
