@@ -469,7 +469,9 @@ impl<T: Float> Op<T> for BatchNormTrain {
         Some(values.and_then(|(x, w, b)| self.backward_kernel(&x, &w, &b, grad, needs)))
     }
 
-    /// Both backward paths start again from the input.
+    /// The unrecorded backward starts again from the input. (The recorded
+    /// one, [`Op::vjp`] with a ReLU, takes its mask from the output; a
+    /// function recorded as one node is recorded afresh for it.)
     fn reads_output(&self) -> bool {
         false
     }
