@@ -413,10 +413,10 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
                             dst[r * cols + g.pad[1]..][..width].copy_from_slice(&row[..width]);
                         }
                     }
+                    let gyn = &gy[n * g.c_out * p..][..g.c_out * p];
                     for r0 in (0..g.oh).step_by(band) {
                         let r1 = (r0 + band).min(g.oh);
                         let bp = (r1 - r0) * g.ow;
-                        let gyn = &gy[n * g.c_out * p..][..g.c_out * p];
                         for ob in (0..g.c_out).step_by(lanes) {
                             // SAFETY: reads gyn[(ob + l)·p + r0·OW + q] for l <
                             // lanes (ob + lanes ≤ C_out, a multiple of lanes)
