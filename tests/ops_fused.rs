@@ -1,11 +1,18 @@
 //! The fused ops against the ops they fuse: `batch_norm_relu_train` is
-//! `relu(batch_norm_train(..))` and `add_relu(a, b)` is `relu(a + b)`, to
-//! the bit, in both precisions: outputs, gradients of the fused backward
-//! kernels, and gradients recorded for higher orders.
+//! `relu(batch_norm_train(..))`, `add_relu(a, b)` is `relu(a + b)`, and a
+//! batch norm given the row moments its convolution gathered is the batch
+//! norm that gathers its own, to the bit, in both precisions: outputs,
+//! gradients of the fused backward kernels, and gradients recorded for
+//! higher orders.
 
 use proptest::prelude::*;
+use std::cell::Cell;
 use wengert::core::{Float, Result, Tape, Tensor, Var};
-use wengert::ops::{add_relu, batch_norm_relu_train, batch_norm_train, relu};
+use wengert::ops::isa::{self, Isa};
+use wengert::ops::{
+    add_relu, batch_norm_relu_train, batch_norm_train, batch_norm_train_opts, conv2d, conv2d_with_moments, relu,
+    BatchNormTrainOptions, Conv2dOptions,
+};
 
 fn bits<T: Float>(t: &Tensor<T>) -> Vec<u64> {
     t.data().iter().map(|v| v.as_f64().to_bits()).collect()
@@ -13,7 +20,11 @@ fn bits<T: Float>(t: &Tensor<T>) -> Vec<u64> {
 
 /// Output, tensor-mode gradients, recorded gradients and a second
 /// derivative of `f` at `inputs`, in precision `T`, against `g` (the seed).
-fn results<T: Float>(f: Of<T>, inputs: &[Tensor<T>], seed: &Tensor<T>) -> Vec<Vec<u64>> {
+fn results<T: Float>(
+    f: impl for<'t> Fn(&[Var<'t, T>]) -> Result<Var<'t, T>>,
+    inputs: &[Tensor<T>],
+    seed: &Tensor<T>,
+) -> Vec<Vec<u64>> {
     let mut out = Vec::new();
     // Output and the fused backward kernel.
     let tape = Tape::new();
@@ -120,4 +131,97 @@ fn add_relu_refuses_shapes_that_differ() {
     let b = tape.leaf(Tensor::ones([3]));
     let err = add_relu(a, b).unwrap_err().to_string();
     assert!(err.contains("add_relu") && err.contains("[2, 3]") && err.contains("does not broadcast"), "{err}");
+}
+
+/// `count` values on a grid of quarters in [−2, 2), spread by `seed`.
+fn spread(count: usize, seed: usize) -> Vec<f64> {
+    (0..count).map(|i| ((i * 7919 + seed * 104_729) % 16) as f64 / 4.0 - 2.0).collect()
+}
+
+/// Conv then batch norm (with and without its ReLU), once with the
+/// moments the convolution gathered and once without: the same results,
+/// in f64 and f32. Where the direct kernels run (f32 on an x86 vector
+/// level, output channels in eights), the moments must have been gathered.
+#[test]
+fn batch_norm_of_gathered_moments_is_batch_norm() {
+    // (input, weight, stride and padding, whether the direct path takes it)
+    type Case = ([usize; 4], [usize; 4], (usize, usize), bool);
+    let cases: [Case; 5] = [
+        ([2, 3, 6, 6], [8, 3, 3, 3], (1, 1), true),
+        ([2, 8, 8, 8], [16, 8, 3, 3], (2, 1), true),
+        ([3, 16, 5, 5], [8, 16, 1, 1], (1, 0), true),
+        ([1, 8, 7, 9], [8, 8, 3, 3], (1, 1), true),
+        ([2, 4, 5, 5], [3, 4, 3, 3], (1, 1), false),
+    ];
+    let direct_here = isa::active() != Isa::Generic;
+    for (k, (xd, wd, (stride, pad), direct)) in cases.into_iter().enumerate() {
+        let opts = Conv2dOptions::square(stride, pad);
+        let tensor =
+            |dims: Vec<usize>, seed: usize| Tensor::from_vec(spread(dims.iter().product(), seed), dims).unwrap();
+        let y_dims = {
+            let tape = Tape::<f64>::new();
+            conv2d(tape.constant(Tensor::zeros(xd)), tape.constant(Tensor::zeros(wd)), None, &opts)
+                .unwrap()
+                .shape()
+                .dims()
+                .to_vec()
+        };
+        let inputs = [
+            tensor(xd.to_vec(), k),
+            tensor(wd.to_vec(), k + 1),
+            tensor(vec![wd[0]], k + 2),
+            tensor(vec![wd[0]], k + 3),
+        ];
+        let seed = tensor(y_dims, k + 4);
+        for relu in [false, true] {
+            fn both<T: Float>(inputs: &[Tensor<T>], seed: &Tensor<T>, opts: Conv2dOptions, relu: bool) -> bool {
+                let gathered = Cell::new(false);
+                let with = results(
+                    |v| {
+                        let (y, moments) = conv2d_with_moments(v[0], v[1], &opts)?;
+                        gathered.set(gathered.get() || moments.is_some());
+                        let bn = BatchNormTrainOptions { relu, moments, ..Default::default() };
+                        Ok(batch_norm_train_opts(y, Some(v[2]), Some(v[3]), 1e-5, bn)?.0)
+                    },
+                    inputs,
+                    seed,
+                );
+                let without = results(
+                    |v| {
+                        let y = conv2d(v[0], v[1], None, &opts)?;
+                        let bn = BatchNormTrainOptions { relu, ..Default::default() };
+                        Ok(batch_norm_train_opts(y, Some(v[2]), Some(v[3]), 1e-5, bn)?.0)
+                    },
+                    inputs,
+                    seed,
+                );
+                assert_eq!(with, without, "{opts:?}, relu {relu}");
+                gathered.get()
+            }
+            assert!(!both::<f64>(&inputs, &seed, opts, relu), "f64 has no direct path");
+            let inputs32: Vec<Tensor<f32>> = inputs.iter().map(cast).collect();
+            let gathered = both::<f32>(&inputs32, &cast(&seed), opts, relu);
+            assert_eq!(gathered, direct && direct_here, "case {k}: moments gathered");
+        }
+    }
+}
+
+/// Moments describe one value: a batch norm of any other refuses them.
+#[test]
+fn batch_norm_refuses_moments_of_another_value() {
+    let tape = Tape::<f32>::new();
+    let x = tape
+        .leaf(Tensor::from_vec(spread(2 * 8 * 36, 1).into_iter().map(|v| v as f32).collect(), [2, 8, 6, 6]).unwrap());
+    let w = tape
+        .leaf(Tensor::from_vec(spread(8 * 8 * 9, 2).into_iter().map(|v| v as f32).collect(), [8, 8, 3, 3]).unwrap());
+    let (y, moments) = conv2d_with_moments(x, w, &Conv2dOptions::square(1, 1)).unwrap();
+    let Some(moments) = moments else {
+        assert_eq!(isa::active(), Isa::Generic, "the direct path gathers moments");
+        return;
+    };
+    assert!(moments.describe(y) && !moments.describe(x));
+    let other = y.add(y).unwrap();
+    let opts = BatchNormTrainOptions { moments: Some(moments), ..Default::default() };
+    let err = batch_norm_train_opts(other, None, None, 1e-5, opts).unwrap_err().to_string();
+    assert!(err.contains("batch_norm") && err.contains("moments") && err.contains("not the input"), "{err}");
 }

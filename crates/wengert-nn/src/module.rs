@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wengert_core::collective::Collective;
 use wengert_core::{BackwardOptions, Error, Float, Result, Tape, Tensor, Var};
+use wengert_ops::RowMoments;
 
 /// A parameter's identity: handed out when the parameter is made, unique
 /// in the process, and kept when the parameter (or its model) is moved or
@@ -366,6 +367,15 @@ pub trait Module<T: Float>: Visit<T> + Send {
     /// in training mode.
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>>;
 
+    /// Whether, in a training step, the module would use its input's row
+    /// moments ([`Step::take_moments`]): a batch norm normalising with
+    /// batch statistics. A [`Sequential`](crate::layer::Sequential) asks
+    /// the layer before such a module for them ([`Step::want_moments`]).
+    /// The default is `false`.
+    fn uses_input_moments(&self) -> bool {
+        false
+    }
+
     /// The number of trainable parameter elements.
     fn num_parameters(&self) -> usize {
         let mut n = 0;
@@ -393,6 +403,10 @@ impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         (**self).forward(step, x)
     }
+
+    fn uses_input_moments(&self) -> bool {
+        (**self).uses_input_moments()
+    }
 }
 
 /// Parameters bound to a tape for one training or evaluation step.
@@ -416,13 +430,26 @@ pub struct Step<'t, T: Float> {
     rng: wengert_core::Rng,
     bound: HashMap<ParamId, Var<'t, T>>,
     sync_bn: Option<Arc<dyn Collective>>,
+    /// Whether the module about to run should gather its output's row
+    /// moments ([`Step::want_moments`]).
+    moments_wanted: bool,
+    /// The row moments the last module that gathered them offered.
+    moments: Option<RowMoments<'t, T>>,
 }
 
 impl<'t, T: Float> Step<'t, T> {
     /// A training step: batch statistics, running-statistic updates, dropout
     /// active with masks drawn from a generator seeded with `seed`.
     pub fn train(tape: &'t Tape<T>, seed: u64) -> Self {
-        Step { tape, training: true, rng: wengert_core::rng(seed), bound: HashMap::new(), sync_bn: None }
+        Step {
+            tape,
+            training: true,
+            rng: wengert_core::rng(seed),
+            bound: HashMap::new(),
+            sync_bn: None,
+            moments_wanted: false,
+            moments: None,
+        }
     }
 
     /// Batch norm layers in this step normalise over the batch of all the
@@ -440,9 +467,48 @@ impl<'t, T: Float> Step<'t, T> {
         self.sync_bn.as_ref()
     }
 
+    /// Asks the module about to run to gather its output's row moments and
+    /// offer them ([`Step::offer_moments`]), or stops asking: a batch norm
+    /// follows it ([`Module::uses_input_moments`]). Set by
+    /// [`Sequential`](crate::layer::Sequential) before each layer.
+    pub fn want_moments(&mut self, on: bool) {
+        self.moments_wanted = on;
+    }
+
+    /// Whether the module running now should gather its output's row
+    /// moments ([`Step::want_moments`]). A module that can, a convolution
+    /// without bias ([`wengert_ops::conv2d_with_moments`]), offers them.
+    pub fn moments_wanted(&self) -> bool {
+        self.training && self.moments_wanted
+    }
+
+    /// Keeps the row moments of a module's output for the module after it.
+    pub fn offer_moments(&mut self, moments: RowMoments<'t, T>) {
+        self.moments = Some(moments);
+    }
+
+    /// The row moments offered for `x`, if any: a batch norm of `x` passes
+    /// them on ([`wengert_ops::BatchNormTrainOptions::moments`]) and skips
+    /// its own pass over `x`.
+    pub fn take_moments(&mut self, x: Var<'t, T>) -> Option<RowMoments<'t, T>> {
+        if self.moments.as_ref().is_some_and(|m| m.describe(x)) {
+            self.moments.take()
+        } else {
+            None
+        }
+    }
+
     /// An evaluation step: running statistics, no dropout.
     pub fn eval(tape: &'t Tape<T>) -> Self {
-        Step { tape, training: false, rng: wengert_core::rng(0), bound: HashMap::new(), sync_bn: None }
+        Step {
+            tape,
+            training: false,
+            rng: wengert_core::rng(0),
+            bound: HashMap::new(),
+            sync_bn: None,
+            moments_wanted: false,
+            moments: None,
+        }
     }
 
     /// The tape.

@@ -37,6 +37,122 @@ pub struct BatchStats<T: Float> {
     pub count: usize,
 }
 
+/// The mean and the sum of squared deviations of every row (one image's
+/// channel) of an `[N, C, ...]` value on a tape, gathered by the op that
+/// made it while each row was still in cache ([`crate::conv2d_with_moments`]).
+/// Handed to a training-mode batch norm of that value
+/// ([`BatchNormTrainOptions::moments`]), they spare it its own pass over
+/// the input; its statistics are the same to the bit, since it merges the
+/// same rows in the same order.
+///
+/// Only the ops crate makes them, and they name the value they describe: a
+/// batch norm refuses moments of any other.
+#[derive(Clone)]
+pub struct RowMoments<'t, T: Float> {
+    of: Var<'t, T>,
+    /// `[N·C, 2]`, row `i·C + c`: `(mean, Σ (x − mean)²)`. A tensor, so
+    /// that its buffer goes back to the pool.
+    rows: Tensor<f64>,
+}
+
+impl<'t, T: Float> RowMoments<'t, T> {
+    /// Moments `rows` (`[N·C, 2]`, image-major) of the value `of`.
+    pub(crate) fn new(of: Var<'t, T>, rows: Tensor<f64>) -> Self {
+        RowMoments { of, rows }
+    }
+
+    /// The value these are the moments of.
+    pub fn of(&self) -> Var<'t, T> {
+        self.of
+    }
+
+    /// Whether these are the moments of `x`: the same entry of the same tape.
+    pub fn describe(&self, x: Var<'t, T>) -> bool {
+        std::ptr::eq(self.of.tape(), x.tape()) && self.of.index() == x.index()
+    }
+}
+
+impl<T: Float> std::fmt::Debug for RowMoments<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowMoments").field("of", &self.of.index()).field("rows", &self.rows.dims()[0]).finish()
+    }
+}
+
+/// The choices of [`batch_norm_train_opts`], the one entry behind every
+/// training-mode batch norm: the default is a plain [`batch_norm_train`].
+pub struct BatchNormTrainOptions<'t, T: Float> {
+    /// A ReLU after the normalisation, in the same op
+    /// ([`batch_norm_relu_train`]).
+    pub relu: bool,
+    /// Normalise over the batch of every rank of this group
+    /// ([`sync_batch_norm_train`]).
+    pub group: Option<Arc<dyn Collective>>,
+    /// The input's row moments, gathered by the op that made it; `None`
+    /// computes them from the input.
+    pub moments: Option<RowMoments<'t, T>>,
+}
+
+impl<T: Float> Default for BatchNormTrainOptions<'_, T> {
+    fn default() -> Self {
+        BatchNormTrainOptions { relu: false, group: None, moments: None }
+    }
+}
+
+/// Training-mode batch norm with every choice spelled out
+/// ([`BatchNormTrainOptions`]): what [`batch_norm_train`] and its ReLU and
+/// synchronised forms call.
+///
+/// ```
+/// use wengert_core::{Tape, Tensor};
+/// use wengert_ops::{batch_norm_train, batch_norm_train_opts, BatchNormTrainOptions};
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::from_vec(vec![1.0, -2.0, 0.5, 3.0], [2, 2, 1, 1])?);
+/// let (a, _) = batch_norm_train(x, None, None, 1e-5)?;
+/// let (b, _) = batch_norm_train_opts(x, None, None, 1e-5, BatchNormTrainOptions::default())?;
+/// assert_eq!(a.value()?, b.value()?);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub fn batch_norm_train_opts<'t, T: Float>(
+    x: Var<'t, T>,
+    weight: Option<Var<'t, T>>,
+    bias: Option<Var<'t, T>>,
+    eps: f64,
+    opts: BatchNormTrainOptions<'t, T>,
+) -> Result<(Var<'t, T>, BatchStats<T>)> {
+    let BatchNormTrainOptions { relu, group, moments } = opts;
+    let (c, _) =
+        check_bn(x, &[("weight", weight.map(|w| w.shape()).as_deref()), ("bias", bias.map(|b| b.shape()).as_deref())])?;
+    check_eps("batch_norm", eps)?;
+    let s = x.shape();
+    let local = s.numel() / c.max(1);
+    if local < 1 && group.is_none() {
+        return Err(Error::shape("batch_norm", format!("input is {s}: no values per channel")));
+    }
+    let tape = x.tape();
+    let w = weight.unwrap_or_else(|| tape.constant(Tensor::ones([c])));
+    let b = bias.unwrap_or_else(|| tape.constant(Tensor::zeros([c])));
+    if let Some(m) = &moments {
+        if !m.describe(x) {
+            return Err(Error::argument(
+                "batch_norm",
+                "moments",
+                format!("describe entry {} of a tape, not the input (entry {})", m.of.index(), x.index()),
+            ));
+        }
+    }
+    let rows = moments.as_ref().map(|m| m.rows.data());
+    let (mean, var, count) = channel_stats(&x.value()?, c, rows, group.as_deref())?;
+    if count < 1.0 {
+        return Err(Error::shape("batch_norm", format!("input is {s} on every rank: no values per channel")));
+    }
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps, group, relu }, &[x, w, b])?;
+    let to_tensor = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(T::of).collect(), [c]);
+    let stats = BatchStats { mean: to_tensor(mean)?, var: to_tensor(var)?, count: count as usize };
+    Ok((y, stats))
+}
+
 /// Checks x, weight and bias, and returns the channel count and the shape
 /// that broadcasts a `[C]` vector over `x`.
 fn check_bn<T: Float>(x: Var<'_, T>, params: &[(&str, Option<&[usize]>)]) -> Result<(usize, Vec<usize>)> {
@@ -84,7 +200,7 @@ pub fn batch_norm_train<'t, T: Float>(
     bias: Option<Var<'t, T>>,
     eps: f64,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    batch_norm_train_with(x, weight, bias, eps, None, false)
+    batch_norm_train_opts(x, weight, bias, eps, BatchNormTrainOptions::default())
 }
 
 /// Synchronised batch norm (PyTorch: `torch.nn.SyncBatchNorm`): training
@@ -105,7 +221,13 @@ pub fn sync_batch_norm_train<'t, T: Float>(
     eps: f64,
     group: &Arc<dyn Collective>,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    batch_norm_train_with(x, weight, bias, eps, Some(group.clone()), false)
+    batch_norm_train_opts(
+        x,
+        weight,
+        bias,
+        eps,
+        BatchNormTrainOptions { group: Some(group.clone()), ..Default::default() },
+    )
 }
 
 /// `relu(batch_norm_train(x, weight, bias, eps))` as one op: the
@@ -132,7 +254,7 @@ pub fn batch_norm_relu_train<'t, T: Float>(
     bias: Option<Var<'t, T>>,
     eps: f64,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    batch_norm_train_with(x, weight, bias, eps, None, true)
+    batch_norm_train_opts(x, weight, bias, eps, BatchNormTrainOptions { relu: true, ..Default::default() })
 }
 
 /// [`sync_batch_norm_train`] followed by ReLU, as one op (see
@@ -144,37 +266,13 @@ pub fn sync_batch_norm_relu_train<'t, T: Float>(
     eps: f64,
     group: &Arc<dyn Collective>,
 ) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    batch_norm_train_with(x, weight, bias, eps, Some(group.clone()), true)
-}
-
-fn batch_norm_train_with<'t, T: Float>(
-    x: Var<'t, T>,
-    weight: Option<Var<'t, T>>,
-    bias: Option<Var<'t, T>>,
-    eps: f64,
-    group: Option<Arc<dyn Collective>>,
-    relu: bool,
-) -> Result<(Var<'t, T>, BatchStats<T>)> {
-    let (c, _) =
-        check_bn(x, &[("weight", weight.map(|w| w.shape()).as_deref()), ("bias", bias.map(|b| b.shape()).as_deref())])?;
-    check_eps("batch_norm", eps)?;
-    let s = x.shape();
-    let local = s.numel() / c.max(1);
-    if local < 1 && group.is_none() {
-        return Err(Error::shape("batch_norm", format!("input is {s}: no values per channel")));
-    }
-    let tape = x.tape();
-    let w = weight.unwrap_or_else(|| tape.constant(Tensor::ones([c])));
-    let b = bias.unwrap_or_else(|| tape.constant(Tensor::zeros([c])));
-    let (mean, var, count) = channel_stats(&x.value()?, c, group.as_deref())?;
-    if count < 1.0 {
-        return Err(Error::shape("batch_norm", format!("input is {s} on every rank: no values per channel")));
-    }
-    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps, group, relu }, &[x, w, b])?;
-    let to_tensor = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(T::of).collect(), [c]);
-    let stats = BatchStats { mean: to_tensor(mean)?, var: to_tensor(var)?, count: count as usize };
-    Ok((y, stats))
+    batch_norm_train_opts(
+        x,
+        weight,
+        bias,
+        eps,
+        BatchNormTrainOptions { relu: true, group: Some(group.clone()), moments: None },
+    )
 }
 
 /// Lanes of the f64 sums below: independent accumulators the compiler
@@ -222,7 +320,11 @@ fn per_image_chunk<A: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> A + 
 /// channel) two-pass while it is in cache, the rows merged with Chan,
 /// Golub and LeVeque's update, which keeps the two-pass method's accuracy.
 /// In parallel over chunks of images ([`per_image_chunk`]), merged in order.
-fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
+///
+/// `rows`, when given, are the rows' moments already gathered
+/// ([`RowMoments`], mean and M2 side by side): they are merged in the same order, so the result is
+/// the same to the bit, and `x` is not read.
+fn channel_moments<T: Float>(x: &Tensor<T>, c: usize, rows: Option<&[f64]>) -> Vec<(f64, f64, f64)> {
     let n = x.dims()[0];
     let inner = x.numel() / (n * c).max(1);
     let data = x.data();
@@ -238,11 +340,15 @@ fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
     if inner == 0 {
         return all;
     }
+    let rows = rows.filter(|r| r.len() == 2 * n * c);
     let chunks = per_image_chunk(n, |images| {
         let mut acc = vec![(0.0f64, 0.0f64, 0.0f64); c];
         for i in images {
             for (ch, a) in acc.iter_mut().enumerate() {
-                let (rmean, rm2) = row_moments(&data[(i * c + ch) * inner..][..inner]);
+                let (rmean, rm2) = match rows {
+                    Some(r) => (r[2 * (i * c + ch)], r[2 * (i * c + ch) + 1]),
+                    None => row_moments(&data[(i * c + ch) * inner..][..inner]),
+                };
                 *a = merge(*a, (inner as f64, rmean, rm2));
             }
         }
@@ -258,7 +364,7 @@ fn channel_moments<T: Float>(x: &Tensor<T>, c: usize) -> Vec<(f64, f64, f64)> {
 
 vectorised_fn! {
     /// The mean of a row and the sum of its squared deviations from it.
-    fn row_moments<T: Float>(row: &[T]) -> (f64, f64) {
+    pub(crate) fn row_moments<T: Float>(row: &[T]) -> (f64, f64) {
         let mean = lane_sum(row, row, row, |v, _, _| v.as_f64()) / row.len() as f64;
         (mean, lane_sum(row, row, row, |v, _, _| (v.as_f64() - mean) * (v.as_f64() - mean)))
     }
@@ -346,9 +452,10 @@ vectorised_fn! {
 fn channel_stats<T: Float>(
     x: &Tensor<T>,
     c: usize,
+    rows: Option<&[f64]>,
     group: Option<&dyn Collective>,
 ) -> Result<(Vec<f64>, Vec<f64>, f64)> {
-    let local = channel_moments(x, c);
+    let local = channel_moments(x, c, rows);
     let local_count = (x.numel() / c.max(1)) as f64;
     let mut sums: Vec<f64> = local.iter().map(|&(n, m, _)| n * m).chain([local_count]).collect();
     if let Some(g) = group {

@@ -36,6 +36,14 @@ impl<T: Float> Conv2d<T> {
 impl<T: Float> Module<T> for Conv2d<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let w = step.param(&self.weight);
+        if self.bias.is_none() && step.moments_wanted() {
+            // A batch norm follows: its statistics are gathered here.
+            let (y, moments) = wengert_ops::conv2d_with_moments(x, w, &self.options)?;
+            if let Some(m) = moments {
+                step.offer_moments(m);
+            }
+            return Ok(y);
+        }
         let b = self.bias.as_ref().map(|b| step.param(b));
         wengert_ops::conv2d(x, w, b, &self.options)
     }

@@ -1,5 +1,6 @@
 use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Tensor, Var};
+use wengert_ops::BatchNormTrainOptions;
 
 /// Batch normalisation over `[N, C, H, W]` (or `[N, C]`) with learned scale
 /// and shift and running estimates of the mean and variance.
@@ -107,14 +108,17 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
             let y = wengert_ops::batch_norm_eval(x, Some(w), Some(b), &self.running_mean, &self.running_var, self.eps)?;
             return if self.relu { wengert_ops::relu(y) } else { Ok(y) };
         }
-        let (y, stats) = match (step.sync_bn(), self.relu) {
-            (Some(group), false) => wengert_ops::sync_batch_norm_train(x, Some(w), Some(b), self.eps, group)?,
-            (Some(group), true) => wengert_ops::sync_batch_norm_relu_train(x, Some(w), Some(b), self.eps, group)?,
-            (None, false) => wengert_ops::batch_norm_train(x, Some(w), Some(b), self.eps)?,
-            (None, true) => wengert_ops::batch_norm_relu_train(x, Some(w), Some(b), self.eps)?,
-        };
+        let opts =
+            BatchNormTrainOptions { relu: self.relu, group: step.sync_bn().cloned(), moments: step.take_moments(x) };
+        let (y, stats) = wengert_ops::batch_norm_train_opts(x, Some(w), Some(b), self.eps, opts)?;
         self.update_running(&stats)?;
         Ok(y)
+    }
+
+    /// In a training step it normalises with the batch's statistics, which
+    /// the layer before it can gather ([`Step::take_moments`]).
+    fn uses_input_moments(&self) -> bool {
+        true
     }
 }
 

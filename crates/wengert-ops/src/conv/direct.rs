@@ -265,6 +265,55 @@ impl<S: Simd> Plan<S> {
 /// `y = conv2d(x, w)` on the direct path, or `None` when it does not apply
 /// (see [`applies`]) or `T` is not `f32`.
 pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<Vec<T>> {
+    forward_gathering(g, x, w, None)
+}
+
+/// [`forward`], and with it the mean and the sum of squared deviations of
+/// every output row (`[N·C_out]`, image-major, the two side by side), each
+/// taken as soon as its tile is written, while it is in cache: what batch
+/// norm reads its input for ([`crate::norm::row_moments`], so the same
+/// values to the bit). The moments' buffer comes from the tensor pool.
+pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<(Vec<T>, Vec<f64>)> {
+    let mut rows = wengert_core::buffer::zeroed::<f64>(2 * g.n * g.c_out);
+    let y = forward_gathering(g, x, w, Some(RowsOut { at: rows.as_mut_ptr(), len: rows.len() }))?;
+    Some((y, rows))
+}
+
+/// Where [`forward_with`] puts each output row's moments: `len` floats at
+/// `at`, row `r`'s mean at `2r` and sum of squared deviations at `2r + 1`.
+/// Every unit writes the rows of its own image and channels, so no two
+/// threads touch the same float.
+#[derive(Clone, Copy)]
+struct RowsOut {
+    at: *mut f64,
+    len: usize,
+}
+
+// SAFETY: the units that share a `RowsOut` write disjoint rows (see
+// `RowsOut::put`), and its owner reads them only after every unit is done.
+unsafe impl Send for RowsOut {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for RowsOut {}
+
+impl RowsOut {
+    /// Stores row `r`'s moments.
+    ///
+    /// # Safety
+    /// `at` is valid for `len` floats for as long as this runs, and no other
+    /// thread reads or writes row `r` meanwhile.
+    unsafe fn put(self, r: usize, (mean, m2): (f64, f64)) {
+        assert!(2 * r + 1 < self.len, "row {r} of {}", self.len / 2);
+        // SAFETY: in bounds (checked above), and this thread's alone (the
+        // caller's promise).
+        unsafe {
+            *self.at.add(2 * r) = mean;
+            *self.at.add(2 * r + 1) = m2;
+        }
+    }
+}
+
+/// [`forward`], putting each output row's moments into `rows` when given.
+fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], rows: Option<RowsOut>) -> Option<Vec<T>> {
     let (x, w) = (f32s(x)?, f32s(w)?);
     if !applies(g) {
         return None;
@@ -272,9 +321,9 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<Vec<T>
     // SAFETY: `active` never names a level the CPU lacks.
     match isa::active() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(unsafe { forward_with::<Avx512, T, 8>(g, x, w) }),
+        Isa::Avx512 => Some(unsafe { forward_with::<Avx512, T, 8>(g, x, w, rows) }),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(unsafe { forward_with::<Avx2, T, 4>(g, x, w) }),
+        Isa::Avx2 => Some(unsafe { forward_with::<Avx2, T, 4>(g, x, w, rows) }),
         _ => None,
     }
 }
@@ -699,7 +748,12 @@ unsafe fn wgrad_outer<S: Simd, const OV: usize, const CT: usize>(
 
 /// # Safety
 /// The CPU supports `S`'s instructions.
-unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<T> {
+unsafe fn forward_with<S: Simd, T: Float, const O: usize>(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    rows: Option<RowsOut>,
+) -> Vec<T> {
     let plan = Plan::<S>::new(g);
     let (cg, og, p, ne) = (g.cg(), g.og(), plan.p, plan.ne);
     let (img, group) = (g.c_in * g.h * g.w, cg * g.h * g.w);
@@ -724,6 +778,13 @@ unsafe fn forward_with<S: Simd, T: Float, const O: usize>(g: &Geometry, x: &[f32
             // one image, `yb` its `O` output planes, `wp` holds every
             // tile's packed weights.
             unsafe { S::forward_unit::<O>(&plan, xg.as_ptr(), yb.as_mut_ptr(), &wp[tile * ne * O..][..ne * O]) };
+            if let Some(rows) = rows {
+                for (o, plane) in yb.chunks_exact(p).enumerate() {
+                    // SAFETY: `forward_moments` holds the buffer until every
+                    // unit is done, and row (n, tile·O + o) is this unit's.
+                    unsafe { rows.put(n * g.c_out + tile * O + o, crate::norm::row_moments(plane)) };
+                }
+            }
         })
     })
 }
@@ -1541,7 +1602,7 @@ mod tests {
             let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
             let abs = |v: &[f32]| v.iter().map(|&a| a.abs() as f64).collect::<Vec<f64>>();
             // SAFETY: each caller checked that the CPU has S.
-            let y: Vec<f32> = unsafe { forward_with::<S, f32, O>(&g, &x, &w) };
+            let y: Vec<f32> = unsafe { forward_with::<S, f32, O>(&g, &x, &w, None) };
             let want = super::super::kernel::forward_im2col(&g, &wide(&x), &wide(&w));
             let bound = super::super::kernel::forward_im2col(&g, &abs(&x), &abs(&w));
             for ((a, b), m) in y.iter().zip(&want).zip(&bound) {

@@ -181,6 +181,15 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     forward_im2col(g, x, w)
 }
 
+/// `y = conv2d(x, w)` and, where the direct path runs, the moments of
+/// every output row it gathered on the way (see [`super::direct::forward_moments`]).
+pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<f64>>) {
+    match super::direct::forward_moments(g, x, w) {
+        Some((y, rows)) => (y, Some(rows)),
+        None => (forward_im2col(g, x, w), None),
+    }
+}
+
 /// `y = conv2d(x, w)` by unfolding and GEMM: every geometry and type.
 pub(super) fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);

@@ -15,6 +15,8 @@
 mod direct;
 mod kernel;
 
+use crate::norm::RowMoments;
+use std::sync::{Arc, Mutex};
 use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
 /// Settings of [`conv2d`]; the default is stride 1, no padding, no dilation, one group.
@@ -332,6 +334,22 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// Checks the two inputs' shapes; returns the output's.
+    fn check<T: Float>(&self, inputs: &[&Tensor<T>]) -> Result<[usize; 4]> {
+        let g = &self.geom;
+        let op = <Self as Op<T>>::name(self);
+        let (expect_a, expect_b, out) = match self.role {
+            Role::Forward => (("input", g.x_dims()), ("weight", g.w_dims()), g.y_dims()),
+            Role::InputGrad => (("input", g.y_dims()), ("weight", g.w_dims()), g.x_dims()),
+            Role::WeightGrad => (("input", g.x_dims()), ("output gradient", g.y_dims()), g.w_dims()),
+        };
+        g.expect(op, expect_a.0, inputs[0].dims(), expect_a.1)?;
+        g.expect(op, expect_b.0, inputs[1].dims(), expect_b.1)?;
+        Ok(out)
+    }
+}
+
 impl<T: Float> Op<T> for Conv {
     fn name(&self) -> &'static str {
         match self.role {
@@ -346,16 +364,8 @@ impl<T: Float> Op<T> for Conv {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        let g = &self.geom;
-        let op = <Self as Op<T>>::name(self);
-        let (a, b) = (inputs[0], inputs[1]);
-        let (expect_a, expect_b, out) = match self.role {
-            Role::Forward => (("input", g.x_dims()), ("weight", g.w_dims()), g.y_dims()),
-            Role::InputGrad => (("input", g.y_dims()), ("weight", g.w_dims()), g.x_dims()),
-            Role::WeightGrad => (("input", g.x_dims()), ("output gradient", g.y_dims()), g.w_dims()),
-        };
-        g.expect(op, expect_a.0, a.dims(), expect_a.1)?;
-        g.expect(op, expect_b.0, b.dims(), expect_b.1)?;
+        let (g, (a, b)) = (&self.geom, (inputs[0], inputs[1]));
+        let out = self.check(inputs)?;
         let data = match self.role {
             Role::Forward => kernel::forward(g, a.data(), b.data()),
             Role::InputGrad => kernel::input_grad(g, a.data(), b.data()),
@@ -398,6 +408,50 @@ impl<T: Float> Op<T> for Conv {
     }
 }
 
+/// The forward convolution, handing the moments of its output's rows, when
+/// its kernel gathers them, to [`conv2d_with_moments`] through `rows`. The
+/// same op as [`Conv`] in every other respect: its name, its work and its
+/// derivatives are the convolution's.
+struct ConvGathering {
+    conv: Conv,
+    rows: Arc<Mutex<Option<Vec<f64>>>>,
+}
+
+impl<T: Float> Op<T> for ConvGathering {
+    fn name(&self) -> &'static str {
+        <Conv as Op<T>>::name(&self.conv)
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let out = self.conv.check(inputs)?;
+        let (data, rows) = kernel::forward_moments(&self.conv.geom, inputs[0].data(), inputs[1].data());
+        *self.rows.lock().unwrap_or_else(|p| p.into_inner()) = rows;
+        Tensor::from_vec(data, out)
+    }
+
+    fn flops(&self, inputs: &[&Tensor<T>], output: &Tensor<T>) -> Option<f64> {
+        <Conv as Op<T>>::flops(&self.conv, inputs, output)
+    }
+
+    fn vjp<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        output: Var<'t, T>,
+        g: Var<'t, T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<'t, T>> {
+        self.conv.vjp(inputs, output, g, needs)
+    }
+
+    fn reads_output(&self) -> bool {
+        false
+    }
+}
+
 /// Adds a `[C]` bias along axis 1 of an NCHW result.
 fn add_bias<'t, T: Float>(op: &str, y: Var<'t, T>, bias: Option<Var<'t, T>>) -> Result<Var<'t, T>> {
     let Some(b) = bias else { return Ok(y) };
@@ -434,6 +488,44 @@ pub fn conv2d<'t, T: Float>(
     let geom = conv_geometry(&x.shape(), &w.shape(), opts)?;
     let y = x.tape().apply(Conv { geom, role: Role::Forward }, &[x, w])?;
     add_bias("conv2d", y, bias)
+}
+
+/// [`conv2d`] without a bias, and the mean and sum of squared deviations of
+/// each of the output's rows (one image's channel), for a training-mode
+/// batch norm of the output ([`crate::BatchNormTrainOptions::moments`]).
+/// The direct kernels (`f32`, the geometries ResNets use) take them as each
+/// tile is written, while it is in cache, and spare the batch norm a pass
+/// over memory; elsewhere the moments are `None` and the batch norm takes
+/// them itself. Either way its results are the same to the bit.
+///
+/// ```
+/// use wengert_core::{Tape, Tensor};
+/// use wengert_ops::{batch_norm_train, batch_norm_train_opts, conv2d_with_moments, BatchNormTrainOptions, Conv2dOptions};
+///
+/// let tape = Tape::<f32>::new();
+/// let x = tape.leaf(Tensor::from_vec((0..2 * 8 * 36).map(|i| (i % 7) as f32 - 3.0).collect(), [2, 8, 6, 6])?);
+/// let w = tape.leaf(Tensor::from_vec((0..8 * 8 * 9).map(|i| (i % 5) as f32 * 0.1).collect(), [8, 8, 3, 3])?);
+/// let (y, moments) = conv2d_with_moments(x, w, &Conv2dOptions::square(1, 1))?;
+/// let (plain, _) = batch_norm_train(y, None, None, 1e-5)?;
+/// let (fused, _) = batch_norm_train_opts(y, None, None, 1e-5, BatchNormTrainOptions { moments, ..Default::default() })?;
+/// assert_eq!(plain.value()?, fused.value()?);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub fn conv2d_with_moments<'t, T: Float>(
+    x: Var<'t, T>,
+    w: Var<'t, T>,
+    opts: &Conv2dOptions,
+) -> Result<(Var<'t, T>, Option<RowMoments<'t, T>>)> {
+    let geom = conv_geometry(&x.shape(), &w.shape(), opts)?;
+    let rows = Arc::new(Mutex::new(None));
+    let op = ConvGathering { conv: Conv { geom, role: Role::Forward }, rows: rows.clone() };
+    let y = x.tape().apply(op, &[x, w])?;
+    let rows = rows.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let moments = match rows {
+        Some(r) => Some(RowMoments::new(y, Tensor::from_vec(r, [geom.n * geom.c_out, 2])?)),
+        None => None,
+    };
+    Ok((y, moments))
 }
 
 /// 2-d transposed convolution of `x [N, C_in, H, W]` with
