@@ -1,5 +1,7 @@
 //! The fused ops against the ops they fuse: `batch_norm_relu_train` is
-//! `relu(batch_norm_train(..))`, `add_relu(a, b)` is `relu(a + b)`, and a
+//! `relu(batch_norm_train(..))`, `add_relu(a, b)` is `relu(a + b)`,
+//! `batch_norm_eval` and `batch_norm_relu_eval` are the composition of
+//! `sub`, `mul`, `mul`, `add` (and `relu`) they replace, and a
 //! batch norm given the row moments its convolution gathered is the batch
 //! norm that gathers its own, to the bit, in both precisions: outputs,
 //! gradients of the fused backward kernels, and gradients recorded for
@@ -10,8 +12,8 @@ use std::cell::Cell;
 use wengert::core::{Float, Result, Tape, Tensor, Var};
 use wengert::ops::isa::{self, Isa};
 use wengert::ops::{
-    add_relu, batch_norm_relu_train, batch_norm_train, batch_norm_train_opts, conv2d, conv2d_with_moments, relu,
-    BatchNormTrainOptions, Conv2dOptions,
+    add_relu, batch_norm_eval, batch_norm_relu_eval, batch_norm_relu_train, batch_norm_train, batch_norm_train_opts,
+    conv2d, conv2d_with_moments, relu, BatchNormTrainOptions, Conv2dOptions,
 };
 
 fn bits<T: Float>(t: &Tensor<T>) -> Vec<u64> {
@@ -94,8 +96,74 @@ fn grid(shape: Vec<usize>) -> impl Strategy<Value = Tensor<f64>> {
         .prop_map(move |v| Tensor::from_vec(v.into_iter().map(|k| k as f64 / 4.0).collect(), shape.clone()).unwrap())
 }
 
+/// Evaluation-mode batch norm (with a ReLU when `relu`; with or without
+/// weight and bias) against the composition of core ops it replaces, in
+/// precision `T`: the same outputs, gradients and second derivatives.
+fn eval_matches_its_composition<T: Float>(inputs: &[Tensor<f64>], seed: &Tensor<f64>, relu: bool, affine: [bool; 2]) {
+    let inputs: Vec<Tensor<T>> = inputs.iter().map(cast).collect();
+    let (mean, var) = (&inputs[3], &inputs[4]);
+    let c = mean.numel();
+    // The inputs differentiated: x, then the weight and the bias where
+    // there are ones.
+    fn params<'t, T: Float>(v: &[Var<'t, T>], affine: [bool; 2]) -> (Option<Var<'t, T>>, Option<Var<'t, T>>) {
+        (affine[0].then(|| v[1]), affine[1].then(|| v[1 + affine[0] as usize]))
+    }
+    let used: Vec<Tensor<T>> =
+        inputs[..3].iter().enumerate().filter(|&(i, _)| i == 0 || affine[i - 1]).map(|(_, t)| t.clone()).collect();
+    let fused = results(
+        |v| {
+            let (w, b) = params(v, affine);
+            if relu {
+                batch_norm_relu_eval(v[0], w, b, mean, var, 1e-5)
+            } else {
+                batch_norm_eval(v[0], w, b, mean, var, 1e-5)
+            }
+        },
+        &used,
+        &cast(seed),
+    );
+    let composed = results(
+        |v| {
+            let tape = v[0].tape();
+            let column = |t: Tensor<T>| Ok::<_, wengert::core::Error>(tape.constant(t.reshape(vec![1, c, 1, 1])?));
+            let scale = var.map(|s| T::one() / (s + T::of(1e-5)).sqrt());
+            let mut y = v[0].sub(column(mean.clone())?)?.mul(column(scale)?)?;
+            let (w, b) = params(v, affine);
+            if let Some(w) = w {
+                y = y.mul(w.reshape(&[1, c, 1, 1])?)?;
+            }
+            if let Some(b) = b {
+                y = y.add(b.reshape(&[1, c, 1, 1])?)?;
+            }
+            if relu {
+                wengert::ops::relu(y)
+            } else {
+                Ok(y)
+            }
+        },
+        &used,
+        &cast(seed),
+    );
+    assert_eq!(fused, composed, "relu {relu}, weight and bias {affine:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn batch_norm_eval_is_its_composition(
+        (x, w, b, mean, var, g) in (1usize..4, 1usize..4, 1usize..5, 1usize..5).prop_flat_map(|(n, c, h, w)| {
+            let var = prop::collection::vec(0u8..12, c)
+                .prop_map(move |v| Tensor::from_vec(v.into_iter().map(|k| k as f64 / 4.0).collect(), [c]).unwrap());
+            (grid(vec![n, c, h, w]), grid(vec![c]), grid(vec![c]), grid(vec![c]), var, grid(vec![n, c, h, w]))
+        }),
+        relu in any::<bool>(),
+        affine in any::<[bool; 2]>(),
+    ) {
+        let inputs = [x, w, b, mean, var];
+        eval_matches_its_composition::<f64>(&inputs, &g, relu, affine);
+        eval_matches_its_composition::<f32>(&inputs, &g, relu, affine);
+    }
 
     #[test]
     fn batch_norm_relu_is_batch_norm_then_relu(

@@ -55,7 +55,7 @@ pub use conv::{conv2d, conv2d_with_moments, conv_transpose2d, Conv2dOptions, Con
 pub use loss::{cross_entropy, mse_loss};
 pub use matmul::{linear, matmul};
 pub use norm::{
-    batch_norm_eval, batch_norm_relu_train, batch_norm_train, batch_norm_train_opts, layer_norm,
+    batch_norm_eval, batch_norm_relu_eval, batch_norm_relu_train, batch_norm_train, batch_norm_train_opts, layer_norm,
     sync_batch_norm_relu_train, sync_batch_norm_train, BatchNormTrainOptions, BatchStats, RowMoments,
 };
 pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2d};

@@ -474,6 +474,22 @@ fn channel_stats<T: Float>(
     Ok((mean, var, count))
 }
 
+/// A batch norm op's name, with or without the ReLU after it.
+fn bn_name(relu: bool) -> &'static str {
+    if relu {
+        "batch_norm_relu"
+    } else {
+        "batch_norm"
+    }
+}
+
+/// A new tensor of `x`'s shape (`[N, C, ...]`) from `f(channel, row of x,
+/// its row of the output)` over every row, in parallel over images.
+fn map_rows<T: Float>(x: &Tensor<T>, f: impl Fn(usize, &[T], &mut [T]) + Sync) -> Result<Tensor<T>> {
+    let out = per_row([x, x, x], x.dims()[1], |ch, xs, _, _, ys| f(ch, xs, ys));
+    Tensor::from_vec(out, x.shape().clone())
+}
+
 /// Training-mode batch norm `y = (x − μ)·r·γ + β` over `[N, C, ...]` with the
 /// batch's per-channel mean `μ` and inverse deviation `r` (inputs `x`, `γ`, `β`).
 struct BatchNormTrain {
@@ -510,11 +526,7 @@ fn per_row<T: Float>(
 
 impl<T: Float> Op<T> for BatchNormTrain {
     fn name(&self) -> &'static str {
-        if self.relu {
-            "batch_norm_relu"
-        } else {
-            "batch_norm"
-        }
+        bn_name(self.relu)
     }
 
     fn arity(&self) -> Arity {
@@ -522,14 +534,11 @@ impl<T: Float> Op<T> for BatchNormTrain {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        let (x, w, b) = (inputs[0], inputs[1].data(), inputs[2].data());
-        let c = x.dims()[1];
-        let relu = self.relu;
-        let out = per_row([x, x, x], c, |ch, xs, _, _, ys| {
+        let (w, b) = (inputs[1].data(), inputs[2].data());
+        map_rows(inputs[0], |ch, xs, ys| {
             let a = Affine::of(w[ch], b[ch], self.mean[ch], self.inv_std[ch]);
-            normalize_row(xs, ys, a.scale, a.shift, relu);
-        });
-        Tensor::from_vec(out, x.shape().clone())
+            normalize_row(xs, ys, a.scale, a.shift, self.relu);
+        })
     }
 
     /// Differentiates the composition of core ops, which can be
@@ -686,6 +695,11 @@ fn batch_norm_composite<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, b: Var<'t, T
 
 /// Batch normalisation in evaluation mode: normalises with the given running
 /// statistics (constants: no gradient flows into them).
+///
+/// One op and one pass over memory, `((x − μ)·r)·γ + β` per element with
+/// `r = 1/√(σ² + ε)`, rounded step by step as the composition of `sub`,
+/// `mul`, `mul` and `add` rounds it, so the results are that
+/// composition's to the bit; its gradients are the composition's.
 pub fn batch_norm_eval<'t, T: Float>(
     x: Var<'t, T>,
     weight: Option<Var<'t, T>>,
@@ -694,7 +708,44 @@ pub fn batch_norm_eval<'t, T: Float>(
     running_var: &Tensor<T>,
     eps: f64,
 ) -> Result<Var<'t, T>> {
-    let (_, bshape) = check_bn(
+    batch_norm_eval_with(x, weight, bias, running_mean, running_var, eps, false)
+}
+
+/// `relu(batch_norm_eval(..))` as one op and one pass over memory, the
+/// same to the bit (see [`batch_norm_eval`]).
+///
+/// ```
+/// use wengert_core::{Tape, Tensor};
+/// use wengert_ops::{batch_norm_eval, batch_norm_relu_eval, relu};
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::from_vec(vec![1.0, -2.0, 0.5, 3.0], [2, 2, 1, 1])?);
+/// let (mean, var) = (Tensor::from_vec(vec![0.5, 1.0], [2])?, Tensor::from_vec(vec![2.0, 0.25], [2])?);
+/// let fused = batch_norm_relu_eval(x, None, None, &mean, &var, 1e-5)?;
+/// assert_eq!(fused.value()?, relu(batch_norm_eval(x, None, None, &mean, &var, 1e-5)?)?.value()?);
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub fn batch_norm_relu_eval<'t, T: Float>(
+    x: Var<'t, T>,
+    weight: Option<Var<'t, T>>,
+    bias: Option<Var<'t, T>>,
+    running_mean: &Tensor<T>,
+    running_var: &Tensor<T>,
+    eps: f64,
+) -> Result<Var<'t, T>> {
+    batch_norm_eval_with(x, weight, bias, running_mean, running_var, eps, true)
+}
+
+fn batch_norm_eval_with<'t, T: Float>(
+    x: Var<'t, T>,
+    weight: Option<Var<'t, T>>,
+    bias: Option<Var<'t, T>>,
+    running_mean: &Tensor<T>,
+    running_var: &Tensor<T>,
+    eps: f64,
+    relu: bool,
+) -> Result<Var<'t, T>> {
+    let (c, _) = check_bn(
         x,
         &[
             ("weight", weight.map(|w| w.shape()).as_deref()),
@@ -708,11 +759,111 @@ pub fn batch_norm_eval<'t, T: Float>(
         return Err(Error::argument("batch_norm", "running_var", format!("variances must be non-negative, found {v}")));
     }
     let tape = x.tape();
-    // Fold the statistics into one scale and shift: y = x·s + t.
-    let scale = running_var.map(|v| T::one() / (v + T::of(eps)).sqrt());
-    let mean = tape.constant(running_mean.reshape(bshape.clone())?);
-    let y = x.sub(mean)?.mul(tape.constant(scale.reshape(bshape.clone())?))?;
-    affine(y, weight, bias, &bshape)
+    // No weight multiplies by one and no bias adds −0: both leave every
+    // value as it is, −0 included.
+    let w = weight.unwrap_or_else(|| tape.constant(Tensor::ones([c])));
+    let b = bias.unwrap_or_else(|| tape.constant(Tensor::full([c], -T::zero())));
+    let scale = running_var.data().iter().map(|&v| T::one() / (v + T::of(eps)).sqrt()).collect();
+    tape.apply(BatchNormEval { mean: running_mean.to_vec(), scale, relu }, &[x, w, b])
+}
+
+/// Evaluation-mode batch norm `y = ((x − μ)·r)·γ + β` over `[N, C, ...]`
+/// with constant per-channel `μ` and `r` (inputs `x`, `γ`, `β`), and a ReLU
+/// after it when `relu`.
+struct BatchNormEval<T> {
+    mean: Vec<T>,
+    /// `1/√(σ² + ε)` per channel.
+    scale: Vec<T>,
+    relu: bool,
+}
+
+impl<T: Float> BatchNormEval<T> {
+    /// The composition this op computes, as ordinary ops on `x`'s tape.
+    fn composite<'t>(&self, x: Var<'t, T>, w: Var<'t, T>, b: Var<'t, T>) -> Result<Var<'t, T>> {
+        let tape = x.tape();
+        let mut bshape = vec![1; x.shape().rank()];
+        bshape[1] = self.mean.len();
+        let column = |v: &[T]| Tensor::from_vec(v.to_vec(), bshape.clone()).map(|t| tape.constant(t));
+        let y = x.sub(column(&self.mean)?)?.mul(column(&self.scale)?)?;
+        let y = affine(y, Some(w), Some(b), &bshape)?;
+        if self.relu {
+            crate::relu(y)
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+impl<T: Float> Op<T> for BatchNormEval<T> {
+    fn name(&self) -> &'static str {
+        bn_name(self.relu)
+    }
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(3)
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let (w, b) = (inputs[1].data(), inputs[2].data());
+        map_rows(inputs[0], |ch, xs, ys| eval_row(xs, ys, [self.mean[ch], self.scale[ch], w[ch], b[ch]], self.relu))
+    }
+
+    /// Differentiates the composition, which can be differentiated again.
+    fn vjp<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        g: Var<'t, T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<'t, T>> {
+        let y = self.composite(inputs[0], inputs[1], inputs[2])?;
+        vjp_of_recording(y, inputs, g, needs)
+    }
+
+    /// The composition's unrecorded backward, on a tape of its own.
+    /// (Evaluation-mode batch norm is differentiated rarely, when a model
+    /// is tuned with its statistics frozen; this keeps its gradients the
+    /// composition's, bit for bit.)
+    fn tensor_backward<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _: Var<'t, T>,
+        grad: &Tensor<T>,
+        needs: &[bool],
+    ) -> Option<Result<TensorGrads<T>>> {
+        let run = || {
+            let tape = wengert_core::Tape::new();
+            let vars = inputs.iter().map(|v| Ok(tape.leaf(v.value()?))).collect::<Result<Vec<_>>>()?;
+            let y = self.composite(vars[0], vars[1], vars[2])?;
+            let opts =
+                wengert_core::BackwardOptions { seed: Some(grad.clone()), wrt: Some(&vars), ..Default::default() };
+            let g = tape.backward_with(y, opts)?;
+            Ok(vars.iter().zip(needs).map(|(v, &n)| if n { g.get(*v).cloned() } else { None }).collect())
+        };
+        Some(run())
+    }
+
+    /// The backward pass forms the composition again from the inputs.
+    fn reads_output(&self) -> bool {
+        false
+    }
+
+    /// One pass over `x`, the same pass the forward made.
+    fn recomputable(&self) -> bool {
+        true
+    }
+}
+
+vectorised_fn! {
+    /// `ys = ((x − m)·s)·w + b`, each step rounded, then a ReLU when `relu`.
+    fn eval_row<T: Float>(xs: &[T], ys: &mut [T], k: [T; 4], relu: bool) {
+        let [m, s, w, b] = k;
+        if relu {
+            ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = relu_of((v - m) * s * w + b));
+        } else {
+            ys.iter_mut().zip(xs).for_each(|(y, &v)| *y = (v - m) * s * w + b);
+        }
+    }
 }
 
 /// Layer normalisation (Ba et al. 2016) over the trailing axes given by

@@ -105,8 +105,12 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let (w, b) = (step.param(&self.weight), step.param(&self.bias));
         if !step.is_training() {
-            let y = wengert_ops::batch_norm_eval(x, Some(w), Some(b), &self.running_mean, &self.running_var, self.eps)?;
-            return if self.relu { wengert_ops::relu(y) } else { Ok(y) };
+            let (mean, var) = (&self.running_mean, &self.running_var);
+            return if self.relu {
+                wengert_ops::batch_norm_relu_eval(x, Some(w), Some(b), mean, var, self.eps)
+            } else {
+                wengert_ops::batch_norm_eval(x, Some(w), Some(b), mean, var, self.eps)
+            };
         }
         let opts =
             BatchNormTrainOptions { relu: self.relu, group: step.sync_bn().cloned(), moments: step.take_moments(x) };
