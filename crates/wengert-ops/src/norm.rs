@@ -322,8 +322,8 @@ fn per_image_chunk<A: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> A + 
 /// In parallel over chunks of images ([`per_image_chunk`]), merged in order.
 ///
 /// `rows`, when given, are the rows' moments already gathered
-/// ([`RowMoments`], mean and M2 side by side): they are merged in the same order, so the result is
-/// the same to the bit, and `x` is not read.
+/// ([`RowMoments`], mean and M2 side by side): they are merged in the
+/// same order, so the result is the same to the bit, and `x` is not read.
 fn channel_moments<T: Float>(x: &Tensor<T>, c: usize, rows: Option<&[f64]>) -> Vec<(f64, f64, f64)> {
     let n = x.dims()[0];
     let inner = x.numel() / (n * c).max(1);

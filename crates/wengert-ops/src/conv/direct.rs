@@ -274,6 +274,9 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<Vec<T>
 /// norm reads its input for ([`crate::norm::row_moments`], so the same
 /// values to the bit). The moments' buffer comes from the tensor pool.
 pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<(Vec<T>, Vec<f64>)> {
+    if T::DTYPE != DType::F32 || !applies(g) {
+        return None;
+    }
     let mut rows = wengert_core::buffer::zeroed::<f64>(2 * g.n * g.c_out);
     let y = forward_gathering(g, x, w, Some(RowsOut { at: rows.as_mut_ptr(), len: rows.len() }))?;
     Some((y, rows))

@@ -332,9 +332,7 @@ impl Conv {
     fn apply<'t, T: Float>(&self, role: Role, a: Var<'t, T>, b: Var<'t, T>) -> Result<Var<'t, T>> {
         a.tape().apply(Conv { geom: self.geom, role }, &[a, b])
     }
-}
 
-impl Conv {
     /// Checks the two inputs' shapes; returns the output's.
     fn check<T: Float>(&self, inputs: &[&Tensor<T>]) -> Result<[usize; 4]> {
         let g = &self.geom;
