@@ -438,18 +438,22 @@ pub struct Step<'t, T: Float> {
 }
 
 impl<'t, T: Float> Step<'t, T> {
-    /// A training step: batch statistics, running-statistic updates, dropout
-    /// active with masks drawn from a generator seeded with `seed`.
-    pub fn train(tape: &'t Tape<T>, seed: u64) -> Self {
+    fn new(tape: &'t Tape<T>, training: bool, seed: u64) -> Self {
         Step {
             tape,
-            training: true,
+            training,
             rng: wengert_core::rng(seed),
             bound: HashMap::new(),
             sync_bn: None,
             moments_wanted: false,
             moments: None,
         }
+    }
+
+    /// A training step: batch statistics, running-statistic updates, dropout
+    /// active with masks drawn from a generator seeded with `seed`.
+    pub fn train(tape: &'t Tape<T>, seed: u64) -> Self {
+        Step::new(tape, true, seed)
     }
 
     /// Batch norm layers in this step normalise over the batch of all the
@@ -500,15 +504,7 @@ impl<'t, T: Float> Step<'t, T> {
 
     /// An evaluation step: running statistics, no dropout.
     pub fn eval(tape: &'t Tape<T>) -> Self {
-        Step {
-            tape,
-            training: false,
-            rng: wengert_core::rng(0),
-            bound: HashMap::new(),
-            sync_bn: None,
-            moments_wanted: false,
-            moments: None,
-        }
+        Step::new(tape, false, 0)
     }
 
     /// The tape.

@@ -12,9 +12,9 @@
 use crate::block::{Block, Kind, Shortcut};
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
-use wengert_nn::layer::{BatchNorm2d, Linear};
+use wengert_nn::layer::{conv2d_in_step, BatchNorm2d, Linear};
 use wengert_nn::{Module, Named, Param, Step, Visit};
-use wengert_ops::{conv2d, conv2d_with_moments, global_avg_pool2d, max_pool2d, Conv2dOptions, Pool2d};
+use wengert_ops::{global_avg_pool2d, max_pool2d, Conv2dOptions, Pool2d};
 
 /// The two families' stems and widths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,19 +215,14 @@ impl<T: Float> ResNet<T> {
 impl<T: Float> Module<T> for ResNet<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let (s, p) = if self.spec.family == Family::Cifar { (1, 1) } else { (2, 3) };
-        let (stem, opts) = (step.param(&self.stem), Conv2dOptions::square(s, p));
-        let mut h = match &mut self.bn1 {
-            Some(bn1) if step.is_training() => {
-                // The stem's kernel gathers the batch norm's statistics.
-                let (h, moments) = conv2d_with_moments(x, stem, &opts)?;
-                if let Some(m) = moments {
-                    step.offer_moments(m);
-                }
-                bn1.forward(step, h)?
-            }
-            Some(bn1) => bn1.forward(step, conv2d(x, stem, None, &opts)?)?,
-            None => conv2d(x, stem, None, &opts)?,
-        };
+        let stem = step.param(&self.stem);
+        // The stem's kernel gathers its batch norm's statistics.
+        step.want_moments(self.bn1.is_some());
+        let mut h = conv2d_in_step(step, x, stem, &Conv2dOptions::square(s, p))?;
+        step.want_moments(false);
+        if let Some(bn1) = &mut self.bn1 {
+            h = bn1.forward(step, h)?;
+        }
         if self.spec.family == Family::ImageNet {
             h = max_pool2d(h, &STEM_POOL)?;
         }

@@ -10,7 +10,7 @@ mod norm;
 mod recurrent;
 mod sequential;
 
-pub use conv::{Conv2d, ConvTranspose2d};
+pub use conv::{conv2d_in_step, Conv2d, ConvTranspose2d};
 pub use linear::Linear;
 pub use misc::{Activation, AvgPool2d, Dropout, Flatten, GlobalAvgPool2d, MaxPool2d};
 pub use norm::{BatchNorm2d, LayerNorm};
