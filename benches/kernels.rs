@@ -1,13 +1,19 @@
 //! The gemm and conv workloads of `../shared/bench/README.md` (f32, random
 //! inputs with fixed seeds), through the same closures `wengert bench` times.
 
+// The workloads are the program's (`wengert bench` runs them), not the
+// library's: included here by path. Some are the program's alone.
+#[allow(dead_code)]
+#[path = "../src/cli/workloads.rs"]
+mod workloads;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 
 fn gemm(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemm");
     for n in [128usize, 256, 512, 1024] {
-        let mut run = wengert::bench::gemm(n).unwrap();
+        let mut run = workloads::gemm(n).unwrap();
         g.throughput(Throughput::Elements((2 * n * n * n) as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| b.iter(|| run().unwrap()));
     }
@@ -16,12 +22,12 @@ fn gemm(c: &mut Criterion) {
 
 fn conv(c: &mut Criterion) {
     let mut g = c.benchmark_group("conv");
-    for s in &wengert::bench::ConvShape::ALL {
+    for s in &workloads::ConvShape::ALL {
         g.throughput(Throughput::Elements(s.flops() as u64));
-        let mut fwd = wengert::bench::conv_fwd(s).unwrap();
+        let mut fwd = workloads::conv_fwd(s).unwrap();
         g.bench_function(format!("{}_fwd", s.name), |b| b.iter(|| fwd().unwrap()));
         g.throughput(Throughput::Elements(3 * s.flops() as u64));
-        let mut fwdbwd = wengert::bench::conv_fwdbwd(s).unwrap();
+        let mut fwdbwd = workloads::conv_fwdbwd(s).unwrap();
         g.bench_function(format!("{}_fwdbwd", s.name), |b| b.iter(|| fwdbwd().unwrap()));
     }
     g.finish();

@@ -8,14 +8,20 @@
 //!   softmax along rows of 1,024, on 1M-element f32 tensors (throughput in
 //!   elements per second).
 
+// The workloads are the program's (`wengert bench` runs them), not the
+// library's: included here by path. Some are the program's alone.
+#[allow(dead_code)]
+#[path = "../src/cli/workloads.rs"]
+mod workloads;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 use wengert::core::{Tape, Tensor};
 
 fn tape_overhead(c: &mut Criterion) {
-    let mut run = wengert::bench::tape_overhead().unwrap();
+    let mut run = workloads::tape_overhead().unwrap();
     let mut g = c.benchmark_group("tape");
-    g.throughput(Throughput::Elements((wengert::bench::TAPE_STEPS * wengert::bench::TAPE_OPS_PER_STEP) as u64));
+    g.throughput(Throughput::Elements((workloads::TAPE_STEPS * workloads::TAPE_OPS_PER_STEP) as u64));
     g.bench_function("tape_overhead_10k_steps", |b| b.iter(|| run().unwrap()));
     g.finish();
 }

@@ -15,22 +15,31 @@
 //!
 //! This facade re-exports the member crates:
 //!
-//! - [`core`] (`wengert-core`): tensors, the tape, reverse and forward mode;
+//! - [`core`] (`wengert-core`): tensors, the tape, reverse and forward mode,
+//!   the gradient check;
 //! - [`ops`] (`wengert-ops`): differentiable CNN operations;
+//! - [`data`] (`wengert-data`): datasets from IDX, CIFAR, array files and
+//!   image folders, and the loader;
 //! - [`nn`] (`wengert-nn`): layers, initialisation, optimisers, checkpoints;
-//! - [`resnet`] (`wengert-resnet`): residual networks and their data;
+//! - [`resnet`] (`wengert-resnet`): residual networks, the model zoo and the
+//!   gradient-flow measurements;
 //! - [`train`] (`wengert-train`): the trainer, whole runs, data-parallel
 //!   training (over MPI with the feature `mpi`);
-//! - [`conformance`]: the runner that checks ops against reference cases;
-//! - [`plot`]: PNG line charts for training curves and experiments;
-//! - [`tutorial`]: eight short runnable chapters, from a first gradient to training deep ResNets;
-//! - [`bench`](mod@bench): the benchmark workloads shared with the PyTorch peer script.
+//!
+//! and adds:
+//!
+//! - [`conformance`]: the runner that checks ops against reference cases
+//!   (the testing API beside [`core::gradcheck`]: a crate that adds ops can
+//!   pin them with cases of its own);
+//! - [`tutorial`]: thirteen short chapters, runnable, from a first gradient
+//!   to training deep ResNets.
+//!
+//! The `wengert` program (benchmarks, charts, the command line) is built
+//! from the same package but is not part of the library.
 
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod conformance;
-pub mod plot;
 pub mod tutorial;
 pub use wengert_core as core;
 pub use wengert_core::{Error, Result, Tape, Tensor, Var};

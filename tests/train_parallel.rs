@@ -7,7 +7,8 @@ use wengert::data::{Augment, Dataset, Loader};
 use wengert::nn::{StateRef, Visit};
 use wengert::resnet::zoo::ResNet;
 use wengert::train::parallel::Parallel;
-use wengert::train::train::{Config, Score, Trainer};
+use wengert::train::report::Score;
+use wengert::train::train::{Config, Trainer};
 
 /// 100 noisy 8×8 two-channel images of 4 classes.
 fn images() -> Dataset {

@@ -4,7 +4,8 @@
 use std::path::Path;
 use wengert::data::{Dataset, Loader, Split};
 use wengert::resnet::zoo::ResNet;
-use wengert::train::train::{Config, Score, Trainer};
+use wengert::train::report::Score;
+use wengert::train::train::{Config, Trainer};
 
 fn loader(n: usize) -> Loader {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"));
@@ -134,7 +135,7 @@ struct StopAt {
 }
 
 impl wengert::train::run::Observer for StopAt {
-    fn step(&mut self, _: &wengert::train::train::Score, _: f64) {
+    fn step(&mut self, _: &wengert::train::report::Score, _: f64) {
         self.steps += 1;
         if self.steps == self.at {
             self.flag.store(true, std::sync::atomic::Ordering::SeqCst);

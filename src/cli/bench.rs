@@ -1,10 +1,10 @@
 //! `wengert bench`: the workloads of `../shared/bench/README.md`, timed with
 //! the same rule as the PyTorch script, printed as the same JSON lines.
 
+use super::workloads;
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Instant;
-use wengert::bench;
 use wengert::core::{Error, Result};
 
 /// Warm-up calls, then timed calls until `min_reps` and `target_s` are both
@@ -47,7 +47,7 @@ const GEMM: [usize; 5] = [128, 256, 512, 1024, 2048];
 /// The workload names this build can run.
 fn names() -> Vec<String> {
     let mut v: Vec<String> = GEMM.iter().map(|n| format!("gemm_n{n}")).collect();
-    v.extend(bench::ConvShape::ALL.iter().map(|s| s.name.to_string()));
+    v.extend(workloads::ConvShape::ALL.iter().map(|s| s.name.to_string()));
     v.extend(
         [
             "basic_block_fwdbwd",
@@ -60,12 +60,12 @@ fn names() -> Vec<String> {
         ]
         .map(String::from),
     );
-    v.extend(bench::LoaderWorkload::ALL.iter().map(|(name, _)| name.to_string()));
+    v.extend(workloads::LoaderWorkload::ALL.iter().map(|(name, _)| name.to_string()));
     v
 }
 
 fn gemm(n: usize, workload: &str, rule: (usize, usize, usize, f64)) -> Result<()> {
-    let (t, reps) = time(bench::gemm(n)?, rule.0, rule.1, rule.2, rule.3)?;
+    let (t, reps) = time(workloads::gemm(n)?, rule.0, rule.1, rule.2, rule.3)?;
     emit(workload, "gflops", 2.0 * (n as f64).powi(3) / t / 1e9, "GFLOPS", reps);
     Ok(())
 }
@@ -74,43 +74,43 @@ fn run_one(name: &str) -> Result<()> {
     if let Some(n) = name.strip_prefix("gemm_n").and_then(|n| n.parse::<usize>().ok()).filter(|n| GEMM.contains(n)) {
         return gemm(n, name, (3, 10, 200, 1.0));
     }
-    if let Some(s) = bench::ConvShape::ALL.iter().find(|s| s.name == name) {
-        let (t, reps) = time(bench::conv_fwd(s)?, 3, 10, 200, 1.0)?;
+    if let Some(s) = workloads::ConvShape::ALL.iter().find(|s| s.name == name) {
+        let (t, reps) = time(workloads::conv_fwd(s)?, 3, 10, 200, 1.0)?;
         emit(&format!("{name}_fwd"), "ms", t * 1e3, "ms", reps);
-        let (t, reps) = time(bench::conv_fwdbwd(s)?, 3, 10, 200, 1.0)?;
+        let (t, reps) = time(workloads::conv_fwdbwd(s)?, 3, 10, 200, 1.0)?;
         emit(&format!("{name}_fwdbwd"), "ms", t * 1e3, "ms", reps);
         return Ok(());
     }
-    if let Some(&(_, workload)) = bench::LoaderWorkload::ALL.iter().find(|(n, _)| *n == name) {
-        let (epoch, images) = bench::loader_epoch(workload)?;
+    if let Some(&(_, workload)) = workloads::LoaderWorkload::ALL.iter().find(|(n, _)| *n == name) {
+        let (epoch, images) = workloads::loader_epoch(workload)?;
         let (t, reps) = time(epoch, 1, 3, 20, 3.0)?;
         emit(name, "images_per_s", images as f64 / t, "img/s", reps);
         return Ok(());
     }
     match name {
         "basic_block_fwdbwd" => {
-            let (t, reps) = time(bench::basic_block_fwdbwd()?, 3, 10, 100, 1.5)?;
+            let (t, reps) = time(workloads::basic_block_fwdbwd()?, 3, 10, 100, 1.5)?;
             emit(name, "ms", t * 1e3, "ms", reps);
         }
         "tape_overhead" => {
-            let (t, reps) = time(bench::tape_overhead()?, 2, 5, 30, 2.0)?;
-            let ops = (bench::TAPE_STEPS * bench::TAPE_OPS_PER_STEP) as f64;
+            let (t, reps) = time(workloads::tape_overhead()?, 2, 5, 30, 2.0)?;
+            let ops = (workloads::TAPE_STEPS * workloads::TAPE_OPS_PER_STEP) as f64;
             emit(name, "us_per_op", t / ops * 1e6, "us", reps);
         }
         "peak_sgemm_n4096" => gemm(4096, name, (1, 5, 20, 4.0))?,
         "resnet20_train_step" | "resnet56_train_step" => {
             let depth = if name == "resnet20_train_step" { 20 } else { 56 };
-            let (step, _) = bench::cifar_train_step(depth)?;
+            let (step, _) = workloads::cifar_train_step(depth)?;
             let (t, reps) = time(step, 2, 5, 30, 6.0)?;
             emit(name, "images_per_s", 128.0 / t, "img/s", reps);
         }
         "resnet50_train_step" => {
-            let (step, _) = bench::resnet50_train_step()?;
+            let (step, _) = workloads::resnet50_train_step()?;
             let (t, reps) = time(step, 1, 3, 10, 12.0)?;
             emit(name, "images_per_s", 16.0 / t, "img/s", reps);
         }
         "resnet50_forward" => {
-            let (t, reps) = time(bench::resnet50_forward()?, 1, 3, 10, 6.0)?;
+            let (t, reps) = time(workloads::resnet50_forward()?, 1, 3, 10, 6.0)?;
             emit(name, "images_per_s", 16.0 / t, "img/s", reps);
         }
         _ => return Err(Error::argument("bench", "--only", format!("unknown workload '{name}'; see --list"))),
@@ -132,12 +132,12 @@ fn peak_rss_mib() -> Option<f64> {
 /// step, its images, and the workload's name.
 fn training_step(model: &str, batch: Option<usize>, recompute: bool) -> Result<(Step, usize, String)> {
     Ok(match (model, batch, recompute) {
-        ("resnet56", None, false) => (Box::new(bench::cifar_train_step(56)?.0), 128, "resnet56_train_step".into()),
-        ("resnet50", None, false) => (Box::new(bench::resnet50_train_step()?.0), 16, "resnet50_train_step".into()),
+        ("resnet56", None, false) => (Box::new(workloads::cifar_train_step(56)?.0), 128, "resnet56_train_step".into()),
+        ("resnet50", None, false) => (Box::new(workloads::resnet50_train_step()?.0), 16, "resnet50_train_step".into()),
         (name, batch, recompute) => {
             let batch = batch.unwrap_or(8);
             let suffix = if recompute { "_recompute" } else { "" };
-            let step = bench::zoo_train_step(name, batch, recompute)?.0;
+            let step = workloads::zoo_train_step(name, batch, recompute)?.0;
             (Box::new(step), batch, format!("{name}_b{batch}_train_step{suffix}"))
         }
     })

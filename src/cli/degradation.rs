@@ -3,16 +3,17 @@
 //! He et al. 2016. The deeper plain net trains worse than the shallower one
 //! (the degradation problem); the deeper residual net does not.
 
+use super::plot::{line_charts, Chart, Series};
 use crate::cli::train::data_dir;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wengert::core::{Error, Result};
 use wengert::data::{Augment, Dataset, DatasetName, Loader, Split};
 use wengert::nn::checkpoint::write_atomic;
-use wengert::plot::{line_charts, Chart, Series};
 use wengert::resnet::registry::Model;
+use wengert::train::report::Score;
 use wengert::train::run::{EpochRecord, Observer, Run, RunLog};
-use wengert::train::train::{Config, Score, Trainer};
+use wengert::train::train::{Config, Trainer};
 
 /// The options of `wengert degradation`.
 #[derive(clap::Args)]

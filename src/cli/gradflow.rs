@@ -1,12 +1,12 @@
 //! `wengert gradflow`: the loss gradient at the first layer relative to the
 //! last, at initialisation, for plain and residual stacks of growing depth.
 
+use super::plot::{line_chart, Chart, Series};
 use std::path::Path;
 use std::process::ExitCode;
 use wengert::core::{Error, Result};
 use wengert::nn::checkpoint::write_atomic;
 use wengert::nn::layer::Cell;
-use wengert::plot::{line_chart, Chart, Series};
 use wengert::resnet::gradflow::{measure, measure_recurrent, RecurrentSetup, Setup};
 
 /// Parses a comma-separated list of positive integers.

@@ -1,12 +1,17 @@
-//! The subcommands of the `wengert` program, one module each.
+//! The subcommands of the `wengert` program, one module each, and what
+//! they share that is the program's own, not the library's: the benchmark
+//! workloads (`workloads`, which the criterion benches in `benches/` include
+//! too) and the PNG charts (`plot`).
 
 pub mod bench;
 pub mod conformance;
 pub mod degradation;
 pub mod demo;
 pub mod gradflow;
+pub mod plot;
 pub mod summary;
 pub mod train;
+pub mod workloads;
 
 use std::ffi::OsStr;
 use std::marker::PhantomData;

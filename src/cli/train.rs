@@ -12,8 +12,9 @@ use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::resnet::registry::{Input, Model, TrainingDefaults};
 use wengert::train::parallel::{mpi_local_size, mpi_world_size, Parallel};
 use wengert::train::report::Report;
+use wengert::train::report::Score;
 use wengert::train::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
-use wengert::train::train::{evaluate_report, Config, Decay, OptimizerKind, Score, Trainer, MODEL};
+use wengert::train::train::{evaluate_report, Config, Decay, OptimizerKind, Trainer, MODEL};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
@@ -506,7 +507,7 @@ impl Observer for Console<'_> {
         let title = format!("{}: test set, after the epoch", self.model);
         // A chart that cannot be drawn costs the picture, not the run.
         if let Err(e) =
-            wengert::plot::confusion_png(&self.out.join("confusion.png"), &title, &report.confusion, self.names)
+            super::plot::confusion_png(&self.out.join("confusion.png"), &title, &report.confusion, self.names)
         {
             eprintln!("warning: {e}");
         }
@@ -532,7 +533,7 @@ impl Observer for Console<'_> {
 
 /// `curves.png`: training loss, and training and test error, against the iteration.
 fn plot_curves(path: &Path, model: &str, log: &RunLog, batches: usize) -> Result<()> {
-    use wengert::plot::{line_charts, Chart, Series};
+    use super::plot::{line_charts, Chart, Series};
     let series = |name: &str, y: fn(&StepRecord) -> f64| Series {
         name: name.into(),
         points: log.steps().iter().map(|r| (r.iteration as f64, y(r))).collect(),

@@ -4,7 +4,7 @@
 //!
 //! Batch norm runs in training mode with eps 1e-5; convolutions have no bias.
 
-use super::build::{only, text, usize_of};
+use super::attrs::{only, text, usize_of};
 use super::Inputs;
 use serde_json::{Map, Value};
 use wengert_core::{Error, Float, Result, Var};

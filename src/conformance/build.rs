@@ -1,102 +1,60 @@
-//! Maps a case's op name and attributes to Wengert calls.
+//! Maps a case's op name and attributes to Wengert calls, one function per
+//! family of ops.
 //!
-//! Attributes are checked strictly: an attribute the op does not take, or a
-//! value Wengert does not support, is an error, so a case can never pass by
-//! having part of it ignored.
+//! Attributes are checked strictly ([`attrs`](super::attrs)): an attribute
+//! the op does not take, or a value Wengert does not support, is an error,
+//! so a case can never pass by having part of it ignored.
 
+use super::attrs::{boolean, float, get, int, ints, only, pair, reduction_mean, unsupported, usize_of, Attrs};
 use super::Inputs;
-use serde_json::{Map, Value};
 use wengert_core::{Error, Float, Result, Var};
 use wengert_ops as ops;
 
-type Attrs = Map<String, Value>;
-
-fn unsupported(op: &str, what: impl std::fmt::Display) -> Error {
-    Error::argument("conformance", op, format!("unsupported {what}"))
-}
-
-/// Fails unless every attribute is one of `known`.
-pub(crate) fn only(op: &str, attrs: &Attrs, known: &[&str]) -> Result<()> {
-    match attrs.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(unsupported(op, format!("attribute '{k}'"))),
-        None => Ok(()),
-    }
-}
-
-fn get<'a>(op: &str, attrs: &'a Attrs, key: &str) -> Result<&'a Value> {
-    attrs.get(key).ok_or_else(|| unsupported(op, format!("case: attribute '{key}' is missing")))
-}
-
-fn int(op: &str, v: &Value, key: &str) -> Result<i64> {
-    v.as_i64().ok_or_else(|| unsupported(op, format!("value {v} for '{key}'")))
-}
-
-pub(crate) fn usize_of(op: &str, v: &Value, key: &str) -> Result<usize> {
-    usize::try_from(int(op, v, key)?).map_err(|_| unsupported(op, format!("value {v} for '{key}'")))
-}
-
-/// A pair attribute, given as `[a, b]` or as one number for both.
-fn pair(op: &str, attrs: &Attrs, key: &str) -> Result<[usize; 2]> {
-    match get(op, attrs, key)? {
-        Value::Array(a) if a.len() == 2 => Ok([usize_of(op, &a[0], key)?, usize_of(op, &a[1], key)?]),
-        v => {
-            let n = usize_of(op, v, key)?;
-            Ok([n, n])
-        }
-    }
-}
-
-fn float(op: &str, attrs: &Attrs, key: &str) -> Result<f64> {
-    let v = get(op, attrs, key)?;
-    v.as_f64().ok_or_else(|| unsupported(op, format!("value {v} for '{key}'")))
-}
-
-fn boolean(op: &str, attrs: &Attrs, key: &str, default: bool) -> Result<bool> {
-    match attrs.get(key) {
-        None => Ok(default),
-        Some(v) => v.as_bool().ok_or_else(|| unsupported(op, format!("value {v} for '{key}'"))),
-    }
-}
-
-pub(crate) fn text<'a>(op: &str, attrs: &'a Attrs, key: &str) -> Result<&'a str> {
-    let v = get(op, attrs, key)?;
-    v.as_str().ok_or_else(|| unsupported(op, format!("value {v} for '{key}'")))
-}
-
-/// An integer list attribute; `null` gives `None`.
-fn ints(op: &str, attrs: &Attrs, key: &str) -> Result<Option<Vec<isize>>> {
-    match get(op, attrs, key)? {
-        Value::Null => Ok(None),
-        Value::Array(a) => a.iter().map(|v| int(op, v, key).map(|i| i as isize)).collect::<Result<_>>().map(Some),
-        v => Ok(Some(vec![int(op, v, key)? as isize])),
-    }
-}
-
-fn reduction_mean(op: &str, attrs: &Attrs) -> Result<()> {
-    match attrs.get("reduction").map(|v| v.as_str()) {
-        None | Some(Some("mean")) => Ok(()),
-        Some(v) => Err(unsupported(op, format!("reduction {v:?}"))),
-    }
-}
-
 /// Runs `op` with `attrs` on the case's inputs.
 pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
-    let x = || inp.var(inp.vars.first().map(|(n, _)| n.as_str()).unwrap_or("x"));
-    let two = || -> Result<(Var<'t, T>, Var<'t, T>)> {
-        let v = inp.all();
-        match v.as_slice() {
-            [a, b] => Ok((*a, *b)),
-            _ => Err(unsupported(op, format!("case: {} float inputs, need 2", v.len()))),
-        }
-    };
-    let unary = |f: fn(Var<'t, T>) -> Result<Var<'t, T>>| -> Result<Var<'t, T>> {
-        only(op, attrs, &[])?;
-        f(x()?)
-    };
+    match op {
+        "add" | "sub" | "mul" | "div" | "neg" | "exp" | "log" | "sqrt" | "pow" => arithmetic(op, attrs, inp),
+        "relu" | "sigmoid" | "tanh" | "softplus" | "silu" | "leaky_relu" | "gelu" => activation(op, attrs, inp),
+        "sum" | "mean" | "amax" | "reshape" | "permute" | "concat" | "slice" => layout(op, attrs, inp),
+        "matmul" | "linear" | "conv2d" | "conv_transpose2d" => product(op, attrs, inp),
+        "max_pool2d" | "avg_pool2d" | "global_avg_pool2d" => pooling(op, attrs, inp),
+        "batch_norm" | "layer_norm" | "softmax" | "log_softmax" => normalisation(op, attrs, inp),
+        "cross_entropy" | "mse_loss" => loss(op, attrs, inp),
+        "basic_block" | "bottleneck_block" | "preact_block" => super::blocks::build(op, attrs, inp),
+        _ => Err(unsupported(op, "op")),
+    }
+}
+
+/// The case's first float input (or the one named `x`).
+fn first<'t, T: Float>(inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
+    inp.var(inp.vars.first().map(|(n, _)| n.as_str()).unwrap_or("x"))
+}
+
+/// The case's two float inputs.
+fn two<'t, T: Float>(op: &str, inp: &Inputs<'t, T>) -> Result<(Var<'t, T>, Var<'t, T>)> {
+    let v = inp.all();
+    match v.as_slice() {
+        [a, b] => Ok((*a, *b)),
+        _ => Err(unsupported(op, format!("case: {} float inputs, need 2", v.len()))),
+    }
+}
+
+/// A function of one input that takes no attributes.
+fn unary<'t, T: Float>(
+    op: &str,
+    attrs: &Attrs,
+    inp: &Inputs<'t, T>,
+    f: fn(Var<'t, T>) -> Result<Var<'t, T>>,
+) -> Result<Var<'t, T>> {
+    only(op, attrs, &[])?;
+    f(first(inp)?)
+}
+
+fn arithmetic<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
     match op {
         "add" | "sub" | "mul" | "div" => {
             only(op, attrs, &[])?;
-            let (a, b) = two()?;
+            let (a, b) = two(op, inp)?;
             match op {
                 "add" => a.add(b),
                 "sub" => a.sub(b),
@@ -104,35 +62,48 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) 
                 _ => a.div(b),
             }
         }
-        "neg" => unary(Var::neg),
-        "exp" => unary(Var::exp),
-        "log" => unary(Var::log),
-        "sqrt" => unary(Var::sqrt),
-        "relu" => unary(ops::relu),
-        "sigmoid" => unary(ops::sigmoid),
-        "tanh" => unary(ops::tanh),
-        "softplus" => unary(ops::softplus),
-        "silu" => unary(ops::silu),
+        "neg" => unary(op, attrs, inp, Var::neg),
+        "exp" => unary(op, attrs, inp, Var::exp),
+        "log" => unary(op, attrs, inp, Var::log),
+        "sqrt" => unary(op, attrs, inp, Var::sqrt),
         "pow" => {
             only(op, attrs, &["exponent"])?;
-            x()?.powf(T::of(float(op, attrs, "exponent")?))
+            first(inp)?.powf(T::of(float(op, attrs, "exponent")?))
         }
+        _ => Err(unsupported(op, "op")),
+    }
+}
+
+fn activation<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
+    match op {
+        "relu" => unary(op, attrs, inp, ops::relu),
+        "sigmoid" => unary(op, attrs, inp, ops::sigmoid),
+        "tanh" => unary(op, attrs, inp, ops::tanh),
+        "softplus" => unary(op, attrs, inp, ops::softplus),
+        "silu" => unary(op, attrs, inp, ops::silu),
         "leaky_relu" => {
             only(op, attrs, &["negative_slope"])?;
-            ops::leaky_relu(x()?, float(op, attrs, "negative_slope")?)
+            ops::leaky_relu(first(inp)?, float(op, attrs, "negative_slope")?)
         }
         "gelu" => {
             only(op, attrs, &["approximate"])?;
             match attrs.get("approximate").and_then(|v| v.as_str()).unwrap_or("none") {
-                "none" => ops::gelu(x()?),
-                "tanh" => ops::gelu_tanh(x()?),
+                "none" => ops::gelu(first(inp)?),
+                "tanh" => ops::gelu_tanh(first(inp)?),
                 other => Err(unsupported(op, format!("approximate '{other}'"))),
             }
         }
+        _ => Err(unsupported(op, "op")),
+    }
+}
+
+/// Reductions, reshapes, permutations, concatenation and slices.
+fn layout<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
+    match op {
         "sum" | "mean" | "amax" => {
             only(op, attrs, &["dims", "keepdim"])?;
             let keep = boolean(op, attrs, "keepdim", false)?;
-            let x = x()?;
+            let x = first(inp)?;
             let dims = ints(op, attrs, "dims")?.unwrap_or_else(|| (0..x.shape().rank() as isize).collect());
             match op {
                 "sum" => x.sum(&dims, keep),
@@ -144,11 +115,11 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) 
             only(op, attrs, &["shape"])?;
             let shape = ints(op, attrs, "shape")?.unwrap_or_default();
             let dims = shape.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<Vec<_>, _>>();
-            x()?.reshape(&dims.map_err(|_| unsupported(op, format!("shape {shape:?}")))?)
+            first(inp)?.reshape(&dims.map_err(|_| unsupported(op, format!("shape {shape:?}")))?)
         }
         "permute" => {
             only(op, attrs, &["dims"])?;
-            x()?.permute(&ints(op, attrs, "dims")?.unwrap_or_default())
+            first(inp)?.permute(&ints(op, attrs, "dims")?.unwrap_or_default())
         }
         "concat" => {
             only(op, attrs, &["dim"])?;
@@ -157,11 +128,18 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) 
         "slice" => {
             only(op, attrs, &["dim", "start", "end", "step"])?;
             let g = |k| usize_of(op, get(op, attrs, k)?, k);
-            x()?.slice(int(op, get(op, attrs, "dim")?, "dim")? as isize, g("start")?, g("end")?, g("step")?)
+            first(inp)?.slice(int(op, get(op, attrs, "dim")?, "dim")? as isize, g("start")?, g("end")?, g("step")?)
         }
+        _ => Err(unsupported(op, "op")),
+    }
+}
+
+/// Matrix products and convolutions.
+fn product<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
+    match op {
         "matmul" => {
             only(op, attrs, &[])?;
-            let (a, b) = two()?;
+            let (a, b) = two(op, inp)?;
             ops::matmul(a, b)
         }
         "linear" => {
@@ -189,26 +167,36 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) 
             };
             ops::conv_transpose2d(inp.var("x")?, inp.var("w")?, inp.opt("b"), &o)
         }
-        "max_pool2d" | "avg_pool2d" => {
-            let known: &[&str] = if op == "max_pool2d" {
-                &["kernel_size", "stride", "padding", "ceil_mode"]
-            } else {
-                &["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"]
-            };
-            only(op, attrs, known)?;
-            let p = ops::Pool2d {
-                kernel: pair(op, attrs, "kernel_size")?,
-                stride: pair(op, attrs, "stride")?,
-                padding: pair(op, attrs, "padding")?,
-                ceil_mode: boolean(op, attrs, "ceil_mode", false)?,
-            };
-            if op == "max_pool2d" {
-                ops::max_pool2d(x()?, &p)
-            } else {
-                ops::avg_pool2d(x()?, &p, boolean(op, attrs, "count_include_pad", true)?)
-            }
-        }
-        "global_avg_pool2d" => unary(ops::global_avg_pool2d),
+        _ => Err(unsupported(op, "op")),
+    }
+}
+
+fn pooling<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
+    if op == "global_avg_pool2d" {
+        return unary(op, attrs, inp, ops::global_avg_pool2d);
+    }
+    let known: &[&str] = if op == "max_pool2d" {
+        &["kernel_size", "stride", "padding", "ceil_mode"]
+    } else {
+        &["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"]
+    };
+    only(op, attrs, known)?;
+    let p = ops::Pool2d {
+        kernel: pair(op, attrs, "kernel_size")?,
+        stride: pair(op, attrs, "stride")?,
+        padding: pair(op, attrs, "padding")?,
+        ceil_mode: boolean(op, attrs, "ceil_mode", false)?,
+    };
+    match op {
+        "max_pool2d" => ops::max_pool2d(first(inp)?, &p),
+        "avg_pool2d" => ops::avg_pool2d(first(inp)?, &p, boolean(op, attrs, "count_include_pad", true)?),
+        _ => Err(unsupported(op, "op")),
+    }
+}
+
+/// Batch and layer norm, softmax and log-softmax.
+fn normalisation<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
+    match op {
         "batch_norm" => {
             only(op, attrs, &["training", "eps"])?;
             let eps = float(op, attrs, "eps")?;
@@ -234,14 +222,20 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) 
             only(op, attrs, &["dim"])?;
             let dim = int(op, get(op, attrs, "dim")?, "dim")? as isize;
             if op == "softmax" {
-                ops::softmax(x()?, dim)
+                ops::softmax(first(inp)?, dim)
             } else {
-                ops::log_softmax(x()?, dim)
+                ops::log_softmax(first(inp)?, dim)
             }
         }
+        _ => Err(unsupported(op, "op")),
+    }
+}
+
+fn loss<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result<Var<'t, T>> {
+    only(op, attrs, &["reduction"])?;
+    reduction_mean(op, attrs)?;
+    match op {
         "cross_entropy" => {
-            only(op, attrs, &["reduction"])?;
-            reduction_mean(op, attrs)?;
             let (_, target) = inp.ints.first().ok_or_else(|| unsupported(op, "case: no integer target"))?;
             let labels = target
                 .iter()
@@ -252,12 +246,7 @@ pub(crate) fn build<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) 
                 .collect::<Result<Vec<_>>>()?;
             ops::cross_entropy(inp.var("logits")?, &labels)
         }
-        "mse_loss" => {
-            only(op, attrs, &["reduction"])?;
-            reduction_mean(op, attrs)?;
-            ops::mse_loss(inp.var("input")?, inp.var("target")?)
-        }
-        "basic_block" | "bottleneck_block" | "preact_block" => super::blocks::build(op, attrs, inp),
+        "mse_loss" => ops::mse_loss(inp.var("input")?, inp.var("target")?),
         _ => Err(unsupported(op, "op")),
     }
 }

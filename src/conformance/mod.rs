@@ -14,6 +14,7 @@
 //! carries about 7 digits, and these ops lose at most two of them to rounding
 //! of sums and of the inputs themselves.
 
+mod attrs;
 mod blocks;
 mod build;
 

@@ -32,6 +32,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+/// Element loops shorter than this run on the calling thread: below it, the
+/// cost of waking rayon's workers exceeds the work. [`build`] and the
+/// loops of [`kernel`](crate::kernel) share it.
+pub const PAR_THRESHOLD: usize = 1 << 15;
+
 /// Buffers smaller than this many bytes go back to the C library, whose
 /// bins serve small sizes without the system's help.
 pub const MIN_POOLED: usize = 64 * 1024;
@@ -130,7 +135,7 @@ pub fn stale<T: Float>(n: usize) -> Vec<T> {
 /// `n` elements written by `f`, chunk by chunk: `f(i, chunk)` writes
 /// elements `i·chunk ..` (the last chunk may be shorter), every one of
 /// them. In parallel over chunks when `n` is at least
-/// [`PAR_THRESHOLD`](crate::kernel::PAR_THRESHOLD).
+/// [`PAR_THRESHOLD`].
 ///
 /// The buffer is a kept one where one fits, handed to `f` as its last
 /// tensor left it: an element `f` does not write holds a stale value (a
@@ -149,7 +154,7 @@ pub fn stale<T: Float>(n: usize) -> Vec<T> {
 /// assert_eq!(squares[300], 90_000.0);
 /// ```
 pub fn build<T: Float>(n: usize, chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
-    if n >= crate::kernel::PAR_THRESHOLD {
+    if n >= PAR_THRESHOLD {
         return build_par(n, chunk, 1, f);
     }
     let mut v = stale(n);

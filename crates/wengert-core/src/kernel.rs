@@ -11,13 +11,10 @@
 //! out that they alias), and the loop runs one scalar element at a time.
 //! ReLU's backward ran 3.3× slower that way.
 
+pub use crate::buffer::PAR_THRESHOLD;
 use crate::shape::Dims;
 use crate::Float;
 use rayon::prelude::*;
-
-/// Element loops shorter than this run on the calling thread: below it, the
-/// cost of waking rayon's workers exceeds the work.
-pub const PAR_THRESHOLD: usize = 1 << 15;
 
 /// Chunk size for parallel element loops (a multiple of every SIMD width).
 const CHUNK: usize = 1 << 13;

@@ -31,10 +31,12 @@ mod cifar;
 mod dataset;
 mod folder;
 pub mod idx;
+mod image_file;
+mod load;
 mod loader;
 mod named;
 
 pub use dataset::{Dataset, Decode, LoadOptions, Pixels, Split, DECODE_BUDGET, STATS_SAMPLE};
-pub use folder::decode as read_image;
+pub use image_file::decode as read_image;
 pub use loader::{Augment, Batch, Loader};
 pub use named::{DatasetName, FASHION_MNIST_DIR};

@@ -6,7 +6,7 @@
 //! alone, so a run is reproducible and can resume at any batch, whatever the
 //! thread timing.
 
-use super::{folder, Dataset, Pixels};
+use super::{image_file, Dataset, Pixels};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
 use rayon::prelude::*;
@@ -318,8 +318,10 @@ impl Loader {
                 let file = &files[d.index];
                 // The region is cropped and resized as the file decodes.
                 let px = match scale {
-                    Some(s) => folder::decode_region(file, h, w, |sh, sw| resized_crop_region(sh, sw, s, d.region))?,
-                    None => folder::decode_sized(file, h, w)?,
+                    Some(s) => {
+                        image_file::decode_region(file, h, w, |sh, sw| resized_crop_region(sh, sw, s, d.region))?
+                    }
+                    None => image_file::decode_sized(file, h, w)?,
                 };
                 self.transform(&px, None, d, dst, byte);
             }

@@ -62,10 +62,11 @@ pub(crate) fn matmul_into<T: Float>(dst: &mut [T], a: Mat<'_, T>, b: Mat<'_, T>,
     // product of n = 128. When the team is serving another caller, the
     // parts go to rayon from 2²³ (n ≈ 200); below, the product runs whole
     // on this thread.
-    // `gemm`'s own rayon mode ran n = 256 at 116–244 GFLOPS from one run
-    // to the next; in interleaved runs the split by columns ran it at
-    // 209–230 and by rows at 165–168 (B is packed once per thread either
-    // way, and a column block packs half of it).
+    // The parts split the columns rather than the rows, and rather than
+    // leaving the split to `gemm`'s own rayon mode, whose speed varied
+    // widely from one run to the next (B is packed once per thread either
+    // way, and a column block packs half of it; docs/architecture.md has
+    // the figures).
     let work = m * n * k;
     // No more parts than the current rayon pool has threads: a caller that
     // runs in a one-thread pool gets one thread here too.

@@ -17,7 +17,7 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
-use crate::zoo::Summary;
+use crate::summary::Summary;
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::layer::{BatchNorm2d, Conv2d, Dropout, Linear};
 use wengert_nn::{Module, Named, Step, Visit};

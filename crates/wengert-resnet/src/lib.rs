@@ -13,6 +13,7 @@
 //! - [`zoo`]: CIFAR ResNets and plain nets of depth 6n+2, ImageNet
 //!   ResNet-18 to 152 in torchvision's layout;
 //! - [`sequence`]: recurrent classifiers that read images row by row;
+//! - [`summary`]: what a model's summary reports (shapes and multiply-adds).
 //!
 //! Data (datasets and the loader) is in `wengert-data`; training (the
 //! trainer, whole runs, data-parallel training) is in `wengert-train`.
@@ -42,4 +43,5 @@ pub mod gradflow;
 pub mod registry;
 pub mod residual;
 pub mod sequence;
+pub mod summary;
 pub mod zoo;

@@ -17,9 +17,11 @@
 
 use crate::googlenet::GoogLeNet;
 use crate::sequence::SequenceClassifier;
-use crate::zoo::{ResNet, Spec, Summary};
+use crate::summary::Summary;
+use crate::zoo::{ResNet, Spec, NAMES};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use wengert_core::{Error, Float, Result, Rng};
 use wengert_nn::layer::Cell;
 use wengert_nn::Module;
@@ -74,38 +76,16 @@ impl TrainingDefaults {
 }
 
 /// The names `Model::catalogue` lists: every family at its usual depths.
-const CATALOGUE: &[&str] = &[
-    "resnet8",
-    "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "resnet1202",
-    "plain20",
-    "plain32",
-    "plain44",
-    "plain56",
-    "plain110",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "preact_resnet164",
-    "preact_resnet1001",
-    "googlenet",
-    "googlenet_aux",
-    "rnn",
-    "lstm",
-    "residual_rnn",
-];
+static CATALOGUE: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let others = ["googlenet", "googlenet_aux", "rnn", "lstm", "residual_rnn"];
+    NAMES.iter().copied().chain(others).collect()
+});
 
 impl Model {
     /// The names of the models, one per family and usual depth (other
     /// depths of the form the family allows parse as well).
     pub fn catalogue() -> &'static [&'static str] {
-        CATALOGUE
+        &CATALOGUE
     }
 
     /// What the model reads.
@@ -197,12 +177,12 @@ impl FromStr for Model {
             "rnn" => Model::Sequence(Cell::Elman),
             "lstm" => Model::Sequence(Cell::Lstm),
             "residual_rnn" => Model::Sequence(Cell::Residual),
-            _ => Model::Zoo(Spec::by_name(name)?),
+            _ => Model::Zoo(Spec::by_name(name).map_err(|_| unknown_model(name))?),
         })
     }
 }
 
 /// The error for a model name nobody knows (the one message for it).
-pub(crate) fn unknown_model(name: &str) -> Error {
-    Error::unknown_name("model", name, CATALOGUE, "resnetN and plainN for N = 6n+2, preact_resnetN for N = 9n+2")
+fn unknown_model(name: &str) -> Error {
+    Error::unknown_name("model", name, &CATALOGUE, "resnetN and plainN for N = 6n+2, preact_resnetN for N = 9n+2")
 }

@@ -28,11 +28,11 @@ impl<T: Float> SequenceClassifier<T> {
 impl<T: Float> SequenceClassifier<T> {
     /// The recurrence's and the head's output shapes for one image of
     /// `(c, h, w)` (`h` steps of `c·w` inputs), and their multiply-adds.
-    pub fn summary(&self, (_, h, _): (usize, usize, usize)) -> crate::zoo::Summary {
+    pub fn summary(&self, (_, h, _): (usize, usize, usize)) -> crate::summary::Summary {
         let (wi, wh) = (self.rnn.weight_ih.value().dims(), self.rnn.weight_hh.value().dims());
         let fc = self.fc.weight.value().dims();
         let per_step = wi[0] * (wi[1] + wh[1]);
-        crate::zoo::Summary {
+        crate::summary::Summary {
             rows: vec![(format!("rnn ({h} steps)"), [self.rnn.hidden_size(), 1, 1]), ("fc".into(), [fc[0], 1, 1])],
             macs: (h * per_step + fc[0] * fc[1]) as u64,
         }

@@ -10,6 +10,7 @@
 //! | `preact_resnet164`, `preact_resnet1001` (depth `9n+2`) | 3×3 conv to 16 channels (no norm), three stages of `n` pre-activation bottleneck units (outputs 64/128/256 channels), projection shortcuts where the shape changes, then batch norm, ReLU, global average pool, linear (He et al. 2016, *Identity Mappings*) |
 
 use crate::block::{Block, Kind, Shortcut};
+use crate::summary::Summary;
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
 use wengert_nn::layer::{conv2d_in_step, BatchNorm2d, Linear};
@@ -24,6 +25,30 @@ pub enum Family {
     /// 224×224 inputs: 7×7/2 stem and max pool, widths 64/128/256/512.
     ImageNet,
 }
+
+/// The zoo's models at their usual depths ([`Spec::by_name`] takes the
+/// other depths of the forms each family allows as well).
+pub const NAMES: &[&str] = &[
+    "resnet8",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnet1202",
+    "plain20",
+    "plain32",
+    "plain44",
+    "plain56",
+    "plain110",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "preact_resnet164",
+    "preact_resnet1001",
+];
 
 /// An architecture, before its weights are drawn.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +68,9 @@ pub struct Spec {
 impl Spec {
     /// The architecture called `name` (see the [module documentation](self)).
     pub fn by_name(name: &str) -> Result<Spec> {
-        let unknown = || crate::registry::unknown_model(name);
+        let unknown = || {
+            Error::unknown_name("model", name, NAMES, "resnetN and plainN for N = 6n+2, preact_resnetN for N = 9n+2")
+        };
         if let Some(d) = name.strip_prefix("preact_resnet") {
             let depth: usize = d.parse().map_err(|_| unknown())?;
             if depth < 11 || !(depth - 2).is_multiple_of(9) {
@@ -108,15 +135,6 @@ impl Spec {
 
 /// The ImageNet stem's 3×3/2 max pool.
 const STEM_POOL: Pool2d = Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false };
-
-/// What [`ResNet::summary`] reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Summary {
-    /// Each stage's (or block's) name and output `[C, H, W]`.
-    pub rows: Vec<(String, [usize; 3])>,
-    /// Multiply-adds for one image.
-    pub macs: u64,
-}
 
 /// A residual (or plain) network of the zoo.
 pub struct ResNet<T: Float> {

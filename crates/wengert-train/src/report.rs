@@ -1,5 +1,6 @@
-//! What an evaluation found, class by class: each class's accuracy, the
-//! confusion matrix, and top-5 accuracy.
+//! What an evaluation found: the loss and accuracy over a set of batches
+//! ([`Score`]) and, class by class, each class's accuracy, the confusion
+//! matrix, and top-5 accuracy.
 //!
 //! ```
 //! use wengert_train::report::Confusion;
@@ -12,10 +13,47 @@
 //! assert!(m.to_csv(&[]).starts_with("truth\\predicted,0,1,2\n0,2,1,0\n"));
 //! ```
 
-use crate::train::Score;
 use std::path::Path;
 use wengert_core::collective::Collective;
 use wengert_core::Result;
+
+/// Loss and accuracy over a set of batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Score {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Images seen.
+    pub images: usize,
+}
+
+impl Score {
+    pub(crate) fn add(&mut self, loss: f64, correct: usize, n: usize) {
+        let total = self.images + n;
+        self.loss = (self.loss * self.images as f64 + loss * n as f64) / total.max(1) as f64;
+        self.accuracy = (self.accuracy * self.images as f64 + correct as f64) / total.max(1) as f64;
+        self.images = total;
+    }
+
+    /// The images classified correctly.
+    pub fn correct(&self) -> usize {
+        (self.accuracy * self.images as f64).round() as usize
+    }
+
+    /// The score over `self`'s images and `other`'s together.
+    pub(crate) fn merge(&mut self, other: &Score) {
+        self.add(other.loss, other.correct(), other.images);
+    }
+
+    /// The score over every rank's images: sums the losses and counts.
+    pub(crate) fn summed(&self, group: &dyn wengert_core::collective::Collective) -> Result<Score> {
+        let mut v = [self.loss * self.images as f64, self.correct() as f64, self.images as f64];
+        group.all_reduce_sum(&mut v)?;
+        let n = v[2].max(1.0);
+        Ok(Score { loss: v[0] / n, accuracy: v[1] / n, images: v[2] as usize })
+    }
+}
 
 /// Counts of (true class, predicted class) pairs.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -30,8 +30,8 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
-use crate::report::Report;
-use crate::train::{Score, Trainer};
+use crate::report::{Report, Score};
+use crate::train::Trainer;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -24,7 +24,7 @@
 //! writes checkpoints, and a checkpoint resumes with any number of ranks.
 
 use crate::parallel::{broadcast_state, Buckets, Parallel};
-use crate::report::Report;
+use crate::report::{Report, Score};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -164,44 +164,6 @@ impl Progress for () {
 impl Progress for ControlFlow<()> {
     fn stop(&self) -> bool {
         self.is_break()
-    }
-}
-
-/// Loss and accuracy over a set of batches.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Score {
-    /// Mean cross-entropy.
-    pub loss: f64,
-    /// Fraction classified correctly.
-    pub accuracy: f64,
-    /// Images seen.
-    pub images: usize,
-}
-
-impl Score {
-    pub(crate) fn add(&mut self, loss: f64, correct: usize, n: usize) {
-        let total = self.images + n;
-        self.loss = (self.loss * self.images as f64 + loss * n as f64) / total.max(1) as f64;
-        self.accuracy = (self.accuracy * self.images as f64 + correct as f64) / total.max(1) as f64;
-        self.images = total;
-    }
-
-    /// The images classified correctly.
-    pub fn correct(&self) -> usize {
-        (self.accuracy * self.images as f64).round() as usize
-    }
-
-    /// The score over `self`'s images and `other`'s together.
-    fn merge(&mut self, other: &Score) {
-        self.add(other.loss, other.correct(), other.images);
-    }
-
-    /// The score over every rank's images: sums the losses and counts.
-    pub(crate) fn summed(&self, group: &dyn wengert_core::collective::Collective) -> Result<Score> {
-        let mut v = [self.loss * self.images as f64, self.correct() as f64, self.images as f64];
-        group.all_reduce_sum(&mut v)?;
-        let n = v[2].max(1.0);
-        Ok(Score { loss: v[0] / n, accuracy: v[1] / n, images: v[2] as usize })
     }
 }
 

@@ -77,18 +77,15 @@ const WGRAD_CHUNKS: usize = 8;
 /// Its kernels read an image's input once per tile of 8 output channels,
 /// from the second-level cache while it fits there; past it the reads
 /// come from memory, and unfolding plus `gemm`'s cache-blocked products
-/// measured faster (ResNet-50 inference at batch 16: 14.4 images/s with
-/// the direct path on every layer, 15.6–16.1 with a limit from 64 KiB to
-/// 1 MiB, 15.9 with none of it).
+/// run faster (`docs/architecture.md` gives the measurement).
 const MAX_IMAGE_BYTES: usize = 1 << 20;
 
 /// The most weights per output channel (`cg·kh·kw`) the direct path takes.
 /// A tile's packed weights (8 channels' worth) are read once per pixel
 /// tile and must stay in the first-level cache: the kernels do not block
 /// over input channels. At 576 (64 channels of 3×3, 18 KiB a tile) they
-/// do; ResNet-50's wider layers measured slower on the direct path than
-/// unfolded (train step, batch 16: 4.8 images/s with a bound of 1,200,
-/// 5.9 with 600, 6.0 with none of the direct path).
+/// do; wider layers ran slower on the direct path than unfolded
+/// (`docs/architecture.md`, "How a convolution runs").
 const MAX_WEIGHTS: usize = 576;
 
 /// Whether the direct path computes this convolution (for `f32`).
@@ -333,13 +330,10 @@ fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], rows: Option<Rows
 
 /// `dw = Σₙ gy[n] ⋆ x[n]` on the direct path, or `None` as for [`forward`],
 /// and for 1×1 stride-1 convolutions that keep or widen the channels: for
-/// those, a product per block of images (`kernel::weight_grad_gemm`, the
-/// pixels its inner axis) measured 2–4× faster than the direct kernels,
-/// whose tiles then hold few weights per pixel vector (ResNet-50's
-/// expanding layers at batch 16: 64→256 at 56×56 27.7 → 6.7 ms, 128→512 at
-/// 28×28 20.9 → 5.8, 256→1024 at 14×14 18.5 → 7.1, 512→2048 at 7×7 26.0 →
-/// 13.1; 16→64 at 32×32, batch 64, 6.4 → 3.3 with the input gradient).
-/// Narrowing ones (64→16) measured faster direct, and stay there.
+/// those, a product per block of images (the pixels its inner axis) is
+/// faster than the direct kernels, whose tiles then hold few weights per
+/// pixel vector. Narrowing ones (64→16) run faster direct, and stay
+/// there. `docs/architecture.md` gives the measurements.
 pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Option<Vec<T>> {
     let (x, gy) = (f32s(x)?, f32s(gy)?);
     if !applies(g) || (g.is_pointwise() && g.og() >= g.cg()) {
@@ -409,8 +403,8 @@ struct OuterShape {
 unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f32]) -> Vec<T> {
     let lanes = S::LANES;
     // Four vectors of channels × 4 inputs, or two × 8: 16 accumulators.
-    // (One × 16, for 16 channels on AVX-512, measured slower than the
-    // pixel-vector kernel: 17 loads per 16 multiply-adds.)
+    // (One × 16, for 16 channels on AVX-512, would take 17 loads per 16
+    // multiply-adds: the pixel-vector kernel serves those layers.)
     let (ov, ct) = if g.c_out.is_multiple_of(4 * lanes) { (4, 4) } else { (2, 8) };
     let taps = g.kh * g.kw;
     let (p, hw) = (g.oh * g.ow, g.h * g.w);
@@ -429,7 +423,7 @@ unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32], gy: &[f3
     assert!(p * lanes <= i32::MAX as usize);
     // Output rows per band: every tile of the image reads the band's
     // transposed output gradient, which stays in the first-level cache
-    // (ResNet-50's 56×56 layers, transposed whole, were read from the
+    // (a large layer's, transposed whole, would be read from the
     // third-level cache by every tile).
     let band = (OUTER_BAND_BYTES / (g.ow * g.c_out * 4).max(1)).clamp(1, g.oh.max(1));
     let shape = OuterShape {
@@ -932,9 +926,9 @@ unsafe fn input_grad_phases<S: Simd, T: Float, const O: usize>(g: &Geometry, gy:
 /// of up to three vectors.
 ///
 /// Runs of vectors that cross into the next image (so that a plane of four
-/// vectors, a CIFAR ResNet's 8×8 layers, gets full tiles of three)
-/// measured 10% faster in a benchmark of one convolution but 10% slower
-/// in a ResNet-20 training step, and were taken out.
+/// vectors, a CIFAR ResNet's 8×8 layers, gets full tiles of three) sped
+/// up one convolution alone but slowed a ResNet-20 training step, and were
+/// taken out.
 ///
 /// # Safety
 /// The CPU supports `S`'s instructions; `x` points at a group's input
@@ -1594,8 +1588,45 @@ mod tests {
         (0..n).map(|i| ((i + seed) * 7919 % 211) as f32 / 105.0 - 1.0).collect()
     }
 
+    /// The three products of a convolution by their definition, in f64:
+    /// the output, the input gradient and the weight gradient, each term
+    /// added where it belongs.
+    fn by_definition(g: &Geometry, x: &[f64], w: &[f64], gy: &[f64]) -> [Vec<f64>; 3] {
+        let (cg, og) = (g.cg(), g.og());
+        let mut y = vec![0.0; g.n * g.c_out * g.oh * g.ow];
+        let mut dx = vec![0.0; x.len()];
+        let mut dw = vec![0.0; w.len()];
+        for n in 0..g.n {
+            for co in 0..g.c_out {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let yi = ((n * g.c_out + co) * g.oh + oy) * g.ow + ox;
+                        for c in 0..cg {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + ky * g.dil[0]).checked_sub(g.pad[0]);
+                                    let ix = (ox * g.stride[1] + kx * g.dil[1]).checked_sub(g.pad[1]);
+                                    let (Some(iy), Some(ix)) = (iy, ix) else { continue };
+                                    if iy >= g.h || ix >= g.w {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.c_in + co / og * cg + c) * g.h + iy) * g.w + ix;
+                                    let wi = ((co * cg + c) * g.kh + ky) * g.kw + kx;
+                                    y[yi] += x[xi] * w[wi];
+                                    dx[xi] += gy[yi] * w[wi];
+                                    dw[wi] += x[xi] * gy[yi];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        [y, dx, dw]
+    }
+
     /// The direct kernels on every instruction set this CPU has, against
-    /// the im2col path in f64 on the same values, within f32 rounding of
+    /// the definition in f64 on the same values, within f32 rounding of
     /// the sums of |terms|.
     fn check<S: Simd, const O: usize, const TT: usize>() {
         for g in geometries() {
@@ -1604,23 +1635,19 @@ mod tests {
             let gy = values(g.n * g.c_out * g.oh * g.ow, 3);
             let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
             let abs = |v: &[f32]| v.iter().map(|&a| a.abs() as f64).collect::<Vec<f64>>();
+            let [want_y, want_dx, want_dw] = by_definition(&g, &wide(&x), &wide(&w), &wide(&gy));
+            let [bound_y, bound_dx, bound_dw] = by_definition(&g, &abs(&x), &abs(&w), &abs(&gy));
             // SAFETY: each caller checked that the CPU has S.
             let y: Vec<f32> = unsafe { forward_with::<S, f32, O>(&g, &x, &w, None) };
-            let want = super::super::kernel::forward_im2col(&g, &wide(&x), &wide(&w));
-            let bound = super::super::kernel::forward_im2col(&g, &abs(&x), &abs(&w));
-            for ((a, b), m) in y.iter().zip(&want).zip(&bound) {
+            for ((a, b), m) in y.iter().zip(&want_y).zip(&bound_y) {
                 assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "forward {g:?}: {a} vs {b}");
             }
             if g.stride != [1, 1] && g.groups == 1 && g.c_in.is_multiple_of(O) {
                 let dx: Vec<f32> = unsafe { input_grad_phases::<S, f32, O>(&g, &gy, &w) };
-                let want = super::super::kernel::input_grad_col2im(&g, &wide(&gy), &wide(&w));
-                let bound = super::super::kernel::input_grad_col2im(&g, &abs(&gy), &abs(&w));
-                for ((a, b), m) in dx.iter().zip(&want).zip(&bound) {
+                for ((a, b), m) in dx.iter().zip(&want_dx).zip(&bound_dx) {
                     assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "input grad {g:?}: {a} vs {b}");
                 }
             }
-            let want = super::super::kernel::weight_grad_gemm(&g, &wide(&x), &wide(&gy));
-            let bound = super::super::kernel::weight_grad_gemm(&g, &abs(&x), &abs(&gy));
             // Every weight-gradient kernel that takes this geometry.
             let mut kernels: Vec<(&str, Vec<f32>)> =
                 vec![("pixel lanes", unsafe { weight_grad_with::<S, f32, O, TT>(&g, &x, &gy) })];
@@ -1631,7 +1658,7 @@ mod tests {
                 kernels.push(("taps", unsafe { weight_grad_taps::<S, f32>(&g, &x, &gy) }));
             }
             for (name, dw) in kernels {
-                for ((a, b), m) in dw.iter().zip(&want).zip(&bound) {
+                for ((a, b), m) in dw.iter().zip(&want_dw).zip(&bound_dw) {
                     assert!(
                         (*a as f64 - b).abs() <= 1e-6 * m + 1e-30,
                         "weight grad ({name}) {g:?}: {a} vs {b} (Σ|terms| {m}, ratio {})",

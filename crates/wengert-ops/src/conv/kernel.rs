@@ -128,9 +128,8 @@ const TARGET_COLUMNS: usize = 256;
 /// Images unfolded side by side into one GEMM: enough to reach
 /// [`TARGET_COLUMNS`] on small images, one image on large ones, and never
 /// more than a thread's share of the batch, which is cut into equal blocks
-/// so that every thread gets the same number of images. (Blocks of 6 of
-/// 7×7 images left one of two threads 12 of a batch of 16 and the other 4:
-/// ResNet-50's last stage ran at two thirds of its speed.)
+/// so that every thread gets the same number of images: with unequal
+/// blocks, the thread with the most images sets the layer's time.
 fn block_images(g: &Geometry) -> usize {
     let share = g.n.div_ceil(rayon::current_num_threads()).max(1);
     let want = TARGET_COLUMNS.div_ceil(g.oh * g.ow).clamp(1, share);
@@ -191,7 +190,7 @@ pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> (Vec<
 }
 
 /// `y = conv2d(x, w)` by unfolding and GEMM: every geometry and type.
-pub(super) fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
+fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
     let block = block_images(g);
@@ -235,8 +234,8 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
 /// With stride 1, the transposed convolution is an ordinary one:
 /// `dx = conv2d(gy, w′)` with `w′[c, o] = w[o, c]` flipped in both spatial
 /// axes and padding `d·(k − 1) − p`. That runs on the forward path
-/// (im2col, then one GEMM with the unfolded axis inside), which measured about
-/// twice as fast as GEMM followed by col2im on the ResNet shapes. Returns the
+/// (im2col, then one GEMM with the unfolded axis inside), which does not
+/// scatter-add its result as col2im does. Returns the
 /// geometry and weight of that conv, or `None` when it does not apply.
 fn as_forward_conv<T: Float>(g: &Geometry, w: &[T]) -> Option<(Geometry, Vec<T>)> {
     let span = [g.dil[0] * (g.kh - 1), g.dil[1] * (g.kw - 1)];
@@ -270,7 +269,7 @@ fn as_forward_conv<T: Float>(g: &Geometry, w: &[T]) -> Option<(Geometry, Vec<T>)
 }
 
 /// The general transposed convolution: `cols = Wᵀ·gy`, then fold back.
-pub(super) fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
+fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p) = (g.cg(), g.og(), g.k(), g.oh * g.ow);
     let img_in = g.c_in * g.h * g.w;
     let threads = gemm_threads(g);
@@ -297,15 +296,7 @@ pub(super) fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Ve
 }
 
 /// `dw = Σₙ gy[n] · cols(x[n])ᵀ`: the gradient of conv2d with respect to its
-/// weight. Each thread sums its blocks of images into a private buffer; the
-/// buffers are added at the end.
-///
-/// The sum is accumulated transposed, `dwᵀ = Σ cols · gyᵀ`, and transposed
-/// once at the end: `gemm` runs the product in this orientation about 8×
-/// faster than `gy · colsᵀ` (3.5 ms against 28 ms for the 64 images of the
-/// 16-channel 32×32 benchmark on one core), except where the layer has
-/// more output channels than weights per channel or a million weights or
-/// more (see `weight_grad_gemm`).
+/// weight, by the direct kernel where it applies, else by unfolding.
 pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
     if let Some(dw) = super::direct::weight_grad(g, x, gy) {
         return dw;
@@ -314,19 +305,24 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
 }
 
 /// The weight gradient by unfolding and GEMM: every geometry and type.
-pub(super) fn weight_grad_gemm<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
+/// Each thread sums its blocks of images into a private buffer; the
+/// buffers are added at the end.
+///
+/// The sum is accumulated transposed, `dwᵀ = Σ cols · gyᵀ`, and transposed
+/// once at the end, because `gemm` runs the product several times faster
+/// in that orientation than `gy · colsᵀ` for the usual layer (more weights
+/// per channel than output channels). Two kinds of layer run faster the
+/// other way and skip the transposition: those with more output channels
+/// than weights per channel (1×1 layers that widen), and gradients of a
+/// million weights or more, whose transposition at the end would run from
+/// memory. `docs/architecture.md` gives the measurements.
+fn weight_grad_gemm<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
     let wlen = g.c_out * k;
     let block = block_images(g);
     let blocks = g.n.div_ceil(block);
-    // With more output channels than weights per channel (1×1 layers that
-    // widen), `dw = Σ gy · colsᵀ` runs faster in that orientation and needs
-    // no transposition (ResNet-50 at batch 16: 1024→2048 at stride 2 41 →
-    // 28 ms, 512→2048 at 7×7 20.6 → 13.4). So does a gradient of a million
-    // weights or more, whose transposition at the end runs from memory
-    // (3×3 512→512 at 7×7: 39–51 → 32–34 ms). The others run faster as
-    // `dwᵀ`. `dwt` is then `dw` itself.
+    // `dwt` is `dw` itself in the two cases above.
     let wide = og > k || og * k >= 1 << 20;
     let dwt = (0..blocks)
         .into_par_iter()

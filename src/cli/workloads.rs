@@ -1,4 +1,4 @@
-//! The benchmark workloads of `../shared/bench/README.md`, as closures.
+//! The benchmark workloads of the peer comparison, as closures.
 //!
 //! `wengert bench` times them with the shared timing rule and prints JSON
 //! lines comparable with the PyTorch script; the criterion benches in
@@ -67,7 +67,9 @@ impl ConvShape {
         (self.h + 2 * (self.k / 2) - self.k) / self.stride + 1
     }
 
-    /// Multiply-adds × 2 of one forward call.
+    /// Multiply-adds × 2 of one forward call (the criterion benches'
+    /// throughput, which include this file; the program reports times).
+    #[allow(dead_code)]
     pub fn flops(&self) -> f64 {
         2.0 * (self.batch * self.c_out * self.out() * self.out() * self.c_in * self.k * self.k) as f64
     }
