@@ -81,7 +81,7 @@ fn shape_arithmetic_never_wraps() {
 fn zero_size_convolutions_and_pooling_are_errors() {
     let tape = Tape::<f32>::new();
     let v = |dims: &[usize]| tape.leaf(Tensor::zeros(Shape::new(dims)));
-    let o = Conv2dOptions { padding: [1, 1], ..Conv2dOptions::default() };
+    let o = Conv2dOptions::default().with_padding([1, 1]);
     let e = ops::conv2d(v(&[1, 0, 4, 4]), v(&[2, 0, 3, 3]), None, &o).unwrap_err().to_string();
     assert_eq!(e, "conv2d: input is [1, 0, 4, 4]: every extent must be at least 1");
     assert!(ops::conv2d(v(&[1, 2, 4, 4]), v(&[2, 2, 0, 3]), None, &o).is_err());
@@ -89,7 +89,7 @@ fn zero_size_convolutions_and_pooling_are_errors() {
     let t = ConvTranspose2dOptions::default();
     assert!(ops::conv_transpose2d(v(&[1, 2, 0, 4]), v(&[2, 2, 3, 3]), None, &t).is_err());
     assert!(ops::conv_transpose2d(v(&[1, 2, 4, 4]), v(&[2, 0, 3, 3]), None, &t).is_err());
-    let pool = Pool2d { kernel: [2, 2], stride: [2, 2], padding: [1, 1], ceil_mode: false };
+    let pool = Pool2d::new(2, 2).with_padding([1, 1]);
     let e = ops::max_pool2d(v(&[1, 1, 0, 0]), &pool).unwrap_err().to_string();
     assert_eq!(e, "max_pool2d: input is [1, 1, 0, 0]: C, H and W must be at least 1");
     assert!(ops::avg_pool2d(v(&[1, 1, 0, 0]), &pool, true).is_err());
@@ -98,11 +98,7 @@ fn zero_size_convolutions_and_pooling_are_errors() {
     // An empty batch is fine, as in PyTorch, and so is its backward.
     let y = ops::max_pool2d(v(&[0, 1, 2, 2]), &pool).unwrap();
     assert_eq!(y.shape().dims(), &[0, 1, 2, 2]);
-    tape.backward_with(
-        y,
-        wengert::core::BackwardOptions { seed: Some(Tensor::zeros([0, 1, 2, 2])), ..Default::default() },
-    )
-    .unwrap();
+    tape.backward_with(y, wengert::core::BackwardOptions::default().with_seed(Tensor::zeros([0, 1, 2, 2]))).unwrap();
 }
 
 #[test]
@@ -123,11 +119,11 @@ fn constructors_check_their_invariants() {
     let data = Dataset::new(vec![0; 16], vec![1], 4, 4).unwrap();
     assert!(Loader::new(data, 0, 0).is_err());
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
-    let config = Config { lr: f64::NAN, ..Config::default() };
-    assert!(Trainer::new(model, config, 1).err().unwrap().to_string().contains("lr"));
+    let config = Config::default().with_lr(f64::NAN);
+    assert!(Trainer::with_batches(model, config, 1).err().unwrap().to_string().contains("lr"));
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
     let config = Config::default();
-    assert!(Trainer::new(model, config, 0).is_err(), "a trainer with no batches would loop forever");
+    assert!(Trainer::with_batches(model, config, 0).is_err(), "a trainer with no batches would loop forever");
 }
 
 /// A ResNet-8 trainer on `n` grey 8×8 images, batch 4.
@@ -141,8 +137,8 @@ fn trainer(lr: f64, n: usize) -> (Trainer, Loader) {
     .unwrap();
     let loader = Loader::new(data, 4, 0).unwrap();
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
-    let config = Config { epochs: 2, lr, weight_decay: 0.0, warmup: 0, ..Config::default() };
-    (Trainer::new(model, config, loader.batches()).unwrap(), loader)
+    let config = Config::default().with_epochs(2).with_lr(lr).with_weight_decay(0.0).with_warmup(0);
+    (Trainer::new(model, config, &loader).unwrap(), loader)
 }
 
 #[test]

@@ -34,8 +34,7 @@ fn run(fused: Option<bool>) -> (Tensor<f64>, Vec<Tensor<f64>>) {
         Some(recompute) => Var::call("unit", Arc::new(unit) as Function<f64>, &vars, recompute).unwrap(),
     };
     let seed = Tensor::from_fn([3, 4], |i| i as f64 - 5.0);
-    let g =
-        tape.backward_with(y, BackwardOptions { seed: Some(seed), wrt: Some(&vars), ..Default::default() }).unwrap();
+    let g = tape.backward_with(y, BackwardOptions::default().with_seed(seed).with_wrt(&vars)).unwrap();
     (y.value().unwrap(), g.into_tensors())
 }
 
@@ -70,7 +69,7 @@ fn retained_graphs_run_backward_through_the_node_twice() {
     let tape = Tape::new();
     let vars: Vec<Var<'_, f64>> = inputs().into_iter().map(|t| tape.leaf(t)).collect();
     let y = Var::call("unit", Arc::new(unit) as Function<f64>, &vars, false).unwrap().sum_all().unwrap();
-    let a = tape.backward_with(y, BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
+    let a = tape.backward_with(y, BackwardOptions::default().with_retain_graph(true)).unwrap();
     let b = tape.backward(y).unwrap();
     assert_eq!(a.into_tensors(), b.into_tensors());
     assert_eq!(tape.len(), 5, "three leaves, the node and the sum");
@@ -123,9 +122,9 @@ fn squared_gradients(fused: bool, retain: bool) -> (Vec<Tensor<f64>>, usize) {
     let y = if fused { Var::call("squared", f, &vars, false) } else { f(&tape, &vars) };
     let y = y.unwrap().sum_all().unwrap();
     if retain {
-        tape.backward_with(y, BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
+        tape.backward_with(y, BackwardOptions::default().with_retain_graph(true)).unwrap();
     }
-    let g = tape.backward_with(y, BackwardOptions { wrt: Some(&vars), ..Default::default() }).unwrap();
+    let g = tape.backward_with(y, BackwardOptions::default().with_wrt(&vars)).unwrap();
     (g.into_tensors(), count.load(Ordering::Relaxed))
 }
 

@@ -45,7 +45,7 @@ fn backward_frees_intermediates_unless_retained() {
     let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], [2]).unwrap());
     let h = x.exp().unwrap();
     let y = h.sum_all().unwrap();
-    tape.backward_with(y, BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
+    tape.backward_with(y, BackwardOptions::default().with_retain_graph(true)).unwrap();
     assert!(h.value().is_ok(), "retain_graph keeps saved values");
     tape.backward(y).unwrap();
     assert!(matches!(h.value(), Err(Error::Freed { .. })));
@@ -126,7 +126,7 @@ fn explicit_wrt_in_stable_order_with_zeros_for_unused() {
     let unused = tape.leaf(Tensor::zeros([3]));
     let y = a.mul(b).unwrap();
     let wrt = [b, unused, a];
-    let g = tape.backward_with(y, BackwardOptions { wrt: Some(&wrt), ..Default::default() }).unwrap();
+    let g = tape.backward_with(y, BackwardOptions::default().with_wrt(&wrt)).unwrap();
     let order: Vec<usize> = g.iter().map(|(i, _)| i).collect();
     assert_eq!(order, vec![b.index(), unused.index(), a.index()]);
     assert_eq!(g.get(unused).unwrap().data(), &[0.0, 0.0, 0.0]);
@@ -142,9 +142,7 @@ fn non_scalar_output_needs_a_seed() {
         e.to_string(),
         "backward: output has shape [2, 2]; a seed (cotangent) is needed for an output that is not a single value"
     );
-    let e = tape
-        .backward_with(x.exp().unwrap(), BackwardOptions { seed: Some(Tensor::zeros([3])), ..Default::default() })
-        .unwrap_err();
+    let e = tape.backward_with(x.exp().unwrap(), BackwardOptions::default().with_seed(Tensor::zeros([3]))).unwrap_err();
     assert_eq!(e.to_string(), "backward: seed has shape [3], the output has shape [2, 2]");
 }
 

@@ -130,7 +130,7 @@ fn a_fast_backward_alone_gives_first_derivatives_and_refuses_second_ones() {
     let x = tape.leaf(Tensor::from_vec(vec![1.5, -2.0], [2]).unwrap());
     let y = tape.apply(SquareFastOnly, &[x]).unwrap().sum_all().unwrap();
     // The usual backward takes the fast path.
-    let g = tape.backward_with(y, wengert::core::BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
+    let g = tape.backward_with(y, wengert::core::BackwardOptions::default().with_retain_graph(true)).unwrap();
     assert_eq!(g.get(x).unwrap().data(), &[3.0, -4.0]);
     // A recorded backward needs the differentiable vjp, which this op lacks:
     // an error naming the op, never a silently zero second derivative.
@@ -151,8 +151,7 @@ fn the_sweep_picks_the_mode_for_the_op() {
     let (x, w, b) = (tape.leaf(x0), tape.leaf(Tensor::full([3], 1.5)), tape.leaf(Tensor::full([3], 0.2)));
     let y = batch_norm_train(x, Some(w), Some(b), 1e-5).unwrap().0;
     let loss = y.mul(tape.constant(g0)).unwrap().sum_all().unwrap();
-    let fast =
-        tape.backward_with(loss, wengert::core::BackwardOptions { retain_graph: true, ..Default::default() }).unwrap();
+    let fast = tape.backward_with(loss, wengert::core::BackwardOptions::default().with_retain_graph(true)).unwrap();
     let recorded = tape.grad(loss, &[x, w, b], None).unwrap();
     for (v, r) in [x, w, b].iter().zip(&recorded) {
         let diff = fast.get(*v).unwrap().max_abs_diff(&r.value().unwrap()).unwrap();

@@ -64,7 +64,9 @@ fn epoch(l: &Loader) -> Vec<Batch<f32>> {
 #[test]
 fn folders_decoded_each_batch_give_the_batches_decoded_once() {
     let root = image_folder("stream");
-    let load = |decode| Dataset::load_with(&root, Split::Train, LoadOptions { image_size: Some(9), decode }).unwrap();
+    let load = |decode| {
+        Dataset::load_with(&root, Split::Train, LoadOptions::default().with_image_size(9).with_decode(decode)).unwrap()
+    };
     let (once, each) = (load(Decode::Once), load(Decode::EachBatch));
     assert!(matches!(once.pixels(), Pixels::U8(_)) && matches!(each.pixels(), Pixels::Files(_)));
     assert_eq!((each.len(), each.image_shape(), each.labels()), (once.len(), once.image_shape(), once.labels()));
@@ -72,7 +74,7 @@ fn folders_decoded_each_batch_give_the_batches_decoded_once() {
     // The statistics sample every file of so small a folder: the same numbers.
     assert_eq!(each.channel_stats().unwrap(), once.channel_stats().unwrap());
     // Shifted crops and flips: the same batches, pixel for pixel.
-    let shifted = Augment { pad: 2, flip: true, ..Augment::default() };
+    let shifted = Augment::default().with_pad(2).with_flip(true);
     let loader = |d: &Dataset, a| Loader::new(d.clone(), 4, 3).unwrap().with_augment(a).unwrap();
     let (a, b) = (epoch(&loader(&once, shifted)), epoch(&loader(&each, shifted)));
     assert_eq!(a.len(), 3);
@@ -81,7 +83,7 @@ fn folders_decoded_each_batch_give_the_batches_decoded_once() {
     }
     // A resized crop of files crops the whole decoded file: seeded, and the
     // shards together are the whole batch.
-    let resized = Augment { flip: true, resized_crop: Some((0.2, 1.0)), ..Augment::default() };
+    let resized = Augment::default().with_flip(true).with_resized_crop((0.2, 1.0));
     let streamed = loader(&each, resized);
     let first = epoch(&streamed);
     assert_eq!(first[0].images.dims(), &[4, 3, 9, 9]);
@@ -101,7 +103,7 @@ fn a_file_that_stops_decoding_is_named_when_its_batch_is_built() {
     let file = root.join("train/light/2.png");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..60]).unwrap();
-    let options = |decode| LoadOptions { image_size: Some(8), decode };
+    let options = |decode| LoadOptions::default().with_image_size(8).with_decode(decode);
     let e = Dataset::load_with(&root, Split::Train, options(Decode::Once)).unwrap_err().to_string();
     assert!(e.contains("light/2.png: cannot decode the image"), "{e}");
     let each = Dataset::load_with(&root, Split::Train, options(Decode::EachBatch)).unwrap();
@@ -111,7 +113,7 @@ fn a_file_that_stops_decoding_is_named_when_its_batch_is_built() {
     // Without an image size, a file not of the first one's size is named
     // from its header, in either mode, before any decoding.
     std::fs::write(&file, &bytes).unwrap();
-    let e = Dataset::load_with(&root, Split::Train, LoadOptions { image_size: None, decode: Decode::EachBatch });
+    let e = Dataset::load_with(&root, Split::Train, LoadOptions::default().with_decode(Decode::EachBatch));
     assert!(e.unwrap_err().to_string().contains("pass --image-size N"));
     std::fs::remove_dir_all(&root).unwrap();
 }

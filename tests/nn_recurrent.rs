@@ -132,7 +132,7 @@ fn ten_thousand_steps_backpropagate() {
         let x = tape.leaf(Tensor::normal([1, 10_000, 2], 0.0, 1.0, &mut wengert::core::rng(1)).unwrap());
         let mut step = Step::train(&tape, 0);
         let h = rnn.forward(&mut step, x).unwrap();
-        let g = tape.backward_with(h.sum_all().unwrap(), BackwardOptions { wrt: Some(&[x]), ..Default::default() });
+        let g = tape.backward_with(h.sum_all().unwrap(), BackwardOptions::default().with_wrt(&[x]));
         let g = g.unwrap().into_tensors().remove(0);
         assert_eq!(g.dims(), &[1, 10_000, 2]);
         assert!(g.data().iter().all(|v| v.is_finite()), "{cell:?}");

@@ -58,7 +58,11 @@ fn case() -> impl Strategy<Value = Case> {
             Case {
                 x: vec![n, groups * cg, size(0), size(1)],
                 w: vec![groups * og, cg, k[0], k[1]],
-                opts: Conv2dOptions { stride, padding, dilation: dil, groups },
+                opts: Conv2dOptions::default()
+                    .with_stride(stride)
+                    .with_padding(padding)
+                    .with_dilation(dil)
+                    .with_groups(groups),
                 seed,
             }
         })

@@ -14,7 +14,7 @@ fn msg<T>(r: wengert::Result<T>) -> String {
 fn conv_errors() {
     let t = Tape::<f32>::new();
     let x = t.leaf(Tensor::zeros([1, 3, 5, 5]));
-    let o = |groups| Conv2dOptions { groups, ..Default::default() };
+    let o = |groups| Conv2dOptions::default().with_groups(groups);
     assert_eq!(
         msg(ops::conv2d(x, t.leaf(Tensor::zeros([4, 1, 3, 3])), None, &o(2))),
         "conv2d: groups: input channels 3 (input [1, 3, 5, 5]) are not divisible by groups 2"
@@ -28,19 +28,14 @@ fn conv_errors() {
         "conv2d: bias is [3], need [4] for 4 output channels"
     );
     assert_eq!(
-        msg(ops::conv2d(
-            x,
-            t.leaf(Tensor::zeros([4, 3, 3, 3])),
-            None,
-            &Conv2dOptions { stride: [0, 1], ..Default::default() }
-        )),
+        msg(ops::conv2d(x, t.leaf(Tensor::zeros([4, 3, 3, 3])), None, &Conv2dOptions::default().with_stride([0, 1]))),
         "conv2d: stride: must be positive, got [0, 1]"
     );
     assert_eq!(
         msg(ops::conv2d(t.leaf(Tensor::zeros([3, 5, 5])), t.leaf(Tensor::zeros([4, 3, 3, 3])), None, &o(1))),
         "conv2d: input is [3, 5, 5]; need rank 4 (NCHW, weights [out, in/groups, kh, kw])"
     );
-    let bad_op = ConvTranspose2dOptions { stride: [2, 2], output_padding: [2, 0], ..Default::default() };
+    let bad_op = ConvTranspose2dOptions::default().with_stride([2, 2]).with_output_padding([2, 0]);
     assert_eq!(
         msg(ops::conv_transpose2d(x, t.leaf(Tensor::zeros([3, 2, 3, 3])), None, &bad_op)),
         "conv_transpose2d: output_padding: [2, 0] must be smaller than the stride [2, 2] or the dilation [1, 1]"
@@ -55,7 +50,7 @@ fn pool_errors() {
         msg(ops::max_pool2d(x, &Pool2d::new(3, 1))),
         "max_pool2d: kernel [3, 3] is larger than the padded input [1, 1, 2, 2] (padding [0, 0], ceil_mode false)"
     );
-    let p = Pool2d { kernel: [2, 2], stride: [1, 1], padding: [2, 2], ceil_mode: false };
+    let p = Pool2d::new(2, 1).with_padding([2, 2]);
     assert_eq!(msg(ops::avg_pool2d(x, &p, true)), "avg_pool2d: padding: [2, 2] exceeds half the kernel [2, 2]");
     assert_eq!(
         msg(ops::global_avg_pool2d(t.leaf(Tensor::zeros([2, 2])))),

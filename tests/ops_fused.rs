@@ -248,7 +248,8 @@ fn batch_norm_of_gathered_moments_is_batch_norm() {
                     |v| {
                         let (y, moments) = conv2d_with_moments(v[0], v[1], &opts)?;
                         gathered.set(gathered.get() || moments.is_some());
-                        let bn = BatchNormTrainOptions { relu, moments, ..Default::default() };
+                        let mut bn = BatchNormTrainOptions::default().with_relu(relu);
+                        bn.moments = moments;
                         Ok(batch_norm_train_opts(y, Some(v[2]), Some(v[3]), 1e-5, bn)?.0)
                     },
                     inputs,
@@ -257,7 +258,7 @@ fn batch_norm_of_gathered_moments_is_batch_norm() {
                 let without = results(
                     |v| {
                         let y = conv2d(v[0], v[1], None, &opts)?;
-                        let bn = BatchNormTrainOptions { relu, ..Default::default() };
+                        let bn = BatchNormTrainOptions::default().with_relu(relu);
                         Ok(batch_norm_train_opts(y, Some(v[2]), Some(v[3]), 1e-5, bn)?.0)
                     },
                     inputs,
@@ -289,7 +290,7 @@ fn batch_norm_refuses_moments_of_another_value() {
     };
     assert!(moments.describe(y) && !moments.describe(x));
     let other = y.add(y).unwrap();
-    let opts = BatchNormTrainOptions { moments: Some(moments), ..Default::default() };
+    let opts = BatchNormTrainOptions::default().with_moments(moments);
     let err = batch_norm_train_opts(other, None, None, 1e-5, opts).unwrap_err().to_string();
     assert!(err.contains("batch_norm") && err.contains("moments") && err.contains("not the input"), "{err}");
 }

@@ -28,7 +28,8 @@ fn conv_case() -> impl Strategy<Value = (Tensor<f64>, Tensor<f64>, Tensor<f64>, 
         .prop_flat_map(|((n, groups, cg, og, k, stride, dil), pad, extra)| {
             let size = |a: usize| (dil[a] * (k[a] - 1) + 1).saturating_sub(2 * pad[a]).max(1) + extra[a];
             let (h, w) = (size(0), size(1));
-            let opts = Conv2dOptions { stride, padding: pad, dilation: dil, groups };
+            let opts =
+                Conv2dOptions::default().with_stride(stride).with_padding(pad).with_dilation(dil).with_groups(groups);
             (
                 tensor(vec![n, groups * cg, h, w], -1.0, 1.0),
                 tensor(vec![groups * og, cg, k[0], k[1]], -1.0, 1.0),
@@ -57,7 +58,7 @@ fn pool_case() -> impl Strategy<Value = (Vec<usize>, Pool2d)> {
         })
         .prop_map(|(p, (k, s, ceil, n, c), extra)| {
             let dims = vec![n, c, (k[0] - 2 * p[0]).max(1) + extra[0], (k[1] - 2 * p[1]).max(1) + extra[1]];
-            (dims, Pool2d { kernel: k, stride: s, padding: p, ceil_mode: ceil })
+            (dims, Pool2d::new(1, 1).with_kernel(k).with_stride(s).with_padding(p).with_ceil_mode(ceil))
         })
 }
 
@@ -73,7 +74,12 @@ proptest! {
     fn conv_transpose2d_gradients((x, w, b, o) in conv_case(), op in [0usize..3, 0usize..3]) {
         // Reuse the conv geometry: x plays the conv's output side.
         let output_padding = [op[0] % o.stride[0].max(o.dilation[0]), op[1] % o.stride[1].max(o.dilation[1])];
-        let t = ConvTranspose2dOptions { stride: o.stride, padding: [0, 0], output_padding, dilation: o.dilation, groups: o.groups };
+        let t = ConvTranspose2dOptions::default()
+            .with_stride(o.stride)
+            .with_padding([0, 0])
+            .with_output_padding(output_padding)
+            .with_dilation(o.dilation)
+            .with_groups(o.groups);
         // conv_transpose weights are [in, out/groups, kh, kw]: x has groups·cg channels.
         let wt = Tensor::from_fn([x.dims()[1], w.dims()[0] / o.groups, w.dims()[2], w.dims()[3]], |i| ((i * 37) % 11) as f64 * 0.1 - 0.5);
         let bt = Tensor::from_fn([w.dims()[0]], |i| i as f64 * 0.1);

@@ -12,7 +12,7 @@ fn transposed_pointwise_conv_with_output_padding() {
     let t = Tape::<f64>::new();
     let x = t.leaf(Tensor::from_fn([1, 1, 2, 4], |i| i as f64));
     let w = t.leaf(Tensor::full([1, 1, 1, 1], 2.0));
-    let o = ConvTranspose2dOptions { output_padding: [1, 1], dilation: [2, 2], ..Default::default() };
+    let o = ConvTranspose2dOptions::default().with_output_padding([1, 1]).with_dilation([2, 2]);
     let y = ops::conv_transpose2d(x, w, None, &o).unwrap();
     assert_eq!(y.shape().dims(), &[1, 1, 3, 5]);
     let v = y.value().unwrap();
@@ -30,7 +30,7 @@ fn conv_gradient_where_kernel_columns_fall_entirely_in_padding() {
     let x = Tensor::from_fn([1, 2, 1, 1], |i| 0.5 + i as f64);
     let w = Tensor::from_fn([2, 1, 1, 3], |i| i as f64 * 0.3 - 0.4);
     let b = Tensor::from_vec(vec![0.1, -0.2], [2]).unwrap();
-    let o = Conv2dOptions { stride: [3, 1], padding: [0, 2], dilation: [2, 2], groups: 2 };
+    let o = Conv2dOptions::default().with_stride([3, 1]).with_padding([0, 2]).with_dilation([2, 2]).with_groups(2);
     let r = check_gradients(|_, v| ops::conv2d(v[0], v[1], Some(v[2]), &o), &[x, w, b], &GradCheck::default()).unwrap();
     assert!(r.passed(), "{r}");
 }
@@ -42,7 +42,7 @@ fn conv_gradient_where_kernel_columns_fall_entirely_in_padding() {
 fn ceil_mode_windows_may_overhang_a_small_input() {
     use ops::{avg_pool2d, max_pool2d, Pool2d};
     let tape = Tape::<f64>::new();
-    let pool = |k: usize, s: usize| Pool2d { kernel: [k, k], stride: [s, s], padding: [0, 0], ceil_mode: true };
+    let pool = |k: usize, s: usize| Pool2d::new(k, s).with_ceil_mode(true);
     let one = tape.leaf(Tensor::full([1, 1, 1, 1], 4.0));
     assert_eq!(max_pool2d(one, &pool(2, 2)).unwrap().value().unwrap().data(), &[4.0]);
     // avg: the divisor counts the window clipped to the (padded) input.
@@ -55,7 +55,7 @@ fn ceil_mode_windows_may_overhang_a_small_input() {
     let report = check_gradients(|_, v| avg_pool2d(v[0], &pool(3, 2), true), &[x], &GradCheck::default()).unwrap();
     assert!(report.passed(), "{report}");
     // Without ceil_mode there is no window at all: an error, as in PyTorch.
-    let floor = Pool2d { ceil_mode: false, ..pool(2, 2) };
+    let floor = pool(2, 2).with_ceil_mode(false);
     assert!(max_pool2d(one, &floor).is_err());
 }
 
@@ -68,17 +68,21 @@ fn paddings_beyond_the_address_range_are_errors() {
     let t = Tape::<f64>::new();
     let x = t.leaf(Tensor::ones([1, 2, 1, 1]));
     let w = t.leaf(Tensor::ones([2, 1, 1, 1]));
-    let o = Conv2dOptions { stride: [1 << 62, 1], padding: [usize::MAX, 0], dilation: [1, 1], groups: 2 };
+    let o = Conv2dOptions::default()
+        .with_stride([1 << 62, 1])
+        .with_padding([usize::MAX, 0])
+        .with_dilation([1, 1])
+        .with_groups(2);
     let err = ops::conv2d(x, w, None, &o).unwrap_err().to_string();
     assert!(err.starts_with("conv2d: padding: [18446744073709551615, 0] makes the padded input"), "{err}");
     let o =
-        ConvTranspose2dOptions { stride: [1 << 62, 1], padding: [0, 0], dilation: [1 << 62, 1], ..Default::default() };
+        ConvTranspose2dOptions::default().with_stride([1 << 62, 1]).with_padding([0, 0]).with_dilation([1 << 62, 1]);
     let x = t.leaf(Tensor::ones([1, 2, 3, 1]));
     let w = t.leaf(Tensor::ones([2, 1, 2, 1]));
     let err = ops::conv_transpose2d(x, w, None, &o).unwrap_err().to_string();
     assert!(err.starts_with("conv_transpose2d: stride:"), "{err}");
     // Large but representable paddings still work.
-    let o = Conv2dOptions { padding: [3, 0], ..Default::default() };
+    let o = Conv2dOptions::default().with_padding([3, 0]);
     let y = ops::conv2d(t.leaf(Tensor::ones([1, 1, 1, 1])), t.leaf(Tensor::ones([1, 1, 1, 1])), None, &o).unwrap();
     assert_eq!(y.shape().dims(), &[1, 1, 7, 1]);
 }

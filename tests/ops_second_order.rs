@@ -18,7 +18,11 @@ proptest! {
         stride in 1usize..3,
         pad in 0usize..2,
     ) {
-        let o = Conv2dOptions { stride: [stride, 1], padding: [pad, pad], dilation: [1, 2], groups: 2 };
+        let o = Conv2dOptions::default()
+            .with_stride([stride, 1])
+            .with_padding([pad, pad])
+            .with_dilation([1, 2])
+            .with_groups(2);
         // Square the output so that the second derivative is not zero.
         assert_second_gradients(|_, v| { let y = ops::conv2d(v[0], v[1], None, &o)?; y.mul(y) }, &[x, w])?;
     }
@@ -46,7 +50,7 @@ proptest! {
         for f in [ops::sigmoid, ops::tanh, ops::gelu, ops::gelu_tanh, ops::softplus, ops::silu] {
             assert_second_gradients(|_, v| f(v[0]), &[x.clone()])?;
         }
-        let p = Pool2d { kernel: [3, 3], stride: [2, 1], padding: [1, 1], ceil_mode: true };
+        let p = Pool2d::new(3, 1).with_stride([2, 1]).with_padding([1, 1]).with_ceil_mode(true);
         assert_second_gradients(|_, v| { let y = ops::avg_pool2d(v[0], &p, false)?; y.mul(y) }, &[x.clone()])?;
         let distinct = Tensor::from_fn([1, 2, 4, 4], |i| ((i * 7) % 32) as f64 * 0.1);
         assert_second_gradients(|_, v| { let y = ops::max_pool2d(v[0], &p)?; y.mul(y) }, &[distinct])?;

@@ -13,10 +13,7 @@ fn grads_of(block: &mut Block<f64>, x: &Tensor<f64>) -> (Tensor<f64>, Vec<Tensor
     let y = block.forward(&mut step, xv).unwrap();
     let seed = Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0);
     let g = tape
-        .backward_with(
-            y,
-            BackwardOptions { seed: Some(seed), wrt: Some(&[xv]), retain_graph: true, ..Default::default() },
-        )
+        .backward_with(y, BackwardOptions::default().with_seed(seed).with_wrt(&[xv]).with_retain_graph(true))
         .unwrap();
     let loss =
         y.mul(tape.constant(Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0))).unwrap().sum_all().unwrap();

@@ -221,7 +221,7 @@ fn backward_through_a_stack_is_the_product_rule() {
         inputs.push(h.value().unwrap());
         h = b.forward(&mut step, h).unwrap();
     }
-    let g = tape.backward_with(h, BackwardOptions { seed: Some(seed.clone()), wrt: Some(&[xv]), ..Default::default() });
+    let g = tape.backward_with(h, BackwardOptions::default().with_seed(seed.clone()).with_wrt(&[xv]));
     let engine = g.unwrap().into_tensors().remove(0);
 
     // By hand: δ(l) = δ(l+1)·(∂F_l/∂x + I), with each ∂F_l/∂x computed from
@@ -265,7 +265,7 @@ fn one_node_equals_the_primitive_composition() {
         let out = y.value().unwrap().data().to_vec();
         let loss = y.mul(tape.constant(weights.clone())).unwrap().sum_all().unwrap();
         let gx = tape
-            .backward_with(loss, BackwardOptions { wrt: Some(&[xv]), retain_graph: true, ..Default::default() })
+            .backward_with(loss, BackwardOptions::default().with_wrt(&[xv]).with_retain_graph(true))
             .unwrap()
             .into_tensors()
             .remove(0);

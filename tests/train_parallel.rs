@@ -21,12 +21,12 @@ fn images() -> Dataset {
 const STEPS: usize = 20;
 
 fn loader(batch: usize) -> Loader {
-    Loader::new(images(), batch, 3).unwrap().with_augment(Augment { pad: 1, flip: true, ..Augment::default() }).unwrap()
+    Loader::new(images(), batch, 3).unwrap().with_augment(Augment::default().with_pad(1).with_flip(true)).unwrap()
 }
 
 fn trainer() -> Trainer<ResNet<f32>> {
     let model = ResNet::by_name("resnet8", 2, 4, &mut wengert::core::rng(7)).unwrap();
-    Trainer::new(model, Config { epochs: 4, warmup: 2, ..Config::default() }, loader(16).batches()).unwrap()
+    Trainer::new(model, Config::default().with_epochs(4).with_warmup(2), &loader(16)).unwrap()
 }
 
 /// Every parameter and buffer, flattened in visiting order.
@@ -135,7 +135,7 @@ fn ranks_start_from_rank_0s_weights_and_stop_together() {
                     let rank = g.rank();
                     // Rank 1 starts from other weights: rank 0's replace them.
                     let model = ResNet::by_name("resnet8", 2, 4, &mut wengert::core::rng(rank as u64)).unwrap();
-                    let mut t = Trainer::new(model, Config::default(), loader(16).batches()).unwrap();
+                    let mut t = Trainer::new(model, Config::default(), &loader(16)).unwrap();
                     t.data_parallel(Parallel::new(Arc::new(g))).unwrap();
                     // Only rank 1 asks to stop, after its second step.
                     let mut steps = 0;

@@ -12,16 +12,16 @@ fn loader(n: usize) -> Loader {
     Loader::new(Dataset::load(dir, Split::Train).unwrap().take(n), 32, 0).unwrap()
 }
 
-fn trainer(batches: usize) -> Trainer {
+fn trainer(data: &Loader) -> Trainer {
     let model = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
-    Trainer::new(model, Config { epochs: 3, lr: 0.1, weight_decay: 0.0, warmup: 5, ..Config::default() }, batches)
+    Trainer::new(model, Config::default().with_epochs(3).with_lr(0.1).with_weight_decay(0.0).with_warmup(5), data)
         .unwrap()
 }
 
 #[test]
 fn a_short_run_lowers_the_loss() {
     let data = loader(640);
-    let mut t = trainer(data.batches());
+    let mut t = trainer(&data);
     let first = t.epoch(&data, |_, _| {}).unwrap();
     t.epoch(&data, |_, _| {}).unwrap();
     let third = t.epoch(&data, |_, _| {}).unwrap();
@@ -38,14 +38,14 @@ fn a_short_run_lowers_the_loss() {
 fn a_resumed_run_continues_exactly() {
     let data = loader(128);
     let dir = std::env::temp_dir().join(format!("wengert-train-{}", std::process::id()));
-    let mut straight = trainer(data.batches());
+    let mut straight = trainer(&data);
     straight.epoch(&data, |_, _| {}).unwrap();
     straight.epoch(&data, |_, _| {}).unwrap();
 
-    let mut first = trainer(data.batches());
+    let mut first = trainer(&data);
     first.epoch(&data, |_, _| {}).unwrap();
     first.save(&dir).unwrap();
-    let mut resumed = trainer(data.batches());
+    let mut resumed = trainer(&data);
     resumed.resume(&dir).unwrap();
     assert_eq!(resumed.position(), (1, 0));
     resumed.epoch(&data, |_, _| {}).unwrap();
@@ -101,8 +101,13 @@ fn recurrent_classifiers_learn_sequential_mnist() {
     for name in ["rnn", "lstm", "residual_rnn"] {
         let model = name.parse::<Model>().unwrap().build::<f32>((1, 28, 28), 10, &mut wengert::core::rng(0)).unwrap();
         let optimizer = wengert::train::train::OptimizerKind::Adam;
-        let config = Config { epochs: 3, lr: 0.002, weight_decay: 0.0, warmup: 5, optimizer, ..Config::default() };
-        let mut t = Trainer::new(model, config, data.batches()).unwrap();
+        let config = Config::default()
+            .with_epochs(3)
+            .with_lr(0.002)
+            .with_weight_decay(0.0)
+            .with_warmup(5)
+            .with_optimizer(optimizer);
+        let mut t = Trainer::new(model, config, &data).unwrap();
         t.clip = Some(1.0);
         let first = t.epoch(&data, |_, _| {}).unwrap();
         t.epoch(&data, |_, _| {}).unwrap();
@@ -153,19 +158,19 @@ fn a_stopped_run_resumes_to_the_same_model_and_log() {
     test.shuffle = false;
     let root = std::env::temp_dir().join(format!("wengert-run-{}", std::process::id()));
     let (a, b) = (root.join("straight"), root.join("stopped"));
-    let mut straight = Run::new(trainer(data.batches()), &data, &test).save_to(&a);
+    let mut straight = Run::new(trainer(&data), &data, &test).save_to(&a);
     straight.log_every = 3;
     let Outcome::Finished { test: score } = straight.run(&mut ()).unwrap() else { panic!("nothing stops it") };
     assert_eq!(straight.log().epochs().len(), 3);
     assert_eq!(straight.log().epochs()[2].test, Score { images: 64, ..score });
 
-    let mut stopped = Run::new(trainer(data.batches()), &data, &test).save_to(&b);
+    let mut stopped = Run::new(trainer(&data), &data, &test).save_to(&b);
     stopped.log_every = 3;
     let mut observer = StopAt { flag: stopped.stop_flag(), steps: 0, at: 14 };
     let outcome = stopped.run(&mut observer).unwrap();
     assert_eq!(outcome, Outcome::Stopped { iteration: 14, epoch_done: false });
     assert_eq!(stopped.log().epochs().len(), 1);
-    let mut resumed = Run::new(trainer(data.batches()), &data, &test).save_to(&b);
+    let mut resumed = Run::new(trainer(&data), &data, &test).save_to(&b);
     resumed.log_every = 3;
     resumed.resume().unwrap();
     assert_eq!(resumed.trainer().iteration, 14);
@@ -198,8 +203,8 @@ fn step_decay_divides_the_rate_at_its_milestones() {
     use wengert::train::train::Decay;
     let model = ResNet::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
     let decay = Decay::Steps { milestones: vec![2, 4], gamma: 0.1 };
-    let config = Config { epochs: 3, warmup: 0, decay: decay.clone(), ..Config::default() };
-    let mut t = Trainer::new(model, config.clone(), 2).unwrap();
+    let config = Config::default().with_epochs(3).with_warmup(0).with_decay(decay.clone());
+    let mut t = Trainer::with_batches(model, config.clone(), 2).unwrap();
     let mut rates = Vec::new();
     for i in 0..6 {
         t.iteration = i;
@@ -207,7 +212,7 @@ fn step_decay_divides_the_rate_at_its_milestones() {
     }
     let want = [0.1, 0.1, 0.01, 0.01, 0.001, 0.001];
     assert!(rates.iter().zip(want).all(|(r, w)| (r - w).abs() < 1e-15), "{rates:?}");
-    let bad = |decay| Config { decay, ..config.clone() }.check().unwrap_err().to_string();
+    let bad = |decay| config.clone().with_decay(decay).check().unwrap_err().to_string();
     assert!(bad(Decay::Steps { milestones: vec![4, 2], gamma: 0.1 }).contains("milestones must increase"));
     assert!(bad(Decay::Steps { milestones: vec![2], gamma: 0.0 }).contains("gamma must be in (0, 1]"));
 }

@@ -10,7 +10,7 @@ use wengert::core::{Error, Result};
 use wengert::data::{Augment, Dataset, DatasetName, Decode, LoadOptions, Loader, Split};
 use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::resnet::registry::{Input, Model, TrainingDefaults};
-use wengert::train::parallel::{mpi_local_size, mpi_world_size, Parallel};
+use wengert::train::parallel::{mpi_local_size, mpi_world_size, uneven_split, Parallel};
 use wengert::train::report::Report;
 use wengert::train::report::Score;
 use wengert::train::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
@@ -140,7 +140,9 @@ impl DataArgs {
             "each-batch" => Decode::EachBatch,
             _ => Decode::Auto,
         };
-        LoadOptions { image_size, decode }
+        let mut options = LoadOptions::default().with_decode(decode);
+        options.image_size = image_size;
+        options
     }
 }
 
@@ -194,11 +196,8 @@ fn check_args(a: &TrainArgs) -> Result<()> {
     if a.bucket_kib == 0 {
         return bad("--bucket-kib", "must be at least 1, got 0".into());
     }
-    if let Some(ranks) = mpi_world_size().filter(|r| !a.batch_size.is_multiple_of(*r)) {
-        return bad(
-            "--batch-size",
-            format!("the batch of {} does not split evenly across {ranks} ranks", a.batch_size),
-        );
+    if let Some(uneven) = mpi_world_size().and_then(|ranks| uneven_split(a.batch_size, ranks)) {
+        return bad("--batch-size", uneven);
     }
     if a.limit == Some(0) {
         return bad("--limit", "must be at least 1, got 0: there would be nothing to train on".into());
@@ -209,8 +208,6 @@ fn check_args(a: &TrainArgs) -> Result<()> {
     writable_folder(&a.out)
 }
 
-/// The run's settings from the options and the model's defaults, checked;
-/// an error names the option (`--lr`), not the setting (`lr`).
 /// He et al. 2016's CIFAR recipe: iterations in all, and where the rate falls.
 const HE2016_ITERATIONS: usize = 64_000;
 const HE2016_MILESTONES: [usize; 2] = [32_000, 48_000];
@@ -235,26 +232,24 @@ fn basic_depth(model: &Model) -> usize {
     }
 }
 
+/// The run's settings from the options and the model's defaults, checked;
+/// an error names the option (`--lr`), not the setting (`lr`).
 fn config(a: &TrainArgs) -> Result<Config> {
     let defaults = a.model.training_defaults();
     let adam = a.optimizer.as_deref().map_or(defaults.adam, |o| o == "adam");
     // An --optimizer other than the model's takes that optimiser's defaults.
     let chosen = TrainingDefaults::optimizer(adam);
-    let config = Config {
-        epochs: a.epochs,
-        lr: a.lr.unwrap_or(chosen.lr),
-        weight_decay: a.weight_decay.unwrap_or(chosen.weight_decay),
-        seed: a.seed,
-        optimizer: if adam { OptimizerKind::Adam } else { OptimizerKind::Sgd },
-        ..Config::default()
-    };
+    let config = Config::default()
+        .with_epochs(a.epochs)
+        .with_lr(a.lr.unwrap_or(chosen.lr))
+        .with_weight_decay(a.weight_decay.unwrap_or(chosen.weight_decay))
+        .with_seed(a.seed)
+        .with_optimizer(if adam { OptimizerKind::Adam } else { OptimizerKind::Sgd });
     let config = match a.recipe.as_deref() {
-        Some("he2016-cifar") => Config {
-            // The paper warms ResNet-110 up at 0.01 for about 400 iterations.
-            warmup: if basic_depth(&a.model) >= 110 { 400 } else { 0 },
-            decay: Decay::Steps { milestones: HE2016_MILESTONES.to_vec(), gamma: 0.1 },
-            ..config
-        },
+        // The paper warms ResNet-110 up at 0.01 for about 400 iterations.
+        Some("he2016-cifar") => config
+            .with_warmup(if basic_depth(&a.model) >= 110 { 400 } else { 0 })
+            .with_decay(Decay::Steps { milestones: HE2016_MILESTONES.to_vec(), gamma: 0.1 }),
         _ => config,
     };
     config.check().map_err(|e| match e {
@@ -355,57 +350,17 @@ pub fn run(mut a: TrainArgs) -> Result<ExitCode> {
 }
 
 /// The run itself, alone or as one rank of `group`.
-fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Result<ExitCode> {
+fn train(a: TrainArgs, mut config: Config, group: Option<Arc<dyn Collective>>) -> Result<ExitCode> {
     set_threads(a.threads)?;
     let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
-    let dataset = a.data.dataset;
-    let dir = data_dir(dataset, a.data.data_dir.as_deref())?;
-    let (train_set, test_set) = datasets(&dir, a.limit, a.data.options(a.data.image_size))?;
-    let normalise = normalisation(&a, &train_set)?;
-    let colour = train_set.channels() > 1;
-    let folder = Dataset::is_image_folder(&dir);
-    // Folders of images: random resized crops; CIFAR's shape and the
-    // recipe: the paper's pad-4 crops; grey images: as the dataset suits.
-    let crop_scale = a.crop_scale.or((folder && a.pad.is_none() && a.recipe.is_none()).then_some(0.08));
-    let resized_crop = crop_scale.filter(|&s| s != 0.0).map(|s| (s, 1.0));
-    let augment = match colour || a.recipe.is_some() {
-        true => Augment { pad: a.pad.unwrap_or(if resized_crop.is_some() { 0 } else { 4 }), flip: true, resized_crop },
-        false => Augment { pad: a.pad.unwrap_or(0), flip: dataset.flips() || resized_crop.is_some(), resized_crop },
-    };
-    let classes = train_set.classes().max(test_set.classes()).max(2);
-    let train =
-        Loader::new(train_set, a.batch_size, a.seed)?.with_channel_normalise(&normalise)?.with_augment(augment)?;
-    let test = Loader::new(test_set, 500, a.seed)?.in_order().with_channel_normalise(&normalise)?;
-    let mut config = config;
+    let dir = data_dir(a.data.dataset, a.data.data_dir.as_deref())?;
+    let (train, test) = loaders(&a, &dir)?;
     if a.recipe.is_some() {
         // The recipe counts iterations: as many epochs as make 64k.
         config.epochs = HE2016_ITERATIONS.div_ceil(train.batches());
     }
     let epochs = config.epochs;
-    let image = train.dataset().image_shape();
-    let model = a.model.build::<f32>(image, classes, &mut wengert::core::rng(a.seed))?;
-    let mut trainer = Trainer::new(model, config, train.batches())?;
-    trainer.clip = a.clip.or(a.model.training_defaults().clip).filter(|c| *c > 0.0);
-    trainer.detect_anomaly = a.detect_anomaly;
-    trainer.tag("model", &a.model);
-    trainer.tag("dataset", dir.display());
-    trainer.tag("batch_size", a.batch_size);
-    trainer.tag("pad", augment.pad);
-    if let Some((min, _)) = augment.resized_crop {
-        trainer.tag("crop_scale", min);
-    }
-    trainer.tag("classes", classes);
-    let (c, h, w) = image;
-    trainer.describe("image_shape", format!("{c},{h},{w}"));
-    if !train.dataset().class_names().is_empty() {
-        trainer.describe("class_names", train.dataset().class_names().join("\n"));
-    }
-    trainer.tag("normalise", normalise.iter().map(|(m, s)| format!("{m},{s}")).collect::<Vec<_>>().join(";"));
-    if let Some(g) = &group {
-        let mut parallel = Parallel::new(g.clone()).with_sync_bn(a.sync_bn);
-        parallel.bucket_bytes = a.bucket_kib * 1024;
-        trainer.data_parallel(parallel)?;
-    }
+    let trainer = trainer(&a, config, &dir, &train, &test, group.as_ref())?;
     let mut run = Run::new(trainer, &train, &test).save_to(&a.out);
     if a.resume {
         run.resume()?;
@@ -444,18 +399,88 @@ fn train(a: TrainArgs, config: Config, group: Option<Arc<dyn Collective>>) -> Re
             o.waited_s
         );
     }
-    match outcome? {
+    finish(outcome?, run.trainer().position().0, &a.out)
+}
+
+/// The training and test loaders: the data set, normalised, and the
+/// training set augmented as its kind suits.
+fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader)> {
+    let (train_set, test_set) = datasets(dir, a.limit, a.data.options(a.data.image_size))?;
+    let normalise = normalisation(a, &train_set)?;
+    let colour = train_set.channels() > 1;
+    let folder = Dataset::is_image_folder(dir);
+    // Folders of images: random resized crops; CIFAR's shape and the
+    // recipe: the paper's pad-4 crops; grey images: as the dataset suits.
+    let crop_scale = a.crop_scale.or((folder && a.pad.is_none() && a.recipe.is_none()).then_some(0.08));
+    let resized_crop = crop_scale.filter(|&s| s != 0.0).map(|s| (s, 1.0));
+    let mut augment = match colour || a.recipe.is_some() {
+        true => {
+            Augment::default().with_pad(a.pad.unwrap_or(if resized_crop.is_some() { 0 } else { 4 })).with_flip(true)
+        }
+        false => {
+            Augment::default().with_pad(a.pad.unwrap_or(0)).with_flip(a.data.dataset.flips() || resized_crop.is_some())
+        }
+    };
+    augment.resized_crop = resized_crop;
+    let train =
+        Loader::new(train_set, a.batch_size, a.seed)?.with_channel_normalise(&normalise)?.with_augment(augment)?;
+    let test = Loader::new(test_set, 500, a.seed)?.in_order().with_channel_normalise(&normalise)?;
+    Ok((train, test))
+}
+
+/// The model and its trainer, with the run's settings recorded in the
+/// checkpoint (what `eval` and `predict` read back), data-parallel when
+/// there is a group.
+fn trainer(
+    a: &TrainArgs,
+    config: Config,
+    dir: &Path,
+    train: &Loader,
+    test: &Loader,
+    group: Option<&Arc<dyn Collective>>,
+) -> Result<Trainer<Box<dyn wengert::nn::Module<f32>>>> {
+    let classes = train.dataset().classes().max(test.dataset().classes()).max(2);
+    let image = train.dataset().image_shape();
+    let model = a.model.build::<f32>(image, classes, &mut wengert::core::rng(a.seed))?;
+    let mut trainer = Trainer::new(model, config, train)?;
+    trainer.clip = a.clip.or(a.model.training_defaults().clip).filter(|c| *c > 0.0);
+    trainer.detect_anomaly = a.detect_anomaly;
+    trainer.tag("model", &a.model);
+    trainer.tag("dataset", dir.display());
+    trainer.tag("batch_size", a.batch_size);
+    trainer.tag("pad", train.augment().pad);
+    if let Some((min, _)) = train.augment().resized_crop {
+        trainer.tag("crop_scale", min);
+    }
+    trainer.tag("classes", classes);
+    let (c, h, w) = image;
+    trainer.describe("image_shape", format!("{c},{h},{w}"));
+    if !train.dataset().class_names().is_empty() {
+        trainer.describe("class_names", train.dataset().class_names().join("\n"));
+    }
+    let normalise = train.normalise().iter().map(|(m, s)| format!("{m},{s}"));
+    trainer.tag("normalise", normalise.collect::<Vec<_>>().join(";"));
+    if let Some(g) = group {
+        let mut parallel = Parallel::new(g.clone()).with_sync_bn(a.sync_bn);
+        parallel.bucket_bytes = a.bucket_kib * 1024;
+        trainer.data_parallel(parallel)?;
+    }
+    Ok(trainer)
+}
+
+/// What the run ended with, said on the console, and the exit code.
+fn finish(outcome: Outcome, epoch: usize, out: &Path) -> Result<ExitCode> {
+    match outcome {
         Outcome::Stopped { epoch_done: false, .. } => {
-            out!("interrupted: checkpoint saved in {} (resume with --resume)", a.out.display());
+            out!("interrupted: checkpoint saved in {} (resume with --resume)", out.display());
             Ok(ExitCode::from(130))
         }
         Outcome::Stopped { epoch_done: true, .. } => {
-            let epoch = run.trainer().position().0;
-            out!("interrupted after epoch {epoch}: checkpoint saved in {}", a.out.display());
+            out!("interrupted after epoch {epoch}: checkpoint saved in {}", out.display());
             Ok(ExitCode::from(130))
         }
         Outcome::Finished { test } => {
-            let model = a.out.join(MODEL);
+            let model = out.join(MODEL);
             if model.exists() {
                 out!("checkpoint: {}", model.display());
             }

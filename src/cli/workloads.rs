@@ -110,7 +110,7 @@ pub fn conv_fwdbwd(s: &ConvShape) -> Result<impl FnMut() -> Result<()>> {
         let (x, w) = (tape.leaf(i.x.clone()), tape.leaf(i.w.clone()));
         let y = conv2d(x, w, None, &o)?;
         let loss = y.mul(tape.constant(i.gy.clone()))?.sum_all()?;
-        let g = tape.backward_with(loss, BackwardOptions { wrt: Some(&[x, w]), ..Default::default() })?;
+        let g = tape.backward_with(loss, BackwardOptions::default().with_wrt(&[x, w]))?;
         std::hint::black_box(g);
         Ok(())
     })
@@ -142,7 +142,7 @@ pub fn basic_block_fwdbwd() -> Result<impl FnMut() -> Result<()>> {
         let loss = y.mul(tape.constant(gy.clone()))?.sum_all()?;
         let mut wrt = vec![xv];
         wrt.extend(params);
-        std::hint::black_box(tape.backward_with(loss, BackwardOptions { wrt: Some(&wrt), ..Default::default() })?);
+        std::hint::black_box(tape.backward_with(loss, BackwardOptions::default().with_wrt(&wrt))?);
         Ok(())
     })
 }
@@ -165,7 +165,7 @@ pub fn tape_overhead() -> Result<impl FnMut() -> Result<()>> {
             for _ in 0..TAPE_STEPS {
                 x = tanh(x.mul(w)?.add(b)?)?;
             }
-            let g = tape.backward_with(x, BackwardOptions { wrt: Some(&[w, b]), ..Default::default() })?;
+            let g = tape.backward_with(x, BackwardOptions::default().with_wrt(&[w, b]))?;
             std::hint::black_box(g);
         }
         tape.clear();
@@ -328,7 +328,7 @@ pub fn loader_epoch(workload: LoaderWorkload) -> Result<(impl FnMut() -> Result<
     let n = LOADER_IMAGES;
     let random = |count: usize| (0..count).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8);
     let labels = || (0..n).map(|i| (i % 10) as u8).collect();
-    let crops = Augment { pad: 4, flip: true, ..Augment::default() };
+    let crops = Augment::default().with_pad(4).with_flip(true);
     let loader = match workload {
         LoaderWorkload::Grey28 => Loader::new(Dataset::new(random(n * 28 * 28).collect(), labels(), 28, 28)?, 128, 0)?,
         LoaderWorkload::Colour32 | LoaderWorkload::Float32 => {
@@ -345,10 +345,10 @@ pub fn loader_epoch(workload: LoaderWorkload) -> Result<(impl FnMut() -> Result<
             let dir = folder_dir();
             let _ = std::fs::remove_dir_all(&dir);
             write_jpeg_folder(&dir, LOADER_FILES, 48, 40)?;
-            let options = LoadOptions { image_size: Some(32), decode: Decode::EachBatch };
+            let options = LoadOptions::default().with_image_size(32).with_decode(Decode::EachBatch);
             let data = Dataset::load_with(&dir, Split::Train, options)?;
             let stats = data.channel_stats()?;
-            let augment = Augment { flip: true, resized_crop: Some((0.08, 1.0)), ..Augment::default() };
+            let augment = Augment::default().with_flip(true).with_resized_crop((0.08, 1.0));
             Loader::new(data, 128, 0)?.with_channel_normalise(&stats)?.with_augment(augment)?
         }
     };

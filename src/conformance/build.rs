@@ -148,23 +148,21 @@ fn product<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result
         }
         "conv2d" => {
             only(op, attrs, &["stride", "padding", "dilation", "groups"])?;
-            let o = ops::Conv2dOptions {
-                stride: pair(op, attrs, "stride")?,
-                padding: pair(op, attrs, "padding")?,
-                dilation: pair(op, attrs, "dilation")?,
-                groups: usize_of(op, get(op, attrs, "groups")?, "groups")?,
-            };
+            let o = ops::Conv2dOptions::default()
+                .with_stride(pair(op, attrs, "stride")?)
+                .with_padding(pair(op, attrs, "padding")?)
+                .with_dilation(pair(op, attrs, "dilation")?)
+                .with_groups(usize_of(op, get(op, attrs, "groups")?, "groups")?);
             ops::conv2d(inp.var("x")?, inp.var("w")?, inp.opt("b"), &o)
         }
         "conv_transpose2d" => {
             only(op, attrs, &["stride", "padding", "output_padding", "dilation", "groups"])?;
-            let o = ops::ConvTranspose2dOptions {
-                stride: pair(op, attrs, "stride")?,
-                padding: pair(op, attrs, "padding")?,
-                output_padding: pair(op, attrs, "output_padding")?,
-                dilation: pair(op, attrs, "dilation")?,
-                groups: usize_of(op, get(op, attrs, "groups")?, "groups")?,
-            };
+            let o = ops::ConvTranspose2dOptions::default()
+                .with_stride(pair(op, attrs, "stride")?)
+                .with_padding(pair(op, attrs, "padding")?)
+                .with_output_padding(pair(op, attrs, "output_padding")?)
+                .with_dilation(pair(op, attrs, "dilation")?)
+                .with_groups(usize_of(op, get(op, attrs, "groups")?, "groups")?);
             ops::conv_transpose2d(inp.var("x")?, inp.var("w")?, inp.opt("b"), &o)
         }
         _ => Err(unsupported(op, "op")),
@@ -181,12 +179,11 @@ fn pooling<'t, T: Float>(op: &str, attrs: &Attrs, inp: &Inputs<'t, T>) -> Result
         &["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"]
     };
     only(op, attrs, known)?;
-    let p = ops::Pool2d {
-        kernel: pair(op, attrs, "kernel_size")?,
-        stride: pair(op, attrs, "stride")?,
-        padding: pair(op, attrs, "padding")?,
-        ceil_mode: boolean(op, attrs, "ceil_mode", false)?,
-    };
+    let p = ops::Pool2d::new(1, 1)
+        .with_kernel(pair(op, attrs, "kernel_size")?)
+        .with_stride(pair(op, attrs, "stride")?)
+        .with_padding(pair(op, attrs, "padding")?)
+        .with_ceil_mode(boolean(op, attrs, "ceil_mode", false)?);
     match op {
         "max_pool2d" => ops::max_pool2d(first(inp)?, &p),
         "avg_pool2d" => ops::avg_pool2d(first(inp)?, &p, boolean(op, attrs, "count_include_pad", true)?),

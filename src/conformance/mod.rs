@@ -193,7 +193,7 @@ fn run_case<T: Float>(case: &Case, tol: (f64, f64)) -> std::result::Result<(), S
     let wrt = wanted.iter().map(|g| inputs.var(&g.name)).collect::<Result<Vec<_>>>().map_err(|e| e.to_string())?;
     let seed = tensor::<T>(&case.cotangent, "cotangent")?;
     let grads = tape
-        .backward_with(out, BackwardOptions { seed: Some(seed), wrt: Some(&wrt), ..Default::default() })
+        .backward_with(out, BackwardOptions::default().with_seed(seed).with_wrt(&wrt))
         .map_err(|e| e.to_string())?;
     for (g, v) in wanted.iter().zip(&wrt) {
         let got = grads.get(*v).ok_or_else(|| format!("no gradient for {}", g.name))?;

@@ -23,6 +23,7 @@ use smallvec::SmallVec;
 
 /// Settings for [`Tape::backward_with`].
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct BackwardOptions<'a, 't, T: Float> {
     /// The cotangent ∂L/∂output; `None` means 1, allowed for one-element outputs.
     pub seed: Option<Tensor<T>>,
@@ -50,12 +51,41 @@ pub struct BackwardOptions<'a, 't, T: Float> {
     /// let y = h.mul(w2)?;
     /// let order = RefCell::new(Vec::new());
     /// let note = |v: wengert_core::Var<'_, f64>, g: &Tensor<f64>| order.borrow_mut().push((v.index(), g.item().unwrap()));
-    /// tape.backward_with(y, BackwardOptions { on_ready: Some(&note), ..Default::default() })?;
+    /// tape.backward_with(y, BackwardOptions::default().with_on_ready(&note))?;
     /// // w2's gradient (h = 6) is final first, then w1's (3·w2 = 15).
     /// assert_eq!(order.into_inner(), [(w2.index(), 6.0), (w1.index(), 15.0)]);
     /// # Ok::<(), wengert_core::Error>(())
     /// ```
     pub on_ready: Option<&'a GradReady<'a, 't, T>>,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl<'a, 't, T: Float> BackwardOptions<'a, 't, T> {
+    /// Sets the cotangent ∂L/∂output ([`BackwardOptions::seed`](Self::seed)).
+    pub fn with_seed(mut self, value: Tensor<T>) -> Self {
+        self.seed = Some(value);
+        self
+    }
+
+    /// Sets the variables to differentiate with respect to ([`BackwardOptions::wrt`](Self::wrt)).
+    pub fn with_wrt(mut self, value: &'a [Var<'t, T>]) -> Self {
+        self.wrt = Some(value);
+        self
+    }
+
+    /// Sets whether ops and saved values are kept for another backward ([`BackwardOptions::retain_graph`](Self::retain_graph)).
+    pub fn with_retain_graph(mut self, value: bool) -> Self {
+        self.retain_graph = value;
+        self
+    }
+
+    /// Sets the callback that hears of each final gradient ([`BackwardOptions::on_ready`](Self::on_ready)).
+    pub fn with_on_ready(mut self, value: &'a GradReady<'a, 't, T>) -> Self {
+        self.on_ready = Some(value);
+        self
+    }
 }
 
 /// The callback of [`BackwardOptions::on_ready`]: a variable and its final gradient.
@@ -139,6 +169,34 @@ impl<T: Float> Gradients<T> {
     }
 }
 
+/// An entry's op, taken out for its backward, and the entry's inputs.
+type Taken<T> = (Box<dyn crate::Op<T>>, SmallVec<[u32; 4]>);
+
+/// The entries a sweep visits ([`Tape::paths`]).
+struct Paths {
+    /// The entries whose gradients were asked for.
+    requested: Vec<bool>,
+    /// The entries on a path from a requested one to the output.
+    relevant: Vec<bool>,
+}
+
+/// One op's backward in progress: the op, its entry, its inputs, which
+/// of them need a gradient, and the gradient of its output.
+struct Step<'s, 't, T: Float> {
+    op: &'s dyn crate::Op<T>,
+    index: usize,
+    inputs: SmallVec<[Var<'t, T>; 4]>,
+    needs: SmallVec<[bool; 4]>,
+    incoming: &'s Grad<'t, T>,
+}
+
+/// Tells `on_ready` that entry `i`'s gradient is final (tensor mode only).
+fn ready<'t, T: Float>(tape: &'t Tape<T>, on_ready: Option<&GradReady<'_, 't, T>>, i: usize, g: &Grad<'t, T>) {
+    if let (Some(ready), Grad::Tensor(t)) = (on_ready, g) {
+        ready(Var { tape, id: i as u32 }, t);
+    }
+}
+
 /// A gradient during the sweep: a tensor (tensor mode) or a variable (graph mode).
 enum Grad<'t, T: Float> {
     Tensor(Tensor<T>),
@@ -159,11 +217,8 @@ impl<T: Float> Tape<T> {
     /// let tape = Tape::<f64>::new();
     /// let x = tape.leaf(Tensor::from_vec(vec![1., 2.], [2])?);
     /// let y = x.mul(x)?; // not a scalar: give a seed
-    /// let g = tape.backward_with(y, BackwardOptions {
-    ///     seed: Some(Tensor::from_vec(vec![1., 10.], [2])?),
-    ///     wrt: Some(&[x]),
-    ///     ..Default::default()
-    /// })?;
+    /// let opts = BackwardOptions::default().with_seed(Tensor::from_vec(vec![1., 10.], [2])?);
+    /// let g = tape.backward_with(y, opts.with_wrt(&[x]))?;
     /// assert_eq!(g.get(x).unwrap().data(), &[2., 40.]);
     /// # Ok::<(), wengert_core::Error>(())
     /// ```
@@ -266,7 +321,10 @@ impl<T: Float> Tape<T> {
         }
     }
 
-    /// The reverse loop shared by both modes. Returns one slot per `wrt` entry.
+    /// The reverse loop shared by both modes: visit the entries from the
+    /// output back, run each op's backward in the sweep's mode, add its
+    /// input gradients up, and free what no later step needs. Returns one
+    /// slot per `wrt` entry.
     fn sweep<'t>(
         &'t self,
         output: Var<'t, T>,
@@ -277,79 +335,99 @@ impl<T: Float> Tape<T> {
         on_ready: Option<&GradReady<'_, 't, T>>,
     ) -> Result<Vec<Option<Grad<'t, T>>>> {
         let out = output.index();
-        let n = out + 1;
-        // An entry is relevant when it is requested or an input of it is:
-        // only relevant entries carry gradients, and an op is asked only for
-        // the gradients of its relevant inputs.
-        let mut requested = vec![false; n];
-        for &w in wrt {
-            if (w as usize) < n {
-                requested[w as usize] = true;
-            }
-        }
-        let mut relevant = requested.clone();
-        {
-            let nodes = self.nodes.borrow();
-            for i in 0..n {
-                if !relevant[i] && nodes[i].requires_grad {
-                    relevant[i] = nodes[i].inputs.iter().any(|&j| relevant[j as usize]);
-                }
-            }
-        }
-        let mut grads = GradSlots::new(n);
-        let mut found: Vec<(usize, Grad<'t, T>)> = Vec::with_capacity(wrt.len());
-        if relevant[out] {
+        let paths = self.paths(out, wrt);
+        let mut grads = GradSlots::new(out + 1);
+        if paths.relevant[out] {
             grads.put(out, seed);
         }
         let _mode = GradMode::set(self, create_graph);
-        for i in (0..n).rev() {
-            if !relevant[i] {
+        let mut found = Vec::with_capacity(wrt.len());
+        for i in (0..=out).rev() {
+            if !paths.relevant[i] {
                 continue;
             }
             let Some(g) = grads.take(i) else { continue };
-            let (origin, inputs) = {
-                let mut nodes = self.nodes.borrow_mut();
-                let node = &mut nodes[i];
-                let has_relevant_input = node.inputs.iter().any(|&j| relevant[j as usize]);
-                let origin = match &node.origin {
-                    Origin::Op(op) if has_relevant_input => {
-                        let running = Origin::Running(op.name());
-                        std::mem::replace(&mut node.origin, running)
-                    }
-                    Origin::Freed(_) if has_relevant_input => return Err(freed_error(i, node)),
-                    _ => Origin::Constant,
-                };
-                (origin, node.inputs.clone())
-            };
-            if let Origin::Op(op) = origin {
-                let result = self.vjp_step(&*op, i, &inputs, &g, &relevant, &mut grads);
-                let mut nodes = self.nodes.borrow_mut();
-                let node = &mut nodes[i];
-                if retain_graph {
-                    node.origin = Origin::Op(op);
-                } else {
-                    node.origin = Origin::Freed(op.name());
-                    if i != out {
-                        node.value = None;
-                    }
-                }
-                drop(nodes);
+            if let Some((op, inputs)) = self.take_op(i, &paths.relevant)? {
+                let result = self.vjp_step(&*op, i, &inputs, &g, &paths.relevant, &mut grads);
+                self.put_back_or_free(i, op, retain_graph, i == out);
                 result?;
             }
-            if requested[i] {
-                if let (Some(ready), Grad::Tensor(t)) = (on_ready, &g) {
-                    ready(Var { tape: self, id: i as u32 }, t);
-                }
+            if paths.requested[i] {
+                ready(self, on_ready, i, &g);
                 found.push((i, g));
             }
         }
         Ok(wrt.iter().map(|&w| found.iter().find(|(i, _)| *i == w as usize).map(|(_, g)| g.duplicate())).collect())
     }
 
-    /// Runs one op's backward and adds its input gradients into `grads`, in
-    /// the sweep's mode: in tensor mode the op's
-    /// [`tensor_backward`](crate::Op::tensor_backward) when it has one, else
-    /// its [`vjp`](crate::Op::vjp), recorded only in graph mode.
+    /// Which of the entries up to `out` the sweep visits. An entry is
+    /// relevant when it is requested or an input of it is: only relevant
+    /// entries carry gradients, and an op is asked only for the gradients
+    /// of its relevant inputs.
+    fn paths(&self, out: usize, wrt: &[u32]) -> Paths {
+        let n = out + 1;
+        let mut requested = vec![false; n];
+        for &w in wrt.iter().filter(|&&w| (w as usize) < n) {
+            requested[w as usize] = true;
+        }
+        let mut relevant = requested.clone();
+        let nodes = self.nodes.borrow();
+        for i in 0..n {
+            if !relevant[i] && nodes[i].requires_grad {
+                relevant[i] = nodes[i].inputs.iter().any(|&j| relevant[j as usize]);
+            }
+        }
+        Paths { requested, relevant }
+    }
+
+    /// Takes entry `i`'s op out of the tape for its backward (the entry
+    /// reads as running meanwhile), with the entry's inputs; `None` when
+    /// the entry has no op or no relevant input, an error when an earlier
+    /// backward freed the op a gradient must pass through.
+    #[inline]
+    fn take_op(&self, i: usize, relevant: &[bool]) -> Result<Option<Taken<T>>> {
+        let mut nodes = self.nodes.borrow_mut();
+        let node = &mut nodes[i];
+        if !node.inputs.iter().any(|&j| relevant[j as usize]) {
+            return Ok(None);
+        }
+        match std::mem::replace(&mut node.origin, Origin::Constant) {
+            Origin::Op(op) => {
+                node.origin = Origin::Running(op.name());
+                Ok(Some((op, node.inputs.clone())))
+            }
+            other => {
+                node.origin = other;
+                match node.origin {
+                    Origin::Freed(_) => Err(freed_error(i, node)),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Entry `i`'s op after its backward: back in place when the graph is
+    /// kept, else freed (its name kept for the error a second backward
+    /// gets), with its value too unless `keep_value` (the output's).
+    #[inline]
+    fn put_back_or_free(&self, i: usize, op: Box<dyn crate::Op<T>>, retain_graph: bool, keep_value: bool) {
+        let mut nodes = self.nodes.borrow_mut();
+        let node = &mut nodes[i];
+        if retain_graph {
+            node.origin = Origin::Op(op);
+        } else {
+            node.origin = Origin::Freed(op.name());
+            if !keep_value {
+                node.value = None;
+            }
+        }
+    }
+
+    /// Runs one op's backward and adds its input gradients into `grads`.
+    /// Inputs released as recomputable that the op reads are formed again
+    /// for it; in tensor mode, what the backward put on the tape is cut off
+    /// after it, and those inputs are released again. (An output its own op
+    /// reads is never released that way.)
     fn vjp_step<'t>(
         &'t self,
         op: &dyn crate::Op<T>,
@@ -360,10 +438,31 @@ impl<T: Float> Tape<T> {
         grads: &mut GradSlots<'t, T>,
     ) -> Result<()> {
         let _span = crate::profile::Span::enter(op.name(), crate::profile::Phase::Backward);
-        // Inputs released as recomputable that this op reads are formed
-        // again for it, and released again after it in tensor mode. (An
-        // output its own op reads is never released that way.)
-        let mut restored = SmallVec::<[usize; 4]>::new();
+        let restored = self.restore_inputs(op, inputs)?;
+        let mark = self.len();
+        let step = Step {
+            op,
+            index,
+            inputs: inputs.iter().map(|&id| Var { tape: self, id }).collect(),
+            needs: inputs.iter().map(|&j| relevant[j as usize]).collect(),
+            incoming: g,
+        };
+        self.pause_anomaly_checks(true);
+        let result = self.input_grads(&step, |k, gk| self.deliver(&step, k, gk, grads));
+        self.pause_anomaly_checks(false);
+        if matches!(g, Grad::Tensor(_)) {
+            let mut nodes = self.nodes.borrow_mut();
+            nodes.truncate(mark);
+            restored.iter().for_each(|&j| nodes[j].value = None);
+        }
+        result
+    }
+
+    /// The values of `op`'s inputs that it reads and that were released as
+    /// recomputable, formed again; returns the entries restored.
+    #[inline]
+    fn restore_inputs(&self, op: &dyn crate::Op<T>, inputs: &[u32]) -> Result<SmallVec<[usize; 4]>> {
+        let mut restored = SmallVec::new();
         if self.released.get() {
             for (_, &j) in inputs.iter().enumerate().filter(|&(k, _)| op.reads_input(k)) {
                 if self.recompute(j as usize)? {
@@ -371,90 +470,102 @@ impl<T: Float> Tape<T> {
                 }
             }
         }
-        let mark = self.len();
-        let input_vars: SmallVec<[Var<'t, T>; 4]> = inputs.iter().map(|&id| Var { tape: self, id }).collect();
-        let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| relevant[j as usize]).collect();
-        let output = Var { tape: self, id: index as u32 };
-        // Checks one input's gradient and adds it to that input's total.
-        let mut deliver = |k: usize, gk: Grad<'t, T>| -> Result<()> {
-            let x = &input_vars[k];
-            let fits = match &gk {
-                Grad::Var(v) => v.same_shape(x),
-                Grad::Tensor(t) => x.has_shape(t.dims()),
-            };
-            if !fits {
-                let shape = match &gk {
-                    Grad::Var(v) => v.shape(),
-                    Grad::Tensor(t) => t.shape().clone(),
-                };
-                return Err(Error::Vjp {
-                    op: op.name().to_string(),
-                    detail: format!("gradient for input {k} has shape {shape}, the input has shape {}", x.shape()),
-                });
-            }
-            if self.is_detect_anomaly() {
-                self.check_gradient(op, index, k, &gk, g, &input_vars)?;
-            }
-            let j = x.index();
-            let total = match grads.take(j) {
-                None => gk,
-                Some(acc) => accumulate(acc, gk)?,
-            };
-            grads.put(j, total);
-            Ok(())
-        };
+        Ok(restored)
+    }
+
+    /// Hands the gradient of each of the step's needed inputs, by input
+    /// position, to `deliver`, in the sweep's mode: in tensor mode the op's
+    /// [`tensor_backward`](crate::Op::tensor_backward) when it has one, else
+    /// its [`vjp`](crate::Op::vjp), recorded only in graph mode.
+    #[inline]
+    fn input_grads<'t>(
+        &'t self,
+        s: &Step<'_, 't, T>,
+        mut deliver: impl FnMut(usize, Grad<'t, T>) -> Result<()>,
+    ) -> Result<()> {
         let count = |n: usize| {
-            if n == inputs.len() {
+            if n == s.inputs.len() {
                 Ok(())
             } else {
                 Err(Error::Vjp {
-                    op: op.name().to_string(),
-                    detail: format!("returned {n} gradients for {} inputs", inputs.len()),
+                    op: s.op.name().to_string(),
+                    detail: format!("returned {n} gradients for {} inputs", s.inputs.len()),
                 })
             }
         };
-        let pause = |on: bool| {
-            if self.is_detect_anomaly() {
-                if let Some(a) = self.anomaly.borrow_mut().as_mut() {
-                    a.in_vjp = on;
+        let output = Var { tape: self, id: s.index as u32 };
+        let grad_var = match s.incoming {
+            Grad::Var(v) => *v,
+            Grad::Tensor(t) => {
+                if let Some(fast) = s.op.tensor_backward(&s.inputs, output, t, &s.needs) {
+                    let fast = fast?;
+                    count(fast.len())?;
+                    for (k, gk) in fast.into_iter().enumerate() {
+                        if let Some(gk) = gk.filter(|_| s.needs[k]) {
+                            deliver(k, Grad::Tensor(gk))?;
+                        }
+                    }
+                    return Ok(());
                 }
+                self.constant(t.clone())
             }
         };
-        pause(true);
-        let result = (|| -> Result<()> {
-            let grad_var = match g {
-                Grad::Var(v) => *v,
-                Grad::Tensor(t) => {
-                    if let Some(fast) = op.tensor_backward(&input_vars, output, t, &needs) {
-                        let fast = fast?;
-                        count(fast.len())?;
-                        for (k, gk) in fast.into_iter().enumerate() {
-                            if let Some(gk) = gk.filter(|_| needs[k]) {
-                                deliver(k, Grad::Tensor(gk))?;
-                            }
-                        }
-                        return Ok(());
-                    }
-                    self.constant(t.clone())
-                }
-            };
-            let slow = op.vjp(&input_vars, output, grad_var, &needs)?;
-            count(slow.len())?;
-            for (k, gk) in slow.into_iter().enumerate() {
-                let Some(gk) = gk.filter(|_| needs[k]) else { continue };
-                gk.same_tape(op.name(), &input_vars[k])?;
-                deliver(k, if matches!(g, Grad::Var(_)) { Grad::Var(gk) } else { Grad::Tensor(gk.value()?) })?;
-            }
-            Ok(())
-        })();
-        pause(false);
-        if matches!(g, Grad::Tensor(_)) {
-            // Tensor mode: the temporaries of this vjp are no longer needed.
-            let mut nodes = self.nodes.borrow_mut();
-            nodes.truncate(mark);
-            restored.iter().for_each(|&j| nodes[j].value = None);
+        let slow = s.op.vjp(&s.inputs, output, grad_var, &s.needs)?;
+        count(slow.len())?;
+        for (k, gk) in slow.into_iter().enumerate() {
+            let Some(gk) = gk.filter(|_| s.needs[k]) else { continue };
+            gk.same_tape(s.op.name(), &s.inputs[k])?;
+            deliver(k, if matches!(s.incoming, Grad::Var(_)) { Grad::Var(gk) } else { Grad::Tensor(gk.value()?) })?;
         }
-        result
+        Ok(())
+    }
+
+    /// Checks the gradient of the step's input `k` and adds it to that
+    /// input's total.
+    #[inline]
+    fn deliver<'t>(
+        &'t self,
+        s: &Step<'_, 't, T>,
+        k: usize,
+        gk: Grad<'t, T>,
+        grads: &mut GradSlots<'t, T>,
+    ) -> Result<()> {
+        let x = &s.inputs[k];
+        let fits = match &gk {
+            Grad::Var(v) => v.same_shape(x),
+            Grad::Tensor(t) => x.has_shape(t.dims()),
+        };
+        if !fits {
+            let shape = match &gk {
+                Grad::Var(v) => v.shape(),
+                Grad::Tensor(t) => t.shape().clone(),
+            };
+            return Err(Error::Vjp {
+                op: s.op.name().to_string(),
+                detail: format!("gradient for input {k} has shape {shape}, the input has shape {}", x.shape()),
+            });
+        }
+        if self.is_detect_anomaly() {
+            self.check_gradient(s.op, s.index, k, &gk, s.incoming, &s.inputs)?;
+        }
+        let j = x.index();
+        let total = match grads.take(j) {
+            None => gk,
+            Some(acc) => accumulate(acc, gk)?,
+        };
+        grads.put(j, total);
+        Ok(())
+    }
+
+    /// While an op's backward runs, anomaly detection checks the gradients
+    /// it returns, not the values its vjp records on the way.
+    #[inline]
+    fn pause_anomaly_checks(&self, on: bool) {
+        if self.is_detect_anomaly() {
+            if let Some(a) = self.anomaly.borrow_mut().as_mut() {
+                a.in_vjp = on;
+            }
+        }
     }
 
     /// Anomaly detection's backward check of the gradient `gk` that `op`

@@ -20,6 +20,7 @@ use std::fmt;
 
 /// Step and tolerances of a gradient check.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct GradCheck {
     /// The finite-difference step `h`.
     pub eps: f64,
@@ -29,6 +30,35 @@ pub struct GradCheck {
     pub atol: f64,
     /// Seed of the random cotangent.
     pub seed: u64,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl GradCheck {
+    /// Sets the finite-difference step ([`GradCheck::eps`](Self::eps)).
+    pub const fn with_eps(mut self, value: f64) -> Self {
+        self.eps = value;
+        self
+    }
+
+    /// Sets the relative tolerance ([`GradCheck::rtol`](Self::rtol)).
+    pub const fn with_rtol(mut self, value: f64) -> Self {
+        self.rtol = value;
+        self
+    }
+
+    /// Sets the absolute tolerance ([`GradCheck::atol`](Self::atol)).
+    pub const fn with_atol(mut self, value: f64) -> Self {
+        self.atol = value;
+        self
+    }
+
+    /// Sets the seed of the random cotangent ([`GradCheck::seed`](Self::seed)).
+    pub const fn with_seed(mut self, value: u64) -> Self {
+        self.seed = value;
+        self
+    }
 }
 
 impl Default for GradCheck {

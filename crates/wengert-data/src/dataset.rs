@@ -81,6 +81,7 @@ pub const STATS_SAMPLE: usize = 2048;
 
 /// How [`Dataset::load_with`] reads a folder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadOptions {
     /// The size image folders are resized and cropped to (`size × size`,
     /// after resizing the shorter side to it); without one, every image of
@@ -89,6 +90,23 @@ pub struct LoadOptions {
     pub image_size: Option<usize>,
     /// When an image folder's images are decoded.
     pub decode: Decode,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl LoadOptions {
+    /// Sets the size image folders are resized and cropped to ([`LoadOptions::image_size`](Self::image_size)).
+    pub const fn with_image_size(mut self, value: usize) -> Self {
+        self.image_size = Some(value);
+        self
+    }
+
+    /// Sets when an image folder's images are decoded ([`LoadOptions::decode`](Self::decode)).
+    pub const fn with_decode(mut self, value: Decode) -> Self {
+        self.decode = value;
+        self
+    }
 }
 
 /// Labelled images, all of one size: 8-bit or float pixels in memory, or

@@ -17,7 +17,7 @@
 //! let data = Dataset::new((0..128).map(|p| p as u8).collect(), vec![0, 1, 2, 3, 0, 1, 2, 3], 4, 4)?;
 //! let loader = Loader::new(data, 3, 7)?
 //!     .with_normalise(0.5, 0.25)?
-//!     .with_augment(Augment { pad: 1, flip: true, ..Augment::default() })?;
+//!     .with_augment(Augment::default().with_pad(1).with_flip(true))?;
 //! let batches: Vec<_> = loader.epoch::<f32>(0, 0).collect::<Result<_, _>>()?;
 //! assert_eq!(batches.len(), 3); // 3 + 3 + 2 images
 //! assert_eq!(batches[0].images.dims(), &[3, 1, 4, 4]);

@@ -19,6 +19,7 @@ use wengert_core::{Error, Float, Result, Tensor};
 /// the random resized crop of ImageNet training (Szegedy et al. 2015, as
 /// torchvision's `RandomResizedCrop`), and flips.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Augment {
     /// Zero padding on each side before a random crop of the original size
     /// (0: no cropping); pixels outside the image are 0 (black for 8-bit
@@ -33,6 +34,29 @@ pub struct Augment {
     /// decoded each batch are cropped from the whole decoded file; images
     /// in memory from what is held. Not with `pad`.
     pub resized_crop: Option<(f64, f64)>,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl Augment {
+    /// Sets the zero padding before a random crop ([`Augment::pad`](Self::pad)).
+    pub const fn with_pad(mut self, value: usize) -> Self {
+        self.pad = value;
+        self
+    }
+
+    /// Sets whether images flip horizontally with probability ½ ([`Augment::flip`](Self::flip)).
+    pub const fn with_flip(mut self, value: bool) -> Self {
+        self.flip = value;
+        self
+    }
+
+    /// Sets the area fractions of a random resized crop ([`Augment::resized_crop`](Self::resized_crop)).
+    pub const fn with_resized_crop(mut self, value: (f64, f64)) -> Self {
+        self.resized_crop = Some(value);
+        self
+    }
 }
 
 /// The aspect ratios a random resized crop draws from, ¾ to 4⁄3

@@ -580,7 +580,8 @@ impl<'t, T: Float> Step<'t, T> {
                 f(*id, g);
             }
         };
-        let opts = BackwardOptions { wrt: Some(&vars), on_ready: on_ready.map(|_| &hook as _), ..Default::default() };
+        let mut opts = BackwardOptions::default().with_wrt(&vars);
+        opts.on_ready = on_ready.map(|_| &hook as _);
         let mut g = self.tape.backward_with(loss, opts)?;
         let mut map = HashMap::with_capacity(trained.len());
         for (key, v) in trained {

@@ -80,6 +80,7 @@ impl<T: Float> std::fmt::Debug for RowMoments<'_, T> {
 
 /// The choices of [`batch_norm_train_opts`], the one entry behind every
 /// training-mode batch norm: the default is a plain [`batch_norm_train`].
+#[non_exhaustive]
 pub struct BatchNormTrainOptions<'t, T: Float> {
     /// A ReLU after the normalisation, in the same op
     /// ([`batch_norm_relu_train`]).
@@ -90,6 +91,29 @@ pub struct BatchNormTrainOptions<'t, T: Float> {
     /// The input's row moments, gathered by the op that made it; `None`
     /// computes them from the input.
     pub moments: Option<RowMoments<'t, T>>,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl<'t, T: Float> BatchNormTrainOptions<'t, T> {
+    /// Sets whether a ReLU follows in the same op ([`BatchNormTrainOptions::relu`](Self::relu)).
+    pub fn with_relu(mut self, value: bool) -> Self {
+        self.relu = value;
+        self
+    }
+
+    /// Sets the group whose ranks' batches are normalised together ([`BatchNormTrainOptions::group`](Self::group)).
+    pub fn with_group(mut self, value: Arc<dyn Collective>) -> Self {
+        self.group = Some(value);
+        self
+    }
+
+    /// Sets the input's row moments, gathered by the op that made it ([`BatchNormTrainOptions::moments`](Self::moments)).
+    pub fn with_moments(mut self, value: RowMoments<'t, T>) -> Self {
+        self.moments = Some(value);
+        self
+    }
 }
 
 impl<T: Float> Default for BatchNormTrainOptions<'_, T> {
@@ -835,8 +859,7 @@ impl<T: Float> Op<T> for BatchNormEval<T> {
             let tape = wengert_core::Tape::new();
             let vars = inputs.iter().map(|v| Ok(tape.leaf(v.value()?))).collect::<Result<Vec<_>>>()?;
             let y = self.composite(vars[0], vars[1], vars[2])?;
-            let opts =
-                wengert_core::BackwardOptions { seed: Some(grad.clone()), wrt: Some(&vars), ..Default::default() };
+            let opts = wengert_core::BackwardOptions::default().with_seed(grad.clone()).with_wrt(&vars);
             let g = tape.backward_with(y, opts)?;
             Ok(vars.iter().zip(needs).map(|(v, &n)| if n { g.get(*v).cloned() } else { None }).collect())
         };

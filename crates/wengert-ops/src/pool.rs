@@ -15,6 +15,7 @@ use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor
 
 /// Kernel, stride, padding and rounding of a 2-d pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pool2d {
     /// Window height and width.
     pub kernel: [usize; 2],
@@ -27,9 +28,38 @@ pub struct Pool2d {
     pub ceil_mode: bool,
 }
 
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl Pool2d {
+    /// Sets the window's height and width ([`Pool2d::kernel`](Self::kernel)).
+    pub const fn with_kernel(mut self, value: [usize; 2]) -> Self {
+        self.kernel = value;
+        self
+    }
+
+    /// Sets the step between windows ([`Pool2d::stride`](Self::stride)).
+    pub const fn with_stride(mut self, value: [usize; 2]) -> Self {
+        self.stride = value;
+        self
+    }
+
+    /// Sets the implicit padding on each side ([`Pool2d::padding`](Self::padding)).
+    pub const fn with_padding(mut self, value: [usize; 2]) -> Self {
+        self.padding = value;
+        self
+    }
+
+    /// Sets whether the output size rounds up ([`Pool2d::ceil_mode`](Self::ceil_mode)).
+    pub const fn with_ceil_mode(mut self, value: bool) -> Self {
+        self.ceil_mode = value;
+        self
+    }
+}
+
 impl Pool2d {
     /// A `k×k` window with stride `s`, no padding, floor rounding.
-    pub fn new(k: usize, s: usize) -> Self {
+    pub const fn new(k: usize, s: usize) -> Self {
         Pool2d { kernel: [k, k], stride: [s, s], padding: [0, 0], ceil_mode: false }
     }
 

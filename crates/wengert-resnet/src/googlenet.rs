@@ -63,7 +63,7 @@ impl<T: Float> Visit<T> for BasicConv2d<T> {
 }
 
 fn pool(k: usize, s: usize, p: usize) -> Pool2d {
-    Pool2d { kernel: [k, k], stride: [s, s], padding: [p, p], ceil_mode: true }
+    Pool2d::new(k, s).with_padding([p, p]).with_ceil_mode(true)
 }
 
 /// An Inception module: four branches concatenated along the channels —

@@ -182,7 +182,7 @@ pub fn measure_recurrent(setup: &RecurrentSetup) -> Result<Flow> {
     let states = rnn.run(&mut step, tape.constant(x), rnn.zero_state(&tape, setup.batch))?;
     let (h1, ht) = (states[0].h, states[setup.steps - 1].h);
     let loss = cross_entropy(head.forward(&mut step, ht)?, &labels)?;
-    let g = tape.backward_with(loss, BackwardOptions { wrt: Some(&[h1, ht]), ..Default::default() })?;
+    let g = tape.backward_with(loss, BackwardOptions::default().with_wrt(&[h1, ht]))?;
     let norm = |t: &Tensor<f64>| t.data().iter().map(|v| v * v).sum::<f64>().sqrt();
     let g = g.into_tensors();
     Ok(Flow { first: norm(&g[0]), last: norm(&g[1]) })

@@ -437,12 +437,8 @@ mod tests {
             assert_eq!(yf.data(), yc.data(), "{dims:?} / {stride}");
             let g = Tensor::from_vec((0..yf.numel()).map(|i| (i * 13 % 17) as f64 - 8.0).collect(), yf.dims()).unwrap();
             let grad = |y: Var<'_, f64>| {
-                let opts = BackwardOptions {
-                    seed: Some(g.clone()),
-                    wrt: Some(&[xv]),
-                    retain_graph: true,
-                    ..Default::default()
-                };
+                let wrt = [xv];
+                let opts = BackwardOptions::default().with_seed(g.clone()).with_wrt(&wrt).with_retain_graph(true);
                 tape.backward_with(y, opts).unwrap().get(xv).cloned().unwrap()
             };
             assert_eq!(grad(fused).data(), grad(composed).data(), "{dims:?} / {stride}");

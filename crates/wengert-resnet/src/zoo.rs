@@ -134,7 +134,7 @@ impl Spec {
 }
 
 /// The ImageNet stem's 3×3/2 max pool.
-const STEM_POOL: Pool2d = Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false };
+const STEM_POOL: Pool2d = Pool2d::new(3, 2).with_padding([1, 1]);
 
 /// A residual (or plain) network of the zoo.
 pub struct ResNet<T: Float> {

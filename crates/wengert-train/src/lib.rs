@@ -23,7 +23,7 @@
 //! let digits = Dataset::new(pixels, (0..32).map(|i| (i % 10) as u8).collect(), 8, 8)?;
 //! let train = Loader::new(digits, 16, 0)?;
 //! let model = ResNet::by_name("resnet8", 1, 10, &mut wengert_core::rng(0))?;
-//! let mut trainer = Trainer::new(model, Config { warmup: 1, ..Config::default() }, train.batches())?;
+//! let mut trainer = Trainer::new(model, Config::default().with_warmup(1), &train)?;
 //! let score = trainer.epoch(&train, |_, _| ())?;
 //! assert_eq!(score.images, 32);
 //! # Ok::<(), wengert_core::Error>(())

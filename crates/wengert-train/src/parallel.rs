@@ -28,9 +28,9 @@
 //!   the order of floating-point sums.
 //! - Evaluation splits each test batch across the ranks and sums the counts.
 //!
-//! The ranks talk through a [`Collective`]: over MPI (feature `mpi`, see
-//! [`crate::mpi`]), or [`LocalGroup`](wengert_core::collective::LocalGroup)
-//! threads in tests.
+//! The ranks talk through a [`Collective`]: over MPI (the module `mpi`,
+//! built with the feature `mpi`), or
+//! [`LocalGroup`](wengert_core::collective::LocalGroup) threads in tests.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -234,6 +234,16 @@ pub(crate) fn broadcast_state(model: &mut dyn Module<f32>, group: &dyn Collectiv
         at += n;
     });
     Ok(())
+}
+
+/// What is wrong with a batch of `batch_size` images across `ranks` ranks,
+/// or `None` when it splits evenly: every rank must take the same share,
+/// since the summed gradients are averaged as if each rank's were of one
+/// size. The trainer checks it as it shards a loader, and `wengert train`
+/// before it loads anything.
+pub fn uneven_split(batch_size: usize, ranks: usize) -> Option<String> {
+    (ranks > 0 && !batch_size.is_multiple_of(ranks))
+        .then(|| format!("the batch of {batch_size} does not split evenly across {ranks} ranks"))
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@
 //! let train = Loader::new(digits.clone(), 16, 0)?;
 //! let test = Loader::new(digits, 32, 0)?.in_order();
 //! let model = ResNet::by_name("resnet8", 1, 10, &mut wengert_core::rng(0))?;
-//! let config = Config { epochs: 2, warmup: 2, ..Config::default() };
-//! let mut run = Run::new(Trainer::new(model, config, train.batches())?, &train, &test);
+//! let config = Config::default().with_epochs(2).with_warmup(2);
+//! let mut run = Run::new(Trainer::new(model, config, &train)?, &train, &test);
 //! let Outcome::Finished { test: score } = run.run(&mut ())? else { unreachable!("nothing stops it") };
 //! assert_eq!(run.log().epochs().len(), 2);
 //! assert!(score.accuracy >= 0.0);

@@ -23,7 +23,7 @@
 //! each on its share of every batch ([`crate::parallel`]); only rank 0
 //! writes checkpoints, and a checkpoint resumes with any number of ranks.
 
-use crate::parallel::{broadcast_state, Buckets, Parallel};
+use crate::parallel::{broadcast_state, uneven_split, Buckets, Parallel};
 use crate::report::{Report, Score};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -43,6 +43,7 @@ pub const MODEL: &str = "model.safetensors";
 
 /// The settings of a run.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Epochs to train.
     pub epochs: usize,
@@ -60,6 +61,59 @@ pub struct Config {
     pub optimizer: OptimizerKind,
     /// How the learning rate falls after the warm-up.
     pub decay: Decay,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl Config {
+    /// Sets the epochs to train ([`Config::epochs`](Self::epochs)).
+    pub fn with_epochs(mut self, value: usize) -> Self {
+        self.epochs = value;
+        self
+    }
+
+    /// Sets the peak learning rate ([`Config::lr`](Self::lr)).
+    pub fn with_lr(mut self, value: f64) -> Self {
+        self.lr = value;
+        self
+    }
+
+    /// Sets SGD's momentum ([`Config::momentum`](Self::momentum)).
+    pub fn with_momentum(mut self, value: f64) -> Self {
+        self.momentum = value;
+        self
+    }
+
+    /// Sets the weight decay ([`Config::weight_decay`](Self::weight_decay)).
+    pub fn with_weight_decay(mut self, value: f64) -> Self {
+        self.weight_decay = value;
+        self
+    }
+
+    /// Sets the warm-up iterations ([`Config::warmup`](Self::warmup)).
+    pub fn with_warmup(mut self, value: usize) -> Self {
+        self.warmup = value;
+        self
+    }
+
+    /// Sets the seed of the weights, the shuffling and the augmentation ([`Config::seed`](Self::seed)).
+    pub fn with_seed(mut self, value: u64) -> Self {
+        self.seed = value;
+        self
+    }
+
+    /// Sets the optimiser ([`Config::optimizer`](Self::optimizer)).
+    pub fn with_optimizer(mut self, value: OptimizerKind) -> Self {
+        self.optimizer = value;
+        self
+    }
+
+    /// Sets how the learning rate falls after the warm-up ([`Config::decay`](Self::decay)).
+    pub fn with_decay(mut self, value: Decay) -> Self {
+        self.decay = value;
+        self
+    }
 }
 
 /// How the learning rate falls after the warm-up.
@@ -210,10 +264,19 @@ pub struct Trainer<M: Module<f32> = ResNet<f32>> {
 }
 
 impl<M: Module<f32>> Trainer<M> {
-    /// A fresh run of `model` over `batches_per_epoch` batches an epoch;
-    /// an error when a setting is out of range ([`Config::check`]) or there
-    /// are no batches.
-    pub fn new(model: M, config: Config, batches_per_epoch: usize) -> Result<Self> {
+    /// A fresh run of `model` over the epochs of `train`: the loader says
+    /// how many batches an epoch has, which sets the learning-rate
+    /// schedule; [`Trainer::epoch`] then takes that loader (or one with
+    /// the same batches). An error when a setting is out of range
+    /// ([`Config::check`]) or the loader has no batches.
+    pub fn new(model: M, config: Config, train: &Loader) -> Result<Self> {
+        Self::with_batches(model, config, train.batches())
+    }
+
+    /// A fresh run of `model` over `batches_per_epoch` batches an epoch,
+    /// for batches of your own given to [`Trainer::step`]; an error when a
+    /// setting is out of range ([`Config::check`]) or there are no batches.
+    pub fn with_batches(model: M, config: Config, batches_per_epoch: usize) -> Result<Self> {
         config.check()?;
         if batches_per_epoch == 0 {
             return Err(Error::argument("train", "data", "an epoch has no batches: the training set is empty"));
@@ -401,7 +464,8 @@ impl<M: Module<f32>> Trainer<M> {
                 "train",
                 "data",
                 format!(
-                    "the loader has {} batches an epoch, the trainer was made for {}",
+                    "the loader has {} batches an epoch, the trainer's schedule {}: give `epoch` the loader the \
+                     trainer was made with",
                     train.batches(),
                     self.batches
                 ),
@@ -432,12 +496,8 @@ impl<M: Module<f32>> Trainer<M> {
     fn share(&self, data: &Loader) -> Result<Loader> {
         let Some(p) = &self.parallel else { return Ok(data.clone()) };
         let (rank, ranks) = (p.group.rank(), p.group.size());
-        if !data.batch_size().is_multiple_of(ranks) {
-            return Err(Error::argument(
-                "train",
-                "batch_size",
-                format!("the batch of {} does not split evenly across {ranks} ranks", data.batch_size()),
-            ));
+        if let Some(uneven) = uneven_split(data.batch_size(), ranks) {
+            return Err(Error::argument("train", "batch_size", uneven));
         }
         data.clone().shard(rank, ranks)
     }

@@ -1,3 +1,6 @@
+//! Convolution layers: `Conv2d` and `ConvTranspose2d`, with PyTorch's
+//! parameter names and initialisation.
+
 use crate::init::torch_default;
 use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Rng, Shape, Var};

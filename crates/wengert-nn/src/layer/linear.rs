@@ -1,3 +1,6 @@
+//! The fully connected layer `y = x·Wᵀ + b`, with PyTorch's parameter
+//! names and initialisation.
+
 use crate::init::torch_default;
 use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Float, Result, Rng, Var};

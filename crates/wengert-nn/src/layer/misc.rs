@@ -1,3 +1,6 @@
+//! The layers without parameters: activations, pooling, flattening and
+//! dropout.
+
 use crate::module::{Module, Step, Visit};
 use rand::Rng as _;
 use wengert_core::{Error, Float, Result, Tensor, Var};

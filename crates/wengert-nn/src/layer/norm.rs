@@ -1,3 +1,6 @@
+//! Normalisation layers: `BatchNorm2d` (batch statistics in training,
+//! running estimates in evaluation) and `LayerNorm`.
+
 use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Tensor, Var};
 use wengert_ops::BatchNormTrainOptions;
@@ -112,8 +115,9 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
                 wengert_ops::batch_norm_eval(x, Some(w), Some(b), mean, var, self.eps)
             };
         }
-        let opts =
-            BatchNormTrainOptions { relu: self.relu, group: step.sync_bn().cloned(), moments: step.take_moments(x) };
+        let mut opts = BatchNormTrainOptions::default().with_relu(self.relu);
+        opts.group = step.sync_bn().cloned();
+        opts.moments = step.take_moments(x);
         let (y, stats) = wengert_ops::batch_norm_train_opts(x, Some(w), Some(b), self.eps, opts)?;
         self.update_running(&stats)?;
         Ok(y)

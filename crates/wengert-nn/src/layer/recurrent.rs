@@ -1,3 +1,6 @@
+//! Recurrent layers unrolled over time on the tape: the Elman RNN, the
+//! LSTM, and the residual recurrence `h ← h + F(h, x)`.
+
 use crate::init::torch_default;
 use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Rng, Tape, Tensor, Var};

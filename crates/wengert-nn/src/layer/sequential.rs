@@ -1,3 +1,6 @@
+//! Layers applied in order, each named by its position as PyTorch's
+//! `nn.Sequential` names them (`0.weight`, `1.bias`, …).
+
 use crate::module::{Module, Named, Step, Visit};
 use wengert_core::{Float, Result, Var};
 

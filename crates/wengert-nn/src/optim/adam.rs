@@ -1,3 +1,7 @@
+//! Adam (Kingma & Ba 2015) with an L2 penalty, and AdamW (Loshchilov &
+//! Hutter 2019) with decoupled weight decay, as PyTorch's `Adam` and
+//! `AdamW` update.
+
 use super::{each_param, state_tensor, update, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;

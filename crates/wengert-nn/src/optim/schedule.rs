@@ -1,3 +1,6 @@
+//! Learning-rate schedules: the rate at each iteration, constant, in steps,
+//! at milestones, by cosine decay, or warmed up linearly before another.
+
 /// A learning rate as a function of the iteration (from 0).
 pub trait LrSchedule {
     /// The learning rate at `iteration`.

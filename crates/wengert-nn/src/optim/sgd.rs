@@ -1,3 +1,6 @@
+//! Stochastic gradient descent with momentum, dampening, Nesterov
+//! momentum and L2 weight decay, PyTorch's `torch.optim.SGD` update.
+
 use super::{each_param, state_tensor, update, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;

@@ -21,6 +21,7 @@ use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor
 
 /// Settings of [`conv2d`]; the default is stride 1, no padding, no dilation, one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Conv2dOptions {
     /// Step between output positions (rows, columns).
     pub stride: [usize; 2],
@@ -30,6 +31,35 @@ pub struct Conv2dOptions {
     pub dilation: [usize; 2],
     /// Input and output channels split into this many independent groups.
     pub groups: usize,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl Conv2dOptions {
+    /// Sets the step between output positions ([`Conv2dOptions::stride`](Self::stride)).
+    pub const fn with_stride(mut self, value: [usize; 2]) -> Self {
+        self.stride = value;
+        self
+    }
+
+    /// Sets the zero padding on each side ([`Conv2dOptions::padding`](Self::padding)).
+    pub const fn with_padding(mut self, value: [usize; 2]) -> Self {
+        self.padding = value;
+        self
+    }
+
+    /// Sets the spacing between kernel taps ([`Conv2dOptions::dilation`](Self::dilation)).
+    pub const fn with_dilation(mut self, value: [usize; 2]) -> Self {
+        self.dilation = value;
+        self
+    }
+
+    /// Sets the number of channel groups ([`Conv2dOptions::groups`](Self::groups)).
+    pub const fn with_groups(mut self, value: usize) -> Self {
+        self.groups = value;
+        self
+    }
 }
 
 impl Default for Conv2dOptions {
@@ -47,6 +77,7 @@ impl Conv2dOptions {
 
 /// Settings of [`conv_transpose2d`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConvTranspose2dOptions {
     /// The stride of the convolution this transposes.
     pub stride: [usize; 2],
@@ -59,6 +90,41 @@ pub struct ConvTranspose2dOptions {
     pub dilation: [usize; 2],
     /// Channel groups.
     pub groups: usize,
+}
+
+/// Builder methods, one per setting: each returns the settings with that
+/// one changed, so that code written today keeps compiling when a
+/// setting is added (the struct is `#[non_exhaustive]`).
+impl ConvTranspose2dOptions {
+    /// Sets the stride of the convolution this transposes ([`ConvTranspose2dOptions::stride`](Self::stride)).
+    pub const fn with_stride(mut self, value: [usize; 2]) -> Self {
+        self.stride = value;
+        self
+    }
+
+    /// Sets the padding of the convolution this transposes ([`ConvTranspose2dOptions::padding`](Self::padding)).
+    pub const fn with_padding(mut self, value: [usize; 2]) -> Self {
+        self.padding = value;
+        self
+    }
+
+    /// Sets the extra rows and columns on one side of the output ([`ConvTranspose2dOptions::output_padding`](Self::output_padding)).
+    pub const fn with_output_padding(mut self, value: [usize; 2]) -> Self {
+        self.output_padding = value;
+        self
+    }
+
+    /// Sets the spacing between kernel taps ([`ConvTranspose2dOptions::dilation`](Self::dilation)).
+    pub const fn with_dilation(mut self, value: [usize; 2]) -> Self {
+        self.dilation = value;
+        self
+    }
+
+    /// Sets the number of channel groups ([`ConvTranspose2dOptions::groups`](Self::groups)).
+    pub const fn with_groups(mut self, value: usize) -> Self {
+        self.groups = value;
+        self
+    }
 }
 
 impl Default for ConvTranspose2dOptions {
@@ -505,7 +571,9 @@ pub fn conv2d<'t, T: Float>(
 /// let w = tape.leaf(Tensor::from_vec((0..8 * 8 * 9).map(|i| (i % 5) as f32 * 0.1).collect(), [8, 8, 3, 3])?);
 /// let (y, moments) = conv2d_with_moments(x, w, &Conv2dOptions::square(1, 1))?;
 /// let (plain, _) = batch_norm_train(y, None, None, 1e-5)?;
-/// let (fused, _) = batch_norm_train_opts(y, None, None, 1e-5, BatchNormTrainOptions { moments, ..Default::default() })?;
+/// let mut opts = BatchNormTrainOptions::default();
+/// opts.moments = moments; // gathered where the direct kernel ran, else `None`
+/// let (fused, _) = batch_norm_train_opts(y, None, None, 1e-5, opts)?;
 /// assert_eq!(plain.value()?, fused.value()?);
 /// # Ok::<(), wengert_core::Error>(())
 /// ```
