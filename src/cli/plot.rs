@@ -6,9 +6,12 @@
 //! file is written atomically: drawn to a temporary file beside the target,
 //! then renamed over it.
 
+use plotters::coord::combinators::IntoLogRange;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Once;
 use wengert_core::{Error, Result};
@@ -155,19 +158,52 @@ fn png(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> DrawResult
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
 
+/// One axis's value range and scale.
+struct Axis {
+    lo: f64,
+    hi: f64,
+    log: bool,
+}
+
+impl Axis {
+    /// The range with a margin: 5% of it on a linear axis, 5% of its
+    /// decades on a log axis, which also reaches down to the power of ten
+    /// below when the values span none, so that a labelled tick (1, 10, 100
+    /// …) is always in view.
+    fn padded(&self) -> Range<f64> {
+        if self.log {
+            let (a, b) = (self.lo.log10(), self.hi.log10());
+            let pad = ((b - a) * 0.05).max(0.02);
+            let low = if b.floor() < a { a.floor() } else { a - pad };
+            10f64.powf(low)..10f64.powf(b + pad)
+        } else {
+            let pad = if self.hi > self.lo { (self.hi - self.lo) * 0.05 } else { 0.5 };
+            (self.lo - pad)..(self.hi + pad)
+        }
+    }
+}
+
+/// A tick's label: the value as a person writes it (`20`, `0.5`, `1e17`),
+/// on log axes as on linear ones, as the paper's figures label them.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        let s = format!("{v:.0e}");
+        return s;
+    }
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn panel(area: &Area<'_>, chart: &Chart) -> DrawResult {
-    let map = |v: f64, log: bool| if log { (v > 0.0).then(|| v.log10()) } else { Some(v) };
+    // A log axis shows positive values only.
+    let shown = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
     let series: Vec<(String, Vec<(f64, f64)>)> = chart
         .series
         .iter()
         .map(|s| {
-            let pts = s
-                .points
-                .iter()
-                .filter_map(|&(x, y)| Some((map(x, chart.log_x)?, map(y, chart.log_y)?)))
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect();
-            (s.name.clone(), pts)
+            let pts = s.points.iter().copied().filter(|&(x, y)| shown(x, chart.log_x) && shown(y, chart.log_y));
+            (s.name.clone(), pts.collect())
         })
         .collect();
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
@@ -175,20 +211,37 @@ fn panel(area: &Area<'_>, chart: &Chart) -> DrawResult {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if !x0.is_finite() {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        (x0, x1, y0, y1) = (1.0, 10.0, 1.0, 10.0);
     }
-    let pad = |a: f64, b: f64| if b - a > 0.0 { (b - a) * 0.05 } else { 0.5 };
-    let (px, py) = (pad(x0, x1), pad(y0, y1));
-    let label = |l: &str, log: bool| if log { format!("log10 {l}") } else { l.to_string() };
+    let x = Axis { lo: x0, hi: x1, log: chart.log_x };
+    let y = Axis { lo: y0, hi: y1, log: chart.log_y };
+    match (x.log, y.log) {
+        (false, false) => draw(area, chart, series, x.padded(), y.padded()),
+        (false, true) => draw(area, chart, series, x.padded(), y.padded().log_scale()),
+        (true, false) => draw(area, chart, series, x.padded().log_scale(), y.padded()),
+        (true, true) => draw(area, chart, series, x.padded().log_scale(), y.padded().log_scale()),
+    }
+}
+
+/// Draws the series on axes of the given ranges (linear or logarithmic).
+fn draw<X, Y>(area: &Area<'_>, chart: &Chart, series: Vec<(String, Vec<(f64, f64)>)>, x: X, y: Y) -> DrawResult
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
     let mut c = ChartBuilder::on(area)
         .caption(&chart.title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))?;
+        .build_cartesian_2d(x, y)?;
     c.configure_mesh()
-        .x_desc(label(&chart.x_label, chart.log_x))
-        .y_desc(label(&chart.y_label, chart.log_y))
+        .x_desc(chart.x_label.as_str())
+        .y_desc(chart.y_label.as_str())
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .label_style(("sans-serif", 14))
         .draw()?;
     for (i, (name, pts)) in series.into_iter().enumerate() {
