@@ -3,9 +3,9 @@
 //! and arities. The promise under test: a typed error or a well-formed
 //! result, never a panic.
 //!
-//! `.ci/run` also runs this file in the `fuzz` profile (overflow checks and
-//! debug assertions on, optimised), where any wrapping arithmetic panics and
-//! so fails a case.
+//! The test profile has overflow checks and debug assertions on in
+//! Wengert's crates (optimised): any wrapping arithmetic panics and so
+//! fails a case.
 
 use proptest::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,7 +32,7 @@ fn call<'t>(what: &str, f: impl FnOnce() -> Result<Var<'t, f64>>) {
             assert_eq!(&y.shape(), v.shape());
             let tape = y.tape();
             let seed = Tensor::ones(y.shape());
-            let _ = tape.backward_with(y, wengert::core::BackwardOptions { seed: Some(seed), ..Default::default() });
+            let _ = tape.backward_with(y, wengert::core::BackwardOptions::default().with_seed(seed));
         }
     }));
     if let Err(e) = outcome {
@@ -183,9 +183,18 @@ proptest! {
         let tape = Tape::<f64>::new();
         let (xv, wv) = (leaf(&tape, &x), leaf(&tape, &w));
         let b = bias.then(|| leaf(&tape, &w[..1.min(w.len())]));
-        let o = Conv2dOptions { stride, padding, dilation, groups };
+        let o = Conv2dOptions::default()
+            .with_stride(stride)
+            .with_padding(padding)
+            .with_dilation(dilation)
+            .with_groups(groups);
         call("conv2d", || ops::conv2d(xv, wv, b, &o));
-        let t = ConvTranspose2dOptions { stride, padding, output_padding, dilation, groups };
+        let t = ConvTranspose2dOptions::default()
+            .with_stride(stride)
+            .with_padding(padding)
+            .with_output_padding(output_padding)
+            .with_dilation(dilation)
+            .with_groups(groups);
         call("conv_transpose2d", || ops::conv_transpose2d(xv, wv, None, &t));
     }
 
@@ -194,7 +203,7 @@ proptest! {
                          padding in [attr(), attr()], ceil_mode: bool, include_pad: bool, eps in float(), m in float(), d in axis()) {
         let tape = Tape::<f64>::new();
         let v = leaf(&tape, &x);
-        let pool = Pool2d { kernel, stride, padding, ceil_mode };
+        let pool = Pool2d::new(1, 1).with_kernel(kernel).with_stride(stride).with_padding(padding).with_ceil_mode(ceil_mode);
         call("max_pool2d", || ops::max_pool2d(v, &pool));
         call("avg_pool2d", || ops::avg_pool2d(v, &pool, include_pad));
         call("global_avg_pool2d", || ops::global_avg_pool2d(v));
@@ -238,8 +247,8 @@ proptest! {
         let input = leaf(&tape, &x);
         let mut rng = wengert::core::rng(0);
         let step = || if train { Step::train(&tape, 1) } else { Step::eval(&tape) };
-        let o = Conv2dOptions { stride, groups, ..Conv2dOptions::default() };
-        let t = ConvTranspose2dOptions { stride, groups, ..ConvTranspose2dOptions::default() };
+        let o = Conv2dOptions::default().with_stride(stride).with_groups(groups);
+        let t = ConvTranspose2dOptions::default().with_stride(stride).with_groups(groups);
         let guarded = |what: &str, f: &mut dyn FnMut()| {
             CALLS.fetch_add(1, Ordering::Relaxed);
             let r = catch_unwind(AssertUnwindSafe(f));

@@ -1,6 +1,6 @@
 //! `mpirun -np N wengert train`: data-parallel training over Open MPI,
 //! on one host and on two "hosts" (network namespaces). Built and run with
-//! `cargo test --release --features mpi --test mpi`; needs Open MPI's
+//! `cargo test --features mpi --test mpi`; needs Open MPI's
 //! `mpirun`, and for the two-host test root and iproute2, as `.ci/run`
 //! provides.
 #![cfg(feature = "mpi")]
