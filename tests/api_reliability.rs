@@ -284,3 +284,76 @@ fn anomaly_detection_names_the_first_non_finite_op_and_where_it_was_recorded() {
     assert!(e.starts_with("sqrt: backward: the gradient for input 0 holds inf at flat index 0 of [2]"), "{e}");
     assert!(e.contains("incoming gradient finite") && e.contains("api_reliability.rs"), "{e}");
 }
+
+/// The second round of hostile calls: each of these panicked on overflow or
+/// gave a silently wrong result, and is now an error naming what to fix.
+#[test]
+fn sizes_and_hyper_parameters_out_of_range_are_errors() {
+    let msg = |e: Error| e.to_string();
+    // A range whose length passes memory's address range, not 0 elements.
+    let e = msg(Tensor::<f64>::arange(0.0, 1e20, 1.0).unwrap_err());
+    assert!(e.contains("arange") && e.contains("1e20"), "{e}");
+    assert_eq!(Tensor::<f64>::arange(0.0, 3.0, 1.0).unwrap().data(), &[0.0, 1.0, 2.0]);
+    // A negative standard deviation.
+    let e = msg(Tensor::<f32>::normal([2], 0.0, -1.0, &mut wengert::core::rng(0)).unwrap_err());
+    assert!(e.contains("std"), "{e}");
+    // A gradient check with a zero step would divide by zero and fail.
+    let opts = wengert::core::gradcheck::GradCheck::default().with_eps(0.0);
+    let e = wengert::core::gradcheck::check_gradients(|_, x| x[0].mul(x[0]), &[Tensor::scalar(1.0)], &opts);
+    assert!(msg(e.unwrap_err()).contains("eps"));
+    // One value per channel with eps 0: 0 / 0.
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], [1, 2, 1, 1]).unwrap());
+    let e = msg(ops::batch_norm_train(x, None, None, 0.0).unwrap_err());
+    assert!(e.contains("eps"), "{e}");
+    assert!(ops::batch_norm_train(x, None, None, 1e-5).is_ok(), "with eps the same input normalises to 0");
+}
+
+#[test]
+fn batch_norm_refuses_a_momentum_or_running_buffers_that_do_not_fit() {
+    use wengert::nn::layer::BatchNorm2d;
+    let input = || Tensor::<f64>::normal([4, 3, 2, 2], 0.0, 1.0, &mut wengert::core::rng(0)).unwrap();
+    let mut bn = BatchNorm2d::<f64>::new(3);
+    bn.momentum = f64::NAN;
+    let tape = Tape::new();
+    let e = bn.forward(&mut Step::train(&tape, 0), tape.constant(input())).unwrap_err().to_string();
+    assert!(e.contains("momentum"), "{e}");
+    let mut bn = BatchNorm2d::<f64>::new(3);
+    bn.running_mean = Tensor::zeros([5]);
+    let tape = Tape::new();
+    let e = bn.forward(&mut Step::train(&tape, 0), tape.constant(input())).unwrap_err().to_string();
+    assert!(e.contains("running_mean"), "{e}");
+    assert_eq!(bn.running_mean.dims(), &[5], "a refused update leaves the buffer as it was");
+}
+
+#[test]
+fn models_and_loaders_refuse_sizes_past_their_range() {
+    use wengert::resnet::registry::Model;
+    use wengert::resnet::zoo::Spec;
+    // A depth no machine trains, and a Spec with more stages than widths.
+    let e = "resnet18446744073709551614".parse::<Model>().unwrap_err().to_string();
+    assert!(e.contains("limit"), "{e}");
+    let five = Spec { blocks: vec![1; 5], ..Spec::by_name("resnet20").unwrap() };
+    let e = ResNet::<f32>::new(&five, 3, 10, &mut wengert::core::rng(0)).err().unwrap().to_string();
+    assert!(e.contains("5 stages"), "{e}");
+    // Summaries and builds of empty or vast images.
+    let m: Model = "resnet20".parse().unwrap();
+    for input in [(3, 0, 0), (3, 1 << 32, 1 << 32)] {
+        let e = m.summary(input, 10).unwrap_err().to_string();
+        assert!(e.contains("every extent"), "{input:?}: {e}");
+    }
+    let lstm: Model = "lstm".parse().unwrap();
+    assert!(lstm.build::<f32>((1 << 32, 1, 1 << 32), 10, &mut wengert::core::rng(0)).is_err());
+    let block = Block::<f32>::new(Kind::Basic, 4, 4, 1, Shortcut::Identity, &mut wengert::core::rng(0)).unwrap();
+    assert!(block.shape_and_macs((4, 0, 0)).is_err());
+    assert_eq!(block.shape_and_macs((4, 8, 8)).unwrap(), ((4, 8, 8), 2 * 4 * 4 * 9 * 64));
+    // A batch past the epoch's end.
+    let data = Dataset::new(vec![0; 5 * 16], vec![0, 1, 0, 1, 0], 4, 4).unwrap();
+    let loader = Loader::new(data, 2, 0).unwrap();
+    assert_eq!(loader.batches(), 3);
+    assert_eq!(loader.batch::<f32>(0, 2).unwrap().labels.len(), 1);
+    for b in [3, usize::MAX] {
+        let e = loader.batch::<f32>(0, b).err().unwrap().to_string();
+        assert!(e.contains("3 batches"), "{e}");
+    }
+}

@@ -177,7 +177,7 @@ fn gradient_clipping_by_global_norm() {
         step.backward(y).unwrap()
     };
     // dL/dW = 10 everywhere (4 entries), dL/db = 1 (2 entries): norm √402.
-    let norm = clip_grad_norm(&mut grads, 1.0);
+    let norm = clip_grad_norm(&mut grads, 1.0).unwrap();
     assert!((norm - 402f64.sqrt()).abs() < 1e-12);
     let after: f64 = [&layer.weight, layer.bias.as_ref().unwrap()]
         .iter()
@@ -185,6 +185,14 @@ fn gradient_clipping_by_global_norm() {
         .sum::<f64>()
         .sqrt();
     assert!((after - 1.0).abs() < 1e-5, "{after}");
+    // A negative or NaN bound would flip the gradients' signs or poison them.
+    let weight = |g: &wengert::nn::ParamGrads<f64>| g.get(&layer.weight).unwrap().data().to_vec();
+    for bad in [-1.0, f64::NAN] {
+        let before = weight(&grads);
+        let e = clip_grad_norm(&mut grads, bad).unwrap_err().to_string();
+        assert!(e.contains("max_norm"), "{e}");
+        assert_eq!(weight(&grads), before, "a refused clip leaves the gradients alone");
+    }
     let _ = layer.forward(&mut Step::eval(&tape), tape.constant(Tensor::zeros([1, 2]))).unwrap();
 }
 
@@ -263,4 +271,65 @@ fn large_parameters_update_in_chunks_as_scalars_do() {
             assert_eq!(m.w.value().data()[i].to_bits(), scalar.to_bits(), "{} at {i}", big.name());
         }
     }
+}
+
+/// One step of `opt` on the scalar model at `w = 1` with gradient 1.
+fn one_step(opt: &mut dyn Optimizer<f64>, lr: f64) -> wengert::Result<f64> {
+    let mut m = Scalar { w: Param::new(Tensor::scalar(1.0)) };
+    let tape = Tape::new();
+    let g = {
+        let mut step = Step::train(&tape, 0);
+        let y = m.forward(&mut step, tape.constant(Tensor::scalar(1.0)))?;
+        step.backward(y)?
+    };
+    opt.step(&mut m, &g, lr)?;
+    m.w.value().item()
+}
+
+/// Settings and states that would corrupt the weights are refused with an
+/// error naming them, where they used to panic or give NaN.
+#[test]
+fn optimisers_refuse_what_would_corrupt_the_weights() {
+    // A learning rate or hyper-parameter that is not a number, or negative.
+    for lr in [f64::NAN, f64::INFINITY, -0.1] {
+        let e = one_step(&mut Sgd::new(0.9, 0.0), lr).unwrap_err().to_string();
+        assert!(e.contains("lr"), "{e}");
+        assert!(one_step(&mut Adam::new(0.0), lr).unwrap_err().to_string().contains("lr"));
+    }
+    let e = one_step(&mut Sgd::new(f64::NAN, 0.0), 0.1).unwrap_err().to_string();
+    assert!(e.contains("momentum"), "{e}");
+    let e = one_step(&mut Sgd::new(0.9, -1e-4), 0.1).unwrap_err().to_string();
+    assert!(e.contains("weight_decay"), "{e}");
+    let mut adam = Adam::new(0.0);
+    adam.beta1 = 1.0;
+    assert!(one_step(&mut adam, 0.1).unwrap_err().to_string().contains("beta1"));
+
+    // A step count at its end: an error, not an overflow (or a wrap to 0).
+    for opt in [&mut Sgd::new(0.9, 0.0) as &mut dyn Optimizer<f64>, &mut Adam::new(0.0)] {
+        let mut state = opt.state();
+        state.steps = u64::MAX;
+        opt.load_state(state).unwrap();
+        let e = one_step(opt, 0.1).unwrap_err().to_string();
+        assert!(e.contains("step count"), "{e}");
+    }
+
+    // Adam past 2³¹ − 1 steps: the bias corrections are 1, the step finite.
+    let mut adam = Adam::new(0.0);
+    let mut state = adam.state();
+    state.steps = (1 << 31) - 1;
+    adam.load_state(state).unwrap();
+    let w = one_step(&mut adam, 0.01).unwrap();
+    // Fresh moments: m = 0.1, v = 0.001, so w = 1 − 0.01 · 0.1 / (√0.001 + 1e-8).
+    let want = 1.0 - 0.01 * 0.1 / (0.001f64.sqrt() + 1e-8);
+    assert!((w - want).abs() < 1e-12, "{w} vs {want}");
+
+    // Another optimiser's state.
+    let mut sgd = Sgd::new(0.9, 0.0);
+    one_step(&mut sgd, 0.1).unwrap();
+    let e = Adam::<f64>::new(0.0).load_state(sgd.state()).unwrap_err().to_string();
+    assert!(e.contains("w.momentum_buffer"), "{e}");
+    let mut adam = Adam::new(0.0);
+    one_step(&mut adam, 0.1).unwrap();
+    let e = Sgd::<f64>::new(0.9, 0.0).load_state(adam.state()).unwrap_err().to_string();
+    assert!(e.contains("exp_avg"), "{e}");
 }

@@ -61,6 +61,26 @@ impl GradCheck {
     }
 }
 
+impl GradCheck {
+    /// An error unless the step is a positive finite number and the
+    /// tolerances are finite and at least 0: a zero step would divide by
+    /// zero and report a failure that is not there, a NaN tolerance a pass.
+    fn check(&self) -> Result<()> {
+        let bad = |name: &str, v: f64, want: &str| {
+            Err(crate::Error::argument("check_gradients", name, format!("must be {want}, got {v}")))
+        };
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad("eps", self.eps, "finite and above 0");
+        }
+        for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(name, v, "finite and at least 0");
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for GradCheck {
     /// `h = 1e-6`, `rtol = 1e-5`, `atol = 1e-7`: central differences in f64
     /// are accurate to about `h²·f‴ + ε/h ≈ 1e-10` for smooth functions of
@@ -128,6 +148,7 @@ pub fn check_gradients<F>(f: F, inputs: &[Tensor<f64>], opts: &GradCheck) -> Res
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Result<Var<'t, f64>>,
 {
+    opts.check()?;
     // Analytic: one backward pass with a random cotangent.
     let tape = Tape::new();
     let xs: Vec<Var<'_, f64>> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();

@@ -134,7 +134,17 @@ impl<T: Float> Tensor<T> {
                 format!("start {start}, end {end}, step {step}: need finite values and a non-zero step"),
             ));
         }
-        let n = ((end - start) / step).ceil().to_usize().unwrap_or(0);
+        // No elements when the step points away from `end`; a count past
+        // what memory can address is an error, not an empty tensor.
+        let count = ((end - start) / step).ceil().as_f64().max(0.0);
+        if count > (isize::MAX as usize / 8) as f64 {
+            return Err(Error::argument(
+                "arange",
+                "end",
+                format!("start {start}, end {end}, step {step} give {count:e} elements, more than memory can address"),
+            ));
+        }
+        let n = count as usize;
         let data: Vec<T> = (0..n).map(|i| start + T::of(i as f64) * step).collect();
         let len = data.len();
         Ok(Tensor::from_parts(data, Shape::new(&[len])))
@@ -152,6 +162,9 @@ impl<T: Float> Tensor<T> {
     ///
     /// Pass a seeded generator ([`crate::rng`]) to make runs reproducible.
     pub fn normal(shape: impl Into<Shape>, mean: T, std: T, rng: &mut impl Rng) -> Result<Self> {
+        if std.is_nan() || std < T::zero() {
+            return Err(Error::argument("Tensor::normal", "std", format!("must be at least 0, got {std}")));
+        }
         let dist = Normal::new(mean.as_f64(), std.as_f64())
             .map_err(|e| Error::argument("Tensor::normal", "std", format!("std {std}: {e}")))?;
         let shape = shape.into();

@@ -292,8 +292,16 @@ impl Loader {
         idx
     }
 
-    /// Batch `b` of `epoch`, built on the calling thread.
+    /// Batch `b` of `epoch`, built on the calling thread; an error for a `b`
+    /// past the epoch's last batch.
     pub fn batch<T: Float>(&self, epoch: u64, b: usize) -> Result<Batch<T>> {
+        if b >= self.batches() {
+            return Err(Error::argument(
+                "Loader::batch",
+                "b",
+                format!("batch {b} of an epoch of {} batches (numbered from 0)", self.batches()),
+            ));
+        }
         let order = self.order(epoch);
         self.build(&order, epoch, b)
     }

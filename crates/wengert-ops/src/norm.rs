@@ -170,6 +170,13 @@ pub fn batch_norm_train_opts<'t, T: Float>(
     if count < 1.0 {
         return Err(Error::shape("batch_norm", format!("input is {s} on every rank: no values per channel")));
     }
+    if count < 2.0 && eps == 0.0 {
+        return Err(Error::argument(
+            "batch_norm",
+            "eps",
+            format!("input is {s}: one value per channel has no spread, and with eps 0 normalising it divides 0 by 0"),
+        ));
+    }
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let y = tape.apply(BatchNormTrain { mean: mean.clone(), inv_std, eps, group, relu }, &[x, w, b])?;
     let to_tensor = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(T::of).collect(), [c]);

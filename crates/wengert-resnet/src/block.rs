@@ -223,11 +223,16 @@ impl<T: Float> Block<T> {
     }
 
     /// The output `(channels, height, width)` for an input of `(c, h, w)`,
-    /// and the multiply-adds of the block's convolutions for one image.
-    pub fn shape_and_macs(&self, (c, h, w): (usize, usize, usize)) -> ((usize, usize, usize), u64) {
+    /// and the multiply-adds of the block's convolutions for one image; an
+    /// error for an empty image or multiply-adds past `u64`.
+    pub fn shape_and_macs(&self, (c, h, w): (usize, usize, usize)) -> Result<((usize, usize, usize), u64)> {
+        const OP: &str = "Block::shape_and_macs";
+        if h == 0 || w == 0 {
+            return Err(Error::argument(OP, "input", format!("({c}, {h}, {w}) (C, H, W): the image is empty")));
+        }
         let s = self.stride;
         let (oh, ow) = ((h - 1) / s + 1, (w - 1) / s + 1);
-        let (mut macs, mut c_out) = (0u64, c);
+        let (mut macs, mut c_out) = (Ok(0u64), c);
         // A bottleneck's first 1×1 runs before the stride; every other
         // convolution at the output's resolution.
         let before_stride = if self.kind.expands() { "conv1.weight" } else { "" };
@@ -235,12 +240,15 @@ impl<T: Float> Block<T> {
             if let StateRef::Param(p) = e {
                 if let [o, i, kh, kw] = *p.value().dims() {
                     let (hh, ww) = if name == before_stride { (h, w) } else { (oh, ow) };
-                    macs += (o * i * kh * kw * hh * ww) as u64;
+                    macs = macs.clone().and_then(|m| {
+                        let layer = crate::summary::product(OP, &[o, i, kh, kw, hh, ww])?;
+                        m.checked_add(layer).ok_or_else(|| Error::argument(OP, "input", "multiply-adds pass u64"))
+                    });
                     c_out = o;
                 }
             }
         });
-        ((c_out, oh, ow), macs)
+        Ok(((c_out, oh, ow), macs?))
     }
 }
 

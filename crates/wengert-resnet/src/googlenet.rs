@@ -17,7 +17,7 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
-use crate::summary::Summary;
+use crate::summary::{check_input, Summary};
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::layer::{BatchNorm2d, Conv2d, Dropout, Linear};
 use wengert_nn::{Module, Named, Step, Visit};
@@ -277,6 +277,7 @@ impl<T: Float> GoogLeNet<T> {
     /// multiply-adds of the convolutions and the classifier (auxiliary heads
     /// not counted).
     pub fn summary(&self, (c, h, w): (usize, usize, usize)) -> Result<Summary> {
+        check_input("summary", (c, h, w))?;
         let c_in = self.conv1.conv.weight.value().dims()[1];
         if c != c_in {
             return Err(Error::shape("summary", format!("the model takes {c_in} input channels, not {c}")));

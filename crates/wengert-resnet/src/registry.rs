@@ -17,7 +17,7 @@
 
 use crate::googlenet::GoogLeNet;
 use crate::sequence::SequenceClassifier;
-use crate::summary::Summary;
+use crate::summary::{check_input, Summary};
 use crate::zoo::{ResNet, Spec, NAMES};
 use std::fmt;
 use std::str::FromStr;
@@ -124,6 +124,7 @@ impl Model {
         classes: usize,
         rng: &mut Rng,
     ) -> Result<Box<dyn Module<T>>> {
+        check_input("Model::build", input)?;
         let (c, _, w) = input;
         Ok(match self {
             Model::Zoo(spec) => Box::new(ResNet::<T>::new(spec, c, classes, rng)?),
@@ -135,6 +136,7 @@ impl Model {
     /// The layers with their output shapes for one image of `input`, the
     /// multiply-adds, and the number of parameters.
     pub fn summary(&self, input: (usize, usize, usize), classes: usize) -> Result<(Summary, usize)> {
+        check_input("Model::summary", input)?;
         let rng = &mut wengert_core::rng(0);
         let (c, _, w) = input;
         Ok(match self {
@@ -177,7 +179,12 @@ impl FromStr for Model {
             "rnn" => Model::Sequence(Cell::Elman),
             "lstm" => Model::Sequence(Cell::Lstm),
             "residual_rnn" => Model::Sequence(Cell::Residual),
-            _ => Model::Zoo(Spec::by_name(name).map_err(|_| unknown_model(name))?),
+            // The zoo's "unknown name" lists the zoo's models; this one lists
+            // every model. Its other errors (a depth past the limit) stand.
+            _ => Model::Zoo(Spec::by_name(name).map_err(|e| match e {
+                Error::Argument { ref arg, .. } if arg == "name" => unknown_model(name),
+                e => e,
+            })?),
         })
     }
 }

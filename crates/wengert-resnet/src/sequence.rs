@@ -27,7 +27,9 @@ impl<T: Float> SequenceClassifier<T> {
 
 impl<T: Float> SequenceClassifier<T> {
     /// The recurrence's and the head's output shapes for one image of
-    /// `(c, h, w)` (`h` steps of `c·w` inputs), and their multiply-adds.
+    /// `(c, h, w)` (`h` steps of `c·w` inputs), and their multiply-adds
+    /// (for an image of at most [`MAX_SIDE`](crate::summary::MAX_SIDE) rows,
+    /// as [`Model::summary`](crate::registry::Model::summary) checks).
     pub fn summary(&self, (_, h, _): (usize, usize, usize)) -> crate::summary::Summary {
         let (wi, wh) = (self.rnn.weight_ih.value().dims(), self.rnn.weight_hh.value().dims());
         let fc = self.fc.weight.value().dims();

@@ -10,7 +10,7 @@
 //! | `preact_resnet164`, `preact_resnet1001` (depth `9n+2`) | 3×3 conv to 16 channels (no norm), three stages of `n` pre-activation bottleneck units (outputs 64/128/256 channels), projection shortcuts where the shape changes, then batch norm, ReLU, global average pool, linear (He et al. 2016, *Identity Mappings*) |
 
 use crate::block::{Block, Kind, Shortcut};
-use crate::summary::Summary;
+use crate::summary::{check_input, Summary};
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
 use wengert_nn::layer::{conv2d_in_step, BatchNorm2d, Linear};
@@ -50,6 +50,15 @@ pub const NAMES: &[&str] = &[
     "preact_resnet1001",
 ];
 
+/// The deepest network [`Spec::by_name`] builds: ten thousand layers, eight
+/// times the deepest in He et al. 2016 (1,202), and more than a machine's
+/// memory trains at any useful batch.
+pub const MAX_DEPTH: usize = 10_000;
+
+fn too_deep(name: &str, depth: usize) -> Error {
+    Error::argument("model", name, format!("a depth of {depth} layers is past the zoo's limit of {MAX_DEPTH}"))
+}
+
 /// An architecture, before its weights are drawn.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
@@ -73,6 +82,9 @@ impl Spec {
         };
         if let Some(d) = name.strip_prefix("preact_resnet") {
             let depth: usize = d.parse().map_err(|_| unknown())?;
+            if depth > MAX_DEPTH {
+                return Err(too_deep(name, depth));
+            }
             if depth < 11 || !(depth - 2).is_multiple_of(9) {
                 return Err(unknown());
             }
@@ -92,6 +104,9 @@ impl Spec {
             return Err(unknown());
         };
         let depth: usize = depth.parse().map_err(|_| unknown())?;
+        if depth > MAX_DEPTH {
+            return Err(too_deep(name, depth));
+        }
         let imagenet = match depth {
             18 => Some((Kind::Basic, vec![2, 2, 2, 2])),
             34 => Some((Kind::Basic, vec![3, 4, 6, 3])),
@@ -155,6 +170,19 @@ impl<T: Float> ResNet<T> {
     /// default for the final linear layer).
     pub fn new(spec: &Spec, in_channels: usize, classes: usize, rng: &mut Rng) -> Result<Self> {
         let widths = spec.widths();
+        if spec.blocks.len() != widths.len() {
+            return Err(Error::argument(
+                "ResNet::new",
+                "spec.blocks",
+                format!(
+                    "{} stages given ({:?}); a {:?} network has {}, one per width {widths:?}",
+                    spec.blocks.len(),
+                    spec.blocks,
+                    spec.family,
+                    widths.len()
+                ),
+            ));
+        }
         let k = if spec.family == Family::Cifar { 3 } else { 7 };
         let stem = Param::new(kaiming_normal([widths[0], in_channels, k, k], Fan::FanOut, RELU_GAIN, rng)?);
         let mut c = widths[0];
@@ -199,11 +227,13 @@ impl<T: Float> ResNet<T> {
     /// The layers with their output shapes for one image of `(c, h, w)`,
     /// and the multiply-adds of all convolutions and the linear layer.
     pub fn summary(&self, (c, h, w): (usize, usize, usize)) -> Result<Summary> {
+        check_input("summary", (c, h, w))?;
         let d = self.stem.value().dims();
         if c != d[1] {
             return Err(Error::shape("summary", format!("the model takes {} input channels, not {c}", d[1])));
         }
         let (s, k) = if self.spec.family == Family::Cifar { (1, 3) } else { (2, 7) };
+        // "Same" padding: the kernel's reach never exceeds the padded image.
         let (mut h, mut w) = ((h + 2 * (k / 2) - k) / s + 1, (w + 2 * (k / 2) - k) / s + 1);
         let mut macs = (d.iter().product::<usize>() * h * w) as u64;
         let pre = self.spec.kind.pre_activation();
@@ -216,7 +246,7 @@ impl<T: Float> ResNet<T> {
         let mut shape = (d[0], h, w);
         for (name, stage) in &self.stages.0 {
             for (j, b) in stage.iter().enumerate() {
-                let (out, m) = b.shape_and_macs(shape);
+                let (out, m) = b.shape_and_macs(shape)?;
                 macs += m;
                 shape = out;
                 rows.push((format!("{name}.{j}"), [out.0, out.1, out.2]));

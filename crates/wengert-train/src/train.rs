@@ -430,7 +430,7 @@ impl<M: Module<f32>> Trainer<M> {
         };
         let mut grads = grads;
         if let Some(max) = self.clip {
-            wengert_nn::optim::clip_grad_norm(&mut grads, max);
+            wengert_nn::optim::clip_grad_norm(&mut grads, max)?;
         }
         let lr = self.lr();
         self.optimizer.step(&mut self.model, &grads, lr)?;

@@ -78,6 +78,28 @@ impl<T: Float> BatchNorm2d<T> {
     /// PyTorch does: `r ← (1 − momentum)·r + momentum·batch`, with the
     /// unbiased batch variance, and `num_batches_tracked += 1`.
     pub fn update_running(&mut self, stats: &wengert_ops::BatchStats<T>) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(Error::argument(
+                "BatchNorm2d",
+                "momentum",
+                format!("must be in [0, 1], got {}: the running estimates would leave their range", self.momentum),
+            ));
+        }
+        let c = self.weight.value().numel();
+        for (name, t) in [("running_mean", &self.running_mean), ("running_var", &self.running_var)] {
+            if t.dims() != [c] {
+                return Err(Error::shape(
+                    "BatchNorm2d",
+                    format!("{name} has shape {}, the layer has {c} channels", t.shape()),
+                ));
+            }
+        }
+        if stats.mean.dims() != [c] {
+            return Err(Error::shape(
+                "BatchNorm2d",
+                format!("statistics of {} channels, the layer has {c}", stats.mean.numel()),
+            ));
+        }
         if stats.count < 2 {
             return Err(Error::shape(
                 "BatchNorm2d",

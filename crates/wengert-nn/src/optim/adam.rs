@@ -2,7 +2,7 @@
 //! Hutter 2019) with decoupled weight decay, as PyTorch's `Adam` and
 //! `AdamW` update.
 
-use super::{each_param, state_tensor, update, OptimState, Optimizer};
+use super::{check_settings, check_state_names, each_param, next_step, state_tensor, update, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Float, Result, Tensor};
@@ -55,9 +55,22 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     }
 
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>, lr: f64) -> Result<()> {
-        let t = self.steps + 1;
-        let bc1 = 1.0 - self.beta1.powi(t as i32);
-        let bc2_sqrt = (1.0 - self.beta2.powi(t as i32)).sqrt();
+        let op = if self.decoupled { "AdamW::step" } else { "Adam::step" };
+        check_settings(
+            op,
+            lr,
+            &[
+                ("beta1", self.beta1, 0.0, 1.0),
+                ("beta2", self.beta2, 0.0, 1.0),
+                ("eps", self.eps, 0.0, f64::INFINITY),
+                ("weight_decay", self.weight_decay, 0.0, f64::INFINITY),
+            ],
+        )?;
+        let t = next_step(op, self.steps)?;
+        // As PyTorch's `1 - beta ** step`: a power of a float, which stays
+        // exact past 2³¹ steps where an integer power's count would wrap.
+        let bc1 = 1.0 - self.beta1.powf(t as f64);
+        let bc2_sqrt = (1.0 - self.beta2.powf(t as f64)).sqrt();
         let (b1, b2, eps) = (T::of(self.beta1), T::of(self.beta2), T::of(self.eps));
         let (step_size, wd, decay) = (T::of(lr / bc1), T::of(self.weight_decay), T::of(1.0 - lr * self.weight_decay));
         let (decoupled, bc2_sqrt) = (self.decoupled, T::of(bc2_sqrt));
@@ -92,6 +105,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     }
 
     fn load_state(&mut self, state: OptimState<T>) -> Result<()> {
+        check_state_names("Adam::load_state", &state, &[".exp_avg", ".exp_avg_sq"])?;
         self.moments = state.tensors.into_iter().collect();
         self.steps = state.steps;
         Ok(())

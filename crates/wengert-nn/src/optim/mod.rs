@@ -174,8 +174,13 @@ pub fn check_state<T: Float>(model: &dyn Module<T>, state: &OptimState<T>) -> Re
 /// Scales all gradients together so that their global L2 norm is at most
 /// `max_norm`; returns the norm before clipping. As PyTorch's
 /// `clip_grad_norm_`: the factor is `max_norm / (norm + 1e-6)`, applied
-/// only when it is below 1. The norm is accumulated in f64.
-pub fn clip_grad_norm<T: Float>(grads: &mut ParamGrads<T>, max_norm: f64) -> f64 {
+/// only when it is below 1. The norm is accumulated in f64. A `max_norm`
+/// that is negative or not a number is an error: it would flip the
+/// gradients' signs or make them NaN.
+pub fn clip_grad_norm<T: Float>(grads: &mut ParamGrads<T>, max_norm: f64) -> Result<f64> {
+    if max_norm.is_nan() || max_norm < 0.0 {
+        return Err(Error::argument("clip_grad_norm", "max_norm", format!("must be at least 0, got {max_norm}")));
+    }
     let mut sq = 0.0;
     for g in grads.tensors_mut() {
         sq += g.data().iter().map(|&v| v.as_f64() * v.as_f64()).sum::<f64>();
@@ -188,5 +193,41 @@ pub fn clip_grad_norm<T: Float>(grads: &mut ParamGrads<T>, max_norm: f64) -> f64
             g.data_mut().iter_mut().for_each(|v| *v *= c);
         }
     }
-    norm
+    Ok(norm)
+}
+
+/// Checks an optimiser's learning rate and hyper-parameters before a step:
+/// each `(name, value, least, below)` must be a number in `[least, below)`
+/// (`below` may be infinite), and the learning rate finite and at least 0.
+fn check_settings(op: &str, lr: f64, settings: &[(&str, f64, f64, f64)]) -> Result<()> {
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(Error::argument(op, "lr", format!("must be finite and at least 0, got {lr}")));
+    }
+    for &(name, value, least, below) in settings {
+        if !(value >= least && value < below) {
+            let range = if below.is_finite() { format!("in [{least}, {below})") } else { format!("at least {least}") };
+            return Err(Error::argument(op, name, format!("must be {range}, got {value}")));
+        }
+    }
+    Ok(())
+}
+
+/// The step count after one more step; an error at the count's end rather
+/// than a wrap to 0 (which would restart Adam's bias correction).
+fn next_step(op: &str, steps: u64) -> Result<u64> {
+    steps.checked_add(1).ok_or_else(|| Error::argument(op, "steps", "the step count is at its maximum (u64::MAX)"))
+}
+
+/// Checks that a state to load holds only tensors this optimiser keeps
+/// (their names end in one of `suffixes`): another optimiser's state, or
+/// none at all, is an error naming the first stranger.
+fn check_state_names<T: Float>(op: &str, state: &OptimState<T>, suffixes: &[&str]) -> Result<()> {
+    match state.tensors.iter().find(|(k, _)| !suffixes.iter().any(|s| k.ends_with(s))) {
+        Some((k, _)) => Err(Error::argument(
+            op,
+            "state",
+            format!("holds '{k}', which is not this optimiser's (its tensors end in {})", suffixes.join(" or ")),
+        )),
+        None => Ok(()),
+    }
 }

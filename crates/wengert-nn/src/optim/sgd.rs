@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov
 //! momentum and L2 weight decay, PyTorch's `torch.optim.SGD` update.
 
-use super::{each_param, state_tensor, update, OptimState, Optimizer};
+use super::{check_settings, check_state_names, each_param, next_step, state_tensor, update, OptimState, Optimizer};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Error, Float, Result, Tensor};
@@ -69,6 +69,16 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     }
 
     fn step(&mut self, model: &mut dyn Module<T>, grads: &ParamGrads<T>, lr: f64) -> Result<()> {
+        check_settings(
+            "Sgd::step",
+            lr,
+            &[
+                ("momentum", self.momentum, 0.0, f64::INFINITY),
+                ("dampening", self.dampening, 0.0, f64::INFINITY),
+                ("weight_decay", self.weight_decay, 0.0, f64::INFINITY),
+            ],
+        )?;
+        let steps = next_step("Sgd::step", self.steps)?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::argument("Sgd", "nesterov", "needs momentum > 0 and zero dampening"));
         }
@@ -92,7 +102,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             });
             Ok(())
         })?;
-        self.steps += 1;
+        self.steps = steps;
         Ok(())
     }
 
@@ -101,6 +111,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     }
 
     fn load_state(&mut self, state: OptimState<T>) -> Result<()> {
+        check_state_names("Sgd::load_state", &state, &[".momentum_buffer"])?;
         self.buffers = state.tensors.into_iter().collect();
         self.steps = state.steps;
         Ok(())
