@@ -179,7 +179,7 @@ fn train_and_eval_read_a_cifar10_folder() {
     assert_eq!(eval_out.lines().last(), Some(last), "eval reproduces the final accuracy");
     // A damaged file is named.
     std::fs::write(data.join("data_batch_2.bin"), [0u8; 100]).unwrap();
-    let (ok, _, err) = wengert(&args);
+    let (ok, _, err) = wengert(&[&args[..], &["--overwrite"]].concat());
     assert!(!ok && err.contains("data_batch_2.bin: 100 bytes is not a whole number of 3073-byte records"), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -371,6 +371,7 @@ fn train_eval_and_predict_on_a_folder_of_images() {
     assert_eq!(firsts, ["red", "green", "blue"], "{said}");
     assert!(said.lines().all(|l| l.matches('%').count() == 3), "three classes, each with its probability: {said}");
     // Bad data is named: an image that does not decode, a class with no images.
+    let args = [&args[..], &["--overwrite"]].concat();
     std::fs::write(root.join("train/red/5.png"), b"not a png").unwrap();
     let (ok, _, err) = wengert(&args);
     assert!(!ok && err.contains("red/5.png: cannot decode the image"), "{err}");

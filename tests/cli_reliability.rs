@@ -137,7 +137,9 @@ fn a_learning_rate_that_blows_up_never_replaces_a_good_checkpoint() {
     assert!(o.status.success(), "{}", stderr(&o));
     let good = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
     let good_model = std::fs::read(out.join("model.safetensors")).unwrap();
-    let o = train(&dir, &out, &["--lr", "1e38"]);
+    // Started afresh over the good run (as --overwrite allows), a run that
+    // blows up must still leave the good checkpoint in place.
+    let o = train(&dir, &out, &["--lr", "1e38", "--overwrite"]);
     assert!(!o.status.success(), "a run whose weights overflow succeeded");
     let e = stderr(&o);
     assert!(e.contains("iteration") && (e.contains("NaN") || e.contains("inf")), "{e}");
@@ -146,7 +148,7 @@ fn a_learning_rate_that_blows_up_never_replaces_a_good_checkpoint() {
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), good_model);
     // 1e30 once saved NaN weights with status 0. Now it either stops with
     // the good checkpoint kept, or trains to weights that are all finite.
-    let o = train(&dir, &out, &["--lr", "1e30"]);
+    let o = train(&dir, &out, &["--lr", "1e30", "--overwrite"]);
     if o.status.success() {
         let mut net = ResNet::<f32>::by_name("resnet8", 1, 10, &mut wengert::core::rng(0)).unwrap();
         wengert::nn::checkpoint::load_model(&mut net, &out.join("checkpoint.safetensors"), false).unwrap();
@@ -157,7 +159,7 @@ fn a_learning_rate_that_blows_up_never_replaces_a_good_checkpoint() {
     }
     // With anomaly detection the error names the first op that made a NaN
     // or an infinity, and where it was recorded.
-    let o = train(&dir, &out, &["--lr", "1e38", "--detect-anomaly"]);
+    let o = train(&dir, &out, &["--lr", "1e38", "--detect-anomaly", "--overwrite"]);
     let e = stderr(&o);
     assert!(!o.status.success() && e.contains("recorded in"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
@@ -337,5 +339,44 @@ fn a_checkpoint_of_another_model_is_named_in_a_line() {
     let e = stderr(&o);
     assert!(e.contains("holds a resnet20, not a resnet8: pass --model resnet20"), "{e}");
     assert!(e.len() < 300, "{} bytes: {e}", e.len());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_second_run_never_replaces_the_first_unless_asked() {
+    let dir = scratch("second-run");
+    tiny_mnist(&dir, 64, 16, (8, 8), None);
+    let out = dir.join("out");
+    assert!(train(&dir, &out, &[]).status.success());
+    let first = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
+    let o = train(&dir, &out, &["--seed", "1"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("--out") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+    assert_eq!(std::fs::read(out.join("checkpoint.safetensors")).unwrap(), first, "the first run's checkpoint stays");
+    // A temporary file that a killed writer left (its process long gone)
+    // is cleared by the next write of the same file.
+    let stale = out.join(".checkpoint.safetensors.tmp-999999999");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    let o = train(&dir, &out, &["--seed", "1", "--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(std::fs::read(out.join("checkpoint.safetensors")).unwrap(), first, "replaced, as asked");
+    assert!(!stale.exists(), "the stale temporary file is gone");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_epoch_whose_checkpoint_fails_writes_no_other_file() {
+    let dir = scratch("no-mixed-folder");
+    tiny_mnist(&dir, 64, 16, (8, 8), None);
+    let out = dir.join("out");
+    // The checkpoint cannot be written: a folder stands in its place.
+    std::fs::create_dir_all(out.join("checkpoint.safetensors")).unwrap();
+    let o = train(&dir, &out, &["--overwrite"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("checkpoint.safetensors"), "{}", stderr(&o));
+    for name in ["confusion.png", "curves.png", "metrics.csv", "model.safetensors"] {
+        assert!(!out.join(name).exists(), "{name} was written although the checkpoint was not");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -117,3 +117,77 @@ fn a_file_that_stops_decoding_is_named_when_its_batch_is_built() {
     assert!(e.unwrap_err().to_string().contains("pass --image-size N"));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// A one-class-per-folder image folder of `train` and `val` with the given
+/// file in each class: `(class folder name as bytes, file name, bytes)`.
+fn folder_of(name: &str, files: &[(&[u8], &str, &[u8])]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let root = std::env::temp_dir().join(format!("wengert-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for split in ["train", "val"] {
+        for (class, file, bytes) in files {
+            let dir = root.join(split).join(std::ffi::OsStr::from_bytes(class));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(file), bytes).unwrap();
+        }
+    }
+    root
+}
+
+fn encoded(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, format).unwrap();
+    bytes.into_inner()
+}
+
+/// Damaged and unusual image files: each was trained on silently, merged
+/// into another class, or aborted the process, and is now an error naming
+/// the file or a correct result within a small memory budget.
+#[test]
+fn image_folders_refuse_what_they_would_read_wrong() {
+    let square = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 64, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 128])
+    }));
+    let jpeg = encoded(&square, image::ImageFormat::Jpeg);
+    let png = encoded(&square, image::ImageFormat::Png);
+
+    // A JPEG cut in half: PIL says "image file is truncated".
+    let root = folder_of("truncated", &[(b"a", "0.jpg", &jpeg[..jpeg.len() / 2]), (b"b", "0.png", &png)]);
+    let e = Dataset::load_with(&root, Split::Train, LoadOptions::default().with_image_size(16)).unwrap_err();
+    assert!(e.to_string().contains("truncated") && e.to_string().contains("0.jpg"), "{e}");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // A JPEG named .png reads the same with and without an image size: the
+    // format comes from the bytes, for the header as for the pixels.
+    let root = folder_of("misnamed", &[(b"a", "0.png", &jpeg), (b"b", "0.png", &png)]);
+    let sized = Dataset::load_with(&root, Split::Train, LoadOptions::default().with_image_size(64)).unwrap();
+    let plain = Dataset::load(&root, Split::Train).unwrap();
+    assert_eq!((plain.len(), plain.image_shape()), (2, (3, 64, 64)));
+    assert_eq!(sized.pixels().as_u8(), plain.pixels().as_u8(), "resizing 64 to 64 changes nothing");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // Two class folders whose names are not UTF-8 would both read as
+    // "cls\u{FFFD}" and merge: an error naming the folder instead.
+    let root = folder_of("non-utf8", &[(b"cls\xff", "0.png", &png), (b"cls\xfe", "0.png", &png)]);
+    let e = Dataset::load(&root, Split::Train).unwrap_err().to_string();
+    assert!(e.contains("not UTF-8"), "{e}");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // A thin strip, 1 × 20,000,000 grey pixels (20 KB as a PNG): resized
+    // whole on its shorter side it would take 32 × 640 million pixels; its
+    // centre square is resized instead.
+    let strip = image::DynamicImage::ImageLuma8(image::GrayImage::new(20_000_000, 1));
+    let root = folder_of("strip", &[(b"a", "0.png", &encoded(&strip, image::ImageFormat::Png)), (b"b", "0.png", &png)]);
+    let d = Dataset::load_with(&root, Split::Train, LoadOptions::default().with_image_size(32)).unwrap();
+    assert_eq!(d.image_shape(), (3, 32, 32));
+    let peak_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        })
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(kib) = peak_kib {
+        assert!(kib < 2 << 20, "peak resident memory {kib} KiB: the strip was resized whole");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

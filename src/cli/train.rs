@@ -11,10 +11,9 @@ use wengert::data::{Augment, Dataset, DatasetName, Decode, LoadOptions, Loader, 
 use wengert::nn::checkpoint::{load_model, read_metadata};
 use wengert::resnet::registry::{Input, Model, TrainingDefaults};
 use wengert::train::parallel::{mpi_local_size, mpi_world_size, uneven_split, Parallel};
-use wengert::train::report::Report;
-use wengert::train::report::Score;
+use wengert::train::report::{Confusion, Report, Score};
 use wengert::train::run::{EpochRecord, Observer, Outcome, Run, RunLog, StepRecord};
-use wengert::train::train::{evaluate_report, Config, Decay, OptimizerKind, Trainer, MODEL};
+use wengert::train::train::{evaluate_report, Config, Decay, OptimizerKind, Trainer, CHECKPOINT, MODEL};
 
 /// The options of `wengert train`.
 #[derive(clap::Args)]
@@ -56,8 +55,12 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
     /// Continue from the checkpoint in the output folder.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Start afresh in an output folder that holds an earlier run's
+    /// checkpoint, replacing it (without this, such a folder is refused).
+    #[arg(long)]
+    overwrite: bool,
     /// Train on the first N images only (quick runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -204,6 +207,16 @@ fn check_args(a: &TrainArgs) -> Result<()> {
     }
     if let Some(v) = a.clip.filter(|v| !(v.is_finite() && *v >= 0.0)) {
         return bad("--clip", format!("must be finite and non-negative, got {v}"));
+    }
+    if !a.resume && !a.overwrite && a.out.join(CHECKPOINT).exists() {
+        return bad(
+            "--out",
+            format!(
+                "{} holds the checkpoint of an earlier run: --resume continues it, --overwrite replaces it, or \
+                 give another --out",
+                a.out.display()
+            ),
+        );
     }
     writable_folder(&a.out)
 }
@@ -379,6 +392,7 @@ fn train(a: TrainArgs, mut config: Config, group: Option<Arc<dyn Collective>>) -
         out: &a.out,
         names: test.dataset().class_names(),
         top5: None,
+        confusion: None,
     };
     // Only rank 0 shows progress, and writes files.
     let observer: &mut dyn Observer = if lead { &mut console } else { &mut () };
@@ -502,6 +516,8 @@ struct Console<'a> {
     names: &'a [String],
     /// The last evaluation's top-5 accuracy, for the epoch's line.
     top5: Option<f64>,
+    /// The last evaluation's confusion matrix, drawn at the epoch's end.
+    confusion: Option<Confusion>,
 }
 
 impl Observer for Console<'_> {
@@ -526,16 +542,10 @@ impl Observer for Console<'_> {
 
     fn evaluated(&mut self, report: &Report) {
         self.top5 = report.top5();
-        if report.confusion.classes() < 2 {
-            return;
-        }
-        let title = format!("{}: test set, after the epoch", self.model);
-        // A chart that cannot be drawn costs the picture, not the run.
-        if let Err(e) =
-            super::plot::confusion_png(&self.out.join("confusion.png"), &title, &report.confusion, self.names)
-        {
-            eprintln!("warning: {e}");
-        }
+        // Drawn at the epoch's end, once the checkpoint is written: a run
+        // whose checkpoint write fails leaves the folder's pictures those
+        // of the checkpoint that is there.
+        self.confusion = (report.confusion.classes() >= 2).then(|| report.confusion.clone());
     }
 
     fn epoch_end(&mut self, r: &EpochRecord, log: &RunLog) -> Result<()> {
@@ -552,6 +562,14 @@ impl Observer for Console<'_> {
             percent(&r.test),
             r.images_per_s
         );
+        if let Some(confusion) = self.confusion.take() {
+            let title = format!("{}: test set, after the epoch", self.model);
+            // A chart that cannot be drawn costs the picture, not the run.
+            if let Err(e) = super::plot::confusion_png(&self.out.join("confusion.png"), &title, &confusion, self.names)
+            {
+                eprintln!("warning: {e}");
+            }
+        }
         plot_curves(&self.out.join("curves.png"), &self.model, log, self.batches)
     }
 }

@@ -13,7 +13,7 @@
 //! [`image_file`](super::image_file)'s.
 
 use super::dataset::{Dataset, Decode, LoadOptions, Split, DECODE_BUDGET};
-use super::image_file::{checked_size, decode_sized};
+use super::image_file::{checked_size, decode_sized, dimensions};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use wengert_core::{Error, Result};
@@ -37,6 +37,16 @@ pub(crate) fn present(dir: &Path) -> bool {
 
 fn io(path: &Path, detail: impl Into<String>) -> Error {
     Error::Io { path: path.display().to_string(), detail: detail.into() }
+}
+
+/// A class folder's name: UTF-8, since class names are saved with the
+/// model as text. A name that is not is an error naming the folder, never
+/// a lossy copy that could merge two classes into one.
+fn class_name(dir: &Path) -> Result<String> {
+    let name = dir.file_name().unwrap_or_default();
+    name.to_str().map(str::to_string).ok_or_else(|| {
+        io(dir, format!("the class folder's name {name:?} is not UTF-8: rename it (class names are saved as text)"))
+    })
 }
 
 /// The folders in `dir`, sorted by name.
@@ -76,8 +86,7 @@ fn images_in(class: &Path) -> Result<Vec<PathBuf>> {
 /// split's folders, and the test split may hold only some of them.
 pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dataset> {
     let train = split_dir(dir, Split::Train).ok_or_else(|| io(dir, "no train folder"))?;
-    let names: Vec<String> =
-        subdirs(&train)?.iter().map(|d| d.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    let names = subdirs(&train)?.iter().map(|d| class_name(d)).collect::<Result<Vec<String>>>()?;
     if names.len() > 256 {
         return Err(io(&train, format!("{} class folders; at most 256 classes are supported", names.len())));
     }
@@ -85,7 +94,7 @@ pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dat
         .ok_or_else(|| io(dir, "no val or test folder beside train: nothing to measure accuracy on"))?;
     let mut files = Vec::new();
     for class in subdirs(&here)? {
-        let name = class.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = class_name(&class)?;
         let label = names.iter().position(|n| *n == name).ok_or_else(|| {
             io(&class, format!("class {name} is not among the training classes ({})", names.join(", ")))
         })?;
@@ -100,10 +109,7 @@ pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dat
     let (w, h) = match size {
         Some(s) => (s, s),
         None => {
-            let dims: Vec<(u32, u32)> = files
-                .par_iter()
-                .map(|(f, _)| image::image_dimensions(f).map_err(|e| io(f, format!("cannot read the image: {e}"))))
-                .collect::<Result<_>>()?;
+            let dims: Vec<(u32, u32)> = files.par_iter().map(|(f, _)| dimensions(f)).collect::<Result<_>>()?;
             if let Some(k) = dims.iter().position(|d| *d != dims[0]) {
                 return Err(io(
                     &files[k].0,
@@ -134,9 +140,7 @@ pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dat
         // Unreadable headers now, not in the middle of an epoch (without an
         // image size they were read above).
         if size.is_some() {
-            files.par_iter().try_for_each(|(f, _)| {
-                image::image_dimensions(f).map(drop).map_err(|e| io(f, format!("cannot read the image: {e}")))
-            })?;
+            files.par_iter().try_for_each(|(f, _)| dimensions(f).map(drop))?;
         }
         Dataset::with_files(files.into_iter().map(|f| f.0).collect(), labels, h, w)?
     };

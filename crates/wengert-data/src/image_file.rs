@@ -18,15 +18,45 @@ pub(crate) fn checked_size(s: usize) -> Result<u32> {
         .ok_or_else(|| Error::argument("image folder", "image_size", format!("must be between 1 and 16384, got {s}")))
 }
 
-/// Decodes an image file to 8-bit RGB.
-fn decode_rgb(path: &Path) -> Result<image::RgbImage> {
-    let img = image::ImageReader::open(path)
+/// The image format of a file's bytes, found from its content (the
+/// extension is only where the folder scan looked).
+fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    image::ImageReader::open(path)
         .map_err(|e| io(path, e.to_string()))?
         .with_guessed_format()
-        .map_err(|e| io(path, e.to_string()))?
-        .decode()
-        .map_err(|e| io(path, format!("cannot decode the image: {e}")))?;
+        .map_err(|e| io(path, e.to_string()))
+}
+
+/// `(width, height)` from the file's header, its format found from its
+/// content as when it is decoded.
+pub(crate) fn dimensions(path: &Path) -> Result<(u32, u32)> {
+    reader(path)?.into_dimensions().map_err(|e| io(path, format!("cannot read the image: {e}")))
+}
+
+/// Decodes an image file to 8-bit RGB, strictly: a JPEG whose data stop
+/// before its end-of-image marker is an error (the decoder would fill the
+/// missing part grey), as a PNG's missing end already is.
+fn decode_rgb(path: &Path) -> Result<image::RgbImage> {
+    let reader = reader(path)?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_whole(path)? {
+        return Err(io(path, "the JPEG is truncated: its data end before the end-of-image marker"));
+    }
+    let img = reader.decode().map_err(|e| io(path, format!("cannot decode the image: {e}")))?;
     Ok(img.to_rgb8())
+}
+
+/// Whether a JPEG file ends with its end-of-image marker (`FF D9`), allowing
+/// the padding some writers put after it: the marker must be in the last
+/// 4 KiB. (A thumbnail's own marker sits near the file's start.)
+fn jpeg_is_whole(path: &Path) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| io(path, e.to_string()))?;
+    let len = f.metadata().map_err(|e| io(path, e.to_string()))?.len();
+    let tail = len.min(4096);
+    f.seek(SeekFrom::Start(len - tail)).map_err(|e| io(path, e.to_string()))?;
+    let mut bytes = Vec::with_capacity(tail as usize);
+    f.read_to_end(&mut bytes).map_err(|e| io(path, e.to_string()))?;
+    Ok(bytes.windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
 /// `[3, h, w]` row-major from an RGB image.
@@ -41,14 +71,17 @@ fn planes(rgb: &image::RgbImage) -> Vec<u8> {
     chw
 }
 
-/// The shorter side resized to `s`, the other in proportion, then the
-/// centre `s × s`.
+/// The centre `s × s` of the image resized so that its shorter side is `s`
+/// (torchvision's `Resize(s)` then `CenterCrop(s)`), computed as the
+/// centre square of the source resized to `s × s`: the same region, but the
+/// memory is that of the square, never of the whole image resized (a thin
+/// strip of 1 × 20,000,000 pixels would otherwise resize to 32 × 640
+/// million).
 fn centre_crop(rgb: &image::RgbImage, s: u32) -> image::RgbImage {
     let (w, h) = rgb.dimensions();
-    let scale = s as f64 / w.min(h) as f64;
-    let (nw, nh) = (((w as f64 * scale).round() as u32).max(s), ((h as f64 * scale).round() as u32).max(s));
-    let resized = image::imageops::resize(rgb, nw, nh, image::imageops::FilterType::Triangle);
-    image::imageops::crop_imm(&resized, (nw - s) / 2, (nh - s) / 2, s, s).to_image()
+    let side = w.min(h);
+    let square = image::imageops::crop_imm(rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    image::imageops::resize(&square, s, s, image::imageops::FilterType::Triangle)
 }
 
 /// Decodes an image file to 8-bit RGB, `[3, h, w]` row-major, resized and

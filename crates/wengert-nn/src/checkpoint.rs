@@ -69,7 +69,8 @@ fn io_error(path: &Path, detail: impl std::fmt::Display) -> Error {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
-/// flushed, then renamed over `path`.
+/// flushed, then renamed over `path`. Temporary files of `path` that a
+/// killed earlier writer left behind go too.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io_error(path, "not a file path"))?;
@@ -83,7 +84,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io_error(path, e)
-    })
+    })?;
+    remove_stale_temporaries(dir, &name.to_string_lossy());
+    Ok(())
+}
+
+/// Removes the temporary files of `name` that a killed writer left in
+/// `dir` (`.NAME.tmp-PID` of a process no longer running: a write stopped
+/// by a signal, or a full disk that killed the process). Only where
+/// `/proc` tells which processes run; elsewhere a live writer's file could
+/// not be told from a dead one's, and they stay.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+        if pid.parse::<u32>().is_ok_and(|p| p != std::process::id() && !proc.join(pid).exists()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn serialize(entries: &[(String, Raw)], metadata: Option<HashMap<String, String>>, path: &Path) -> Result<Vec<u8>> {
