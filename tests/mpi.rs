@@ -118,8 +118,8 @@ fn two_ranks_with_sync_bn_compute_what_one_process_computes() {
     // zero flips with the order of sums, so runs that differ only in that
     // order drift apart as training goes on: one process on 1 thread and
     // on 2 threads differs as much. The figures go into the test's output.
-    run(alone(&train_args(o, "1280", &["--threads", "1"])));
-    run(mpirun(2, &train_args(t, "1280", &[])));
+    run(alone(&train_args(o, "1280", &["--threads", "1", "--overwrite"])));
+    run(mpirun(2, &train_args(t, "1280", &["--overwrite"])));
     let threads = scratch("threads");
     run(alone(&train_args(threads.to_str().unwrap(), "1280", &["--threads", "2"])));
     let ranks = difference(&weights(&one), &weights(&two));
