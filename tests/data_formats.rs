@@ -120,6 +120,8 @@ fn a_file_that_stops_decoding_is_named_when_its_batch_is_built() {
 
 /// A one-class-per-folder image folder of `train` and `val` with the given
 /// file in each class: `(class folder name as bytes, file name, bytes)`.
+/// Unix only: folder names that are not UTF-8 are a Unix file system's.
+#[cfg(unix)]
 fn folder_of(name: &str, files: &[(&[u8], &str, &[u8])]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     let root = std::env::temp_dir().join(format!("wengert-{name}-{}", std::process::id()));
@@ -143,6 +145,7 @@ fn encoded(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
 /// Damaged and unusual image files: each was trained on silently, merged
 /// into another class, or aborted the process, and is now an error naming
 /// the file or a correct result within a small memory budget.
+#[cfg(unix)]
 #[test]
 fn image_folders_refuse_what_they_would_read_wrong() {
     let square = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 64, |x, y| {

@@ -125,7 +125,10 @@ impl<T: Float> Tensor<T> {
         Tensor::full(shape, T::one())
     }
 
-    /// The 1-d tensor `start, start + step, …` up to but excluding `end`.
+    /// The 1-d tensor `start, start + step, …` up to but excluding `end`
+    /// (empty when the step points away from `end`); an error for a
+    /// non-finite value, a zero step, or more elements than memory can
+    /// address.
     pub fn arange(start: T, end: T, step: T) -> Result<Self> {
         if !(step.is_finite() && step != T::zero() && start.is_finite() && end.is_finite()) {
             return Err(Error::argument(

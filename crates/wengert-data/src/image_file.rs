@@ -18,8 +18,8 @@ pub(crate) fn checked_size(s: usize) -> Result<u32> {
         .ok_or_else(|| Error::argument("image folder", "image_size", format!("must be between 1 and 16384, got {s}")))
 }
 
-/// The image format of a file's bytes, found from its content (the
-/// extension is only where the folder scan looked).
+/// A reader of the image file whose format comes from the file's bytes
+/// (the extension is only where the folder scan looked).
 fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
     image::ImageReader::open(path)
         .map_err(|e| io(path, e.to_string()))?
