@@ -78,17 +78,24 @@ fn shape_arithmetic_never_wraps() {
 }
 
 #[test]
-fn zero_size_convolutions_and_pooling_are_errors() {
+fn zero_size_images_kernels_and_output_channels_are_errors() {
     let tape = Tape::<f32>::new();
     let v = |dims: &[usize]| tape.leaf(Tensor::zeros(Shape::new(dims)));
     let o = Conv2dOptions::default().with_padding([1, 1]);
-    let e = ops::conv2d(v(&[1, 0, 4, 4]), v(&[2, 0, 3, 3]), None, &o).unwrap_err().to_string();
-    assert_eq!(e, "conv2d: input is [1, 0, 4, 4]: every extent must be at least 1");
+    let e = ops::conv2d(v(&[1, 2, 4, 4]), v(&[0, 2, 3, 3]), None, &o).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "conv2d: weight is [0, 2, 3, 3]: axis 0 is 0; every extent must be at least 1 (only axes [1] may be 0)"
+    );
     assert!(ops::conv2d(v(&[1, 2, 4, 4]), v(&[2, 2, 0, 3]), None, &o).is_err());
     assert!(ops::conv2d(v(&[1, 2, 4, 0]), v(&[2, 2, 3, 3]), None, &o).is_err());
+    // No input channels with a weight that expects some: a shape error.
+    assert!(ops::conv2d(v(&[1, 0, 4, 4]), v(&[2, 2, 3, 3]), None, &o).is_err());
     let t = ConvTranspose2dOptions::default();
     assert!(ops::conv_transpose2d(v(&[1, 2, 0, 4]), v(&[2, 2, 3, 3]), None, &t).is_err());
     assert!(ops::conv_transpose2d(v(&[1, 2, 4, 4]), v(&[2, 0, 3, 3]), None, &t).is_err());
+    // PyTorch refuses a transposed convolution of no input channels too.
+    assert!(ops::conv_transpose2d(v(&[1, 0, 4, 4]), v(&[0, 2, 3, 3]), None, &t).is_err());
     let pool = Pool2d::new(2, 2).with_padding([1, 1]);
     let e = ops::max_pool2d(v(&[1, 1, 0, 0]), &pool).unwrap_err().to_string();
     assert_eq!(e, "max_pool2d: input is [1, 1, 0, 0]: C, H and W must be at least 1");
@@ -99,6 +106,50 @@ fn zero_size_convolutions_and_pooling_are_errors() {
     let y = ops::max_pool2d(v(&[0, 1, 2, 2]), &pool).unwrap();
     assert_eq!(y.shape().dims(), &[0, 1, 2, 2]);
     tape.backward_with(y, wengert::core::BackwardOptions::default().with_seed(Tensor::zeros([0, 1, 2, 2]))).unwrap();
+}
+
+/// What PyTorch 2.x gives (`F.conv2d(torch.zeros(0, 2, 2, 7), w, b)`): an
+/// empty batch convolves to an empty batch, and its gradients are zero.
+#[test]
+fn an_empty_batch_convolves_to_an_empty_batch() {
+    let tape = Tape::<f64>::new();
+    let w = tape.leaf(Tensor::normal([3, 2, 1, 3], 0.0, 1.0, &mut wengert::core::rng(1)).unwrap());
+    let b = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0], [3]).unwrap());
+    let x = tape.leaf(Tensor::zeros([0, 2, 2, 7]));
+    let y = ops::conv2d(x, w, Some(b), &Conv2dOptions::default()).unwrap();
+    assert_eq!(y.shape().dims(), &[0, 3, 2, 5]);
+    let g = tape.backward(y.sum_all().unwrap()).unwrap();
+    assert_eq!(g.get(x).unwrap().dims(), &[0, 2, 2, 7]);
+    assert!(g.get(w).unwrap().data().iter().all(|v| *v == 0.0));
+    assert_eq!(g.get(b).unwrap().data(), &[0.0; 3]);
+    // The transposed convolution likewise: [0, 3, 4, 9] as in PyTorch.
+    let wt = tape.leaf(Tensor::ones([2, 3, 3, 3]));
+    let y = ops::conv_transpose2d(x, wt, None, &ConvTranspose2dOptions::default()).unwrap();
+    assert_eq!(y.shape().dims(), &[0, 3, 4, 9]);
+    let g = tape.backward(y.sum_all().unwrap()).unwrap();
+    assert!(g.get(wt).unwrap().data().iter().all(|v| *v == 0.0));
+}
+
+/// A convolution over no input channels sums nothing: its output is the
+/// bias alone, and the bias's gradient is the output gradient's sum.
+/// (PyTorch 2.x returns `[2, 0, 2, 2]` here, dropping the weight's three
+/// output channels; Wengert keeps them, as the definition does.)
+#[test]
+fn no_input_channels_convolve_to_the_bias() {
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::zeros([2, 0, 4, 4]));
+    let w = tape.leaf(Tensor::zeros([3, 0, 3, 3]));
+    let b = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0], [3]).unwrap());
+    let y = ops::conv2d(x, w, Some(b), &Conv2dOptions::default()).unwrap();
+    assert_eq!(y.shape().dims(), &[2, 3, 2, 2]);
+    let v = y.value().unwrap();
+    for c in 0..3 {
+        assert!((0..2).all(|n| v.get(&[n, c, 1, 0]).unwrap() == (c + 1) as f64));
+    }
+    let g = tape.backward(y.sum_all().unwrap()).unwrap();
+    assert_eq!(g.get(x).unwrap().dims(), &[2, 0, 4, 4]);
+    assert_eq!(g.get(w).unwrap().dims(), &[3, 0, 3, 3]);
+    assert_eq!(g.get(b).unwrap().data(), &[8.0; 3], "2 images × 2 × 2 positions");
 }
 
 #[test]

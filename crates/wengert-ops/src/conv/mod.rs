@@ -153,6 +153,13 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
+    /// Whether a product of this geometry sums nothing or fills nothing:
+    /// an empty batch or no channels on either side. Its results are zero
+    /// (or empty) and no kernel runs.
+    fn is_empty(&self) -> bool {
+        self.n == 0 || self.c_in == 0 || self.c_out == 0
+    }
+
     fn cg(&self) -> usize {
         self.c_in / self.groups
     }
@@ -207,15 +214,21 @@ fn check_common(op: &str, stride: [usize; 2], dilation: [usize; 2], groups: usiz
     Ok(())
 }
 
-/// Rank 4, and no zero extent: PyTorch refuses empty channels and kernels,
-/// and an empty batch or image leaves nothing to convolve, so every zero
-/// is refused here with its name rather than met deep in a kernel.
-fn rank4(op: &str, what: &str, s: &[usize]) -> Result<()> {
+/// Rank 4, and no zero extent but on the axes `may_be_empty`. As in
+/// PyTorch, an empty batch gives an empty result and no input channels a
+/// zero one (the sum over them is empty); empty images, kernels and
+/// output channels are refused, here with their name rather than met deep
+/// in a kernel.
+fn rank4(op: &str, what: &str, s: &[usize], may_be_empty: &[usize]) -> Result<()> {
     if s.len() != 4 {
         return Err(Error::shape(op, format!("{what} is {s:?}; need rank 4 (NCHW, weights [out, in/groups, kh, kw])")));
     }
-    if s.contains(&0) {
-        return Err(Error::shape(op, format!("{what} is {s:?}: every extent must be at least 1")));
+    if let Some(a) = (0..4).find(|a| s[*a] == 0 && !may_be_empty.contains(a)) {
+        let may = match may_be_empty {
+            [] => String::new(),
+            _ => format!(" (only axes {may_be_empty:?} may be 0)"),
+        };
+        return Err(Error::shape(op, format!("{what} is {s:?}: axis {a} is 0; every extent must be at least 1{may}")));
     }
     Ok(())
 }
@@ -233,8 +246,9 @@ fn check_output(op: &str, dims: [usize; 4]) -> Result<()> {
 /// The geometry of `conv2d(x, w)`, or an error naming what does not fit.
 fn conv_geometry(x: &[usize], w: &[usize], o: &Conv2dOptions) -> Result<Geometry> {
     const OP: &str = "conv2d";
-    rank4(OP, "input", x)?;
-    rank4(OP, "weight", w)?;
+    // An empty batch, or no input channels (and so a weight of none).
+    rank4(OP, "input", x, &[0, 1])?;
+    rank4(OP, "weight", w, &[1])?;
     check_common(OP, o.stride, o.dilation, o.groups)?;
     let (c_in, c_out, g) = (x[1], w[0], o.groups);
     if c_in % g != 0 {
@@ -304,8 +318,9 @@ fn conv_geometry(x: &[usize], w: &[usize], o: &Conv2dOptions) -> Result<Geometry
 /// The geometry of the conv that `conv_transpose2d(x, w)` transposes.
 fn transpose_geometry(x: &[usize], w: &[usize], o: &ConvTranspose2dOptions) -> Result<Geometry> {
     const OP: &str = "conv_transpose2d";
-    rank4(OP, "input", x)?;
-    rank4(OP, "weight", w)?;
+    // An empty batch; no input channels is refused, as PyTorch does.
+    rank4(OP, "input", x, &[0])?;
+    rank4(OP, "weight", w, &[])?;
     check_common(OP, o.stride, o.dilation, o.groups)?;
     let g = o.groups;
     if !x[1].is_multiple_of(g) {
@@ -430,6 +445,9 @@ impl<T: Float> Op<T> for Conv {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let (g, (a, b)) = (&self.geom, (inputs[0], inputs[1]));
         let out = self.check(inputs)?;
+        if g.is_empty() {
+            return Ok(Tensor::zeros(out));
+        }
         let data = match self.role {
             Role::Forward => kernel::forward(g, a.data(), b.data()),
             Role::InputGrad => kernel::input_grad(g, a.data(), b.data()),
@@ -492,6 +510,9 @@ impl<T: Float> Op<T> for ConvGathering {
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let out = self.conv.check(inputs)?;
+        if self.conv.geom.is_empty() {
+            return Ok(Tensor::zeros(out));
+        }
         let (data, rows) = kernel::forward_moments(&self.conv.geom, inputs[0].data(), inputs[1].data());
         *self.rows.lock().unwrap_or_else(|p| p.into_inner()) = rows;
         Tensor::from_vec(data, out)
