@@ -145,6 +145,9 @@ enum Command {
         /// GoogLeNet with its auxiliary classifiers.
         #[arg(long)]
         aux: bool,
+        /// Images per training step, for the memory estimate.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
     },
     /// Check every op against the reference cases (*.json) in DIR.
     Conformance {
@@ -174,8 +177,8 @@ fn main() -> ExitCode {
         Command::Predict { model, weights, image, .. } => cli::train::predict_images(&model, &weights, &image),
         Command::Eval { checkpoint, model, data } => cli::train::eval(&model, &checkpoint, &data),
         Command::Summary { list: true, .. } => cli::summary::list(),
-        Command::Summary { model: Some(model), input, classes, aux, .. } => {
-            cli::summary::run(model, input.as_deref(), classes, aux)
+        Command::Summary { model: Some(model), input, classes, aux, batch_size, .. } => {
+            cli::summary::run(model, input.as_deref(), classes, aux, batch_size)
         }
         Command::Summary { model: None, .. } => unreachable!("clap requires a model unless --list is given"),
         Command::Bench { list, only, mem, profile, batch, recompute, steps } => {

@@ -380,3 +380,215 @@ fn an_epoch_whose_checkpoint_fails_writes_no_other_file() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A folder of images, `train/<class>/` and `val/<class>/`, three RGB
+/// images of 12 × 10 a class.
+fn image_folder(dir: &Path, classes: &[&str]) {
+    for split in ["train", "val"] {
+        for (k, class) in classes.iter().enumerate() {
+            let d = dir.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..3u32 {
+                let img = image::RgbImage::from_fn(12, 10, |x, y| {
+                    image::Rgb([(k * 80) as u8, (x * 20) as u8, (y + i) as u8])
+                });
+                img.save(d.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+/// `wengert COMMAND` with `args`, and each of `defaults` that `args` does not give.
+fn command(name: &str, defaults: &[(&str, String)], args: &[String]) -> Output {
+    let mut cmd = wengert();
+    cmd.arg(name);
+    for (flag, value) in defaults {
+        if !args.iter().any(|a| a == flag) {
+            cmd.arg(flag).arg(value);
+        }
+    }
+    cmd.args(args).output().unwrap()
+}
+
+/// Every option of `train`, `eval` and `predict` given a value out of its
+/// range, a path that is not there, or one that conflicts: each is refused,
+/// and the message names the option as the user typed it.
+#[test]
+fn every_option_out_of_range_is_named_as_typed() {
+    let dir = scratch("every-option");
+    let (mnist, folder) = (dir.join("mnist"), dir.join("folder"));
+    std::fs::create_dir_all(&mnist).unwrap();
+    tiny_mnist(&mnist, 32, 8, (8, 8), None);
+    image_folder(&folder, &["a", "b"]);
+    let out = dir.join("out");
+    let missing = dir.join("missing");
+    let a_file = mnist.join("train-images-idx3-ubyte");
+    let s = |p: &Path| p.display().to_string();
+    let huge = u64::MAX.to_string();
+    // (option named, arguments after `train --data-dir MNIST --out OUT` unless the data is given)
+    let train_cases: Vec<(&str, Vec<String>)> = vec![
+        ("--lr", vec!["--lr".into(), "nan".into()]),
+        ("--weight-decay", vec!["--weight-decay".into(), "-1".into()]),
+        ("--clip", vec!["--clip".into(), "inf".into()]),
+        ("--threads", vec!["--threads".into(), "0".into()]),
+        ("--batch-size", vec!["--batch-size".into(), "0".into()]),
+        ("--epochs", vec!["--epochs".into(), "0".into()]),
+        ("--limit", vec!["--limit".into(), "0".into()]),
+        ("--bucket-kib", vec!["--bucket-kib".into(), huge.clone()]),
+        ("--pad", vec!["--pad".into(), "1000".into()]),
+        ("--crop-scale", vec!["--crop-scale".into(), "2".into()]),
+        ("--crop-scale", vec!["--crop-scale".into(), "nan".into()]),
+        ("--crop-scale", vec!["--crop-scale".into(), "0.5".into(), "--pad".into(), "2".into()]),
+        ("--mean", vec!["--mean".into(), "nan".into(), "--std".into(), "1".into()]),
+        ("--mean", vec!["--mean".into(), "0,0".into(), "--std".into(), "1,1".into()]),
+        ("--std", vec!["--mean".into(), "0".into(), "--std".into(), "0".into()]),
+        ("--image-size", vec!["--image-size".into(), "16".into()]),
+        ("--resume", vec!["--resume".into()]),
+        ("--data-dir", vec!["--data-dir".into(), s(&missing)]),
+        ("--data-dir", vec!["--data-dir".into(), s(&a_file)]),
+        ("--out", vec!["--out".into(), s(&a_file)]),
+        ("--model", vec!["--model".into(), "resnet7".into()]),
+        ("--optimizer", vec!["--optimizer".into(), "rmsprop".into()]),
+        ("--image-size", vec!["--data-dir".into(), s(&folder), "--image-size".into(), "0".into()]),
+        ("--image-size", vec!["--data-dir".into(), s(&folder), "--image-size".into(), "20000".into()]),
+        ("--decode", vec!["--data-dir".into(), s(&folder), "--decode".into(), "never".into()]),
+        (
+            "--batch-size",
+            vec![
+                "--data-dir".into(),
+                s(&folder),
+                "--image-size".into(),
+                "16384".into(),
+                "--batch-size".into(),
+                "2".into(),
+            ],
+        ),
+    ];
+    for (option, args) in &train_cases {
+        let defaults = [
+            ("--model", s(Path::new("resnet8"))),
+            ("--threads", "1".into()),
+            ("--batch-size", "16".into()),
+            ("--data-dir", s(&mnist)),
+            ("--out", s(&out)),
+        ];
+        let o = command("train", &defaults, args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "train {args:?} was accepted");
+        assert!(err.contains(option), "train {args:?} does not name {option}: {err}");
+        assert!(!err.contains("Loader::") && !err.contains("image_size"), "train {args:?} names internals: {err}");
+        assert!(!out.join("checkpoint.safetensors").exists(), "train {args:?} trained");
+    }
+
+    // A model of two grey classes to evaluate and predict with.
+    let model_dir = dir.join("model");
+    let o = train(&mnist, &model_dir, &["--limit", "16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = model_dir.join("model.safetensors");
+    let eval_cases: Vec<(&str, Vec<String>)> = vec![
+        ("--checkpoint", vec!["--checkpoint".into(), s(&missing)]),
+        ("--checkpoint", vec!["--checkpoint".into(), s(&mnist)]),
+        ("--data-dir", vec!["--checkpoint".into(), s(&model), "--data-dir".into(), s(&missing)]),
+        ("--image-size", vec!["--checkpoint".into(), s(&model), "--image-size".into(), "0".into()]),
+        // A grey model on colour images.
+        (
+            "--data-dir",
+            vec!["--checkpoint".into(), s(&model), "--data-dir".into(), s(&folder), "--image-size".into(), "8".into()],
+        ),
+        ("--model", vec!["--checkpoint".into(), s(&model), "--model".into(), "resnet20".into()]),
+    ];
+    for (option, args) in &eval_cases {
+        let o = command("eval", &[("--model", "resnet8".into()), ("--data-dir", s(&mnist))], args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "eval {args:?} was accepted");
+        assert!(err.contains(option), "eval {args:?} does not name {option}: {err}");
+        assert!(!err.contains("Loader::") && !err.contains("cross_entropy"), "eval {args:?} names internals: {err}");
+    }
+
+    let input = dir.join("input.safetensors");
+    let x = wengert::Tensor::<f32>::zeros([1, 1, 8, 8]);
+    write_tensors(&BTreeMap::from([("input".to_string(), x)]), &input).unwrap();
+    let logits = dir.join("logits.safetensors");
+    let predict_cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "--weights",
+            vec!["--weights".into(), s(&missing), "--input".into(), s(&input), "--output".into(), s(&logits)],
+        ),
+        ("--input", vec!["--weights".into(), s(&model), "--input".into(), s(&missing), "--output".into(), s(&logits)]),
+        ("--output", vec!["--weights".into(), s(&model), "--input".into(), s(&input), "--output".into(), s(&input)]),
+        (
+            "--classes",
+            vec![
+                "--weights".into(),
+                s(&model),
+                "--input".into(),
+                s(&input),
+                "--output".into(),
+                s(&logits),
+                "--classes".into(),
+                "0".into(),
+            ],
+        ),
+        ("--image", vec!["--weights".into(), s(&model), "--image".into(), s(&missing)]),
+        (
+            "--model",
+            vec!["--model".into(), "resnet".into(), "--weights".into(), s(&model), "--image".into(), s(&missing)],
+        ),
+    ];
+    for (option, args) in &predict_cases {
+        let o = command("predict", &[("--model", "resnet8".into())], args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "predict {args:?} was accepted");
+        assert!(err.contains(option), "predict {args:?} does not name {option}: {err}");
+    }
+    assert!(!logits.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The examples, each in the user's words: what is wrong and what
+/// would be accepted.
+#[test]
+fn errors_say_what_to_fix() {
+    let dir = scratch("say-what-to-fix");
+    let (mnist, folder) = (dir.join("mnist"), dir.join("folder"));
+    std::fs::create_dir_all(&mnist).unwrap();
+    tiny_mnist(&mnist, 32, 20, (8, 8), None);
+    image_folder(&folder, &["a", "b"]);
+    let o = train(&folder, &dir.join("a"), &["--crop-scale", "2"]);
+    assert!(
+        stderr(&o)
+            .contains("train: --crop-scale: must be a fraction of the image's area in (0, 1], or 0 for off; got 2"),
+        "{}",
+        stderr(&o)
+    );
+    let o = train(&dir.join("nowhere"), &dir.join("a"), &[]);
+    assert!(stderr(&o).contains("--data-dir: ") && stderr(&o).contains("nowhere does not exist"), "{}", stderr(&o));
+
+    // A model of two classes (folder a, b) scored on ten classes of grey images.
+    let two = dir.join("two");
+    let o = train(&folder, &two, &["--image-size", "8", "--batch-size", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval = |data: &Path, extra: &[&str]| {
+        let mut cmd = wengert();
+        cmd.args(["eval", "--model", "resnet8", "--checkpoint"]).arg(two.join("model.safetensors"));
+        cmd.arg("--data-dir").arg(data).args(extra).output().unwrap()
+    };
+    let e = stderr(&eval(&mnist, &[]));
+    assert!(e.contains("eval: --data-dir: the images in") && e.contains("have 1 channel, but the model in"), "{e}");
+    assert!(e.contains("was trained on images of 3 channels"), "{e}");
+    // Ten classes of colour images for a model of two.
+    let ten = dir.join("ten");
+    image_folder(&ten, &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    let e = stderr(&eval(&ten, &[]));
+    assert!(e.contains("has 10 classes (labels up to 9), but the model in") && e.contains("tells 2 apart"), "{e}");
+
+    // A step that cannot fit says what would.
+    let o = train(&folder, &dir.join("b"), &["--image-size", "16384", "--batch-size", "64"]);
+    let e = stderr(&o);
+    assert!(
+        e.contains("train: --batch-size: a step of resnet8 with batch 6 of 3×16384×16384 images needs about"),
+        "{e}"
+    );
+    assert!(e.contains("this machine has") && e.contains("try --batch-size"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -115,3 +115,26 @@ fn reading_and_writing_visit_the_same_state() {
         assert!(pre.iter().any(|m| m == n), "{n}");
     }
 }
+
+/// A training step's memory estimate counts what backward keeps: for
+/// ResNet-20 on CIFAR, the input and the 19 convolutions' outputs, and it
+/// grows with the batch and the image as the activations do.
+#[test]
+fn the_memory_estimate_counts_the_kept_activations() {
+    use wengert::resnet::registry::Model;
+    let model: Model = "resnet20".parse().unwrap();
+    let (s, params) = model.summary((3, 32, 32), 10).unwrap();
+    // Input 3×32×32; stem and six convolutions at 16×32×32, six at
+    // 32×16×16, six at 64×8×8.
+    assert_eq!(s.activations, 3 * 1024 + 7 * 16 * 1024 + 6 * 32 * 256 + 6 * 64 * 64);
+    let (one, many) = (s.training_bytes(1, params), s.training_bytes(128, params));
+    assert!(one < many && many < 130 * one, "{one} {many}");
+    assert!(s.forward_bytes(128, params) < many);
+    // Four times the pixels, about four times the activations' memory.
+    let (big, _) = model.summary((3, 64, 64), 10).unwrap();
+    let ratio = (big.training_bytes(128, params) - one) as f64 / (many - one) as f64;
+    assert!((3.5..4.5).contains(&ratio), "{ratio}");
+    // Absurd sizes saturate rather than wrap.
+    let (huge, _) = model.summary((3, 65536, 65536), 10).unwrap();
+    assert_eq!(huge.training_bytes(usize::MAX, params), u64::MAX);
+}

@@ -105,7 +105,7 @@ impl Observer for Curves {
 pub fn run(a: DegradationArgs) -> Result<ExitCode> {
     let fashion = DatasetName::FashionMnist.folder().is_ok();
     let dataset = a.dataset.unwrap_or(if fashion { DatasetName::FashionMnist } else { DatasetName::Mnist });
-    let dir = data_dir(dataset, a.data_dir.as_deref())?;
+    let dir = data_dir("degradation", dataset, a.data_dir.as_deref())?;
     let (limit, epochs, test_limit) = if a.quick {
         (a.limit.unwrap_or(3_000), a.epochs.unwrap_or(2), a.test_limit.unwrap_or(1_000))
     } else {

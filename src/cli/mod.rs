@@ -1,13 +1,15 @@
 //! The subcommands of the `wengert` program, one module each, and what
 //! they share that is the program's own, not the library's: the benchmark
 //! workloads (`workloads`, which the criterion benches in `benches/` include
-//! too) and the PNG charts (`plot`).
+//! too), the PNG charts (`plot`) and the memory check before a run
+//! (`memory`).
 
 pub mod bench;
 pub mod conformance;
 pub mod degradation;
 pub mod demo;
 pub mod gradflow;
+pub mod memory;
 pub mod plot;
 pub mod summary;
 pub mod train;
@@ -52,9 +54,13 @@ pub fn by_name<T: Named>() -> ByName<T> {
 impl<T: Named> clap::builder::TypedValueParser for ByName<T> {
     type Value = T;
 
-    fn parse_ref(&self, cmd: &clap::Command, _: Option<&clap::Arg>, value: &OsStr) -> Result<T, clap::Error> {
-        let invalid =
-            |detail: String| clap::Error::raw(clap::error::ErrorKind::InvalidValue, detail + "\n").with_cmd(cmd);
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<T, clap::Error> {
+        // The option as typed (`--model`), or the positional argument's name.
+        let option = arg.map(|a| a.get_long().map_or_else(|| a.get_id().to_string(), |l| format!("--{l}")));
+        let invalid = |detail: String| {
+            let detail = option.as_ref().map_or(detail.clone(), |o| format!("{o}: {detail}"));
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, detail + "\n").with_cmd(cmd)
+        };
         let text = value.to_str().ok_or_else(|| invalid(format!("{value:?} is not UTF-8")))?;
         text.parse().map_err(|e: Error| invalid(e.to_string()))
     }

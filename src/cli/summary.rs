@@ -1,6 +1,7 @@
 //! `wengert summary MODEL [--input C,H,W] [--classes K]` and `wengert summary --list`.
 
 use std::process::ExitCode;
+use wengert::core::memory::human;
 use wengert::core::{Error, Result};
 use wengert::resnet::registry::Model;
 
@@ -18,9 +19,10 @@ fn bad(s: &str) -> Error {
     Error::argument("summary", "--input", format!("'{s}' is not C,H,W with three positive integers"))
 }
 
-/// Prints the layers with their output shapes, then `parameters: N` and
-/// `multiply-adds: N` for one image.
-pub fn run(model: Model, input: Option<&str>, classes: Option<usize>, aux: bool) -> Result<ExitCode> {
+/// Prints the layers with their output shapes, then `parameters: N`,
+/// `multiply-adds: N` for one image, and the estimated peak memory of
+/// training with `batch` images a step.
+pub fn run(model: Model, input: Option<&str>, classes: Option<usize>, aux: bool, batch: usize) -> Result<ExitCode> {
     let model = match model {
         Model::GoogLeNet { .. } if aux => Model::GoogLeNet { aux: true },
         m => m,
@@ -29,13 +31,15 @@ pub fn run(model: Model, input: Option<&str>, classes: Option<usize>, aux: bool)
     let input = input.map(parse_input).transpose()?.unwrap_or(default_input);
     let classes = classes.unwrap_or(default_classes);
     let (summary, parameters) = model.summary(input, classes)?;
+    let training = summary.training_bytes(batch, parameters);
     out!("{model}: input {}×{}×{}, {classes} classes\n", input.0, input.1, input.2);
     out!("{:<24} {:>18}", "layer", "output (C×H×W)");
-    for (name, [c, h, w]) in summary.rows {
+    for (name, [c, h, w]) in &summary.rows {
         out!("{name:<24} {:>18}", format!("{c}×{h}×{w}"));
     }
     out!("\nparameters: {parameters}");
     out!("multiply-adds: {}", summary.macs);
+    out!("training memory at batch {batch}: about {} (estimated)", human(training));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
 //! `wengert train` and `wengert eval`: a zoo model on MNIST-style data.
 
+use super::memory::{eval_batch, Training};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,6 +107,11 @@ pub struct TrainArgs {
     /// summed across the ranks as soon as backward has finished it.
     #[arg(long, default_value_t = 1024)]
     bucket_kib: usize,
+    /// Start even when the estimate of a step's memory (`wengert summary`
+    /// prints it) is more than this machine has available: with swap to
+    /// spare, or a limit the estimate does not see.
+    #[arg(long)]
+    ignore_memory_estimate: bool,
 }
 
 /// Which images: the options `wengert train` and `wengert eval` share.
@@ -149,13 +155,50 @@ impl DataArgs {
     }
 }
 
-/// The folder of a dataset: `--data-dir`, or where the registry finds it.
-pub fn data_dir(dataset: DatasetName, given: Option<&Path>) -> Result<PathBuf> {
+/// The folder of a dataset: `--data-dir`, which must be a folder, or
+/// where the registry finds the named one; errors name `command`.
+pub fn data_dir(command: &str, dataset: DatasetName, given: Option<&Path>) -> Result<PathBuf> {
     match given {
-        Some(d) => Ok(d.to_path_buf()),
+        Some(d) if d.is_dir() => Ok(d.to_path_buf()),
+        Some(d) => Err(Error::argument(
+            command,
+            "--data-dir",
+            match d.exists() {
+                true => format!("{} is a file; give the folder that holds the data", d.display()),
+                false => format!("{} does not exist", d.display()),
+            },
+        )),
         None => dataset.folder(),
     }
 }
+
+/// An error naming `command`'s `option` unless `path` is a file that can
+/// be opened.
+pub fn existing_file(command: &str, option: &str, path: &Path) -> Result<()> {
+    let bad = |detail: String| Err(Error::argument(command, option, detail));
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bad(format!("{} is a folder, not a file", path.display())),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bad(format!("{} does not exist", path.display())),
+        Err(e) => bad(format!("{}: {e}", path.display())),
+    }
+}
+
+/// A library error reworded as one about `command`'s `option`, the
+/// way the user gave the value; errors of other kinds pass unchanged.
+fn as_option(command: &str, option: &str, e: Error) -> Error {
+    match e {
+        Error::Argument { detail, .. } => Error::argument(command, option, detail),
+        Error::Io { path, detail } => Error::argument(command, option, format!("{path}: {detail}")),
+        e => e,
+    }
+}
+
+/// The largest `--image-size` (the image folders' limit).
+const MAX_IMAGE_SIZE: usize = 16384;
+
+/// The largest `--bucket-kib`: 1 GiB buckets, past any model's gradients.
+const MAX_BUCKET_KIB: usize = 1 << 20;
 
 /// The most worker threads `--threads` accepts: eight per core, far past
 /// where more threads stop paying, and far short of exhausting the system.
@@ -196,8 +239,27 @@ fn check_args(a: &TrainArgs) -> Result<()> {
     if a.batch_size == 0 {
         return bad("--batch-size", "must be at least 1, got 0".into());
     }
-    if a.bucket_kib == 0 {
-        return bad("--bucket-kib", "must be at least 1, got 0".into());
+    if a.bucket_kib == 0 || a.bucket_kib > MAX_BUCKET_KIB {
+        return bad("--bucket-kib", format!("must be between 1 and {MAX_BUCKET_KIB} (1 GiB), got {}", a.bucket_kib));
+    }
+    check_image_size("train", a.data.image_size)?;
+    if let Some(s) = a.crop_scale.filter(|&s| !(s == 0.0 || (s > 0.0 && s <= 1.0))) {
+        return bad("--crop-scale", format!("must be a fraction of the image's area in (0, 1], or 0 for off; got {s}"));
+    }
+    if a.crop_scale.is_some_and(|s| s > 0.0) && a.pad.is_some_and(|p| p > 0) {
+        return bad("--crop-scale", "goes without --pad: the two crop the image in different ways; give one".into());
+    }
+    if let Some(m) = a.mean.iter().flatten().find(|m| !m.is_finite()) {
+        return bad("--mean", format!("must be finite, got {m}"));
+    }
+    if let Some(s) = a.std.iter().flatten().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return bad("--std", format!("must be finite and positive, got {s}"));
+    }
+    if a.resume && !a.out.join(CHECKPOINT).exists() {
+        return bad(
+            "--resume",
+            format!("{} holds no {CHECKPOINT} to continue; leave out --resume to start afresh", a.out.display()),
+        );
     }
     if let Some(uneven) = mpi_world_size().and_then(|ranks| uneven_split(a.batch_size, ranks)) {
         return bad("--batch-size", uneven);
@@ -272,9 +334,24 @@ fn config(a: &TrainArgs) -> Result<Config> {
     Ok(config)
 }
 
+/// An error naming `command`'s `--image-size` unless it is in range.
+fn check_image_size(command: &str, size: Option<usize>) -> Result<()> {
+    match size {
+        Some(s) if s == 0 || s > MAX_IMAGE_SIZE => Err(Error::argument(
+            command,
+            "--image-size",
+            format!("must be between 1 and {MAX_IMAGE_SIZE} pixels, got {s}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Creates `dir` if needed and checks that a file can be written in it.
 fn writable_folder(dir: &Path) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io { path: dir.display().to_string(), detail: format!("--out: {e}") };
+    if dir.is_file() {
+        return Err(Error::argument("train", "--out", format!("{} is a file, not a folder", dir.display())));
+    }
+    let io = |e: std::io::Error| Error::argument("train", "--out", format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let probe = dir.join(format!(".wengert-probe-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(io)?;
@@ -366,7 +443,7 @@ pub fn run(mut a: TrainArgs) -> Result<ExitCode> {
 fn train(a: TrainArgs, mut config: Config, group: Option<Arc<dyn Collective>>) -> Result<ExitCode> {
     set_threads(a.threads)?;
     let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
-    let dir = data_dir(a.data.dataset, a.data.data_dir.as_deref())?;
+    let dir = data_dir("train", a.data.dataset, a.data.data_dir.as_deref())?;
     let (train, test) = loaders(&a, &dir)?;
     if a.recipe.is_some() {
         // The recipe counts iterations: as many epochs as make 64k.
@@ -419,7 +496,17 @@ fn train(a: TrainArgs, mut config: Config, group: Option<Arc<dyn Collective>>) -
 /// The training and test loaders: the data set, normalised, and the
 /// training set augmented as its kind suits.
 fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader)> {
-    let (train_set, test_set) = datasets(dir, a.limit, a.data.options(a.data.image_size))?;
+    let (train_set, test_set) =
+        datasets(dir, a.limit, a.data.options(a.data.image_size)).map_err(|e| data_option_error("train", e))?;
+    let classes = classes(&train_set, &test_set);
+    let image = train_set.image_shape();
+    if !a.ignore_memory_estimate {
+        let ranks = (mpi_world_size().unwrap_or(1), mpi_local_size().unwrap_or(1));
+        let resizable = Dataset::is_image_folder(dir);
+        // A batch larger than the training set is the whole set.
+        let batch = a.batch_size.min(train_set.len());
+        Training { model: &a.model, image, classes, batch, ranks, resizable }.check()?;
+    }
     let normalise = normalisation(a, &train_set)?;
     let colour = train_set.channels() > 1;
     let folder = Dataset::is_image_folder(dir);
@@ -427,6 +514,10 @@ fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader)> {
     // recipe: the paper's pad-4 crops; grey images: as the dataset suits.
     let crop_scale = a.crop_scale.or((folder && a.pad.is_none() && a.recipe.is_none()).then_some(0.08));
     let resized_crop = crop_scale.filter(|&s| s != 0.0).map(|s| (s, 1.0));
+    let side = train_set.rows().min(train_set.cols());
+    if let Some(p) = a.pad.filter(|&p| p > side) {
+        return Err(Error::argument("train", "--pad", format!("{p} is more than the images' size, {side} pixels")));
+    }
     let mut augment = match colour || a.recipe.is_some() {
         true => {
             Augment::default().with_pad(a.pad.unwrap_or(if resized_crop.is_some() { 0 } else { 4 })).with_flip(true)
@@ -436,10 +527,32 @@ fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader)> {
         }
     };
     augment.resized_crop = resized_crop;
-    let train =
-        Loader::new(train_set, a.batch_size, a.seed)?.with_channel_normalise(&normalise)?.with_augment(augment)?;
-    let test = Loader::new(test_set, 500, a.seed)?.in_order().with_channel_normalise(&normalise)?;
+    let train = Loader::new(train_set, a.batch_size, a.seed)?
+        .with_channel_normalise(&normalise)
+        .map_err(|e| as_option("train", "--mean/--std", e))?
+        .with_augment(augment)
+        .map_err(|e| as_option("train", if resized_crop.is_some() { "--crop-scale" } else { "--pad" }, e))?;
+    let eval = eval_batch(&a.model, image, classes)?;
+    let test = Loader::new(test_set, eval, a.seed)?.in_order().with_channel_normalise(&normalise)?;
     Ok((train, test))
+}
+
+/// An error from loading the data, reworded as one about the option that
+/// chose what failed: `--image-size` and `--decode` for the library's
+/// settings of those names; others (a damaged file) name the file already.
+fn data_option_error(command: &str, e: Error) -> Error {
+    match &e {
+        Error::Argument { arg, .. } if arg == "image_size" => as_option(command, "--image-size", e),
+        Error::Argument { arg, .. } if arg == "decode" => as_option(command, "--decode", e),
+        Error::Io { detail, .. } if detail.contains("image size") => as_option(command, "--image-size", e),
+        _ => e,
+    }
+}
+
+/// The classifier's outputs for a training and a test set: the most
+/// classes either names, and at least two.
+fn classes(train: &Dataset, test: &Dataset) -> usize {
+    train.classes().max(test.classes()).max(2)
 }
 
 /// The model and its trainer, with the run's settings recorded in the
@@ -453,10 +566,13 @@ fn trainer(
     test: &Loader,
     group: Option<&Arc<dyn Collective>>,
 ) -> Result<Trainer<Box<dyn wengert::nn::Module<f32>>>> {
-    let classes = train.dataset().classes().max(test.dataset().classes()).max(2);
+    let classes = classes(train.dataset(), test.dataset());
     let image = train.dataset().image_shape();
     let model = a.model.build::<f32>(image, classes, &mut wengert::core::rng(a.seed))?;
-    let mut trainer = Trainer::new(model, config, train)?;
+    let mut trainer = Trainer::new(model, config, train).map_err(|e| match e {
+        Error::Argument { op, arg, detail } if op == "train" => Error::argument(op, format!("--{arg}"), detail),
+        e => e,
+    })?;
     trainer.clip = a.clip.or(a.model.training_defaults().clip).filter(|c| *c > 0.0);
     trainer.detect_anomaly = a.detect_anomaly;
     trainer.tag("model", &a.model);
@@ -608,15 +724,20 @@ fn plot_curves(path: &Path, model: &str, log: &RunLog, batches: usize) -> Result
 /// `wengert eval --checkpoint FILE`: test accuracy of a saved model.
 pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCode> {
     let dataset = data.dataset;
-    let dir = data_dir(dataset, data.data_dir.as_deref())?;
+    existing_file("eval", "--checkpoint", checkpoint)?;
+    check_image_size("eval", data.image_size)?;
+    let dir = data_dir("eval", dataset, data.data_dir.as_deref())?;
     let meta = model_metadata(model, checkpoint)?;
     // A folder of images is resized as the model's training images were.
     let saved_size = meta.get("image_shape").and_then(|s| s.rsplit(',').next()?.parse().ok());
     let image_size = data.image_size.or(saved_size.filter(|_| Dataset::is_image_folder(&dir)));
-    let test = Dataset::load_with(&dir, Split::Test, data.options(image_size))?;
+    let test =
+        Dataset::load_with(&dir, Split::Test, data.options(image_size)).map_err(|e| data_option_error("eval", e))?;
     let classes = saved_classes(&meta, checkpoint)?.unwrap_or(10);
     let normalise = saved_normalisation(&meta, checkpoint)?.unwrap_or(vec![dataset.normalisation(); test.channels()]);
-    let test = Loader::new(test, 500, 0)
+    fits_model(checkpoint, &dir, &test, classes, normalise.len())?;
+    let eval = eval_batch(model, test.image_shape(), classes)?;
+    let test = Loader::new(test, eval, 0)
         .map_err(|e| Error::Io { path: dir.display().to_string(), detail: format!("test set: {e}") })?
         .in_order()
         .with_channel_normalise(&normalise)?;
@@ -645,11 +766,49 @@ pub fn eval(model: &Model, checkpoint: &Path, data: &DataArgs) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// An error naming `--data-dir` unless the test set `test` in `dir` is
+/// data the model in `checkpoint` can be scored on: images of the
+/// channels it was trained on (`channels`, as many as its normalisation
+/// has), and no label past its `classes`.
+fn fits_model(checkpoint: &Path, dir: &Path, test: &Dataset, classes: usize, channels: usize) -> Result<()> {
+    let (here, model) = (dir.display(), checkpoint.display());
+    let plural = |n: usize| if n == 1 { "channel" } else { "channels" };
+    if test.channels() != channels {
+        let c = test.channels();
+        return Err(Error::argument(
+            "eval",
+            "--data-dir",
+            format!(
+                "the images in {here} have {c} {}, but the model in {model} was trained on images of {channels} {}",
+                plural(c),
+                plural(channels)
+            ),
+        ));
+    }
+    if test.classes() > classes {
+        return Err(Error::argument(
+            "eval",
+            "--data-dir",
+            format!(
+                "the test set in {here} has {} classes (labels up to {}), but the model in {model} tells {classes} apart",
+                test.classes(),
+                test.classes() - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `wengert predict`: the logits of a zoo model in evaluation mode for the
 /// f32 tensor `input` (NCHW) of a safetensors file, written as `logits`.
 pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, classes: Option<usize>) -> Result<ExitCode> {
     use wengert::nn::checkpoint::{read_tensors, write_tensors};
     use wengert::nn::{Module, Step};
+    existing_file("predict", "--weights", weights)?;
+    existing_file("predict", "--input", input)?;
+    if classes == Some(0) {
+        return Err(Error::argument("predict", "--classes", "must be at least 1, got 0".to_string()));
+    }
     distinct_output(output, &[("--weights", weights), ("--input", input)])?;
     let meta = model_metadata(model, weights)?;
     let mut tensors = read_tensors::<f32>(input)?;
@@ -680,6 +839,10 @@ pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, class
 /// input size, the normalisation and the class names).
 pub fn predict_images(model: &Model, weights: &Path, images: &[PathBuf]) -> Result<ExitCode> {
     use wengert::nn::{Module, Step};
+    existing_file("predict", "--weights", weights)?;
+    for image in images {
+        existing_file("predict", "--image", image)?;
+    }
     let meta = model_metadata(model, weights)?;
     let missing = |key: &str| Error::Io {
         path: weights.display().to_string(),

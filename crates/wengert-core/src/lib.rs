@@ -12,6 +12,8 @@
 //! - [`collective`]: sums across the processes that train one model
 //!   (data-parallel training).
 //! - [`gradcheck`]: compare an op's analytic gradient with central differences.
+//! - [`memory`]: the memory this process may still use, checked before
+//!   memory sized by input is spent.
 //! - `testing` (feature `testing`): proptest strategies and gradient assertions.
 //!
 //! ```
@@ -43,6 +45,7 @@ pub mod gradcheck;
 pub mod isa;
 pub mod kernel;
 pub mod math;
+pub mod memory;
 mod op;
 pub mod ops;
 mod overload;

@@ -54,12 +54,15 @@ impl Pixels {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Decode {
     /// [`Decode::Once`] when the decoded images take at most
-    /// [`DECODE_BUDGET`] bytes, [`Decode::EachBatch`] when they would take
-    /// more.
+    /// [`DECODE_BUDGET`] bytes and a quarter of the memory available
+    /// ([`memory::available`](wengert_core::memory::available)),
+    /// [`Decode::EachBatch`] when they would take more.
     #[default]
     Auto,
     /// Once, in parallel, as the dataset loads; every epoch after reads
-    /// them from memory (the decoded cache).
+    /// them from memory (the decoded cache). Refused, before any image is
+    /// decoded, when the decoded images would take more than three
+    /// quarters of the memory available.
     Once,
     /// As each batch is built, on the loader's threads, while the batch
     /// before trains: for folders too large to hold decoded. Only the

@@ -16,7 +16,13 @@ use super::dataset::{Dataset, Decode, LoadOptions, Split, DECODE_BUDGET};
 use super::image_file::{checked_size, decode_sized, dimensions};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use wengert_core::{Error, Result};
+use wengert_core::{memory, Error, Result};
+
+/// The most bytes [`Decode::Auto`] keeps decoded: [`DECODE_BUDGET`], or a
+/// quarter of the memory available (`room`) when that is less.
+fn decode_budget(room: Option<u64>) -> u64 {
+    room.map_or(DECODE_BUDGET as u64, |r| (r / 4).min(DECODE_BUDGET as u64))
+}
 
 /// The file extensions read as images.
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -128,10 +134,28 @@ pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dat
     };
     let (h, w) = (h as usize, w as usize);
     let labels = files.iter().map(|f| f.1).collect();
+    let decoded = files.len().saturating_mul(3 * h * w) as u64;
+    let room = memory::available();
     let once = match options.decode {
-        Decode::Once => true,
+        Decode::Once => {
+            if let Some(room) = room.filter(|&r| decoded > r / 4 * 3) {
+                return Err(Error::argument(
+                    "image folder",
+                    "decode",
+                    format!(
+                        "decoding once keeps every image decoded: {} for {} images of {w}×{h}, more than three \
+                         quarters of the {} this machine has available; decode each batch instead, or make the \
+                         images smaller",
+                        memory::human(decoded),
+                        files.len(),
+                        memory::human(room)
+                    ),
+                ));
+            }
+            true
+        }
         Decode::EachBatch => false,
-        Decode::Auto => files.len().saturating_mul(3 * h * w) <= DECODE_BUDGET,
+        Decode::Auto => decoded <= decode_budget(room),
     };
     let data = if once {
         let decoded: Vec<Vec<u8>> = files.par_iter().map(|(f, _)| decode_sized(f, h, w)).collect::<Result<_>>()?;

@@ -18,31 +18,68 @@ pub(crate) fn checked_size(s: usize) -> Result<u32> {
         .ok_or_else(|| Error::argument("image folder", "image_size", format!("must be between 1 and 16384, got {s}")))
 }
 
+/// The most pixels an image file may declare: 2^27, about 134 million
+/// (16,384 × 8,192), more than any camera's full-size photo. A header that
+/// declares more is refused before anything is decoded; one image decodes
+/// into at most 402 MiB of 8-bit RGB.
+pub const MAX_PIXELS: u64 = 1 << 27;
+
+/// The most bytes the decoder may hold for one image at a time: 512 MiB
+/// (the `image` crate's default, stated so that it cannot change unseen).
+const MAX_DECODER_BYTES: u64 = 512 << 20;
+
 /// A reader of the image file whose format comes from the file's bytes
 /// (the extension is only where the folder scan looked).
 fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
-    image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| io(path, e.to_string()))?
         .with_guessed_format()
-        .map_err(|e| io(path, e.to_string()))
+        .map_err(|e| io(path, e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODER_BYTES);
+    reader.limits(limits);
+    Ok(reader)
 }
 
 /// `(width, height)` from the file's header, its format found from its
-/// content as when it is decoded.
+/// content as when it is decoded; an error for an image of more than
+/// [`MAX_PIXELS`].
 pub(crate) fn dimensions(path: &Path) -> Result<(u32, u32)> {
-    reader(path)?.into_dimensions().map_err(|e| io(path, format!("cannot read the image: {e}")))
+    let (w, h) = reader(path)?.into_dimensions().map_err(|e| io(path, format!("cannot read the image: {e}")))?;
+    check_pixels(path, (w, h))?;
+    Ok((w, h))
 }
 
-/// Decodes an image file to 8-bit RGB, strictly: a JPEG whose data stop
-/// before its end-of-image marker is an error (the decoder would fill the
-/// missing part grey), as a PNG's missing end already is.
+/// An error naming `path` when `(w, h)` is more than [`MAX_PIXELS`].
+fn check_pixels(path: &Path, (w, h): (u32, u32)) -> Result<()> {
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(io(
+            path,
+            format!("declares {w}×{h} pixels, more than the {MAX_PIXELS} an image may have: make it smaller"),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes an image file to 8-bit RGB, strictly: a header declaring more
+/// than [`MAX_PIXELS`], or more decoded bytes than the decoder may hold,
+/// is an error before decoding, and so is a JPEG whose data stop before
+/// its end-of-image marker (the decoder would fill the missing part grey),
+/// as a PNG's missing end already is.
 fn decode_rgb(path: &Path) -> Result<image::RgbImage> {
+    use image::ImageDecoder;
     let reader = reader(path)?;
     if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_whole(path)? {
         return Err(io(path, "the JPEG is truncated: its data end before the end-of-image marker"));
     }
-    let img = reader.decode().map_err(|e| io(path, format!("cannot decode the image: {e}")))?;
-    Ok(img.to_rgb8())
+    let undecodable = |e: image::ImageError| io(path, format!("cannot decode the image: {e}"));
+    let decoder = reader.into_decoder().map_err(undecodable)?;
+    check_pixels(path, decoder.dimensions())?;
+    if decoder.total_bytes() > MAX_DECODER_BYTES {
+        let bytes = decoder.total_bytes();
+        return Err(io(path, format!("decodes to {bytes} bytes, more than the {MAX_DECODER_BYTES} an image may take")));
+    }
+    Ok(image::DynamicImage::from_decoder(decoder).map_err(undecodable)?.into_rgb8())
 }
 
 /// Whether a JPEG file ends with its end-of-image marker (`FF D9`), allowing

@@ -225,14 +225,20 @@ impl<T: Float> Block<T> {
     /// The output `(channels, height, width)` for an input of `(c, h, w)`,
     /// and the multiply-adds of the block's convolutions for one image; an
     /// error for an empty image or multiply-adds past `u64`.
-    pub fn shape_and_macs(&self, (c, h, w): (usize, usize, usize)) -> Result<((usize, usize, usize), u64)> {
+    pub fn shape_and_macs(&self, input: (usize, usize, usize)) -> Result<((usize, usize, usize), u64)> {
+        self.footprint(input).map(|(out, macs, _)| (out, macs))
+    }
+
+    /// [`Block::shape_and_macs`], and the elements of the block's
+    /// convolutions' outputs for one image (what training keeps).
+    pub(crate) fn footprint(&self, (c, h, w): (usize, usize, usize)) -> Result<((usize, usize, usize), u64, u64)> {
         const OP: &str = "Block::shape_and_macs";
         if h == 0 || w == 0 {
             return Err(Error::argument(OP, "input", format!("({c}, {h}, {w}) (C, H, W): the image is empty")));
         }
         let s = self.stride;
         let (oh, ow) = ((h - 1) / s + 1, (w - 1) / s + 1);
-        let (mut macs, mut c_out) = (Ok(0u64), c);
+        let (mut macs, mut outputs, mut c_out) = (Ok(0u64), 0u64, c);
         // A bottleneck's first 1×1 runs before the stride; every other
         // convolution at the output's resolution.
         let before_stride = if self.kind.expands() { "conv1.weight" } else { "" };
@@ -244,11 +250,12 @@ impl<T: Float> Block<T> {
                         let layer = crate::summary::product(OP, &[o, i, kh, kw, hh, ww])?;
                         m.checked_add(layer).ok_or_else(|| Error::argument(OP, "input", "multiply-adds pass u64"))
                     });
+                    outputs = outputs.saturating_add((o as u64).saturating_mul(hh as u64).saturating_mul(ww as u64));
                     c_out = o;
                 }
             }
         });
-        Ok(((c_out, oh, ow), macs?))
+        Ok(((c_out, oh, ow), macs?, outputs))
     }
 }
 

@@ -49,6 +49,11 @@ impl<T: Float> BasicConv2d<T> {
     fn macs(&self, h: usize, w: usize) -> u64 {
         (self.conv.weight.value().numel() * h * w) as u64
     }
+
+    /// Elements of the output for one image at output size `h × w`.
+    fn outputs(&self, h: usize, w: usize) -> u64 {
+        (self.out_channels() * h * w) as u64
+    }
 }
 
 impl<T: Float> Module<T> for BasicConv2d<T> {
@@ -96,11 +101,19 @@ impl<T: Float> Inception<T> {
             + self.branch4.out_channels()
     }
 
-    fn macs(&self, h: usize, w: usize) -> u64 {
+    /// The branches' convolutions, in order.
+    fn convs(&self) -> [&BasicConv2d<T>; 6] {
         [&self.branch1, &self.branch2[0], &self.branch2[1], &self.branch3[0], &self.branch3[1], &self.branch4]
-            .iter()
-            .map(|b| b.macs(h, w))
-            .sum()
+    }
+
+    fn macs(&self, h: usize, w: usize) -> u64 {
+        self.convs().iter().map(|b| b.macs(h, w)).sum()
+    }
+
+    /// Elements of the branches' outputs and the pooling branch's pooled
+    /// input, for one image at `h × w`.
+    fn outputs(&self, h: usize, w: usize, c_in: usize) -> u64 {
+        self.convs().iter().map(|b| b.outputs(h, w)).sum::<u64>() + (c_in * h * w) as u64
     }
 }
 
@@ -283,27 +296,33 @@ impl<T: Float> GoogLeNet<T> {
             return Err(Error::shape("summary", format!("the model takes {c_in} input channels, not {c}")));
         }
         let conv = |n: usize, k: usize, s: usize, p: usize| (n + 2 * p - k) / s + 1;
+        let input = (c * h * w) as u64;
         let (mut h, mut w) = (conv(h, 7, 2, 3), conv(w, 7, 2, 3));
         let mut macs = self.conv1.macs(h, w);
+        let mut activations = input + self.conv1.outputs(h, w);
         let mut rows = vec![("conv1".to_string(), [64, h, w])];
         [h, w] = pool(3, 2, 0).output_size([h, w])?;
         rows.push(("maxpool1".into(), [64, h, w]));
         macs += self.conv2.macs(h, w) + self.conv3.macs(h, w);
+        activations += (64 * h * w) as u64 + self.conv2.outputs(h, w) + self.conv3.outputs(h, w);
         rows.push(("conv2 + conv3".into(), [192, h, w]));
         [h, w] = pool(3, 2, 0).output_size([h, w])?;
         rows.push(("maxpool2".into(), [192, h, w]));
+        let mut channels = 192;
         for ((_, m), (name, _, _, after)) in self.inceptions.0.iter().zip(INCEPTIONS) {
             macs += m.macs(h, w);
-            rows.push((name.to_string(), [m.out_channels(), h, w]));
+            activations += (channels * h * w) as u64 + m.outputs(h, w, channels);
+            channels = m.out_channels();
+            rows.push((name.to_string(), [channels, h, w]));
             if let Some((k, s)) = after {
                 [h, w] = pool(k, s, 0).output_size([h, w])?;
-                rows.push((format!("maxpool {k}×{k}/{s}"), [m.out_channels(), h, w]));
+                rows.push((format!("maxpool {k}×{k}/{s}"), [channels, h, w]));
             }
         }
         let fc = self.fc.weight.value().dims();
         macs += (fc[0] * fc[1]) as u64;
         rows.push(("avgpool + dropout + fc".into(), [fc[0], 1, 1]));
-        Ok(Summary { rows, macs })
+        Ok(Summary { rows, macs, activations })
     }
 }
 

@@ -37,6 +37,8 @@ impl<T: Float> SequenceClassifier<T> {
         crate::summary::Summary {
             rows: vec![(format!("rnn ({h} steps)"), [self.rnn.hidden_size(), 1, 1]), ("fc".into(), [fc[0], 1, 1])],
             macs: (h * per_step + fc[0] * fc[1]) as u64,
+            // Each step keeps its input row and its gates' pre-activations.
+            activations: (h * (wi[1] + wi[0])) as u64,
         }
     }
 }

@@ -228,6 +228,7 @@ impl<T: Float> ResNet<T> {
     /// and the multiply-adds of all convolutions and the linear layer.
     pub fn summary(&self, (c, h, w): (usize, usize, usize)) -> Result<Summary> {
         check_input("summary", (c, h, w))?;
+        let (h0, w0) = (h, w);
         let d = self.stem.value().dims();
         if c != d[1] {
             return Err(Error::shape("summary", format!("the model takes {} input channels, not {c}", d[1])));
@@ -236,18 +237,22 @@ impl<T: Float> ResNet<T> {
         // "Same" padding: the kernel's reach never exceeds the padded image.
         let (mut h, mut w) = ((h + 2 * (k / 2) - k) / s + 1, (w + 2 * (k / 2) - k) / s + 1);
         let mut macs = (d.iter().product::<usize>() * h * w) as u64;
+        // The input, the stem's output, and every block's convolutions'.
+        let mut activations = (c * h0 * w0) as u64 + (d[0] * h * w) as u64;
         let pre = self.spec.kind.pre_activation();
         let stem = if pre { "conv1" } else { "conv1 + bn1 + relu" };
         let mut rows = vec![(stem.to_string(), [d[0], h, w])];
         if self.spec.family == Family::ImageNet {
             [h, w] = STEM_POOL.output_size([h, w])?;
             rows.push(("maxpool 3×3/2".into(), [d[0], h, w]));
+            activations += (d[0] * h * w) as u64;
         }
         let mut shape = (d[0], h, w);
         for (name, stage) in &self.stages.0 {
             for (j, b) in stage.iter().enumerate() {
-                let (out, m) = b.shape_and_macs(shape)?;
+                let (out, m, kept) = b.footprint(shape)?;
                 macs += m;
+                activations = activations.saturating_add(kept);
                 shape = out;
                 rows.push((format!("{name}.{j}"), [out.0, out.1, out.2]));
             }
@@ -256,7 +261,7 @@ impl<T: Float> ResNet<T> {
         macs += (fc[0] * fc[1]) as u64;
         let head = if pre { "bn + relu + avgpool + fc" } else { "avgpool + fc" };
         rows.push((head.into(), [fc[0], 1, 1]));
-        Ok(Summary { rows, macs })
+        Ok(Summary { rows, macs, activations })
     }
 }
 

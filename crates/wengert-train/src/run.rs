@@ -133,7 +133,7 @@ impl RunLog {
     /// Drops what was recorded after `iteration` (in an epoch of `batches`).
     pub fn truncate(&mut self, iteration: usize, batches: usize) {
         self.steps.retain(|s| s.iteration <= iteration);
-        self.epochs.retain(|e| e.epoch * batches <= iteration);
+        self.epochs.retain(|e| e.epoch.saturating_mul(batches) <= iteration);
     }
 
     /// Writes [`METRICS`] and [`STEPS`] into `dir`, each atomically.

@@ -281,7 +281,10 @@ impl<M: Module<f32>> Trainer<M> {
         if batches_per_epoch == 0 {
             return Err(Error::argument("train", "data", "an epoch has no batches: the training set is empty"));
         }
-        let total = config.epochs * batches_per_epoch;
+        let total = config.epochs.checked_mul(batches_per_epoch).ok_or_else(|| {
+            let (e, b) = (config.epochs, batches_per_epoch);
+            Error::argument("train", "epochs", format!("{e} epochs of {b} batches are more steps than can be counted"))
+        })?;
         let decay: Box<dyn LrSchedule> = match &config.decay {
             Decay::Cosine => Box::new(Cosine { base: config.lr, min: 0.0, period: total }),
             Decay::Steps { milestones, gamma } => {
