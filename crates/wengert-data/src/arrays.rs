@@ -34,7 +34,7 @@ pub(crate) fn present(dir: &Path) -> bool {
 pub(crate) fn load(dir: &Path, split: Split) -> Result<Dataset> {
     let path = file(dir, split);
     let io = |detail: String| Error::Io { path: path.display().to_string(), detail };
-    let bytes = std::fs::read(&path).map_err(|e| io(e.to_string()))?;
+    let bytes = super::bounded::read(&path)?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| io(format!("not a safetensors file ({e})")))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| io(format!("not a safetensors file ({e})")))?;
     let images = file.tensor("images").map_err(|_| io("no tensor named 'images'".into()))?;

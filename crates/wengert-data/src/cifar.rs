@@ -65,7 +65,7 @@ pub(crate) fn load(found: &Found, split: Split) -> Result<Dataset> {
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for path in files(found, split)? {
         let io = |detail: String| Error::Io { path: path.display().to_string(), detail };
-        let bytes = std::fs::read(&path).map_err(|e| io(e.to_string()))?;
+        let bytes = super::bounded::read(&path)?;
         if bytes.is_empty() || bytes.len() % record != 0 {
             let labels = if found.hundred { "two labels" } else { "a label" };
             return Err(io(format!(

@@ -23,23 +23,44 @@ fn bad(path: &Path, detail: impl std::fmt::Display) -> Error {
     Error::Io { path: path.display().to_string(), detail: detail.to_string() }
 }
 
-/// Reads `path`, decompressing it when it starts with the gzip magic bytes.
+/// Reads `path`, decompressing it when it starts with the gzip magic
+/// bytes. The header is read first: data the header does not declare are
+/// never decompressed (a gzip bomb stops at the declared size), and a
+/// declared size past the memory available is an error before any is read.
 pub fn read(path: &Path) -> Result<Idx> {
-    let raw = std::fs::read(path).map_err(|e| bad(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| bad(path, format!("gzip data is damaged: {e}")))?;
-        out
-    } else {
-        raw
+    use std::io::{BufReader, Seek};
+    let mut file = BufReader::new(std::fs::File::open(path).map_err(|e| bad(path, e))?);
+    let mut magic = [0u8; 2];
+    let gzip = file.read(&mut magic).map_err(|e| bad(path, e))? == 2 && magic == [0x1f, 0x8b];
+    file.rewind().map_err(|e| bad(path, e))?;
+    let mut source: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(file)) } else { Box::new(file) };
+    let damaged = |e: std::io::Error| match gzip {
+        true => bad(path, format!("gzip data is damaged: {e}")),
+        false => bad(path, e),
     };
-    parse(path, &bytes)
+    // The fixed part, then the extents it announces.
+    let mut head = Vec::new();
+    (&mut source).take(4).read_to_end(&mut head).map_err(damaged)?;
+    if head.len() == 4 {
+        (&mut source).take(4 * u64::from(head[3].min(4))).read_to_end(&mut head).map_err(damaged)?;
+    }
+    let (dims, len) = header(path, &head)?;
+    super::bounded::check_room(path, len as u64, "the data declared take")?;
+    let mut data = Vec::new();
+    source.take(len as u64 + 1).read_to_end(&mut data).map_err(damaged)?;
+    let more = data.len() > len;
+    data.truncate(len);
+    if data.len() != len || more {
+        let what = if data.len() < len { "truncated" } else { "too long" };
+        let have = if more { format!("more than {len}") } else { data.len().to_string() };
+        return Err(bad(path, format!("{what}: dimensions {dims:?} need {len} data bytes, the file has {have}")));
+    }
+    Ok(Idx { dims, data })
 }
 
-/// Parses IDX bytes; `path` is only used in error messages.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Idx> {
+/// The extents an IDX header declares and the data bytes they need;
+/// `bytes` must hold at least the header.
+fn header(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
     if bytes.len() < 4 {
         return Err(bad(path, format!("{} bytes is too short for an IDX header", bytes.len())));
     }
@@ -67,6 +88,13 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Idx> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad(path, format!("dimensions {dims:?} overflow")))?;
+    Ok((dims, len))
+}
+
+/// Parses IDX bytes; `path` is only used in error messages.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Idx> {
+    let (dims, len) = header(path, bytes)?;
+    let header = 4 + 4 * dims.len();
     let have = bytes.len() - header;
     if have != len {
         let what = if have < len { "truncated" } else { "too long" };

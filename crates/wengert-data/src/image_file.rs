@@ -64,16 +64,26 @@ fn check_pixels(path: &Path, (w, h): (u32, u32)) -> Result<()> {
 /// Decodes an image file to 8-bit RGB, strictly: a header declaring more
 /// than [`MAX_PIXELS`], or more decoded bytes than the decoder may hold,
 /// is an error before decoding, and so is a JPEG whose data stop before
-/// its end-of-image marker (the decoder would fill the missing part grey),
-/// as a PNG's missing end already is.
+/// its end-of-image marker (the decoder would fill the missing part grey)
+/// or a PNG without its closing `IEND` chunk (which the decoder does not
+/// read), as PIL refuses both.
 fn decode_rgb(path: &Path) -> Result<image::RgbImage> {
     use image::ImageDecoder;
     let reader = reader(path)?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_whole(path)? {
-        return Err(io(path, "the JPEG is truncated: its data end before the end-of-image marker"));
-    }
+    let format = reader.format();
     let undecodable = |e: image::ImageError| io(path, format!("cannot decode the image: {e}"));
+    // The decoder reads the signature and header: a file that is not an
+    // image at all fails here, before its end is looked at.
     let decoder = reader.into_decoder().map_err(undecodable)?;
+    match format {
+        Some(image::ImageFormat::Jpeg) if !ends_with(path, &JPEG_END)? => {
+            return Err(io(path, "the JPEG is truncated: its data end before the end-of-image marker"));
+        }
+        Some(image::ImageFormat::Png) if !ends_with(path, &PNG_END)? => {
+            return Err(io(path, "the PNG is truncated: it ends before its IEND chunk"));
+        }
+        _ => {}
+    }
     check_pixels(path, decoder.dimensions())?;
     if decoder.total_bytes() > MAX_DECODER_BYTES {
         let bytes = decoder.total_bytes();
@@ -82,10 +92,11 @@ fn decode_rgb(path: &Path) -> Result<image::RgbImage> {
     Ok(image::DynamicImage::from_decoder(decoder).map_err(undecodable)?.into_rgb8())
 }
 
-/// Whether a JPEG file ends with its end-of-image marker (`FF D9`), allowing
-/// the padding some writers put after it: the marker must be in the last
-/// 4 KiB. (A thumbnail's own marker sits near the file's start.)
-fn jpeg_is_whole(path: &Path) -> Result<bool> {
+/// Whether a file ends with `marker`: a JPEG's end-of-image marker
+/// (`FF D9`) or a PNG's empty `IEND` chunk, allowing the padding some
+/// writers put after it: the marker must be in the last 4 KiB. (A JPEG
+/// thumbnail's own marker sits near the file's start.)
+fn ends_with(path: &Path, marker: &[u8]) -> Result<bool> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path).map_err(|e| io(path, e.to_string()))?;
     let len = f.metadata().map_err(|e| io(path, e.to_string()))?.len();
@@ -93,8 +104,14 @@ fn jpeg_is_whole(path: &Path) -> Result<bool> {
     f.seek(SeekFrom::Start(len - tail)).map_err(|e| io(path, e.to_string()))?;
     let mut bytes = Vec::with_capacity(tail as usize);
     f.read_to_end(&mut bytes).map_err(|e| io(path, e.to_string()))?;
-    Ok(bytes.windows(2).any(|w| w == [0xFF, 0xD9]))
+    Ok(bytes.windows(marker.len()).any(|w| w == marker))
 }
+
+/// A JPEG's end-of-image marker.
+const JPEG_END: [u8; 2] = [0xFF, 0xD9];
+
+/// A PNG's last chunk: length 0, type `IEND`, and its CRC.
+const PNG_END: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
 
 /// `[3, h, w]` row-major from an RGB image.
 fn planes(rgb: &image::RgbImage) -> Vec<u8> {
@@ -117,8 +134,9 @@ fn planes(rgb: &image::RgbImage) -> Vec<u8> {
 fn centre_crop(rgb: &image::RgbImage, s: u32) -> image::RgbImage {
     let (w, h) = rgb.dimensions();
     let side = w.min(h);
-    let square = image::imageops::crop_imm(rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    image::imageops::resize(&square, s, s, image::imageops::FilterType::Triangle)
+    // A view, not a copy: the square of a large image is large.
+    let square = image::imageops::crop_imm(rgb, (w - side) / 2, (h - side) / 2, side, side);
+    image::imageops::resize(&*square, s, s, image::imageops::FilterType::Triangle)
 }
 
 /// Decodes an image file to 8-bit RGB, `[3, h, w]` row-major, resized and
@@ -158,7 +176,7 @@ pub(crate) fn decode_region(
 ) -> Result<Vec<u8>> {
     let rgb = decode_rgb(path)?;
     let (y0, x0, rh, rw) = region(rgb.height() as usize, rgb.width() as usize);
-    let crop = image::imageops::crop_imm(&rgb, x0 as u32, y0 as u32, rw as u32, rh as u32).to_image();
-    let out = image::imageops::resize(&crop, w as u32, h as u32, image::imageops::FilterType::Triangle);
+    let crop = image::imageops::crop_imm(&rgb, x0 as u32, y0 as u32, rw as u32, rh as u32);
+    let out = image::imageops::resize(&*crop, w as u32, h as u32, image::imageops::FilterType::Triangle);
     Ok(planes(&out))
 }

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod arrays;
+mod bounded;
 mod cifar;
 mod dataset;
 mod folder;
