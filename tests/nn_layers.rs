@@ -193,3 +193,34 @@ fn sequential_asks_for_moments_before_a_batch_norm() {
     let mut last = Sequential::new().push(Probe(flag.clone()));
     assert!(asked(&mut last, &flag, true) && !asked(&mut last, &flag, false));
 }
+
+/// A batch norm whose γ and β are frozen normalises with its running
+/// statistics in a training step, as in evaluation, and leaves them and
+/// its batch count unchanged; the gradient still reaches its input.
+#[test]
+fn a_frozen_batch_norm_keeps_its_running_statistics() {
+    let x = Tensor::<f64>::from_fn([4, 2, 3, 3], |i| ((i * 37) % 11) as f64 - 4.0);
+    let mut bn = BatchNorm2d::<f64>::new(2);
+    bn.running_mean = Tensor::from_vec(vec![0.5, -1.0], [2]).unwrap();
+    bn.running_var = Tensor::from_vec(vec![2.0, 0.5], [2]).unwrap();
+    let eval = {
+        let tape = Tape::new();
+        bn.clone().forward(&mut Step::eval(&tape), tape.constant(x.clone())).unwrap().value().unwrap()
+    };
+    let frozen = bn.set_frozen(&|_| true);
+    assert_eq!(frozen, 4);
+    let tape = Tape::new();
+    let input = tape.leaf(x.clone());
+    let y = bn.forward(&mut Step::train(&tape, 0), input).unwrap();
+    assert_eq!(y.value().unwrap(), eval);
+    assert_eq!(bn.running_mean.data(), &[0.5, -1.0]);
+    assert_eq!(bn.running_var.data(), &[2.0, 0.5]);
+    assert_eq!(bn.num_batches_tracked, 0);
+    let g = tape.backward(y.sum_all().unwrap()).unwrap();
+    assert!(g.get(input).unwrap().data().iter().all(|v| v.abs() > 0.0));
+    // Unfrozen, it trains on the batch's statistics again.
+    bn.set_frozen(&|_| false);
+    let tape = Tape::new();
+    bn.forward(&mut Step::train(&tape, 0), tape.constant(x)).unwrap();
+    assert_eq!(bn.num_batches_tracked, 1);
+}

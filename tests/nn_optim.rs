@@ -333,3 +333,53 @@ fn optimisers_refuse_what_would_corrupt_the_weights() {
     let e = Sgd::<f64>::new(0.9, 0.0).load_state(adam.state()).unwrap_err().to_string();
     assert!(e.contains("exp_avg"), "{e}");
 }
+
+/// Parameter groups: each parameter moves at its group's multiple of the
+/// rate, with SGD and with Adam, and the longest matching prefix wins.
+#[test]
+fn parameter_groups_scale_each_groups_rate() {
+    use wengert::nn::layer::Sequential;
+    use wengert::nn::optim::{Adam, Optimizer, ParamGroups, Sgd};
+    let net = || {
+        Sequential::<f64>::new()
+            .push_named("body", Linear::new(3, 3, true, &mut wengert::core::rng(0)).unwrap())
+            .push_named("fc", Linear::new(3, 2, true, &mut wengert::core::rng(1)).unwrap())
+    };
+    let step = |model: &mut Sequential<f64>, opt: &mut dyn Optimizer<f64>| {
+        let tape = Tape::new();
+        let mut s = Step::train(&tape, 0);
+        let y = model.forward(&mut s, tape.constant(Tensor::from_vec(vec![1.0, -2.0, 0.5], [1, 3]).unwrap())).unwrap();
+        let g = s.backward(y.mul(y).unwrap().sum_all().unwrap()).unwrap();
+        opt.step(model, &g, 0.1).unwrap();
+    };
+    let moves = |model: &Sequential<f64>, before: &Sequential<f64>, name: &str| -> f64 {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (m, out) in [(model, &mut a), (before, &mut b)] {
+            m.visit("", &mut |n, s| {
+                if let (true, wengert::nn::StateRef::Param(p)) = (n == name, s) {
+                    out.extend_from_slice(p.value().data());
+                }
+            });
+        }
+        a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
+    };
+    let groups = ParamGroups::new().with_group("", 0.25).unwrap().with_group("fc.", 1.0).unwrap();
+    type Boxed = Box<dyn Optimizer<f64>>;
+    let optimisers: [(Boxed, Boxed); 2] = [
+        (Box::new(Sgd::new(0.9, 0.0)), Box::new(Sgd::new(0.9, 0.0).with_groups(groups.clone()))),
+        (Box::new(Adam::new(0.0)), Box::new(Adam::new(0.0).with_groups(groups.clone()))),
+    ];
+    for (mut plain, mut grouped) in optimisers {
+        let start = net();
+        let (mut a, mut b) = (net(), net());
+        step(&mut a, &mut *plain);
+        step(&mut b, &mut *grouped);
+        for name in ["body.weight", "body.bias"] {
+            let ratio = moves(&b, &start, name) / moves(&a, &start, name);
+            assert!((ratio - 0.25).abs() < 1e-9, "{} {name}: {ratio}", plain.name());
+        }
+        assert!((moves(&b, &start, "fc.weight") - moves(&a, &start, "fc.weight")).abs() < 1e-12);
+    }
+    assert!(ParamGroups::new().with_group("fc.", -1.0).is_err());
+    assert!(ParamGroups::new().with_group("fc.", 1.0).unwrap().with_group("fc.", 2.0).is_err());
+}

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod conformance;
 pub mod degradation;
 pub mod demo;
+pub mod finetune;
 pub mod gradflow;
 pub mod memory;
 pub mod plot;
@@ -17,8 +18,9 @@ pub mod workloads;
 
 use std::ffi::OsStr;
 use std::marker::PhantomData;
+use std::path::Path;
 use std::str::FromStr;
-use wengert::core::Error;
+use wengert::core::{Error, Result};
 use wengert::data::DatasetName;
 use wengert::resnet::registry::Model;
 
@@ -54,7 +56,12 @@ pub fn by_name<T: Named>() -> ByName<T> {
 impl<T: Named> clap::builder::TypedValueParser for ByName<T> {
     type Value = T;
 
-    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<T, clap::Error> {
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> std::result::Result<T, clap::Error> {
         // The option as typed (`--model`), or the positional argument's name.
         let option = arg.map(|a| a.get_long().map_or_else(|| a.get_id().to_string(), |l| format!("--{l}")));
         let invalid = |detail: String| {
@@ -67,5 +74,17 @@ impl<T: Named> clap::builder::TypedValueParser for ByName<T> {
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
         Some(Box::new(T::names().iter().map(|&n| clap::builder::PossibleValue::new(n))))
+    }
+}
+
+/// An error naming `command`'s `option` unless `path` is a file that can
+/// be opened.
+pub fn existing_file(command: &str, option: &str, path: &Path) -> Result<()> {
+    let bad = |detail: String| Err(Error::argument(command, option, detail));
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bad(format!("{} is a folder, not a file", path.display())),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bad(format!("{} does not exist", path.display())),
+        Err(e) => bad(format!("{}: {e}", path.display())),
     }
 }

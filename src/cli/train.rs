@@ -1,5 +1,7 @@
 //! `wengert train` and `wengert eval`: a zoo model on MNIST-style data.
 
+use super::existing_file;
+use super::finetune::{FineTune, Normalise};
 use super::memory::{eval_batch, Training};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ pub struct TrainArgs {
     model: Model,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    tune: FineTune,
     /// Epochs.
     #[arg(long, default_value_t = 1)]
     epochs: usize,
@@ -172,18 +176,6 @@ pub fn data_dir(command: &str, dataset: DatasetName, given: Option<&Path>) -> Re
     }
 }
 
-/// An error naming `command`'s `option` unless `path` is a file that can
-/// be opened.
-pub fn existing_file(command: &str, option: &str, path: &Path) -> Result<()> {
-    let bad = |detail: String| Err(Error::argument(command, option, detail));
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => bad(format!("{} is a folder, not a file", path.display())),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bad(format!("{} does not exist", path.display())),
-        Err(e) => bad(format!("{}: {e}", path.display())),
-    }
-}
-
 /// A library error reworded as one about `command`'s `option`, the
 /// way the user gave the value; errors of other kinds pass unchanged.
 fn as_option(command: &str, option: &str, e: Error) -> Error {
@@ -243,6 +235,7 @@ fn check_args(a: &TrainArgs) -> Result<()> {
         return bad("--bucket-kib", format!("must be between 1 and {MAX_BUCKET_KIB} (1 GiB), got {}", a.bucket_kib));
     }
     check_image_size("train", a.data.image_size)?;
+    a.tune.check()?;
     if let Some(s) = a.crop_scale.filter(|&s| !(s == 0.0 || (s > 0.0 && s <= 1.0))) {
         return bad("--crop-scale", format!("must be a fraction of the image's area in (0, 1], or 0 for off; got {s}"));
     }
@@ -358,9 +351,10 @@ fn writable_folder(dir: &Path) -> Result<()> {
     std::fs::remove_file(&probe).map_err(io)
 }
 
-/// Each channel's `(mean, std)`: `--mean` and `--std`, the named
-/// dataset's published values, or measured on the training set.
-fn normalisation(a: &TrainArgs, train: &Dataset) -> Result<Vec<(f64, f64)>> {
+/// Each channel's `(mean, std)`: `--mean` and `--std`, what the weights
+/// of `--init-from` were trained with (said in the second value), the
+/// named dataset's published values, or measured on the training set.
+fn normalisation(a: &TrainArgs, train: &Dataset) -> Result<(Normalise, Option<String>)> {
     let channels = train.channels();
     if let (Some(mean), Some(std)) = (&a.mean, &a.std) {
         let per_channel = |v: &[f64], arg: &str| match v.len() {
@@ -373,13 +367,17 @@ fn normalisation(a: &TrainArgs, train: &Dataset) -> Result<Vec<(f64, f64)>> {
             )),
         };
         let (mean, std) = (per_channel(mean, "--mean")?, per_channel(std, "--std")?);
-        return Ok(mean.into_iter().zip(std).collect());
+        return Ok((mean.into_iter().zip(std).collect(), None));
+    }
+    if let Some((pairs, said)) = a.tune.normalisation(channels)? {
+        return Ok((pairs, Some(said)));
     }
     if a.data.data_dir.is_none() {
-        return Ok(vec![a.data.dataset.normalisation(); channels]);
+        return Ok((vec![a.data.dataset.normalisation(); channels], None));
     }
     // A channel of one value throughout is only centred.
-    Ok(train.channel_stats()?.into_iter().map(|(m, s)| (m, if s > 0.0 { s } else { 1.0 })).collect())
+    let measured = train.channel_stats()?.into_iter().map(|(m, s)| (m, if s > 0.0 { s } else { 1.0 })).collect();
+    Ok((measured, None))
 }
 
 /// The training and test sets, checked against each other.
@@ -444,7 +442,10 @@ fn train(a: TrainArgs, mut config: Config, group: Option<Arc<dyn Collective>>) -
     set_threads(a.threads)?;
     let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
     let dir = data_dir("train", a.data.dataset, a.data.data_dir.as_deref())?;
-    let (train, test) = loaders(&a, &dir)?;
+    let (train, test, said) = loaders(&a, &dir)?;
+    if let Some(said) = said.filter(|_| lead) {
+        out!("{said}");
+    }
     if a.recipe.is_some() {
         // The recipe counts iterations: as many epochs as make 64k.
         config.epochs = HE2016_ITERATIONS.div_ceil(train.batches());
@@ -494,8 +495,9 @@ fn train(a: TrainArgs, mut config: Config, group: Option<Arc<dyn Collective>>) -
 }
 
 /// The training and test loaders: the data set, normalised, and the
-/// training set augmented as its kind suits.
-fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader)> {
+/// training set augmented as its kind suits; and what to say of the
+/// normalisation, when it comes from the weights started from.
+fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader, Option<String>)> {
     let (train_set, test_set) =
         datasets(dir, a.limit, a.data.options(a.data.image_size)).map_err(|e| data_option_error("train", e))?;
     let classes = classes(&train_set, &test_set);
@@ -507,7 +509,7 @@ fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader)> {
         let batch = a.batch_size.min(train_set.len());
         Training { model: &a.model, image, classes, batch, ranks, resizable }.check()?;
     }
-    let normalise = normalisation(a, &train_set)?;
+    let (normalise, said) = normalisation(a, &train_set)?;
     let colour = train_set.channels() > 1;
     let folder = Dataset::is_image_folder(dir);
     // Folders of images: random resized crops; CIFAR's shape and the
@@ -534,7 +536,7 @@ fn loaders(a: &TrainArgs, dir: &Path) -> Result<(Loader, Loader)> {
         .map_err(|e| as_option("train", if resized_crop.is_some() { "--crop-scale" } else { "--pad" }, e))?;
     let eval = eval_batch(&a.model, image, classes)?;
     let test = Loader::new(test_set, eval, a.seed)?.in_order().with_channel_normalise(&normalise)?;
-    Ok((train, test))
+    Ok((train, test, said))
 }
 
 /// An error from loading the data, reworded as one about the option that
@@ -568,7 +570,12 @@ fn trainer(
 ) -> Result<Trainer<Box<dyn wengert::nn::Module<f32>>>> {
     let classes = classes(train.dataset(), test.dataset());
     let image = train.dataset().image_shape();
-    let model = a.model.build::<f32>(image, classes, &mut wengert::core::rng(a.seed))?;
+    let mut model = a.model.build::<f32>(image, classes, &mut wengert::core::rng(a.seed))?;
+    let said = a.tune.apply(&mut *model, &a.model)?;
+    if group.is_none_or(|g| g.rank() == 0) {
+        said.iter().for_each(|line| out!("{line}"));
+    }
+    let config = config.with_groups(a.tune.groups()?);
     let mut trainer = Trainer::new(model, config, train).map_err(|e| match e {
         Error::Argument { op, arg, detail } if op == "train" => Error::argument(op, format!("--{arg}"), detail),
         e => e,
@@ -583,6 +590,9 @@ fn trainer(
         trainer.tag("crop_scale", min);
     }
     trainer.tag("classes", classes);
+    for (key, value) in a.tune.tags() {
+        trainer.tag(key, value);
+    }
     let (c, h, w) = image;
     trainer.describe("image_shape", format!("{c},{h},{w}"));
     if !train.dataset().class_names().is_empty() {

@@ -40,4 +40,4 @@ mod named;
 pub use dataset::{Dataset, Decode, LoadOptions, Pixels, Split, DECODE_BUDGET, STATS_SAMPLE};
 pub use image_file::{decode as read_image, MAX_PIXELS};
 pub use loader::{Augment, Batch, Loader};
-pub use named::{DatasetName, FASHION_MNIST_DIR};
+pub use named::{DatasetName, FASHION_MNIST_DIR, IMAGENET_NORMALISATION};

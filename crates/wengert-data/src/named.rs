@@ -109,3 +109,8 @@ impl FromStr for DatasetName {
         }
     }
 }
+
+/// ImageNet's per-channel `(mean, std)` of RGB pixels scaled to `[0, 1]`,
+/// as torchvision normalises the images its pretrained weights were
+/// trained on: what fine-tuning those weights feeds them.
+pub const IMAGENET_NORMALISATION: [(f64, f64); 3] = [(0.485, 0.229), (0.456, 0.224), (0.406, 0.225)];

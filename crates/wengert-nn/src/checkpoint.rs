@@ -271,6 +271,20 @@ pub fn load_model<T: Float>(model: &mut dyn Module<T>, path: &Path, strict: bool
     load_entries(model, &file, &meta, path, strict, |_| false)
 }
 
+/// Every entry of `model` with the shape and dtype a file must hold it in.
+fn entries<T: Float>(model: &dyn Module<T>) -> BTreeMap<String, (Vec<usize>, Dtype)> {
+    let mut expected = BTreeMap::new();
+    model.visit("", &mut |name, s| {
+        let (shape, dtype) = match s {
+            StateRef::Param(p) => (p.value().dims().to_vec(), dtype_of::<T>()),
+            StateRef::Buffer(b) => (b.dims().to_vec(), dtype_of::<T>()),
+            StateRef::Count(_) => (vec![], Dtype::I64),
+        };
+        expected.insert(name, (shape, dtype));
+    });
+    expected
+}
+
 /// [`load_model`] on a parsed file, ignoring the file's entries that `skip`
 /// names.
 fn load_entries<T: Float>(
@@ -281,15 +295,7 @@ fn load_entries<T: Float>(
     strict: bool,
     skip: impl Fn(&str) -> bool,
 ) -> Result<LoadReport> {
-    let mut expected: BTreeMap<String, (Vec<usize>, Dtype)> = BTreeMap::new();
-    model.visit("", &mut |name, s| {
-        let (shape, dtype) = match s {
-            StateRef::Param(p) => (p.value().dims().to_vec(), dtype_of::<T>()),
-            StateRef::Buffer(b) => (b.dims().to_vec(), dtype_of::<T>()),
-            StateRef::Count(_) => (vec![], Dtype::I64),
-        };
-        expected.insert(name, (shape, dtype));
-    });
+    let expected = entries(model);
     let present: BTreeMap<String, (Vec<usize>, Dtype)> = file
         .tensors()
         .into_iter()
@@ -322,8 +328,23 @@ fn load_entries<T: Float>(
     if !problems.is_empty() {
         return Err(io_error(path, problems.join(". ")));
     }
+    assign(model, file, path, |_| true)?;
+    Ok(LoadReport { skipped: unexpected })
+}
+
+/// Sets every model entry that `load` picks from the file's entry of the
+/// same name, whose shape and dtype the caller has checked.
+fn assign<T: Float>(
+    model: &mut dyn Module<T>,
+    file: &SafeTensors<'_>,
+    path: &Path,
+    load: impl Fn(&str) -> bool,
+) -> Result<()> {
     let mut failure = None;
     model.visit_mut("", &mut |name, s| {
+        if !load(&name) {
+            return;
+        }
         let view = match file.tensor(&name) {
             Ok(v) => v,
             Err(e) => {
@@ -341,10 +362,131 @@ fn load_entries<T: Float>(
             StateMut::Count(c) => *c = i64::from_le_bytes(view.data().try_into().expect("i64 scalar checked")),
         }
     });
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(LoadReport { skipped: unexpected }),
+    failure.map_or(Ok(()), Err)
+}
+
+/// How [`init_from`] starts a model from weights trained for another task.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct InitOptions {
+    /// Model entries under these prefixes (`"fc."`) keep their fresh
+    /// initial values when the file's are missing or of another shape: the
+    /// classifier that fine-tuning replaces with one for its own classes.
+    /// The file's entries under them are then left unused.
+    pub replace: Vec<String>,
+    /// Load what fits and keep the rest as initialised, listing it,
+    /// instead of refusing a file that does not fit the model.
+    pub partial: bool,
+}
+
+/// Builder methods, one per setting (the struct is `#[non_exhaustive]`).
+impl InitOptions {
+    /// Adds a prefix to [`InitOptions::replace`](Self::replace).
+    pub fn with_replace(mut self, prefix: impl Into<String>) -> Self {
+        self.replace.push(prefix.into());
+        self
     }
+
+    /// Sets [`InitOptions::partial`](Self::partial).
+    pub fn with_partial(mut self, value: bool) -> Self {
+        self.partial = value;
+        self
+    }
+}
+
+/// What [`init_from`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InitReport {
+    /// The model entries loaded from the file.
+    pub loaded: usize,
+    /// The model entries kept as initialised, each with why
+    /// (`fc.weight: the file's is F32 [1000, 512], the model's F32 [5, 512]`).
+    pub fresh: Vec<String>,
+    /// The file's entries that were not loaded: not in the model, or
+    /// replaced.
+    pub unused: Vec<String>,
+}
+
+/// Starts `model` from the weights in `path` (a Wengert model file, or a
+/// PyTorch state dict saved as safetensors, whose names Wengert's zoo
+/// shares): PyTorch's `load_state_dict(strict=True)`, except for the
+/// entries `options` lets stay fresh. Every entry missing from the file,
+/// every entry of another shape or dtype and every file entry the model
+/// lacks is an error naming them all, and nothing is changed, unless it is
+/// under a [`replace`](InitOptions::replace) prefix or the load is
+/// [`partial`](InitOptions::partial).
+///
+/// ```
+/// use wengert_nn::checkpoint::{init_from, save_model, InitOptions};
+/// use wengert_nn::layer::{Linear, Sequential};
+/// use wengert_nn::Module;
+///
+/// let net = |classes| -> wengert_core::Result<Sequential<f32>> {
+///     Ok(Sequential::new()
+///         .push_named("body", Linear::new(4, 3, true, &mut wengert_core::rng(0))?)
+///         .push_named("fc", Linear::new(3, classes, true, &mut wengert_core::rng(1))?))
+/// };
+/// let path = std::env::temp_dir().join(format!("wengert-init-doc-{}.safetensors", std::process::id()));
+/// save_model(&net(1000)?, &path)?;
+/// let mut mine = net(5)?;
+/// assert!(init_from(&mut mine, &path, &InitOptions::default()).is_err()); // fc differs
+/// let report = init_from(&mut mine, &path, &InitOptions::default().with_replace("fc."))?;
+/// assert_eq!((report.loaded, report.fresh.len()), (2, 2)); // body loaded, fc fresh
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn init_from<T: Float>(model: &mut dyn Module<T>, path: &Path, options: &InitOptions) -> Result<InitReport> {
+    let bytes = open(path)?;
+    let file = parse(path, &bytes)?;
+    let meta = metadata_of(path, &bytes)?;
+    let replaced = |name: &str| options.replace.iter().any(|p| name.starts_with(p.as_str()));
+    let expected = entries(model);
+    let present: BTreeMap<String, (Vec<usize>, Dtype)> =
+        file.tensors().into_iter().map(|(n, v)| (n, (v.shape().to_vec(), v.dtype()))).collect();
+    // Float files of the other width load as the model's floats.
+    let fits = |(fs, fd): &(Vec<usize>, Dtype), (ms, md): &(Vec<usize>, Dtype)| {
+        fs == ms && (fd == md || (matches!(fd, Dtype::F32 | Dtype::F64) && matches!(md, Dtype::F32 | Dtype::F64)))
+    };
+    let (mut missing, mut mismatched, mut fresh, mut load) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (name, want) in &expected {
+        let why = match present.get(name) {
+            Some(have) if fits(have, want) => {
+                load.push(name.clone());
+                continue;
+            }
+            Some((fs, fd)) => format!("{name}: the file's is {fd:?} {fs:?}, the model's {:?} {:?}", want.1, want.0),
+            None => format!("{name}: not in the file"),
+        };
+        if replaced(name) || options.partial {
+            fresh.push(why);
+        } else if present.contains_key(name) {
+            mismatched.push(why);
+        } else {
+            missing.push(name.clone());
+        }
+    }
+    let unexpected: Vec<String> = present.keys().filter(|n| !expected.contains_key(*n)).cloned().collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing from the file: {}", join_names(&missing)));
+    }
+    let strangers: Vec<&String> = unexpected.iter().filter(|n| !replaced(n) && !options.partial).collect();
+    if !strangers.is_empty() {
+        problems.push(format!("not in the model: {}", join_names(&strangers)));
+    }
+    if !mismatched.is_empty() {
+        problems.push(format!("shape or dtype differs: {}", join_some(&mismatched, "; ")));
+    }
+    if !problems.is_empty() {
+        if let Some(held) = meta.get("model") {
+            problems.insert(0, format!("the file holds a {held} (its metadata says so)"));
+        }
+        return Err(io_error(path, format!("does not fit the model: {}", problems.join(". "))));
+    }
+    assign(model, &file, path, |name| load.binary_search_by(|n| n.as_str().cmp(name)).is_ok())?;
+    let mut unused = unexpected;
+    unused.extend(present.keys().filter(|n| expected.contains_key(*n) && !load.contains(n)).cloned());
+    Ok(InitReport { loaded: load.len(), fresh, unused })
 }
 
 /// The first few names, and how many more: a file of another model can

@@ -389,6 +389,37 @@ pub trait Module<T: Float>: Visit<T> + Send {
         n
     }
 
+    /// Freezes every parameter whose dotted name `frozen` picks and makes
+    /// the others trainable; returns the number of parameter elements
+    /// frozen. A frozen parameter enters a step as a constant, so it gets no
+    /// gradient and no optimiser state, and a batch norm whose γ and β are
+    /// both frozen keeps its running statistics
+    /// ([`BatchNorm2d`](crate::layer::BatchNorm2d)).
+    ///
+    /// ```
+    /// use wengert_nn::layer::{BatchNorm2d, Linear, Sequential};
+    /// use wengert_nn::Module;
+    /// let mut net = Sequential::new()
+    ///     .push_named("backbone", Linear::<f32>::new(4, 3, true, &mut wengert_core::rng(0))?)
+    ///     .push_named("fc", Linear::<f32>::new(3, 2, true, &mut wengert_core::rng(1))?);
+    /// let frozen = net.set_frozen(&|name| !name.starts_with("fc."));
+    /// assert_eq!((frozen, net.num_parameters()), (4 * 3 + 3, 3 * 2 + 2));
+    /// # Ok::<(), wengert_core::Error>(())
+    /// ```
+    fn set_frozen(&mut self, frozen: &dyn Fn(&str) -> bool) -> usize {
+        let mut n = 0;
+        self.visit_mut("", &mut |name, s| {
+            if let StateMut::Param(p) = s {
+                let freeze = frozen(&name);
+                p.set_requires_grad(!freeze);
+                if freeze {
+                    n += p.value().numel();
+                }
+            }
+        });
+        n
+    }
+
     /// The dotted names of every entry, in visiting order.
     fn state_names(&self) -> Vec<String> {
         let mut names = Vec::new();

@@ -156,6 +156,54 @@ impl Model {
     }
 }
 
+/// The zoo model whose state a file of tensor `shapes` holds, told from
+/// its names and shapes alone (a PyTorch state dict carries no model
+/// name): `resnet50`, `googlenet`, `resnet20 or plain20` (the two share
+/// their state: option-A shortcuts have no weights), or `None` for a
+/// state the zoo does not know.
+///
+/// ```
+/// use wengert_resnet::registry::identify;
+/// use wengert_resnet::zoo::ResNet;
+/// use wengert_nn::{StateRef, Visit};
+/// let net = ResNet::<f32>::by_name("resnet34", 3, 1000, &mut wengert_core::rng(0))?;
+/// let mut shapes = std::collections::BTreeMap::new();
+/// net.visit("", &mut |name, s| if let StateRef::Param(p) = s { shapes.insert(name, p.value().dims().to_vec()); });
+/// assert_eq!(identify(&shapes).as_deref(), Some("resnet34"));
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+pub fn identify(shapes: &std::collections::BTreeMap<String, Vec<usize>>) -> Option<String> {
+    let has = |k: &str| shapes.contains_key(k);
+    if has("inception3a.branch1.conv.weight") {
+        let aux = shapes.keys().any(|k| k.starts_with("aux1."));
+        return Some(if aux { "googlenet_aux" } else { "googlenet" }.into());
+    }
+    let stem = shapes.get("conv1.weight")?;
+    // Blocks per stage, from the `layerS.I.` prefixes.
+    let mut blocks = [0usize; 4];
+    for name in shapes.keys() {
+        let Some(rest) = name.strip_prefix("layer") else { continue };
+        let mut parts = rest.splitn(3, '.');
+        if let (Some(Ok(s)), Some(Ok(i))) =
+            (parts.next().map(str::parse::<usize>), parts.next().map(str::parse::<usize>))
+        {
+            if (1..=4).contains(&s) {
+                blocks[s - 1] = blocks[s - 1].max(i + 1);
+            }
+        }
+    }
+    let stages = blocks.iter().take_while(|&&n| n > 0).count();
+    let total: usize = blocks.iter().sum();
+    let bottleneck = has("layer1.0.conv3.weight");
+    let name = match (stem.get(2).copied(), stages) {
+        (Some(7), 4) => format!("resnet{}", if bottleneck { 3 * total + 2 } else { 2 * total + 2 }),
+        (Some(3), 3) if has("bn.weight") && bottleneck => format!("preact_resnet{}", 3 * total + 2),
+        (Some(3), 3) if !bottleneck => format!("resnet{0} or plain{0}", 2 * total + 2),
+        _ => return None,
+    };
+    Some(name)
+}
+
 impl fmt::Display for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

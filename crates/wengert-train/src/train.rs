@@ -32,7 +32,7 @@ use wengert_core::{Error, Result, Tape};
 use wengert_data::{Batch, Loader};
 use wengert_nn::checkpoint::{load_checkpoint, read_metadata, save_checkpoint, save_model_with};
 use wengert_nn::module::StateRef;
-use wengert_nn::optim::{check_state, Adam, Cosine, LrSchedule, MultiStep, Optimizer, Sgd, Warmup};
+use wengert_nn::optim::{check_state, Adam, Cosine, LrSchedule, MultiStep, Optimizer, ParamGroups, Sgd, Warmup};
 use wengert_nn::{Module, Step};
 use wengert_resnet::zoo::ResNet;
 
@@ -61,6 +61,9 @@ pub struct Config {
     pub optimizer: OptimizerKind,
     /// How the learning rate falls after the warm-up.
     pub decay: Decay,
+    /// Groups of parameters learning at their own multiple of the rate
+    /// (a pretrained backbone slower than a new classifier); none by default.
+    pub groups: ParamGroups,
 }
 
 /// Builder methods, one per setting: each returns the settings with that
@@ -114,6 +117,12 @@ impl Config {
         self.decay = value;
         self
     }
+
+    /// Sets the parameter groups and their learning-rate scales ([`Config::groups`](Self::groups)).
+    pub fn with_groups(mut self, value: ParamGroups) -> Self {
+        self.groups = value;
+        self
+    }
 }
 
 /// How the learning rate falls after the warm-up.
@@ -147,11 +156,11 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
-    fn build(self, momentum: f64, weight_decay: f64) -> Box<dyn Optimizer<f32>> {
+    fn build(self, momentum: f64, weight_decay: f64, groups: ParamGroups) -> Box<dyn Optimizer<f32>> {
         match self {
-            OptimizerKind::Sgd => Box::new(Sgd::new(momentum, weight_decay)),
-            OptimizerKind::Adam => Box::new(Adam::new(weight_decay)),
-            OptimizerKind::AdamW => Box::new(Adam::adamw(weight_decay)),
+            OptimizerKind::Sgd => Box::new(Sgd::new(momentum, weight_decay).with_groups(groups)),
+            OptimizerKind::Adam => Box::new(Adam::new(weight_decay).with_groups(groups)),
+            OptimizerKind::AdamW => Box::new(Adam::adamw(weight_decay).with_groups(groups)),
         }
     }
 }
@@ -169,6 +178,7 @@ impl Default for Config {
             seed: 0,
             optimizer: OptimizerKind::Sgd,
             decay: Decay::Cosine,
+            groups: ParamGroups::new(),
         }
     }
 }
@@ -296,7 +306,7 @@ impl<M: Module<f32>> Trainer<M> {
             model,
             clip: None,
             detect_anomaly: false,
-            optimizer: config.optimizer.build(config.momentum, config.weight_decay),
+            optimizer: config.optimizer.build(config.momentum, config.weight_decay, config.groups.clone()),
             schedule,
             config,
             iteration: 0,

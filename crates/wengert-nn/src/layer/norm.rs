@@ -13,6 +13,12 @@ use wengert_ops::BatchNormTrainOptions;
 /// momentum·batch`, with the *unbiased* batch variance, and
 /// `num_batches_tracked += 1`. In an evaluation step it normalises with the
 /// running estimates.
+///
+/// A frozen layer (γ and β both frozen, [`Param::set_requires_grad`])
+/// normalises with its running estimates in training steps too, and leaves
+/// them unchanged: torchvision's `FrozenBatchNorm2d`, the usual recipe for
+/// fine-tuning a pretrained backbone, whose statistics a small data set
+/// would only disturb.
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d<T: Float> {
     /// Scale `[C]` (γ), initialised to 1.
@@ -129,7 +135,12 @@ impl<T: Float> BatchNorm2d<T> {
 impl<T: Float> Module<T> for BatchNorm2d<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let (w, b) = (step.param(&self.weight), step.param(&self.bias));
-        if !step.is_training() {
+        let frozen = !self.weight.requires_grad() && !self.bias.requires_grad();
+        if !step.is_training() || frozen {
+            // Moments a convolution gathered for this input go unused.
+            if step.is_training() {
+                step.take_moments(x);
+            }
             let (mean, var) = (&self.running_mean, &self.running_var);
             return if self.relu {
                 wengert_ops::batch_norm_relu_eval(x, Some(w), Some(b), mean, var, self.eps)
@@ -146,9 +157,10 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
     }
 
     /// In a training step it normalises with the batch's statistics, which
-    /// the layer before it can gather ([`Step::take_moments`]).
+    /// the layer before it can gather ([`Step::take_moments`]), unless it
+    /// is frozen.
     fn uses_input_moments(&self) -> bool {
-        true
+        self.weight.requires_grad() || self.bias.requires_grad()
     }
 }
 

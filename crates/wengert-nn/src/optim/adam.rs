@@ -2,7 +2,9 @@
 //! Hutter 2019) with decoupled weight decay, as PyTorch's `Adam` and
 //! `AdamW` update.
 
-use super::{check_settings, check_state_names, each_param, next_step, state_tensor, update, OptimState, Optimizer};
+use super::{
+    check_settings, check_state_names, each_param, next_step, state_tensor, update, OptimState, Optimizer, ParamGroups,
+};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Float, Result, Tensor};
@@ -29,6 +31,8 @@ pub struct Adam<T: Float> {
     pub weight_decay: f64,
     /// Decoupled weight decay (AdamW) instead of an L2 penalty.
     pub decoupled: bool,
+    /// Groups of parameters that learn at their own multiple of the rate.
+    pub groups: ParamGroups,
     moments: BTreeMap<String, Tensor<T>>,
     steps: u64,
 }
@@ -36,12 +40,27 @@ pub struct Adam<T: Float> {
 impl<T: Float> Adam<T> {
     /// Adam with PyTorch's defaults and L2 penalty `weight_decay`.
     pub fn new(weight_decay: f64) -> Self {
-        Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, decoupled: false, moments: BTreeMap::new(), steps: 0 }
+        Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled: false,
+            groups: ParamGroups::new(),
+            moments: BTreeMap::new(),
+            steps: 0,
+        }
     }
 
     /// AdamW with PyTorch's defaults and decoupled decay `weight_decay` (PyTorch's default is 0.01).
     pub fn adamw(weight_decay: f64) -> Self {
         Adam { decoupled: true, ..Self::new(weight_decay) }
+    }
+
+    /// The same with parameter groups learning at their own rates.
+    pub fn with_groups(mut self, groups: ParamGroups) -> Self {
+        self.groups = groups;
+        self
     }
 }
 
@@ -71,12 +90,13 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         // exact past 2³¹ steps where an integer power's count would wrap.
         let bc1 = 1.0 - self.beta1.powf(t as f64);
         let bc2_sqrt = (1.0 - self.beta2.powf(t as f64)).sqrt();
-        let (b1, b2, eps) = (T::of(self.beta1), T::of(self.beta2), T::of(self.eps));
-        let (step_size, wd, decay) = (T::of(lr / bc1), T::of(self.weight_decay), T::of(1.0 - lr * self.weight_decay));
-        let (decoupled, bc2_sqrt) = (self.decoupled, T::of(bc2_sqrt));
-        let moments = &mut self.moments;
+        let (b1, b2, eps, wd) = (T::of(self.beta1), T::of(self.beta2), T::of(self.eps), T::of(self.weight_decay));
+        let (decoupled, bc2_sqrt, weight_decay) = (self.decoupled, T::of(bc2_sqrt), self.weight_decay);
+        let (moments, groups) = (&mut self.moments, &self.groups);
         let l2 = !decoupled && wd != T::zero();
         each_param(model, grads, |name, w, g| {
+            let lr = lr * groups.lr_scale(name);
+            let (step_size, decay) = (T::of(lr / bc1), T::of(1.0 - lr * weight_decay));
             let [m_key, v_key] = [format!("{name}.exp_avg"), format!("{name}.exp_avg_sq")];
             for key in [&m_key, &v_key] {
                 state_tensor(moments, key.clone(), w.shape(), || Ok(Tensor::zeros(w.shape().clone())))?;

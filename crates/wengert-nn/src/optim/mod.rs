@@ -45,6 +45,67 @@ pub trait Optimizer<T: Float> {
     fn load_state(&mut self, state: OptimState<T>) -> Result<()>;
 }
 
+/// Groups of parameters, chosen by the prefix of their dotted names, that
+/// learn at their own multiple of the learning rate: PyTorch's
+/// `param_groups` with an `lr` each, as transfer learning uses them (the
+/// pretrained backbone at a tenth of the new classifier's rate). A
+/// parameter takes the scale of the longest prefix its name starts with,
+/// and 1 when none matches.
+///
+/// ```
+/// use wengert_nn::optim::ParamGroups;
+/// // Everything at a tenth of the rate, but the classifier `fc` at the full rate.
+/// let groups = ParamGroups::new().with_group("", 0.1)?.with_group("fc.", 1.0)?;
+/// assert_eq!(groups.lr_scale("layer1.0.conv1.weight"), 0.1);
+/// assert_eq!(groups.lr_scale("fc.weight"), 1.0);
+/// assert!(ParamGroups::new().with_group("fc.", f64::NAN).is_err());
+/// # Ok::<(), wengert_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParamGroups {
+    groups: Vec<(String, f64)>,
+}
+
+impl ParamGroups {
+    /// No groups: every parameter learns at the learning rate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the group of parameters whose names start with `prefix` (`""`
+    /// for all), learning at `lr_scale` × the learning rate; an error for a
+    /// scale that is negative or not finite, or a prefix given twice.
+    pub fn with_group(mut self, prefix: impl Into<String>, lr_scale: f64) -> Result<Self> {
+        let prefix = prefix.into();
+        if !(lr_scale.is_finite() && lr_scale >= 0.0) {
+            return Err(Error::argument(
+                "ParamGroups::with_group",
+                "lr_scale",
+                format!("must be finite and at least 0, got {lr_scale} for '{prefix}'"),
+            ));
+        }
+        if self.groups.iter().any(|(p, _)| *p == prefix) {
+            return Err(Error::argument("ParamGroups::with_group", "prefix", format!("'{prefix}' is given twice")));
+        }
+        self.groups.push((prefix, lr_scale));
+        Ok(self)
+    }
+
+    /// The multiple of the learning rate that the parameter `name` learns at.
+    pub fn lr_scale(&self, name: &str) -> f64 {
+        self.groups
+            .iter()
+            .filter(|(p, _)| name.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map_or(1.0, |g| g.1)
+    }
+
+    /// The groups, `(prefix, lr_scale)`, in the order they were added.
+    pub fn groups(&self) -> &[(String, f64)] {
+        &self.groups
+    }
+}
+
 /// Calls `f(name, value, grad)` for each trainable parameter with a gradient.
 fn each_param<T: Float>(
     model: &mut dyn Module<T>,

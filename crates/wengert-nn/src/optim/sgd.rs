@@ -1,7 +1,9 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov
 //! momentum and L2 weight decay, PyTorch's `torch.optim.SGD` update.
 
-use super::{check_settings, check_state_names, each_param, next_step, state_tensor, update, OptimState, Optimizer};
+use super::{
+    check_settings, check_state_names, each_param, next_step, state_tensor, update, OptimState, Optimizer, ParamGroups,
+};
 use crate::module::{Module, ParamGrads};
 use std::collections::BTreeMap;
 use wengert_core::{Error, Float, Result, Tensor};
@@ -29,6 +31,8 @@ pub struct Sgd<T: Float> {
     pub weight_decay: f64,
     /// Use Nesterov momentum (needs `momentum > 0` and `dampening == 0`).
     pub nesterov: bool,
+    /// Groups of parameters that learn at their own multiple of the rate.
+    pub groups: ParamGroups,
     buffers: BTreeMap<String, Tensor<T>>,
     steps: u64,
 }
@@ -61,6 +65,12 @@ impl<T: Float> Sgd<T> {
         self.nesterov = true;
         self
     }
+
+    /// The same with parameter groups learning at their own rates.
+    pub fn with_groups(mut self, groups: ParamGroups) -> Self {
+        self.groups = groups;
+        self
+    }
 }
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
@@ -82,11 +92,11 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::argument("Sgd", "nesterov", "needs momentum > 0 and zero dampening"));
         }
-        let (mu, damp, wd, lr) =
-            (T::of(self.momentum), T::of(1.0 - self.dampening), T::of(self.weight_decay), T::of(lr));
+        let (mu, damp, wd) = (T::of(self.momentum), T::of(1.0 - self.dampening), T::of(self.weight_decay));
         let (momentum, nesterov) = (self.momentum != 0.0, self.nesterov);
-        let buffers = &mut self.buffers;
+        let (buffers, groups) = (&mut self.buffers, &self.groups);
         each_param(model, grads, |name, w, g| {
+            let lr = T::of(lr * groups.lr_scale(name));
             if !momentum {
                 update(w.data_mut(), [], g.data(), move |w, [], g| *w -= lr * (g + wd * *w));
                 return Ok(());
