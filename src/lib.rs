@@ -31,7 +31,7 @@
 //! - [`conformance`]: the runner that checks ops against reference cases
 //!   (the testing API beside [`core::gradcheck`]: a crate that adds ops can
 //!   pin them with cases of its own);
-//! - [`tutorial`]: thirteen short chapters, runnable, from a first gradient
+//! - [`tutorial`]: fourteen short chapters, runnable, from a first gradient
 //!   to training deep ResNets.
 //!
 //! The `wengert` program (benchmarks, charts, the command line) is built

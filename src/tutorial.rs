@@ -16,6 +16,7 @@
 //! 11. [`ch11_debugging`]: reading errors, a shape error in a model, `Freed`, the first NaN, profiling.
 //! 12. [`ch12_interop`]: weights from PyTorch and back, through safetensors.
 //! 13. [`ch13_your_own_data`]: datasets, the loader's determinism, batches of your own.
+//! 14. [`ch14_fine_tuning`]: starting from pretrained weights, a new classifier, a frozen or slower backbone.
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/ch01_first_gradient.md"))]
 pub mod ch01_first_gradient {}
@@ -55,3 +56,6 @@ pub mod ch12_interop {}
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/ch13_your_own_data.md"))]
 pub mod ch13_your_own_data {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/ch14_fine_tuning.md"))]
+pub mod ch14_fine_tuning {}

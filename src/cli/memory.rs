@@ -13,15 +13,15 @@ use wengert::resnet::summary::Summary;
 pub const EVAL_BATCH: usize = 500;
 
 /// A model at one input size, with its parameter count.
-struct Sized {
+struct Footprint {
     summary: Summary,
     parameters: usize,
 }
 
-impl Sized {
-    fn new(model: &Model, image: (usize, usize, usize), classes: usize) -> Result<Sized> {
+impl Footprint {
+    fn new(model: &Model, image: (usize, usize, usize), classes: usize) -> Result<Footprint> {
         let (summary, parameters) = model.summary(image, classes)?;
-        Ok(Sized { summary, parameters })
+        Ok(Footprint { summary, parameters })
     }
 
     fn training(&self, batch: usize) -> u64 {
@@ -69,7 +69,7 @@ impl Training<'_> {
         let (world, here) = self.ranks;
         let room = machine / here.max(1) as u64;
         let per_rank = self.batch / world.max(1);
-        let sized = Sized::new(self.model, self.image, self.classes)?;
+        let sized = Footprint::new(self.model, self.image, self.classes)?;
         let need = sized.training(per_rank);
         if need <= room {
             return Ok(());
@@ -88,7 +88,7 @@ impl Training<'_> {
 
     /// What to try instead: a smaller batch at this size, else (for folders
     /// of images) the largest smaller image size, halving, where a batch fits.
-    fn suggestion(&self, sized: &Sized, room: u64) -> Result<String> {
+    fn suggestion(&self, sized: &Footprint, room: u64) -> Result<String> {
         let (world, _) = self.ranks;
         let per_rank = self.batch / world.max(1);
         let fits = sized.largest_batch(per_rank, room);
@@ -99,7 +99,7 @@ impl Training<'_> {
         if self.resizable {
             while side > 1 {
                 side /= 2;
-                let smaller = Sized::new(self.model, (c, side, side), self.classes)?;
+                let smaller = Footprint::new(self.model, (c, side, side), self.classes)?;
                 let fits = smaller.largest_batch(per_rank, room);
                 if fits > 0 {
                     return Ok(format!("try --batch-size {} --image-size {side}", fits * world));
@@ -115,7 +115,7 @@ impl Training<'_> {
 /// (at least 1).
 pub fn eval_batch(model: &Model, image: (usize, usize, usize), classes: usize) -> Result<usize> {
     let Some(machine) = available() else { return Ok(EVAL_BATCH) };
-    let sized = Sized::new(model, image, classes)?;
+    let sized = Footprint::new(model, image, classes)?;
     let room = machine / 4;
     let fits = (1..=EVAL_BATCH).rev().find(|&b| sized.summary.forward_bytes(b, sized.parameters) <= room);
     Ok(fits.unwrap_or(1))
