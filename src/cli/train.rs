@@ -874,8 +874,40 @@ pub fn predict_images(model: &Model, weights: &Path, images: &[PathBuf]) -> Resu
     let normalise = saved_normalisation(&meta, weights)?.ok_or_else(|| missing("normalise"))?;
     let classes = saved_classes(&meta, weights)?.ok_or_else(|| missing("classes"))?;
     let names: Vec<String> = meta.get("class_names").map_or_else(Vec::new, |n| n.lines().map(String::from).collect());
-    let mut pixels = Vec::with_capacity(images.len() * c * h * w);
-    for path in images {
+    let mut net = model.build::<f32>((c, h, w), classes, &mut wengert::core::rng(0))?;
+    load_weights(&mut net, model, weights)?;
+    // In batches that fit in memory, however many images are given.
+    let batch = eval_batch(model, (c, h, w), classes)?;
+    for paths in images.chunks(batch) {
+        let x = image_batch(paths, (c, h, w), &normalise)?;
+        let tape = wengert::core::Tape::new();
+        let probs = tape.no_grad(|| -> Result<wengert::Tensor<f32>> {
+            let logits = net.forward(&mut Step::eval(&tape), tape.constant(x))?;
+            wengert::ops::softmax(logits, -1)?.value()
+        })?;
+        for (path, row) in paths.iter().zip(probs.data().chunks(classes)) {
+            let mut order: Vec<usize> = (0..classes).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let top: Vec<String> = order
+                .iter()
+                .take(5)
+                .map(|&k| format!("{} {:.1}%", names.get(k).cloned().unwrap_or_else(|| k.to_string()), 100.0 * row[k]))
+                .collect();
+            out!("{}: {}", path.display(), top.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The image files `paths` as a normalised batch `[N, C, H, W]`: each
+/// resized and centre-cropped to `H × W`, grey models taking the luma.
+fn image_batch(
+    paths: &[PathBuf],
+    (c, h, w): (usize, usize, usize),
+    normalise: &[(f64, f64)],
+) -> Result<wengert::Tensor<f32>> {
+    let mut pixels = Vec::with_capacity(paths.len() * c * h * w);
+    for path in paths {
         let (_, _, rgb) = wengert::data::read_image(path, Some(h))?;
         let plane = h * w;
         // Grey models take the luma of the colour image (ITU-R BT.601).
@@ -885,29 +917,11 @@ pub fn predict_images(model: &Model, weights: &Path, images: &[PathBuf]) -> Resu
                 .collect()],
             _ => rgb.chunks(plane).map(|p| p.iter().map(|&v| v as f64).collect()).collect(),
         };
-        for (plane, (mean, std)) in channels.iter().zip(&normalise) {
+        for (plane, (mean, std)) in channels.iter().zip(normalise) {
             pixels.extend(plane.iter().map(|v| ((v / 255.0 - mean) / std) as f32));
         }
     }
-    let x = wengert::Tensor::from_vec(pixels, [images.len(), c, h, w])?;
-    let mut net = model.build::<f32>((c, h, w), classes, &mut wengert::core::rng(0))?;
-    load_weights(&mut net, model, weights)?;
-    let tape = wengert::core::Tape::new();
-    let probs = tape.no_grad(|| -> Result<wengert::Tensor<f32>> {
-        let logits = net.forward(&mut Step::eval(&tape), tape.constant(x))?;
-        wengert::ops::softmax(logits, -1)?.value()
-    })?;
-    for (path, row) in images.iter().zip(probs.data().chunks(classes)) {
-        let mut order: Vec<usize> = (0..classes).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-        let top: Vec<String> = order
-            .iter()
-            .take(5)
-            .map(|&k| format!("{} {:.1}%", names.get(k).cloned().unwrap_or_else(|| k.to_string()), 100.0 * row[k]))
-            .collect();
-        out!("{}: {}", path.display(), top.join(", "));
-    }
-    Ok(ExitCode::SUCCESS)
+    wengert::Tensor::from_vec(pixels, [paths.len(), c, h, w])
 }
 
 /// An error for a model file's metadata entry `key` that does not parse.
