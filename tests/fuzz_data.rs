@@ -296,6 +296,22 @@ fn image_cases(root: &Path, tally: &mut Tally, rng: &mut rand::rngs::StdRng) {
         // Without an image size every image must be the first one's size.
         tally.run(&format!("{what} among 12×10 images"), &dir, LoadOptions::default(), Expect::Refused);
     }
+    // Class folders whose names display alike (é composed or not, a
+    // zero-width space) are refused; names that only look similar are not.
+    let pairs = [
+        ("caf\u{e9}", "cafe\u{301}", Expect::Refused),
+        ("cat", "cat\u{200B}", Expect::Refused),
+        ("cat", "Cat", Expect::Loads(4)),
+    ];
+    for (k, (a, b, expect)) in pairs.into_iter().enumerate() {
+        let dir = root.join(format!("alike-{k}"));
+        folder(&dir, |_, c, i| (format!("{i}.png"), encode(&picture(0, 12, 10, c as u8), ImageFormat::Png)));
+        for split in ["train", "val"] {
+            std::fs::rename(dir.join(split).join("class0"), dir.join(split).join(a)).unwrap();
+            std::fs::rename(dir.join(split).join("class1"), dir.join(split).join(b)).unwrap();
+        }
+        tally.run(&format!("class folders {a:?} and {b:?}"), &dir, sized, expect);
+    }
     // Names that are not UTF-8: a class folder is refused, a file is read.
     #[cfg(unix)]
     {

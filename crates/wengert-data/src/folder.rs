@@ -88,11 +88,37 @@ fn images_in(class: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A class name as it displays: in Unicode's composed form (NFC), without
+/// the characters that display as nothing (zero-width spaces and joiners,
+/// the byte-order mark, soft hyphens), and without surrounding spaces.
+fn displayed(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    const INVISIBLE: [char; 5] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{FEFF}', '\u{00AD}'];
+    name.nfc().filter(|c| !INVISIBLE.contains(c)).collect::<String>().trim().to_string()
+}
+
+/// An error naming both folders when two class folders' names display
+/// alike ([`displayed`]): their classes could not be told apart in a
+/// report, and one was likely meant to be the other.
+fn distinct_classes(train: &Path, names: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for name in names {
+        if let Some(other) = seen.insert(displayed(name), name) {
+            return Err(io(
+                train,
+                format!("class folders {other:?} and {name:?} display alike; rename one so that the classes can be told apart"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads one split of an image folder; class names come from the training
 /// split's folders, and the test split may hold only some of them.
 pub(crate) fn load(dir: &Path, split: Split, options: LoadOptions) -> Result<Dataset> {
     let train = split_dir(dir, Split::Train).ok_or_else(|| io(dir, "no train folder"))?;
     let names = subdirs(&train)?.iter().map(|d| class_name(d)).collect::<Result<Vec<String>>>()?;
+    distinct_classes(&train, &names)?;
     if names.len() > 256 {
         return Err(io(&train, format!("{} class folders; at most 256 classes are supported", names.len())));
     }
