@@ -115,6 +115,8 @@ enum Command {
         #[arg(long)]
         classes: Option<usize>,
     },
+    /// Write a model and its weights as ONNX (opset 17), for other runtimes.
+    Export(cli::export::ExportArgs),
     /// Test accuracy of a saved model.
     Eval {
         /// The model.safetensors file.
@@ -175,6 +177,7 @@ fn main() -> ExitCode {
             cli::train::predict(&model, &weights, &input, &output, classes)
         }
         Command::Predict { model, weights, image, .. } => cli::train::predict_images(&model, &weights, &image),
+        Command::Export(args) => cli::export::run(&args),
         Command::Eval { checkpoint, model, data } => cli::train::eval(&model, &checkpoint, &data),
         Command::Summary { list: true, .. } => cli::summary::list(),
         Command::Summary { model: Some(model), input, classes, aux, batch_size, .. } => {

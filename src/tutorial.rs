@@ -16,7 +16,7 @@
 //! 11. [`ch11_debugging`]: reading errors, a shape error in a model, `Freed`, the first NaN, profiling.
 //! 12. [`ch12_interop`]: weights from PyTorch and back, through safetensors.
 //! 13. [`ch13_your_own_data`]: datasets, the loader's determinism, batches of your own.
-//! 14. [`ch14_fine_tuning`]: starting from pretrained weights, a new classifier, a frozen or slower backbone.
+//! 14. [`ch14_fine_tuning`]: starting from pretrained weights, a new classifier, a frozen or slower backbone; ONNX export.
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/ch01_first_gradient.md"))]
 pub mod ch01_first_gradient {}

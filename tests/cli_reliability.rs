@@ -410,7 +410,7 @@ fn command(name: &str, defaults: &[(&str, String)], args: &[String]) -> Output {
     cmd.args(args).output().unwrap()
 }
 
-/// Every option of `train`, `eval` and `predict` given a value out of its
+/// Every option of `train`, `eval`, `predict` and `export` given a value out of its
 /// range, a path that is not there, or one that conflicts: each is refused,
 /// and the message names the option as the user typed it.
 #[test]
@@ -542,6 +542,37 @@ fn every_option_out_of_range_is_named_as_typed() {
         assert!(err.contains(option), "predict {args:?} does not name {option}: {err}");
     }
     assert!(!logits.exists());
+
+    let onnx = dir.join("model.onnx");
+    let export_cases: Vec<(&str, Vec<String>)> = vec![
+        ("--weights", vec!["--weights".into(), s(&missing), "--onnx".into(), s(&onnx)]),
+        ("--weights", vec!["--weights".into(), s(&a_file), "--onnx".into(), s(&onnx)]),
+        (
+            "--weights",
+            vec!["--weights".into(), s(&model), "--onnx".into(), s(&onnx), "--model".into(), "resnet20".into()],
+        ),
+        ("--onnx", vec!["--weights".into(), s(&model), "--onnx".into(), s(&model)]),
+        ("--onnx", vec!["--weights".into(), s(&model), "--onnx".into(), s(&missing.join("model.onnx"))]),
+        ("--onnx", vec!["--weights".into(), s(&model), "--onnx".into(), s(&dir)]),
+        (
+            "--image-size",
+            vec!["--weights".into(), s(&model), "--onnx".into(), s(&onnx), "--image-size".into(), "0".into()],
+        ),
+        ("--model", vec!["--weights".into(), s(&model), "--onnx".into(), s(&onnx), "--model".into(), "rnn".into()]),
+    ];
+    for (option, args) in &export_cases {
+        let o = command("export", &[("--model", "resnet8".into())], args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "export {args:?} was accepted");
+        assert!(err.contains(option), "export {args:?} does not name {option}: {err}");
+    }
+    assert!(!onnx.exists());
+    let o = command(
+        "export",
+        &[("--model", "resnet8".into())],
+        &["--weights".into(), s(&model), "--onnx".into(), s(&onnx)],
+    );
+    assert!(o.status.success() && onnx.exists(), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -207,7 +207,7 @@ fn load(net: &mut dyn Module<f32>, model: &Model, w: &Weights, partial: bool) ->
 }
 
 /// The first of `resnet20 or plain20`.
-fn first_name(held: &str) -> &str {
+pub(crate) fn first_name(held: &str) -> &str {
     held.split(" or ").next().unwrap_or(held)
 }
 

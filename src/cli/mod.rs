@@ -8,6 +8,7 @@ pub mod bench;
 pub mod conformance;
 pub mod degradation;
 pub mod demo;
+pub mod export;
 pub mod finetune;
 pub mod gradflow;
 pub mod memory;

@@ -819,7 +819,7 @@ pub fn predict(model: &Model, weights: &Path, input: &Path, output: &Path, class
     if classes == Some(0) {
         return Err(Error::argument("predict", "--classes", "must be at least 1, got 0".to_string()));
     }
-    distinct_output(output, &[("--weights", weights), ("--input", input)])?;
+    distinct_output("predict", "--output", output, &[("--weights", weights), ("--input", input)])?;
     let meta = model_metadata(model, weights)?;
     let mut tensors = read_tensors::<f32>(input)?;
     let x = tensors
@@ -963,7 +963,7 @@ fn model_metadata(model: &Model, weights: &Path) -> Result<BTreeMap<String, Stri
 /// Loads `weights` into `net`; when the first layer's input channels
 /// differ, says that the input does not fit the model, rather than blaming
 /// the file.
-fn load_weights(net: &mut dyn wengert::nn::Module<f32>, model: &Model, weights: &Path) -> Result<()> {
+pub(crate) fn load_weights(net: &mut dyn wengert::nn::Module<f32>, model: &Model, weights: &Path) -> Result<()> {
     use wengert::nn::StateRef;
     let Err(e) = load_model(net, weights, true) else { return Ok(()) };
     let mut first = None;
@@ -996,9 +996,9 @@ fn load_weights(net: &mut dyn wengert::nn::Module<f32>, model: &Model, weights: 
     Err(e)
 }
 
-/// Refuses an output path that names one of the inputs: writing it would
-/// destroy the input.
-fn distinct_output(output: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
+/// Refuses an output path (`command`'s option `option`) that names one of
+/// the inputs: writing it would destroy the input.
+pub(crate) fn distinct_output(command: &str, option: &str, output: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
     let resolve = |p: &Path| -> PathBuf {
         if let Ok(c) = p.canonicalize() {
             return c;
@@ -1014,8 +1014,8 @@ fn distinct_output(output: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
     for (flag, input) in inputs {
         if resolve(input) == out {
             return Err(Error::argument(
-                "predict",
-                "--output",
+                command,
+                option,
                 format!("{} is also {flag}: writing it would destroy that file", output.display()),
             ));
         }

@@ -193,10 +193,10 @@ impl<T: Float> Visit<T> for InceptionAux<T> {
 
 /// One Inception module of the network: its name, input channels, the six
 /// widths of [`Inception::new`], and the max pool (kernel, stride) after it.
-type Stage = (&'static str, usize, [usize; 6], Option<(usize, usize)>);
+pub(crate) type Stage = (&'static str, usize, [usize; 6], Option<(usize, usize)>);
 
 /// The Inception modules in order.
-const INCEPTIONS: [Stage; 9] = [
+pub(crate) const INCEPTIONS: [Stage; 9] = [
     ("inception3a", 192, [64, 96, 128, 16, 32, 32], None),
     ("inception3b", 256, [128, 128, 192, 32, 96, 64], Some((3, 2))),
     ("inception4a", 480, [192, 96, 208, 16, 48, 64], None),

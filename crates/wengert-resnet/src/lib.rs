@@ -7,6 +7,7 @@
 //! - [`googlenet`]: GoogLeNet (Inception v1) in torchvision's layout;
 //! - [`gradflow`]: the gradient reaching the first layer of deep plain and
 //!   residual stacks at initialisation;
+//! - [`onnx`]: a zoo ResNet's evaluation-mode graph as an ONNX file;
 //! - [`registry`]: every model known by name, typed;
 //! - [`residual`]: `S(x) + F(x)` as one node around any branch `F` and
 //!   shortcut `S` (identity, zero padding, projection, or none);
@@ -40,6 +41,7 @@
 pub mod block;
 pub mod googlenet;
 pub mod gradflow;
+pub mod onnx;
 pub mod registry;
 pub mod residual;
 pub mod sequence;
