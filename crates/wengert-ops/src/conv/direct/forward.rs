@@ -1,0 +1,202 @@
+//! The forward kernel: `O` output channels × up to three pixel vectors in
+//! registers, blocks of input channels through every tap, and each output
+//! row's moments taken while its tile is in cache. The input gradient of a
+//! strided convolution runs this kernel once per phase.
+
+use super::plan::{with_input, Plan};
+use super::{f32s_mut, Simd, CHANNEL_BLOCK};
+use crate::conv::Geometry;
+use wengert_core::Float;
+
+/// Where [`forward_with`] puts each output row's moments: `len` floats at
+/// `at`, row `r`'s mean at `2r` and sum of squared deviations at `2r + 1`.
+/// Every unit writes the rows of its own image and channels, so no two
+/// threads touch the same float.
+#[derive(Clone, Copy)]
+pub(super) struct RowsOut {
+    pub(super) at: *mut f64,
+    pub(super) len: usize,
+}
+
+// SAFETY: the units that share a `RowsOut` write disjoint rows (see
+// `RowsOut::put`), and its owner reads them only after every unit is done.
+unsafe impl Send for RowsOut {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for RowsOut {}
+
+impl RowsOut {
+    /// Stores row `r`'s moments.
+    ///
+    /// # Safety
+    /// `at` is valid for `len` floats for as long as this runs, and no other
+    /// thread reads or writes row `r` meanwhile.
+    unsafe fn put(self, r: usize, (mean, m2): (f64, f64)) {
+        assert!(2 * r + 1 < self.len, "row {r} of {}", self.len / 2);
+        // SAFETY: in bounds (checked above), and this thread's alone (the
+        // caller's promise).
+        unsafe {
+            *self.at.add(2 * r) = mean;
+            *self.at.add(2 * r + 1) = m2;
+        }
+    }
+}
+
+/// # Safety
+/// The CPU supports `S`'s instructions.
+pub(super) unsafe fn forward_with<S: Simd, T: Float, const O: usize>(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    rows: Option<RowsOut>,
+) -> Vec<T> {
+    let plan = Plan::<S>::new(g);
+    let (cg, og, p, ne) = (g.cg(), g.og(), plan.p, plan.ne);
+    let (img, group) = (g.c_in * g.h * g.w, cg * g.h * g.w);
+    let tiles = g.c_out / O;
+    // Weights packed tile by tile as [tile][channel block][tap][channel][O]:
+    // a tile reads them in order, O consecutive values per broadcast step.
+    let nt = plan.taps.len();
+    with_input::<S, _>(g, x, w.len(), |wp, x| {
+        for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
+            pack_tile::<O>(wt, cg, nt, |o, c, t| w[((tile * O + o) * cg + c) * nt + t]);
+        }
+        let wp = &*wp;
+        let units = g.n * tiles;
+        let per_task = units.div_ceil(rayon::current_num_threads());
+        wengert_core::buffer::build_par(units * O * p, O * p, per_task, |u, yb: &mut [T]| {
+            let yb = f32s_mut(yb).expect("T is f32");
+            let (n, tile) = (u / tiles, u % tiles);
+            let grp = tile * O / og;
+            let xg = &x[n * img + grp * group..][..group];
+            // SAFETY: `forward` called this for the active instruction set,
+            // which the CPU supports; `xg` is the group's input planes of
+            // one image, `yb` its `O` output planes, `wp` holds every
+            // tile's packed weights.
+            unsafe { S::forward_unit::<O>(&plan, xg.as_ptr(), yb.as_mut_ptr(), &wp[tile * ne * O..][..ne * O]) };
+            if let Some(rows) = rows {
+                for (o, plane) in yb.chunks_exact(p).enumerate() {
+                    // SAFETY: `forward_moments` holds the buffer until every
+                    // unit is done, and row (n, tile·O + o) is this unit's.
+                    unsafe { rows.put(n * g.c_out + tile * O + o, crate::norm::row_moments(plane)) };
+                }
+            }
+        })
+    })
+}
+
+/// Packs one tile's weights for [`forward_tile`]: `[channel block][tap]
+/// [channel][O]`, `weight(o, c, t)` the weight of the tile's output channel
+/// `o` for input channel `c < cg` at tap `t < nt`.
+pub(super) fn pack_tile<const O: usize>(
+    wt: &mut [f32],
+    cg: usize,
+    nt: usize,
+    weight: impl Fn(usize, usize, usize) -> f32,
+) {
+    for o in 0..O {
+        for c in 0..cg {
+            // Channel c is number c % CB of its block, which starts at
+            // (c − c % CB)·nt and holds min(CB, cg − start) channels.
+            let (c0, k) = (c - c % CHANNEL_BLOCK, c % CHANNEL_BLOCK);
+            let cn = CHANNEL_BLOCK.min(cg - c0);
+            for t in 0..nt {
+                wt[((c0 * nt) + t * cn + k) * O + o] = weight(o, c, t);
+            }
+        }
+    }
+}
+
+/// One tile of output channels of one image: every pixel vector, in tiles
+/// of up to three vectors.
+///
+/// Runs of vectors that cross into the next image (so that a plane of four
+/// vectors, a CIFAR ResNet's 8×8 layers, gets full tiles of three) sped
+/// up one convolution alone but slowed a ResNet-20 training step, and were
+/// taken out.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; `x` points at a group's input
+/// planes (phases, when strided), `y` at `O·P` floats the caller may
+/// write; `wt` holds the tile's packed weights (`ne·O`).
+#[inline(always)]
+pub(super) unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, x: *const f32, y: *mut f32, wt: &[f32]) {
+    debug_assert!(wt.len() == plan.ne * O);
+    let mut j = 0;
+    while j < plan.nv {
+        // Threes, but 2 + 2 rather than 3 + 1 at the end.
+        let v = match plan.nv - j {
+            1 => 1,
+            2 | 4 => 2,
+            _ => 3,
+        };
+        // SAFETY: as this function's; j + v ≤ nv.
+        unsafe {
+            match v {
+                3 => forward_tile::<S, O, 3>(plan, x, y, j, wt),
+                2 => forward_tile::<S, O, 2>(plan, x, y, j, wt),
+                _ => forward_tile::<S, O, 1>(plan, x, y, j, wt),
+            }
+        }
+        j += v;
+    }
+}
+
+/// Output channels `0..O` × pixel vectors `j0..j0 + V`, summed over every
+/// input channel and tap in registers, then stored once.
+///
+/// Blocks of [`CHANNEL_BLOCK`] input channels, then taps, then the
+/// block's channels: within a tap every load takes the same masks and the
+/// input and weight pointers step by constants, so the inner loop is the
+/// loads and the multiply-adds alone.
+///
+/// # Safety
+/// As [`forward_unit`], and `j0 + V ≤ nv`.
+#[inline(always)]
+unsafe fn forward_tile<S: Simd, const O: usize, const V: usize>(
+    plan: &Plan<S>,
+    x: *const f32,
+    y: *mut f32,
+    j0: usize,
+    wt: &[f32],
+) {
+    let (p, ns, lanes, cg) = (plan.p, plan.ns, S::LANES, plan.ne / plan.taps.len());
+    // SAFETY (for every load and store below): a load of channel `c` at
+    // tap offset `at` reads `x[c·channel + at + j·lanes + l]` for the lanes
+    // `l` of `masks[j][si]`, pixels whose input lies inside that channel's
+    // plane (Plan::new), so inside the image's input; masked lanes are
+    // neither read nor faulted on, which is why the address is formed with
+    // `wrapping_offset` and may point outside. A store writes the lanes of
+    // `inside[j]`, pixels `< P` of plane `o < O`, inside `y`. Weight reads
+    // index `wt` below `ne·O` (`taps · cg · O`). The CPU supports `S`.
+    unsafe {
+        let mut acc = [[S::zero(); V]; O];
+        let mut wv = wt.as_ptr();
+        for c0 in (0..cg).step_by(CHANNEL_BLOCK) {
+            let cn = CHANNEL_BLOCK.min(cg - c0);
+            for &(at, si) in &plan.taps {
+                let m: [S::M; V] = std::array::from_fn(|v| *plan.masks.get_unchecked((j0 + v) * ns + si));
+                let mut xp = x.wrapping_offset(c0 as isize * plan.channel + at + (j0 * lanes) as isize);
+                for _ in 0..cn {
+                    let mut xv = [S::zero(); V];
+                    for (v, xv) in xv.iter_mut().enumerate() {
+                        *xv = S::load(m[v], xp.wrapping_add(v * lanes));
+                    }
+                    for (o, acc) in acc.iter_mut().enumerate() {
+                        let b = S::splat(wv.add(o));
+                        for v in 0..V {
+                            acc[v] = S::fma(b, xv[v], acc[v]);
+                        }
+                    }
+                    xp = xp.wrapping_offset(plan.channel);
+                    wv = wv.add(O);
+                }
+            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            for (v, &a) in acc.iter().enumerate() {
+                let j = j0 + v;
+                S::store(plan.inside[j], y.add(o * p + j * lanes), a);
+            }
+        }
+    }
+}
