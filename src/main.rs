@@ -52,7 +52,8 @@ enum Command {
         /// Profile training steps of a zoo model (resnet56 and resnet50 at
         /// the peer workloads' batch): per op, the forward and backward
         /// time and calls per step, the share of the step, GFLOPS where the
-        /// op counts its work, and page faults per step.
+        /// op counts its work, and page faults per step; a row per
+        /// convolution layer, with the algorithm each of its products runs.
         #[arg(long)]
         profile: Option<String>,
         /// With --mem or --profile: images per step (default 8 for models

@@ -437,7 +437,7 @@ impl<T: Float> Tape<T> {
         relevant: &[bool],
         grads: &mut GradSlots<'t, T>,
     ) -> Result<()> {
-        let _span = crate::profile::Span::enter(op.name(), crate::profile::Phase::Backward);
+        let _span = crate::profile::Span::enter(op.name(), || op.profile_detail(), crate::profile::Phase::Backward);
         let restored = self.restore_inputs(op, inputs)?;
         let mark = self.len();
         let step = Step {

@@ -116,6 +116,16 @@ pub trait Op<T: Float>: Send + 'static {
         None
     }
 
+    /// What sets this call apart from the op's others in a
+    /// [`profile`](crate::profile), where it matters (a convolution's
+    /// geometry and the algorithm it runs): calls of one name and detail
+    /// share a row, and each detail gets its own. Asked only while
+    /// profiling, for the forward and the backward pass alike. The
+    /// default is `None`: one row for the op's name.
+    fn profile_detail(&self) -> Option<String> {
+        None
+    }
+
     /// An optional fast backward on plain tensors, for the usual training
     /// step where the backward pass is not recorded: given the forward
     /// pass's variables (read their values with [`Var::value`]; nothing

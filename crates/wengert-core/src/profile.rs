@@ -1,7 +1,9 @@
 //! Where a computation spends its time, op by op: [`record`] runs a
 //! closure and returns, for each op name, the calls and time of its
 //! forward passes and of its backward passes, as `torch.profiler`'s
-//! `key_averages()` does.
+//! `key_averages()` does. An op that names what sets a call apart
+//! ([`Op::profile_detail`](crate::Op::profile_detail): a convolution's
+//! geometry and the algorithm it runs) gets a row per detail.
 //!
 //! Times are *self* times: an op whose forward applies other ops (a
 //! residual block recorded as one node) is charged for its own work, and
@@ -60,6 +62,9 @@ impl Timing {
 pub struct OpProfile {
     /// The op's name ([`Op::name`](crate::Op::name)).
     pub name: &'static str,
+    /// What sets these calls apart from the op's others, where the op
+    /// says ([`Op::profile_detail`](crate::Op::profile_detail)).
+    pub detail: Option<String>,
     /// Its forward passes.
     pub forward: Timing,
     /// Its backward passes (`tensor_backward` or `vjp`).
@@ -76,7 +81,7 @@ impl OpProfile {
 /// What [`record`] measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Profile {
-    /// One row per op name, the most time first.
+    /// One row per op name and detail, the most time first.
     pub ops: Vec<OpProfile>,
     /// The closure's whole time.
     pub wall: Duration,
@@ -92,8 +97,9 @@ impl Profile {
     }
 
     /// The profile as a table: each op's forward and backward time in ms
-    /// and calls, its share of the wall time, and each pass's GFLOPS where
-    /// the op counts its work; then the time outside ops, and page faults.
+    /// and calls, its share of the wall time, each pass's GFLOPS where
+    /// the op counts its work, and its detail; then the time outside ops,
+    /// and page faults.
     /// `per` divides times, calls and faults (the number of steps
     /// profiled, to show them per step).
     pub fn table(&self, per: usize) -> String {
@@ -101,13 +107,13 @@ impl Profile {
         let ms = |d: Duration| d.as_secs_f64() * 1e3 / per;
         let wall = self.wall.as_secs_f64().max(f64::MIN_POSITIVE);
         let mut s = format!(
-            "{:<24} {:>10} {:>8} {:>10} {:>8} {:>7} {:>9} {:>9}\n",
+            "{:<24} {:>10} {:>8} {:>10} {:>8} {:>7} {:>9} {:>9}  detail\n",
             "op", "fwd ms", "calls", "bwd ms", "calls", "share", "fwd GF/s", "bwd GF/s"
         );
         let gflops = |t: &Timing| t.gflops().map_or(String::new(), |g| format!("{g:.1}"));
         for o in &self.ops {
             s += &format!(
-                "{:<24} {:>10.3} {:>8.1} {:>10.3} {:>8.1} {:>6.1}% {:>9} {:>9}\n",
+                "{:<24} {:>10.3} {:>8.1} {:>10.3} {:>8.1} {:>6.1}% {:>9} {:>9}  {}\n",
                 o.name,
                 ms(o.forward.time),
                 o.forward.calls as f64 / per,
@@ -115,7 +121,8 @@ impl Profile {
                 o.backward.calls as f64 / per,
                 100.0 * o.total().as_secs_f64() / wall,
                 gflops(&o.forward),
-                gflops(&o.backward)
+                gflops(&o.backward),
+                o.detail.as_deref().unwrap_or("")
             );
         }
         let outside = self.wall.saturating_sub(self.ops_total());
@@ -144,16 +151,19 @@ pub(crate) enum Phase {
 }
 
 struct Frame {
-    name: &'static str,
+    key: Key,
     phase: Phase,
     start: Instant,
     /// Time of the ops this one applied, charged to them.
     children: Duration,
 }
 
+/// A row of the profile: the op's name and detail.
+type Key = (&'static str, Option<String>);
+
 #[derive(Default)]
 struct Recorder {
-    rows: BTreeMap<&'static str, (Timing, Timing)>,
+    rows: BTreeMap<Key, (Timing, Timing)>,
     stack: Vec<Frame>,
 }
 
@@ -172,9 +182,12 @@ pub fn record<R>(f: impl FnOnce() -> R) -> (R, Profile) {
     let wall = start.elapsed();
     let page_faults = faults.zip(page_faults()).map(|(a, b)| b.saturating_sub(a));
     let rec = RECORDER.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer)).unwrap_or_default();
-    let mut ops: Vec<OpProfile> =
-        rec.rows.into_iter().map(|(name, (forward, backward))| OpProfile { name, forward, backward }).collect();
-    ops.sort_by(|a, b| b.total().cmp(&a.total()).then(a.name.cmp(b.name)));
+    let mut ops: Vec<OpProfile> = rec
+        .rows
+        .into_iter()
+        .map(|((name, detail), (forward, backward))| OpProfile { name, detail, forward, backward })
+        .collect();
+    ops.sort_by(|a, b| b.total().cmp(&a.total()).then(a.name.cmp(b.name)).then(a.detail.cmp(&b.detail)));
     (out, Profile { ops, wall, page_faults })
 }
 
@@ -195,16 +208,18 @@ pub(crate) struct Span {
 }
 
 impl Span {
-    /// Starts timing `name`'s `phase`; a forward pass applied inside a
+    /// Starts timing `name`'s `phase`, in the row of the detail `detail`
+    /// gives (asked only while profiling); a forward pass applied inside a
     /// backward one is part of that backward and not timed apart.
-    pub(crate) fn enter(name: &'static str, phase: Phase) -> Span {
+    pub(crate) fn enter(name: &'static str, detail: impl FnOnce() -> Option<String>, phase: Phase) -> Span {
         RECORDER.with(|r| {
             let mut r = r.borrow_mut();
             let Some(rec) = r.as_mut() else { return Span { recording: false, on: false } };
             if phase == Phase::Forward && rec.stack.last().is_some_and(|f| f.phase == Phase::Backward) {
                 return Span { recording: true, on: false };
             }
-            rec.stack.push(Frame { name, phase, start: Instant::now(), children: Duration::ZERO });
+            let key = (name, detail());
+            rec.stack.push(Frame { key, phase, start: Instant::now(), children: Duration::ZERO });
             Span { recording: true, on: true }
         })
     }
@@ -220,8 +235,8 @@ impl Span {
         RECORDER.with(|r| {
             if let Some(rec) = r.borrow_mut().as_mut() {
                 let Some(frame) = rec.stack.last() else { return };
-                let (name, phase) = (frame.name, frame.phase);
-                let row = rec.rows.entry(name).or_default();
+                let (key, phase) = (frame.key.clone(), frame.phase);
+                let row = rec.rows.entry(key).or_default();
                 let t = if phase == Phase::Forward { &mut row.0 } else { &mut row.1 };
                 t.flops += flops;
             }
@@ -242,7 +257,7 @@ impl Drop for Span {
             if let Some(parent) = rec.stack.last_mut() {
                 parent.children += total;
             }
-            let row = rec.rows.entry(frame.name).or_default();
+            let row = rec.rows.entry(frame.key).or_default();
             let t = if frame.phase == Phase::Forward { &mut row.0 } else { &mut row.1 };
             t.calls += 1;
             t.time += total.saturating_sub(frame.children);

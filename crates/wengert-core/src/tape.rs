@@ -210,7 +210,7 @@ impl<T: Float> Tape<T> {
                 ids.push(v.id);
                 requires_grad |= node.requires_grad;
             }
-            let span = crate::profile::Span::enter(op.name(), crate::profile::Phase::Forward);
+            let span = crate::profile::Span::enter(op.name(), || op.profile_detail(), crate::profile::Phase::Forward);
             let value = op.forward(&values)?;
             if span.recording() {
                 if let Some(flops) = op.flops(&values, &value) {
@@ -346,7 +346,7 @@ impl<T: Float> Tape<T> {
         };
         let refs: SmallVec<[&Tensor<T>; 4]> = values.iter().collect();
         let value = {
-            let _span = crate::profile::Span::enter("recompute", crate::profile::Phase::Backward);
+            let _span = crate::profile::Span::enter("recompute", || None, crate::profile::Phase::Backward);
             op.forward(&refs)
         };
         let mut nodes = self.nodes.borrow_mut();

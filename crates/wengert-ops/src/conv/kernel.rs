@@ -1,5 +1,6 @@
-//! Convolution kernels: the direct path where it applies (`direct.rs`),
-//! otherwise im2col + GEMM, parallel over the batch.
+//! Convolution kernels: each product runs the algorithm the plan names
+//! (`plan.rs`): the direct path (`direct/`), or im2col + GEMM, parallel
+//! over the batch.
 //!
 //! For one image and one group, the conv is a matrix product
 //! `Y (og × OH·OW) = W (og × K) · cols (K × OH·OW)` with `K = cg·kh·kw` and
@@ -7,6 +8,8 @@
 //! `col2im(Wᵀ · G)` and the weight gradient `Σₙ G · colsᵀ`. A 1×1 conv with
 //! stride 1 and no padding needs no unfolding: the image is its own `cols`.
 
+use super::direct;
+use super::plan::{self, Algorithm};
 use super::Geometry;
 use crate::gemm::{matmul_into, Mat};
 use crate::scratch::with_scratch;
@@ -172,24 +175,28 @@ fn unfold_block<'a, T: Float>(
     Mat::row_major(&cols[..k * ld], k, ld)
 }
 
-/// `y = conv2d(x, w)`.
+/// `y = conv2d(x, w)`, by the algorithm the plan names.
 pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
-    if let Some(y) = super::direct::forward(g, x, w) {
-        return y;
+    match plan::forward::<T>(g) {
+        Algorithm::Direct => direct::forward(g, x, w),
+        _ => forward_im2col(g, x, w),
     }
-    forward_im2col(g, x, w)
 }
 
 /// `y = conv2d(x, w)` and, where the direct path runs, the moments of
-/// every output row it gathered on the way (see [`super::direct::forward_moments`]).
+/// every output row it gathered on the way (see [`direct::forward_moments`]).
 pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<f64>>) {
-    match super::direct::forward_moments(g, x, w) {
-        Some((y, rows)) => (y, Some(rows)),
-        None => (forward_im2col(g, x, w), None),
+    match plan::forward::<T>(g) {
+        Algorithm::Direct => {
+            let (y, rows) = direct::forward_moments(g, x, w);
+            (y, Some(rows))
+        }
+        _ => (forward_im2col(g, x, w), None),
     }
 }
 
-/// `y = conv2d(x, w)` by unfolding and GEMM: every geometry and type.
+/// `y = conv2d(x, w)` by unfolding and GEMM (the input its own unfolding
+/// where the kernel is 1×1): every geometry and type.
 fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
@@ -220,28 +227,23 @@ fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
 }
 
 /// `dx = conv2dᵀ(gy, w)`: the gradient of conv2d with respect to its input,
-/// which is also conv_transpose2d.
+/// which is also conv_transpose2d. At stride 1 it is a forward convolution
+/// with flipped weights ([`Geometry::flipped`]), which does not
+/// scatter-add its result as col2im does; otherwise the plan names the
+/// direct kernel's phases or col2im.
 pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
-    if let Some((flipped_geom, flipped_w)) = as_forward_conv(g, w) {
-        return forward(&flipped_geom, gy, &flipped_w);
+    if let Some(flipped) = g.flipped() {
+        return forward(&flipped, gy, &flip_weights(g, w));
     }
-    if let Some(dx) = super::direct::input_grad(g, gy, w) {
-        return dx;
+    match plan::strided_input_grad::<T>(g) {
+        Algorithm::DirectPhases => direct::input_grad(g, gy, w),
+        _ => input_grad_col2im(g, gy, w),
     }
-    input_grad_col2im(g, gy, w)
 }
 
-/// With stride 1, the transposed convolution is an ordinary one:
-/// `dx = conv2d(gy, w′)` with `w′[c, o] = w[o, c]` flipped in both spatial
-/// axes and padding `d·(k − 1) − p`. That runs on the forward path
-/// (im2col, then one GEMM with the unfolded axis inside), which does not
-/// scatter-add its result as col2im does. Returns the
-/// geometry and weight of that conv, or `None` when it does not apply.
-fn as_forward_conv<T: Float>(g: &Geometry, w: &[T]) -> Option<(Geometry, Vec<T>)> {
-    let span = [g.dil[0] * (g.kh - 1), g.dil[1] * (g.kw - 1)];
-    if g.stride != [1, 1] || g.pad[0] > span[0] || g.pad[1] > span[1] {
-        return None;
-    }
+/// `w′[c, o] = w[o, c]` flipped in both spatial axes: the weights of the
+/// forward convolution [`Geometry::flipped`] describes.
+fn flip_weights<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
     let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
     let mut flipped = wengert_core::buffer::zeroed(w.len());
     for grp in 0..g.groups {
@@ -255,17 +257,7 @@ fn as_forward_conv<T: Float>(g: &Geometry, w: &[T]) -> Option<(Geometry, Vec<T>)
             }
         }
     }
-    let geom = Geometry {
-        c_in: g.c_out,
-        h: g.oh,
-        w: g.ow,
-        c_out: g.c_in,
-        oh: g.h,
-        ow: g.w,
-        pad: [span[0] - g.pad[0], span[1] - g.pad[1]],
-        ..*g
-    };
-    Some((geom, flipped))
+    flipped
 }
 
 /// The general transposed convolution: `cols = Wᵀ·gy`, then fold back.
@@ -296,12 +288,12 @@ fn input_grad_col2im<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
 }
 
 /// `dw = Σₙ gy[n] · cols(x[n])ᵀ`: the gradient of conv2d with respect to its
-/// weight, by the direct kernel where it applies, else by unfolding.
+/// weight, by the direct kernel the plan names, else by unfolding.
 pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
-    if let Some(dw) = super::direct::weight_grad(g, x, gy) {
-        return dw;
+    match plan::weight_kernel(plan::weight_grad::<T>(g)) {
+        Some(kernel) => direct::weight_grad(g, x, gy, kernel),
+        None => weight_grad_gemm(g, x, gy),
     }
-    weight_grad_gemm(g, x, gy)
 }
 
 /// The weight gradient by unfolding and GEMM: every geometry and type.

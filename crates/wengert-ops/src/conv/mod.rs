@@ -14,8 +14,10 @@
 
 mod direct;
 mod kernel;
+mod plan;
 
 use crate::norm::RowMoments;
+pub use plan::{Algorithm, ConvPlan};
 use std::sync::{Arc, Mutex};
 use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
 
@@ -181,6 +183,27 @@ impl Geometry {
             && self.h == self.oh
             && self.w == self.ow
     }
+    /// With stride 1, the transposed convolution is an ordinary one:
+    /// `dx = conv2d(gy, w′)` with `w′[c, o] = w[o, c]` flipped in both
+    /// spatial axes and padding `d·(k − 1) − p`. Its geometry, or `None`
+    /// when it does not apply (strides, or padding past the kernel's span).
+    fn flipped(&self) -> Option<Geometry> {
+        let span = [self.dil[0] * (self.kh - 1), self.dil[1] * (self.kw - 1)];
+        if self.stride != [1, 1] || self.pad[0] > span[0] || self.pad[1] > span[1] {
+            return None;
+        }
+        Some(Geometry {
+            c_in: self.c_out,
+            h: self.oh,
+            w: self.ow,
+            c_out: self.c_in,
+            oh: self.h,
+            ow: self.w,
+            pad: [span[0] - self.pad[0], span[1] - self.pad[1]],
+            ..*self
+        })
+    }
+
     fn x_dims(&self) -> [usize; 4] {
         [self.n, self.c_in, self.h, self.w]
     }
@@ -456,6 +479,19 @@ impl<T: Float> Op<T> for Conv {
         Tensor::from_vec(data, out)
     }
 
+    /// The layer's shapes and its [`ConvPlan`]:
+    /// `16→32 3×3/2 32×32→16×16 n128: fwd direct, dx direct phases, dw
+    /// direct outer (avx512)`.
+    fn profile_detail(&self) -> Option<String> {
+        let g = &self.geom;
+        let plan = ConvPlan::for_geometry::<T>(g);
+        let groups = if g.groups > 1 { format!(" g{}", g.groups) } else { String::new() };
+        Some(format!(
+            "{}→{} {}×{}/{}{groups} {}×{}→{}×{} n{}: {plan}",
+            g.c_in, g.c_out, g.kh, g.kw, g.stride[0], g.h, g.w, g.oh, g.ow, g.n
+        ))
+    }
+
     /// Each of the three maps is the same multiply-adds, taken in another
     /// order: `N · C_out · OH · OW · (C_in / groups) · kh · kw` of them.
     fn flops(&self, _: &[&Tensor<T>], _: &Tensor<T>) -> Option<f64> {
@@ -520,6 +556,10 @@ impl<T: Float> Op<T> for ConvGathering {
 
     fn flops(&self, inputs: &[&Tensor<T>], output: &Tensor<T>) -> Option<f64> {
         <Conv as Op<T>>::flops(&self.conv, inputs, output)
+    }
+
+    fn profile_detail(&self) -> Option<String> {
+        <Conv as Op<T>>::profile_detail(&self.conv)
     }
 
     fn vjp<'t>(

@@ -104,7 +104,7 @@ const MAX_IMAGE_BYTES: usize = 1 << 20;
 const MAX_WEIGHTS: usize = 576;
 
 /// Whether the direct path computes this convolution (for `f32`).
-pub(super) fn applies(g: &Geometry) -> bool {
+fn applies(g: &Geometry) -> bool {
     g.cg() * g.kh * g.kw <= MAX_WEIGHTS
         && g.cg() * g.h * g.w * std::mem::size_of::<f32>() <= MAX_IMAGE_BYTES
         && g.h == g.oh * g.stride[0]
@@ -126,9 +126,65 @@ fn f32s_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
     (T::DTYPE == DType::F32).then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
-/// `y = conv2d(x, w)` on the direct path, or `None` when it does not apply
-/// (see [`applies`]) or `T` is not `f32`.
-pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<Vec<T>> {
+/// Which of the direct path's three weight-gradient kernels runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WeightKernel {
+    /// One vector of output channels under a 3×3 kernel at stride 1
+    /// ([`weight_grad_taps`]).
+    Taps,
+    /// Output channels in the lanes, two vectors or more of them
+    /// ([`weight_grad_outer`]).
+    Outer,
+    /// Tiles of output channels × weight positions ([`weight_grad_with`]).
+    Tiles,
+}
+
+/// Whether the direct path computes the forward convolution (and, on it,
+/// gathers each output row's moments): `f32` and [`applies`].
+pub(super) fn forward_applies<T: Float>(g: &Geometry) -> bool {
+    T::DTYPE == DType::F32 && applies(g)
+}
+
+/// The direct path's kernel for the weight gradient, or `None` when it
+/// does not apply: not `f32`, not [`applies`], or a 1×1 stride-1
+/// convolution that keeps or widens the channels. For those, a product
+/// per block of images (the pixels its inner axis) is faster than the
+/// direct kernels, whose tiles then hold few weights per pixel vector;
+/// narrowing ones (64→16) run faster direct, and stay there.
+/// `docs/architecture.md` gives the measurements.
+pub(super) fn weight_kernel<T: Float>(g: &Geometry) -> Option<WeightKernel> {
+    if !forward_applies::<T>(g) || (g.is_pointwise() && g.og() >= g.cg()) {
+        return None;
+    }
+    Some(match isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if taps_applies::<Avx512>(g) => WeightKernel::Taps,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if outer_applies::<Avx512>(g) => WeightKernel::Outer,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if outer_applies::<Avx2>(g) => WeightKernel::Outer,
+        _ => WeightKernel::Tiles,
+    })
+}
+
+/// Whether the direct path computes the input gradient of this strided
+/// convolution, phase by phase ([`input_grad()`]): `f32`, one group, input
+/// channels a multiple of the channel tile, and [`applies`] with the output
+/// gradient as input.
+pub(super) fn input_grad_applies<T: Float>(g: &Geometry) -> bool {
+    let most_taps = g.kh.div_ceil(g.stride[0]) * g.kw.div_ceil(g.stride[1]);
+    let fits = g.c_out * most_taps <= MAX_WEIGHTS && g.c_out * g.oh * g.ow * 4 <= MAX_IMAGE_BYTES;
+    g.stride != [1, 1] && g.groups == 1 && g.c_in.is_multiple_of(CHANNEL_TILE) && fits && forward_applies::<T>(g)
+}
+
+/// Refuses to run a kernel whose conditions do not hold: the kernels'
+/// memory accesses rely on them.
+fn require(holds: bool, what: &str) {
+    assert!(holds, "the convolution plan chose the direct {what} where it does not apply");
+}
+
+/// `y = conv2d(x, w)` on the direct path; [`forward_applies`] must hold.
+pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     forward_gathering(g, x, w, None)
 }
 
@@ -137,61 +193,51 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<Vec<T>
 /// taken as soon as its tile is written, while it is in cache: what batch
 /// norm reads its input for ([`crate::norm::row_moments`], so the same
 /// values to the bit). The moments' buffer comes from the tensor pool.
-pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Option<(Vec<T>, Vec<f64>)> {
-    if T::DTYPE != DType::F32 || !applies(g) {
-        return None;
-    }
+pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> (Vec<T>, Vec<f64>) {
     let mut rows = wengert_core::buffer::zeroed::<f64>(2 * g.n * g.c_out);
-    let y = forward_gathering(g, x, w, Some(RowsOut { at: rows.as_mut_ptr(), len: rows.len() }))?;
-    Some((y, rows))
+    let y = forward_gathering(g, x, w, Some(RowsOut { at: rows.as_mut_ptr(), len: rows.len() }));
+    (y, rows)
 }
 
 /// [`forward()`], putting each output row's moments into `rows` when given.
-fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], rows: Option<RowsOut>) -> Option<Vec<T>> {
-    let (x, w) = (f32s(x)?, f32s(w)?);
-    if !applies(g) {
-        return None;
-    }
-    // SAFETY: `active` never names a level the CPU lacks.
+fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], rows: Option<RowsOut>) -> Vec<T> {
+    require(forward_applies::<T>(g), "forward kernel");
+    let (x, w) = (f32s(x).expect("f32"), f32s(w).expect("f32"));
+    // SAFETY: `active` never names a level the CPU lacks, and `applies`
+    // holds (checked above).
     match isa::active() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(unsafe { forward_with::<Avx512, T, 8>(g, x, w, rows) }),
+        Isa::Avx512 => unsafe { forward_with::<Avx512, T, 8>(g, x, w, rows) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(unsafe { forward_with::<Avx2, T, 4>(g, x, w, rows) }),
-        _ => None,
+        Isa::Avx2 => unsafe { forward_with::<Avx2, T, 4>(g, x, w, rows) },
+        other => unreachable!("the direct path does not run on {}", other.name()),
     }
 }
 
-/// `dw = Σₙ gy[n] ⋆ x[n]` on the direct path, or `None` as for [`forward()`],
-/// and for 1×1 stride-1 convolutions that keep or widen the channels: for
-/// those, a product per block of images (the pixels its inner axis) is
-/// faster than the direct kernels, whose tiles then hold few weights per
-/// pixel vector. Narrowing ones (64→16) run faster direct, and stay
-/// there. `docs/architecture.md` gives the measurements.
-pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Option<Vec<T>> {
-    let (x, gy) = (f32s(x)?, f32s(gy)?);
-    if !applies(g) || (g.is_pointwise() && g.og() >= g.cg()) {
-        return None;
-    }
-    // SAFETY: `active` never names a level the CPU lacks.
-    match isa::active() {
+/// `dw = Σₙ gy[n] ⋆ x[n]` on the direct path, by `kernel`, which
+/// [`weight_kernel`] chose.
+pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T], kernel: WeightKernel) -> Vec<T> {
+    require(weight_kernel::<T>(g) == Some(kernel), "weight-gradient kernel");
+    let (x, gy) = (f32s(x).expect("f32"), f32s(gy).expect("f32"));
+    // SAFETY: `active` never names a level the CPU lacks, and the kernel's
+    // conditions hold (checked above).
+    match (isa::active(), kernel) {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if taps_applies::<Avx512>(g) => Some(unsafe { weight_grad_taps::<Avx512, T>(g, x, gy) }),
+        (Isa::Avx512, WeightKernel::Taps) => unsafe { weight_grad_taps::<Avx512, T>(g, x, gy) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if outer_applies::<Avx512>(g) => Some(unsafe { weight_grad_outer::<Avx512, T>(g, x, gy) }),
+        (Isa::Avx512, WeightKernel::Outer) => unsafe { weight_grad_outer::<Avx512, T>(g, x, gy) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(unsafe { weight_grad_with::<Avx512, T, 8, 2>(g, x, gy) }),
+        (Isa::Avx512, _) => unsafe { weight_grad_with::<Avx512, T, 8, 2>(g, x, gy) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if outer_applies::<Avx2>(g) => Some(unsafe { weight_grad_outer::<Avx2, T>(g, x, gy) }),
+        (Isa::Avx2, WeightKernel::Outer) => unsafe { weight_grad_outer::<Avx2, T>(g, x, gy) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(unsafe { weight_grad_with::<Avx2, T, 4, 2>(g, x, gy) }),
-        _ => None,
+        (Isa::Avx2, _) => unsafe { weight_grad_with::<Avx2, T, 4, 2>(g, x, gy) },
+        (other, _) => unreachable!("the direct path does not run on {}", other.name()),
     }
 }
 
-/// `dx = conv2dᵀ(gy, w)` of a strided convolution on the direct path, or
-/// `None` when it does not apply: one group, input channels a multiple of
-/// the channel tile, and [`applies`] with the output gradient as input.
+/// `dx = conv2dᵀ(gy, w)` of a strided convolution on the direct path;
+/// [`input_grad_applies`] must hold.
 ///
 /// Each phase `(ry, rx)` of `dx` (the pixels `(sy·a + ry, sx·b + rx)`) is
 /// a stride-1 convolution of `gy`: pixel `(a, b)` takes tap `(ky, kx)`
@@ -199,20 +245,17 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Option<V
 /// at `(a + (ry + ph − ky·dh)/sy, …)`. A 3×3/2 kernel gives its phases 1,
 /// 2, 2 and 4 taps. So the forward kernel computes every phase with no
 /// unfolding and no col2im, and each phase is scattered into place once.
-pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Option<Vec<T>> {
-    let (gy, w) = (f32s(gy)?, f32s(w)?);
-    let most_taps = g.kh.div_ceil(g.stride[0]) * g.kw.div_ceil(g.stride[1]);
-    let fits = g.c_out * most_taps <= MAX_WEIGHTS && g.c_out * g.oh * g.ow * 4 <= MAX_IMAGE_BYTES;
-    if g.stride == [1, 1] || g.groups != 1 || !g.c_in.is_multiple_of(CHANNEL_TILE) || !fits || !applies(g) {
-        return None;
-    }
-    // SAFETY: `active` never names a level the CPU lacks.
+pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
+    require(input_grad_applies::<T>(g), "input-gradient kernel");
+    let (gy, w) = (f32s(gy).expect("f32"), f32s(w).expect("f32"));
+    // SAFETY: `active` never names a level the CPU lacks, and the kernel's
+    // conditions hold (checked above).
     match isa::active() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(unsafe { input_grad_phases::<Avx512, T, 8>(g, gy, w) }),
+        Isa::Avx512 => unsafe { input_grad_phases::<Avx512, T, 8>(g, gy, w) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(unsafe { input_grad_phases::<Avx2, T, 4>(g, gy, w) }),
-        _ => None,
+        Isa::Avx2 => unsafe { input_grad_phases::<Avx2, T, 4>(g, gy, w) },
+        other => unreachable!("the direct path does not run on {}", other.name()),
     }
 }
 
