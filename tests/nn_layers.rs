@@ -1,10 +1,9 @@
-//! Layers: batch-norm statistics (and the moments a convolution gathers
-//! for them), dropout, names and freezing.
+//! Layers: batch-norm statistics (and the fused convolution and batch norm
+//! that share them), dropout, names and freezing.
 
 use wengert::core::{Tape, Tensor};
-use wengert::nn::layer::{BatchNorm2d, Conv2d, Dropout, Linear, Sequential};
+use wengert::nn::layer::{BatchNorm2d, ConvBn2d, Dropout, Linear, Sequential};
 use wengert::nn::{Module, Step, Visit};
-use wengert::ops::isa::{self, Isa};
 use wengert::ops::Conv2dOptions;
 
 #[test]
@@ -74,124 +73,77 @@ fn names_follow_the_state_dict_layout() {
     assert_eq!(net.num_parameters(), 3 + 3 + 6);
 }
 
-/// A convolution asked for its output's row moments offers them where its
-/// kernel gathers them (f32 on an x86 vector level), for that output only,
-/// and only when asked in a training step.
+/// conv → batch norm + ReLU → conv/2 → batch norm as two `ConvBn2d`
+/// layers in a `Sequential` (each batch norm merging the moments its
+/// convolution's kernel gathered) against the same four layers called one
+/// by one (each batch norm reading its input): the same outputs, gradients
+/// and running statistics, to the bit, in training and then in evaluation.
 #[test]
-fn a_convolution_offers_row_moments_when_asked() {
-    let mut rng = wengert::core::rng(3);
-    let mut conv = Conv2d::<f32>::new(4, 8, 3, Conv2dOptions::square(1, 1), false, &mut rng).unwrap();
-    let tape = Tape::new();
-    let x = tape
-        .constant(Tensor::from_vec((0..2 * 4 * 36).map(|i| (i % 11) as f32 - 5.0).collect(), [2, 4, 6, 6]).unwrap());
-    let mut step = Step::train(&tape, 0);
-    assert!(!step.moments_wanted());
-    let y = conv.forward(&mut step, x).unwrap();
-    assert!(step.take_moments(y).is_none(), "not asked");
-    step.want_moments(true);
-    let y = conv.forward(&mut step, x).unwrap();
-    assert!(step.take_moments(x).is_none(), "moments of the output only");
-    assert_eq!(step.take_moments(y).is_some(), isa::active() != Isa::Generic);
-    assert!(step.take_moments(y).is_none(), "taken once");
-    let mut eval = Step::eval(&tape);
-    eval.want_moments(true);
-    assert!(!eval.moments_wanted(), "evaluation uses running statistics");
-}
-
-/// conv → batch norm + ReLU → conv → batch norm in a `Sequential` (which
-/// hands each batch norm its convolution's moments) against the same
-/// layers called one by one (which does not): the same outputs, gradients
-/// and running statistics, to the bit.
-#[test]
-fn sequential_batch_norms_of_gathered_moments_match_the_layers_alone() {
+fn conv_bn_layers_match_the_layers_alone() {
     let build = || {
         let mut rng = wengert::core::rng(7);
-        let c1 = Conv2d::<f32>::new(3, 8, 3, Conv2dOptions::square(1, 1), false, &mut rng).unwrap();
-        let c2 = Conv2d::<f32>::new(8, 16, 3, Conv2dOptions::square(2, 1), false, &mut rng).unwrap();
-        (c1, BatchNorm2d::<f32>::new(8).with_relu(), c2, BatchNorm2d::<f32>::new(16))
+        let a = ConvBn2d::<f32>::new(3, 8, 3, Conv2dOptions::square(1, 1), &mut rng).unwrap().with_relu();
+        let b = ConvBn2d::<f32>::new(8, 16, 3, Conv2dOptions::square(2, 1), &mut rng).unwrap();
+        (a, b)
     };
     let x =
         Tensor::from_vec((0..3 * 3 * 64).map(|i| ((i * 37) % 19) as f32 / 4.0 - 2.0).collect(), [3, 3, 8, 8]).unwrap();
     let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    // Sequential.
-    let (c1, b1, c2, b2) = build();
-    let (w1, w2) = (c1.weight.clone(), c2.weight.clone());
-    let mut seq = Sequential::new().push(c1).push(b1).push(c2).push(b2);
-    let tape = Tape::new();
-    let mut step = Step::train(&tape, 0);
-    let y = seq.forward(&mut step, tape.constant(x.clone())).unwrap();
-    let out = bits(&y.value().unwrap());
-    let grads = step.backward(y.mul(y).unwrap().sum_all().unwrap()).unwrap();
-    let with = (out, bits(grads.get(&w1).unwrap()), bits(grads.get(&w2).unwrap()));
+    type Bits = Vec<u32>;
+    /// One training step of `f` on `x`: the output's bits, and those of the
+    /// gradients of `w`.
+    fn run(
+        x: &Tensor<f32>,
+        mut f: impl for<'t> FnMut(&mut Step<'t, f32>, wengert::core::Var<'t, f32>) -> wengert::core::Var<'t, f32>,
+        w: [&wengert::nn::Param<f32>; 2],
+    ) -> (Bits, Bits, Bits) {
+        let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let tape = Tape::new();
+        let mut step = Step::train(&tape, 0);
+        let y = f(&mut step, tape.constant(x.clone()));
+        let out = bits(&y.value().unwrap());
+        let grads = step.backward(y.mul(y).unwrap().sum_all().unwrap()).unwrap();
+        (out, bits(grads.get(w[0]).unwrap()), bits(grads.get(w[1]).unwrap()))
+    }
+    // Fused, in a Sequential.
+    let (a, b) = build();
+    let (wa, wb) = (a.conv.weight.clone(), b.conv.weight.clone());
+    let mut seq = Sequential::new().push(a).push(b);
+    let fused = run(&x, |step, x| seq.forward(step, x).unwrap(), [&wa, &wb]);
+    // The four layers one by one.
+    let (mut a, mut b) = build();
+    let (wa, wb) = (a.conv.weight.clone(), b.conv.weight.clone());
+    let alone = run(
+        &x,
+        |step, x| {
+            let h = a.conv.forward(step, x).unwrap();
+            let h = a.bn.forward(step, h).unwrap();
+            let h = b.conv.forward(step, h).unwrap();
+            b.bn.forward(step, h).unwrap()
+        },
+        [&wa, &wb],
+    );
+    assert!(fused == alone, "outputs or gradients differ");
     let mut stats = Vec::new();
     seq.visit("", &mut |name, s| {
         if let wengert::nn::StateRef::Buffer(t) = s {
             stats.push((name, bits(t)));
         }
     });
-    // One by one.
-    let (mut c1, mut b1, mut c2, mut b2) = build();
-    let tape = Tape::new();
-    let mut step = Step::train(&tape, 0);
-    let h = c1.forward(&mut step, tape.constant(x)).unwrap();
-    let h = b1.forward(&mut step, h).unwrap();
-    let h = c2.forward(&mut step, h).unwrap();
-    let y = b2.forward(&mut step, h).unwrap();
-    let out = bits(&y.value().unwrap());
-    let grads = step.backward(y.mul(y).unwrap().sum_all().unwrap()).unwrap();
-    let alone = (out, bits(grads.get(&c1.weight).unwrap()), bits(grads.get(&c2.weight).unwrap()));
-    assert!(with == alone, "outputs or gradients differ");
-    let running = [&b1.running_mean, &b1.running_var, &b2.running_mean, &b2.running_var];
+    let running = [&a.bn.running_mean, &a.bn.running_var, &b.bn.running_mean, &b.bn.running_var];
     let alone_stats: Vec<Vec<u32>> = running.iter().map(|t| bits(t)).collect();
-    let with_stats: Vec<Vec<u32>> =
+    let fused_stats: Vec<Vec<u32>> =
         stats.iter().filter(|(n, _)| n.contains("running")).map(|(_, b)| b.clone()).collect();
-    assert_eq!(with_stats, alone_stats);
-}
-
-/// Records whether the step asked it for its output's moments.
-struct Probe(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Module<f32> for Probe {
-    fn forward<'t>(
-        &mut self,
-        step: &mut Step<'t, f32>,
-        x: wengert::core::Var<'t, f32>,
-    ) -> wengert::core::Result<wengert::core::Var<'t, f32>> {
-        self.0.store(step.moments_wanted(), std::sync::atomic::Ordering::Relaxed);
-        Ok(x)
-    }
-}
-
-impl Visit<f32> for Probe {
-    fn visit(&self, _: &str, _: &mut dyn FnMut(String, wengert::nn::StateRef<'_, f32>)) {}
-    fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(String, wengert::nn::StateMut<'_, f32>)) {}
-}
-
-/// A `Sequential` asks a layer for its output's moments exactly when a
-/// batch norm (or a sequence that starts with one) comes next, and passes
-/// its own caller's request on to its last layer.
-#[test]
-fn sequential_asks_for_moments_before_a_batch_norm() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let asked = |seq: &mut Sequential<f32>, flag: &AtomicBool, outer: bool| {
-        let tape = Tape::new();
-        let mut step = Step::train(&tape, 0);
-        step.want_moments(outer);
-        seq.forward(&mut step, tape.constant(Tensor::ones([2, 2, 2, 2]))).unwrap();
-        flag.load(Ordering::Relaxed)
-    };
-    let flag = Arc::new(AtomicBool::new(false));
-    let mut before_bn = Sequential::new().push(Probe(flag.clone())).push(BatchNorm2d::new(2));
-    assert!(asked(&mut before_bn, &flag, false));
-    let mut before_nested = Sequential::new()
-        .push(Probe(flag.clone()))
-        .push(Sequential::new().push(BatchNorm2d::new(2)).push(Dropout { p: 0.0 }));
-    assert!(asked(&mut before_nested, &flag, false));
-    let mut before_dropout = Sequential::new().push(Probe(flag.clone())).push(Dropout { p: 0.0 });
-    assert!(!asked(&mut before_dropout, &flag, false));
-    let mut last = Sequential::new().push(Probe(flag.clone()));
-    assert!(asked(&mut last, &flag, true) && !asked(&mut last, &flag, false));
+    assert_eq!(fused_stats, alone_stats);
+    assert_eq!(stats[0].0, "0.bn.running_mean");
+    // Evaluation: the running statistics, fused or not.
+    let tape = Tape::new();
+    let y = seq.forward(&mut Step::eval(&tape), tape.constant(x.clone())).unwrap();
+    let h = a.conv.forward(&mut Step::eval(&tape), tape.constant(x.clone())).unwrap();
+    let h = a.bn.forward(&mut Step::eval(&tape), h).unwrap();
+    let h = b.conv.forward(&mut Step::eval(&tape), h).unwrap();
+    let z = b.bn.forward(&mut Step::eval(&tape), h).unwrap();
+    assert_eq!(bits(&y.value().unwrap()), bits(&z.value().unwrap()));
 }
 
 /// A batch norm whose γ and β are frozen normalises with its running

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wengert_core::collective::Collective;
 use wengert_core::{BackwardOptions, Error, Float, Result, Tape, Tensor, Var};
-use wengert_ops::RowMoments;
 
 /// A parameter's identity: handed out when the parameter is made, unique
 /// in the process, and kept when the parameter (or its model) is moved or
@@ -367,15 +366,6 @@ pub trait Module<T: Float>: Visit<T> + Send {
     /// in training mode.
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>>;
 
-    /// Whether, in a training step, the module would use its input's row
-    /// moments ([`Step::take_moments`]): a batch norm normalising with
-    /// batch statistics. A [`Sequential`](crate::layer::Sequential) asks
-    /// the layer before such a module for them ([`Step::want_moments`]).
-    /// The default is `false`.
-    fn uses_input_moments(&self) -> bool {
-        false
-    }
-
     /// The number of trainable parameter elements.
     fn num_parameters(&self) -> usize {
         let mut n = 0;
@@ -434,10 +424,6 @@ impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         (**self).forward(step, x)
     }
-
-    fn uses_input_moments(&self) -> bool {
-        (**self).uses_input_moments()
-    }
 }
 
 /// Parameters bound to a tape for one training or evaluation step.
@@ -461,24 +447,11 @@ pub struct Step<'t, T: Float> {
     rng: wengert_core::Rng,
     bound: HashMap<ParamId, Var<'t, T>>,
     sync_bn: Option<Arc<dyn Collective>>,
-    /// Whether the module about to run should gather its output's row
-    /// moments ([`Step::want_moments`]).
-    moments_wanted: bool,
-    /// The row moments the last module that gathered them offered.
-    moments: Option<RowMoments<'t, T>>,
 }
 
 impl<'t, T: Float> Step<'t, T> {
     fn new(tape: &'t Tape<T>, training: bool, seed: u64) -> Self {
-        Step {
-            tape,
-            training,
-            rng: wengert_core::rng(seed),
-            bound: HashMap::new(),
-            sync_bn: None,
-            moments_wanted: false,
-            moments: None,
-        }
+        Step { tape, training, rng: wengert_core::rng(seed), bound: HashMap::new(), sync_bn: None }
     }
 
     /// A training step: batch statistics, running-statistic updates, dropout
@@ -500,37 +473,6 @@ impl<'t, T: Float> Step<'t, T> {
     /// its own passes it on.
     pub fn sync_bn(&self) -> Option<&Arc<dyn Collective>> {
         self.sync_bn.as_ref()
-    }
-
-    /// Asks the module about to run to gather its output's row moments and
-    /// offer them ([`Step::offer_moments`]), or stops asking: a batch norm
-    /// follows it ([`Module::uses_input_moments`]). Set by
-    /// [`Sequential`](crate::layer::Sequential) before each layer.
-    pub fn want_moments(&mut self, on: bool) {
-        self.moments_wanted = on;
-    }
-
-    /// Whether the module running now should gather its output's row
-    /// moments ([`Step::want_moments`]). A module that can, a convolution
-    /// without bias ([`wengert_ops::conv2d_with_moments`]), offers them.
-    pub fn moments_wanted(&self) -> bool {
-        self.training && self.moments_wanted
-    }
-
-    /// Keeps the row moments of a module's output for the module after it.
-    pub fn offer_moments(&mut self, moments: RowMoments<'t, T>) {
-        self.moments = Some(moments);
-    }
-
-    /// The row moments offered for `x`, if any: a batch norm of `x` passes
-    /// them on ([`wengert_ops::BatchNormTrainOptions::moments`]) and skips
-    /// its own pass over `x`.
-    pub fn take_moments(&mut self, x: Var<'t, T>) -> Option<RowMoments<'t, T>> {
-        if self.moments.as_ref().is_some_and(|m| m.describe(x)) {
-            self.moments.take()
-        } else {
-            None
-        }
     }
 
     /// An evaluation step: running statistics, no dropout.

@@ -19,7 +19,7 @@
 
 use crate::summary::{check_input, Summary};
 use wengert_core::{Error, Float, Result, Rng, Var};
-use wengert_nn::layer::{BatchNorm2d, Conv2d, Dropout, Linear};
+use wengert_nn::layer::{conv_bn, BatchNorm2d, Conv2d, Dropout, Linear};
 use wengert_nn::{Module, Named, Step, Visit};
 use wengert_ops::{global_avg_pool2d, max_pool2d, relu, Conv2dOptions, Pool2d};
 
@@ -58,8 +58,8 @@ impl<T: Float> BasicConv2d<T> {
 
 impl<T: Float> Module<T> for BasicConv2d<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
-        let h = self.conv.forward(step, x)?;
-        relu(self.bn.forward(step, h)?)
+        let w = step.param(&self.conv.weight);
+        relu(conv_bn(step, x, w, &self.conv.options, &mut self.bn)?)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::block::{Block, Kind, Shortcut};
 use crate::summary::{check_input, Summary};
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
-use wengert_nn::layer::{conv2d_in_step, BatchNorm2d, Linear};
+use wengert_nn::layer::{conv_bn, BatchNorm2d, Linear};
 use wengert_nn::{Module, Named, Param, Step, Visit};
 use wengert_ops::{global_avg_pool2d, max_pool2d, Conv2dOptions, Pool2d};
 
@@ -268,14 +268,12 @@ impl<T: Float> ResNet<T> {
 impl<T: Float> Module<T> for ResNet<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let (s, p) = if self.spec.family == Family::Cifar { (1, 1) } else { (2, 3) };
-        let stem = step.param(&self.stem);
+        let (stem, options) = (step.param(&self.stem), Conv2dOptions::square(s, p));
         // The stem's kernel gathers its batch norm's statistics.
-        step.want_moments(self.bn1.is_some());
-        let mut h = conv2d_in_step(step, x, stem, &Conv2dOptions::square(s, p))?;
-        step.want_moments(false);
-        if let Some(bn1) = &mut self.bn1 {
-            h = bn1.forward(step, h)?;
-        }
+        let mut h = match &mut self.bn1 {
+            Some(bn1) => conv_bn(step, x, stem, &options, bn1)?,
+            None => wengert_ops::conv2d(x, stem, None, &options)?,
+        };
         if self.spec.family == Family::ImageNet {
             h = max_pool2d(h, &STEM_POOL)?;
         }

@@ -39,34 +39,9 @@ impl<T: Float> Conv2d<T> {
 impl<T: Float> Module<T> for Conv2d<T> {
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let w = step.param(&self.weight);
-        match &self.bias {
-            None => conv2d_in_step(step, x, w, &self.options),
-            Some(b) => {
-                let b = step.param(b);
-                wengert_ops::conv2d(x, w, Some(b), &self.options)
-            }
-        }
+        let b = self.bias.as_ref().map(|b| step.param(b));
+        wengert_ops::conv2d(x, w, b, &self.options)
     }
-}
-
-/// `conv2d(x, w)` without bias, for a module that holds its own weights: when
-/// the step asks for the output's row moments ([`Step::moments_wanted`], a
-/// batch norm follows), it gathers them in the kernel
-/// ([`wengert_ops::conv2d_with_moments`]) and offers them to the step.
-pub fn conv2d_in_step<'t, T: Float>(
-    step: &mut Step<'t, T>,
-    x: Var<'t, T>,
-    w: Var<'t, T>,
-    options: &Conv2dOptions,
-) -> Result<Var<'t, T>> {
-    if !step.moments_wanted() {
-        return wengert_ops::conv2d(x, w, None, options);
-    }
-    let (y, moments) = wengert_ops::conv2d_with_moments(x, w, options)?;
-    if let Some(m) = moments {
-        step.offer_moments(m);
-    }
-    Ok(y)
 }
 
 impl<T: Float> Visit<T> for Conv2d<T> {

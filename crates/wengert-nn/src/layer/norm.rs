@@ -3,7 +3,7 @@
 
 use crate::module::{Module, Param, Step, Visit};
 use wengert_core::{Error, Float, Result, Tensor, Var};
-use wengert_ops::BatchNormTrainOptions;
+use wengert_ops::{BatchNormTrainOptions, RowMoments};
 
 /// Batch normalisation over `[N, C, H, W]` (or `[N, C]`) with learned scale
 /// and shift and running estimates of the mean and variance.
@@ -132,15 +132,25 @@ impl<T: Float> BatchNorm2d<T> {
     }
 }
 
-impl<T: Float> Module<T> for BatchNorm2d<T> {
-    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+impl<T: Float> BatchNorm2d<T> {
+    /// Whether this step normalises with the batch's statistics: a
+    /// training step, and γ or β still training (a frozen batch norm uses
+    /// its running statistics, as in evaluation).
+    pub(crate) fn uses_batch_statistics(&self, step: &Step<'_, T>) -> bool {
+        step.is_training() && (self.weight.requires_grad() || self.bias.requires_grad())
+    }
+
+    /// The forward pass, with `moments` of `x`'s rows that the convolution
+    /// before it gathered ([`conv_bn`](crate::layer::conv_bn)), which a
+    /// pass with batch statistics then does not compute again.
+    pub(crate) fn forward_with<'t>(
+        &mut self,
+        step: &mut Step<'t, T>,
+        x: Var<'t, T>,
+        moments: Option<RowMoments<'t, T>>,
+    ) -> Result<Var<'t, T>> {
         let (w, b) = (step.param(&self.weight), step.param(&self.bias));
-        let frozen = !self.weight.requires_grad() && !self.bias.requires_grad();
-        if !step.is_training() || frozen {
-            // Moments a convolution gathered for this input go unused.
-            if step.is_training() {
-                step.take_moments(x);
-            }
+        if !self.uses_batch_statistics(step) {
             let (mean, var) = (&self.running_mean, &self.running_var);
             return if self.relu {
                 wengert_ops::batch_norm_relu_eval(x, Some(w), Some(b), mean, var, self.eps)
@@ -150,17 +160,16 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
         }
         let mut opts = BatchNormTrainOptions::default().with_relu(self.relu);
         opts.group = step.sync_bn().cloned();
-        opts.moments = step.take_moments(x);
+        opts.moments = moments;
         let (y, stats) = wengert_ops::batch_norm_train_opts(x, Some(w), Some(b), self.eps, opts)?;
         self.update_running(&stats)?;
         Ok(y)
     }
+}
 
-    /// In a training step it normalises with the batch's statistics, which
-    /// the layer before it can gather ([`Step::take_moments`]), unless it
-    /// is frozen.
-    fn uses_input_moments(&self) -> bool {
-        self.weight.requires_grad() || self.bias.requires_grad()
+impl<T: Float> Module<T> for BatchNorm2d<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.forward_with(step, x, None)
     }
 }
 

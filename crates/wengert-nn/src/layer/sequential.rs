@@ -54,24 +54,12 @@ impl<T: Float> Sequential<T> {
 }
 
 impl<T: Float> Module<T> for Sequential<T> {
-    /// Runs the layers in order. Before a layer followed by a batch norm
-    /// ([`Module::uses_input_moments`]) it asks for the layer's output's
-    /// row moments ([`Step::want_moments`]); before its last layer, it
-    /// passes on what its own caller asked.
+    /// Runs the layers in order.
     fn forward<'t>(&mut self, step: &mut Step<'t, T>, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
-        let asked = step.moments_wanted();
-        let layers = &mut self.layers.0;
-        for i in 0..layers.len() {
-            let wanted = layers.get(i + 1).map_or(asked, |(_, next)| next.uses_input_moments());
-            step.want_moments(wanted);
-            x = layers[i].1.forward(step, x)?;
+        for (_, layer) in &mut self.layers.0 {
+            x = layer.forward(step, x)?;
         }
-        step.want_moments(false);
         Ok(x)
-    }
-
-    fn uses_input_moments(&self) -> bool {
-        self.layers.0.first().is_some_and(|(_, first)| first.uses_input_moments())
     }
 }
 
