@@ -175,9 +175,9 @@ fn main() -> ExitCode {
             cli::gradflow::parse_list("--steps", &steps).and_then(|t| cli::gradflow::run_recurrent(&t, &out, seed))
         }
         Command::Predict { model, weights, input: Some(input), output: Some(output), classes, .. } => {
-            cli::train::predict(&model, &weights, &input, &output, classes)
+            cli::predict::predict(&model, &weights, &input, &output, classes)
         }
-        Command::Predict { model, weights, image, .. } => cli::train::predict_images(&model, &weights, &image),
+        Command::Predict { model, weights, image, .. } => cli::predict::predict_images(&model, &weights, &image),
         Command::Export(args) => cli::export::run(&args),
         Command::Eval { checkpoint, model, data } => cli::train::eval(&model, &checkpoint, &data),
         Command::Summary { list: true, .. } => cli::summary::list(),

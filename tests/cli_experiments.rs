@@ -394,13 +394,25 @@ fn bench_profile_tables_a_training_step_op_by_op() {
     // followed by batch norm, fused with the ReLU after it in the stem and
     // after each block's first; each block ends with its sum and ReLU as
     // one op. Every one once forward and once backward.
-    for (op, calls) in [("conv2d", "7.0"), ("batch_norm_relu", "4.0"), ("batch_norm", "3.0"), ("add_relu", "3.0")] {
+    for (op, calls) in [("batch_norm_relu", "4.0"), ("batch_norm", "3.0"), ("add_relu", "3.0")] {
         assert_eq!((row(op)[2], row(op)[4]), (calls, calls), "{op}: {out}");
     }
     assert!(!rows.iter().any(|r| r[0] == "relu"), "every ReLU is fused: {out}");
-    // Convolutions count their multiply-adds: GFLOPS both ways.
-    let gflops: Vec<f64> = row("conv2d")[6..].iter().map(|g| g.parse().unwrap()).collect();
-    assert!(gflops.len() == 2 && gflops.iter().all(|&g| g > 0.0), "{out}");
+    // A row per convolution layer (six shapes: the stem, two in each stage,
+    // and the two strided ones), each naming its shapes and plan; seven
+    // convolutions in all, each once forward and once backward.
+    let convs: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "conv2d").collect();
+    assert_eq!(convs.len(), 6, "{out}");
+    let calls = |i: usize| convs.iter().map(|r| r[i].parse::<f64>().unwrap()).sum::<f64>();
+    assert_eq!((calls(2), calls(4)), (7.0, 7.0), "{out}");
+    for r in &convs {
+        // Convolutions count their multiply-adds: GFLOPS both ways.
+        let gflops: Vec<f64> = r[6..8].iter().map(|g| g.parse().unwrap()).collect();
+        assert!(gflops.iter().all(|&g| g > 0.0), "{out}");
+        let detail = r[8..].join(" ");
+        assert!(detail.contains(" n2: fwd ") && detail.contains(", dx ") && detail.contains(", dw "), "{out}");
+    }
+    assert!(out.contains("16→32 3×3/2 32×32→16×16 n2: fwd "), "{out}");
     let shares: f64 = rows
         .iter()
         .filter_map(|r| r.iter().find(|c| c.ends_with('%')))

@@ -8,7 +8,7 @@
 
 use super::existing_file;
 use super::finetune::first_name;
-use super::train::{distinct_output, load_weights};
+use super::predict::{distinct_output, load_weights};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wengert::core::{Error, Result};

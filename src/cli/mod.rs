@@ -13,6 +13,7 @@ pub mod finetune;
 pub mod gradflow;
 pub mod memory;
 pub mod plot;
+pub mod predict;
 pub mod summary;
 pub mod train;
 pub mod workloads;
