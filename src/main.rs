@@ -53,7 +53,9 @@ enum Command {
         /// the peer workloads' batch): per op, the forward and backward
         /// time and calls per step, the share of the step, GFLOPS where the
         /// op counts its work, and page faults per step; a row per
-        /// convolution layer, with the algorithm each of its products runs.
+        /// convolution layer, with the algorithm each of its products runs;
+        /// and the convolutions' GFLOPS against the machine's FP32 peak,
+        /// measured.
         #[arg(long)]
         profile: Option<String>,
         /// With --mem or --profile: images per step (default 8 for models

@@ -420,6 +420,15 @@ fn bench_profile_tables_a_training_step_op_by_op() {
         .sum();
     assert!((shares - 100.0).abs() < 0.5, "the op rows and the time outside ops make the step: {shares}");
     assert!(out.contains("\npage faults: "), "{out}");
+    // The convolutions' rate against the machine's peak, measured in the
+    // instruction set the kernels run.
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("convolutions: ") && last.contains(" GFLOPS"), "{out}");
+    if wengert::ops::isa::active() != wengert::ops::isa::Isa::Generic {
+        let share: f64 = last.split(" per cent").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(share > 0.0 && share <= 100.0, "{out}");
+        assert!(last.contains(&format!("of {} multiply-adds)", wengert::ops::isa::active().name())), "{out}");
+    }
     let (ok, _, err) = wengert(&["bench", "--batch", "2"]);
     assert!(!ok && err.contains("--batch and --recompute go with --mem or --profile"), "{err}");
 }

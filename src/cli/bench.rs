@@ -185,6 +185,23 @@ fn profile(model: &str, batch: Option<usize>, recompute: bool, steps: usize) -> 
         images as f64 / per_step
     );
     out!("{}", p.table(steps).trim_end());
+    let convs = p.ops.iter().filter(|o| o.name == "conv2d");
+    let (flops, seconds) = convs.fold((0.0, 0.0), |(f, t), o| {
+        (f + o.forward.flops + o.backward.flops, t + (o.forward.time + o.backward.time).as_secs_f64())
+    });
+    if seconds > 0.0 {
+        let gflops = flops / seconds / 1e9;
+        let at = format!("convolutions: {:.1} ms per step at {gflops:.1} GFLOPS", seconds * 1e3 / steps as f64);
+        match wengert::ops::conv::fp32_peak() {
+            Some((peak, isa)) => out!(
+                "{at}, {:.0} per cent of this machine's FP32 peak, measured: {peak:.1} GFLOPS ({} threads of {} multiply-adds)",
+                100.0 * gflops / peak,
+                rayon::current_num_threads(),
+                isa.name()
+            ),
+            None => out!("{at}"),
+        }
+    }
     Ok(())
 }
 

@@ -17,7 +17,7 @@ mod kernel;
 mod plan;
 
 use crate::norm::RowMoments;
-pub use plan::{Algorithm, ConvPlan};
+pub use plan::{fp32_peak, Algorithm, ConvPlan};
 use std::sync::{Arc, Mutex};
 use wengert_core::{smallvec, Arity, Error, Float, InputGrads, Op, Result, Tensor, Var};
 

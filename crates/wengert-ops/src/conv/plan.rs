@@ -126,6 +126,21 @@ impl fmt::Display for ConvPlan {
     }
 }
 
+/// The machine's FP32 peak in GFLOPS, measured on every thread of the
+/// current `rayon` pool (independent fused multiply-adds on registers,
+/// two operations each), with the instruction set the direct kernels
+/// run; `None` where they do not run. About a tenth of a second; profiles
+/// print each convolution's GFLOPS against it.
+///
+/// ```
+/// if let Some((gflops, isa)) = wengert_ops::conv::fp32_peak() {
+///     assert!(gflops > 1.0, "{gflops} GFLOPS on {}", isa.name());
+/// }
+/// ```
+pub fn fp32_peak() -> Option<(f64, Isa)> {
+    direct::fp32_peak()
+}
+
 /// The forward product's algorithm.
 pub(super) fn forward<T: Float>(g: &Geometry) -> Algorithm {
     if direct::forward_applies::<T>(g) {

@@ -2,6 +2,7 @@
 //! masks as vectors of all-ones or zero lanes.
 
 use super::forward::forward_unit;
+use super::peak::fma_chains;
 use super::plan::Plan;
 use super::weight_grad::{weight_grad_block, wgrad_outer, wgrad_taps, wgrad_tile, OuterShape, TapsShape};
 use super::Simd;

@@ -4,7 +4,7 @@
 //! strided convolution runs this kernel once per phase.
 
 use super::plan::{with_input, Plan};
-use super::{f32s_mut, Simd, CHANNEL_BLOCK};
+use super::{f32s_mut, Simd, CHANNEL_BLOCK, MAX_WEIGHTS};
 use crate::conv::Geometry;
 use wengert_core::Float;
 
@@ -107,7 +107,8 @@ pub(super) fn pack_tile<const O: usize>(
 }
 
 /// One tile of output channels of one image: every pixel vector, in tiles
-/// of up to three vectors.
+/// of up to three vectors, for each chunk of input channels in turn
+/// ([`chunk_channels`]).
 ///
 /// Runs of vectors that cross into the next image (so that a plane of four
 /// vectors, a CIFAR ResNet's 8×8 layers, gets full tiles of three) sped
@@ -121,28 +122,51 @@ pub(super) fn pack_tile<const O: usize>(
 #[inline(always)]
 pub(super) unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, x: *const f32, y: *mut f32, wt: &[f32]) {
     debug_assert!(wt.len() == plan.ne * O);
-    let mut j = 0;
-    while j < plan.nv {
-        // Threes, but 2 + 2 rather than 3 + 1 at the end.
-        let v = match plan.nv - j {
-            1 => 1,
-            2 | 4 => 2,
-            _ => 3,
-        };
-        // SAFETY: as this function's; j + v ≤ nv.
-        unsafe {
-            match v {
-                3 => forward_tile::<S, O, 3>(plan, x, y, j, wt),
-                2 => forward_tile::<S, O, 2>(plan, x, y, j, wt),
-                _ => forward_tile::<S, O, 1>(plan, x, y, j, wt),
+    let nt = plan.taps.len();
+    let (cg, chunk) = (plan.ne / nt, chunk_channels(nt));
+    for c_lo in (0..cg).step_by(chunk) {
+        let channels = c_lo..(c_lo + chunk).min(cg);
+        let mut j = 0;
+        while j < plan.nv {
+            // Threes, but 2 + 2 rather than 3 + 1 at the end.
+            let v = match plan.nv - j {
+                1 => 1,
+                2 | 4 => 2,
+                _ => 3,
+            };
+            // SAFETY: as this function's; j + v ≤ nv, `channels` lie
+            // within the group's `cg`, and the chunks before this one
+            // stored the tile.
+            unsafe {
+                match (v, c_lo > 0) {
+                    (3, false) => forward_tile::<S, O, 3, false>(plan, x, y, j, wt, channels.clone()),
+                    (2, false) => forward_tile::<S, O, 2, false>(plan, x, y, j, wt, channels.clone()),
+                    (_, false) => forward_tile::<S, O, 1, false>(plan, x, y, j, wt, channels.clone()),
+                    (3, true) => forward_tile::<S, O, 3, true>(plan, x, y, j, wt, channels.clone()),
+                    (2, true) => forward_tile::<S, O, 2, true>(plan, x, y, j, wt, channels.clone()),
+                    (_, true) => forward_tile::<S, O, 1, true>(plan, x, y, j, wt, channels.clone()),
+                }
             }
+            j += v;
         }
-        j += v;
     }
 }
 
-/// Output channels `0..O` × pixel vectors `j0..j0 + V`, summed over every
-/// input channel and tap in registers, then stored once.
+/// Input channels one pass of the forward kernel takes, for `nt` taps:
+/// as many whole blocks of [`CHANNEL_BLOCK`] as keep a tile's packed
+/// weights within [`MAX_WEIGHTS`] per output channel (64 under a 3×3
+/// kernel), so that they stay in the first-level cache while every pixel
+/// vector of the plane reads them. Wider layers run one pass per chunk,
+/// each adding to the output the pass before it stored; a layer whose
+/// channels fit one chunk runs one pass and sums in the same order as
+/// without chunks.
+fn chunk_channels(nt: usize) -> usize {
+    (MAX_WEIGHTS / nt.max(1) / CHANNEL_BLOCK * CHANNEL_BLOCK).max(CHANNEL_BLOCK)
+}
+
+/// Output channels `0..O` × pixel vectors `j0..j0 + V`, summed over the
+/// input channels `channels` and every tap in registers, then stored once:
+/// with `ADD`, added to what the output holds (a later chunk of channels).
 ///
 /// Blocks of [`CHANNEL_BLOCK`] input channels, then taps, then the
 /// block's channels: within a tap every load takes the same masks and the
@@ -150,16 +174,20 @@ pub(super) unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, x: *c
 /// loads and the multiply-adds alone.
 ///
 /// # Safety
-/// As [`forward_unit`], and `j0 + V ≤ nv`.
+/// As [`forward_unit`], `j0 + V ≤ nv`, `channels` within `0..cg` and
+/// starting at a multiple of [`CHANNEL_BLOCK`], and with `ADD` the
+/// output's lanes written by the chunks before.
 #[inline(always)]
-unsafe fn forward_tile<S: Simd, const O: usize, const V: usize>(
+unsafe fn forward_tile<S: Simd, const O: usize, const V: usize, const ADD: bool>(
     plan: &Plan<S>,
     x: *const f32,
     y: *mut f32,
     j0: usize,
     wt: &[f32],
+    channels: std::ops::Range<usize>,
 ) {
-    let (p, ns, lanes, cg) = (plan.p, plan.ns, S::LANES, plan.ne / plan.taps.len());
+    let (p, ns, lanes, nt) = (plan.p, plan.ns, S::LANES, plan.taps.len());
+    debug_assert!(channels.start.is_multiple_of(CHANNEL_BLOCK) && channels.end <= plan.ne / nt);
     // SAFETY (for every load and store below): a load of channel `c` at
     // tap offset `at` reads `x[c·channel + at + j·lanes + l]` for the lanes
     // `l` of `masks[j][si]`, pixels whose input lies inside that channel's
@@ -167,12 +195,23 @@ unsafe fn forward_tile<S: Simd, const O: usize, const V: usize>(
     // neither read nor faulted on, which is why the address is formed with
     // `wrapping_offset` and may point outside. A store writes the lanes of
     // `inside[j]`, pixels `< P` of plane `o < O`, inside `y`. Weight reads
-    // index `wt` below `ne·O` (`taps · cg · O`). The CPU supports `S`.
+    // index `wt` below `ne·O` (`taps · cg · O`): the blocks of
+    // `channels` start `start · taps · O` in (`pack_tile`). With `ADD`, a tile
+    // first loads the lanes of `inside[j]` the earlier ones stored. The
+    // CPU supports `S`.
     unsafe {
         let mut acc = [[S::zero(); V]; O];
-        let mut wv = wt.as_ptr();
-        for c0 in (0..cg).step_by(CHANNEL_BLOCK) {
-            let cn = CHANNEL_BLOCK.min(cg - c0);
+        if ADD {
+            for (o, acc) in acc.iter_mut().enumerate() {
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let j = j0 + v;
+                    *a = S::load(plan.inside[j], y.add(o * p + j * lanes));
+                }
+            }
+        }
+        let mut wv = wt.as_ptr().add(channels.start * nt * O);
+        for c0 in channels.clone().step_by(CHANNEL_BLOCK) {
+            let cn = CHANNEL_BLOCK.min(channels.end - c0);
             for &(at, si) in &plan.taps {
                 let m: [S::M; V] = std::array::from_fn(|v| *plan.masks.get_unchecked((j0 + v) * ns + si));
                 let mut xp = x.wrapping_offset(c0 as isize * plan.channel + at + (j0 * lanes) as isize);

@@ -20,7 +20,11 @@
 //! The forward micro-kernel holds `O` output channels × `V` pixel vectors
 //! in registers (8 × 3 on AVX-512: 24 accumulators), and for each weight
 //! position loads `V` input vectors and broadcasts `O` weights: 24 fused
-//! multiply-adds per 11 loads. It writes each output once. The input
+//! multiply-adds per 11 loads. It writes each output once, or, for a
+//! layer with more weights per output channel than stay in the first-level
+//! cache ([`MAX_WEIGHTS`]: more than 64 input channels under a 3×3
+//! kernel), once per chunk of input channels, each chunk adding to what
+//! the last stored. The input
 //! gradient of a stride-1 convolution is a forward convolution with flipped
 //! weights and takes the same kernel (no col2im); a strided one's is one
 //! such convolution per phase of the input ([`input_grad()`]). The weight
@@ -49,6 +53,7 @@
 
 mod forward;
 mod input_grad;
+mod peak;
 mod plan;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests;
@@ -95,22 +100,44 @@ const WGRAD_CHUNKS: usize = 8;
 /// run faster (`docs/architecture.md` gives the measurement).
 const MAX_IMAGE_BYTES: usize = 1 << 20;
 
-/// The most weights per output channel (`cg·kh·kw`) the direct path takes.
-/// A tile's packed weights (8 channels' worth) are read once per pixel
-/// tile and must stay in the first-level cache: the kernels do not block
-/// over input channels. At 576 (64 channels of 3×3, 18 KiB a tile) they
-/// do; wider layers ran slower on the direct path than unfolded
-/// (`docs/architecture.md`, "How a convolution runs").
+/// The most weights per output channel (`cg·kh·kw`) one pass of a kernel
+/// holds. A tile's packed weights (8 channels' worth) are read once per
+/// pixel tile and must stay in the first-level cache: at 576 (64 channels
+/// of 3×3, 18 KiB a tile) they do. The forward kernel (and so the input
+/// gradient) takes wider layers in chunks of input channels this size; the
+/// weight-gradient kernels do not block over input channels and take
+/// layers up to it. A 1×1 layer wider than it runs faster as a product
+/// (`docs/architecture.md`, "How a convolution runs"), and so do some
+/// others ([`chunks_pay`]).
 const MAX_WEIGHTS: usize = 576;
 
 /// Whether the direct path computes this convolution (for `f32`).
 fn applies(g: &Geometry) -> bool {
-    g.cg() * g.kh * g.kw <= MAX_WEIGHTS
+    (fits_one_pass(g) || chunks_pay(g))
         && g.cg() * g.h * g.w * std::mem::size_of::<f32>() <= MAX_IMAGE_BYTES
         && g.h == g.oh * g.stride[0]
         && g.w == g.ow * g.stride[1]
         && g.og().is_multiple_of(CHANNEL_TILE)
         && isa::active() > Isa::Generic
+}
+
+/// Whether a layer too wide for one pass ([`fits_one_pass`]) takes the
+/// direct path in chunks of input channels: a kernel larger than 1×1, on
+/// AVX-512, with output planes that fill their vectors of 16 pixels nine
+/// parts in ten. Elsewhere unfolding and a product ran faster: on planes
+/// that leave more lanes empty (7×7: 49 pixels in four vectors), and on
+/// AVX2, whose tiles of 4 channels × 3 vectors read the input twice as
+/// often per multiply-add (`docs/architecture.md`, "How a convolution
+/// runs").
+fn chunks_pay(g: &Geometry) -> bool {
+    let p = g.oh * g.ow;
+    g.kh * g.kw > 1 && isa::active() >= Isa::Avx512 && 10 * p >= 9 * p.div_ceil(16) * 16
+}
+
+/// Whether a kernel's pass holds every weight of an output channel
+/// ([`MAX_WEIGHTS`]).
+fn fits_one_pass(g: &Geometry) -> bool {
+    g.cg() * g.kh * g.kw <= MAX_WEIGHTS
 }
 
 /// `x` as `f32`, when `T` is `f32`.
@@ -146,14 +173,15 @@ pub(super) fn forward_applies<T: Float>(g: &Geometry) -> bool {
 }
 
 /// The direct path's kernel for the weight gradient, or `None` when it
-/// does not apply: not `f32`, not [`applies`], or a 1×1 stride-1
+/// does not apply: not `f32`, not [`applies`], more weights per output
+/// channel than [`MAX_WEIGHTS`], or a 1×1 stride-1
 /// convolution that keeps or widens the channels. For those, a product
 /// per block of images (the pixels its inner axis) is faster than the
 /// direct kernels, whose tiles then hold few weights per pixel vector;
 /// narrowing ones (64→16) run faster direct, and stay there.
 /// `docs/architecture.md` gives the measurements.
 pub(super) fn weight_kernel<T: Float>(g: &Geometry) -> Option<WeightKernel> {
-    if !forward_applies::<T>(g) || (g.is_pointwise() && g.og() >= g.cg()) {
+    if !forward_applies::<T>(g) || !fits_one_pass(g) || (g.is_pointwise() && g.og() >= g.cg()) {
         return None;
     }
     Some(match isa::active() {
@@ -172,9 +200,24 @@ pub(super) fn weight_kernel<T: Float>(g: &Geometry) -> Option<WeightKernel> {
 /// channels a multiple of the channel tile, and [`applies`] with the output
 /// gradient as input.
 pub(super) fn input_grad_applies<T: Float>(g: &Geometry) -> bool {
-    let most_taps = g.kh.div_ceil(g.stride[0]) * g.kw.div_ceil(g.stride[1]);
-    let fits = g.c_out * most_taps <= MAX_WEIGHTS && g.c_out * g.oh * g.ow * 4 <= MAX_IMAGE_BYTES;
+    let fits = g.c_out * g.oh * g.ow * 4 <= MAX_IMAGE_BYTES;
     g.stride != [1, 1] && g.groups == 1 && g.c_in.is_multiple_of(CHANNEL_TILE) && fits && forward_applies::<T>(g)
+}
+
+/// The FP32 peak of the current thread pool in GFLOPS, measured in the
+/// instructions the kernels run ([`peak::measure`]), with their set;
+/// `None` where the direct path does not run.
+pub(super) fn fp32_peak() -> Option<(f64, Isa)> {
+    let isa = isa::active();
+    // SAFETY: `active` never names a level the CPU lacks.
+    let gflops = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { peak::measure::<Avx512>() },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { peak::measure::<Avx2>() },
+        _ => return None,
+    };
+    Some((gflops, isa))
 }
 
 /// Refuses to run a kernel whose conditions do not hold: the kernels'
@@ -309,6 +352,8 @@ trait Simd: Sized + 'static {
     /// floats at `dst[i·step]`. `plane·LANES` fits an `i32`.
     unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, step: usize, n: usize);
 
+    /// [`peak::fma_chains`] compiled for this instruction set.
+    unsafe fn fma_chains(rounds: usize) -> f32;
     /// [`forward::forward_unit`] compiled for this instruction set.
     unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]);
     /// [`weight_grad::wgrad_tile`] compiled for this instruction set, as a function of
@@ -372,6 +417,10 @@ macro_rules! kernels_for {
     // SAFETY (every `unsafe` block it expands to): each wrapper is an
     // `unsafe fn` with its generic body's contract, which it passes on.
     ($features:literal) => {
+        #[target_feature(enable = $features)]
+        unsafe fn fma_chains(rounds: usize) -> f32 {
+            unsafe { fma_chains::<Self>(rounds) }
+        }
         #[target_feature(enable = $features)]
         unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]) {
             unsafe { forward_unit::<Self, O>(plan, x, y, wt) }

@@ -6,12 +6,13 @@ use crate::conv::{conv_geometry, Conv2dOptions};
 
 /// Geometries the direct path takes: 3×3, 1×1, 5×5 and dilated "same"
 /// kernels, odd and tiny images, one image, groups, few input channels,
-/// strided ones (3×3/2, 1×1/2, 7×7/2, 3×3/3, 2×1 strides), and large
-/// batches of small planes.
+/// strided ones (3×3/2, 1×1/2, 7×7/2, 3×3/3, 2×1 strides), large
+/// batches of small planes, and layers wider than one pass of the forward
+/// kernel takes.
 fn geometries() -> Vec<Geometry> {
     // (x, w, padding, dilation, groups, stride)
     type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-    let cases: [Case; 25] = [
+    let cases: [Case; 30] = [
         ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -42,6 +43,15 @@ fn geometries() -> Vec<Geometry> {
         // Large batches of small planes.
         ([200, 4, 5, 5], [8, 4, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([200, 4, 6, 6], [16, 4, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
+        // More weights per output channel than one pass holds: chunks of
+        // input channels, the last one partial (64 + 3; 64 + 64 + 8;
+        // 5×5: 16 + 8), strided, and an input gradient by phases whose
+        // four-tap phase takes 160 channels in two chunks.
+        ([1, 67, 7, 5], [16, 67, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+        ([2, 136, 6, 6], [8, 136, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+        ([1, 24, 6, 7], [8, 24, 5, 5], [2, 2], [1, 1], 1, [1, 1]),
+        ([1, 72, 10, 10], [16, 72, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
+        ([1, 16, 8, 8], [160, 16, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
     ];
     cases
         .into_iter()
