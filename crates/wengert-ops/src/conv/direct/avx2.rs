@@ -17,6 +17,7 @@ pub(super) struct Avx2;
 #[cfg(target_arch = "x86_64")]
 impl Simd for Avx2 {
     const LANES: usize = 8;
+    const REGISTERS: usize = 16;
     type V = __m256;
     type M = __m256i;
 

@@ -128,8 +128,11 @@ pub(super) unsafe fn forward_unit<S: Simd, const O: usize>(plan: &Plan<S>, x: *c
         let channels = c_lo..(c_lo + chunk).min(cg);
         let mut j = 0;
         while j < plan.nv {
-            // Threes, but 2 + 2 rather than 3 + 1 at the end.
+            // Threes, but 2 + 2 rather than 3 + 1 at the end; ones where
+            // there are 16 registers: 8 × 3 accumulators would not fit, and
+            // 4 × 3, with three masks and three inputs, spilled.
             let v = match plan.nv - j {
+                _ if S::REGISTERS < 32 => 1,
                 1 => 1,
                 2 | 4 => 2,
                 _ => 3,

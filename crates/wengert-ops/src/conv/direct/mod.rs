@@ -18,9 +18,10 @@
 //! once per call ([`Plan`]).
 //!
 //! The forward micro-kernel holds `O` output channels × `V` pixel vectors
-//! in registers (8 × 3 on AVX-512: 24 accumulators), and for each weight
-//! position loads `V` input vectors and broadcasts `O` weights: 24 fused
-//! multiply-adds per 11 loads. It writes each output once, or, for a
+//! in registers (8 × 3 on AVX-512: 24 accumulators; 8 × 1 on AVX2, whose
+//! masks take registers too), and for each weight position loads `V`
+//! input vectors and broadcasts `O` weights: 24 fused multiply-adds per 11
+//! loads on AVX-512. It writes each output once, or, for a
 //! layer with more weights per output channel than stay in the first-level
 //! cache ([`MAX_WEIGHTS`]: more than 64 input channels under a 3×3
 //! kernel), once per chunk of input channels, each chunk adding to what
@@ -43,8 +44,9 @@
 //!
 //! One generic body per kernel, compiled once per instruction set through
 //! the [`Simd`] trait inside a `#[target_feature]` function: AVX-512 (16
-//! lanes, 32 registers, tiles of 8 channels) and AVX2 + FMA (8 lanes, 16
-//! registers, tiles of 4). [`crate::isa::active`] picks one at run time.
+//! lanes, 32 registers) and AVX2 + FMA (8 lanes, 16 registers, smaller
+//! tiles: [`Simd::REGISTERS`]). [`crate::isa::active`] picks one at run
+//! time.
 //!
 //! The files: `plan.rs` (the input as the kernels read it, and what every
 //! tile of a geometry shares), `forward.rs`, `input_grad.rs` and
@@ -126,9 +128,8 @@ fn applies(g: &Geometry) -> bool {
 /// AVX-512, with output planes that fill their vectors of 16 pixels nine
 /// parts in ten. Elsewhere unfolding and a product ran faster: on planes
 /// that leave more lanes empty (7×7: 49 pixels in four vectors), and on
-/// AVX2, whose tiles of 4 channels × 3 vectors read the input twice as
-/// often per multiply-add (`docs/architecture.md`, "How a convolution
-/// runs").
+/// AVX2, whose tiles of one pixel vector load more per multiply-add
+/// (`docs/architecture.md`, "How a convolution runs").
 fn chunks_pay(g: &Geometry) -> bool {
     let p = g.oh * g.ow;
     g.kh * g.kw > 1 && isa::active() >= Isa::Avx512 && 10 * p >= 9 * p.div_ceil(16) * 16
@@ -252,7 +253,7 @@ fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], rows: Option<Rows
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { forward_with::<Avx512, T, 8>(g, x, w, rows) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { forward_with::<Avx2, T, 4>(g, x, w, rows) },
+        Isa::Avx2 => unsafe { forward_with::<Avx2, T, 8>(g, x, w, rows) },
         other => unreachable!("the direct path does not run on {}", other.name()),
     }
 }
@@ -297,7 +298,7 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { input_grad_phases::<Avx512, T, 8>(g, gy, w) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { input_grad_phases::<Avx2, T, 4>(g, gy, w) },
+        Isa::Avx2 => unsafe { input_grad_phases::<Avx2, T, 8>(g, gy, w) },
         other => unreachable!("the direct path does not run on {}", other.name()),
     }
 }
@@ -314,6 +315,9 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
 trait Simd: Sized + 'static {
     /// `f32` lanes per vector.
     const LANES: usize;
+    /// Vector registers: the kernels' tiles are sized to fit them (AVX2's
+    /// masks take registers too).
+    const REGISTERS: usize;
     /// A vector.
     type V: Copy;
     /// A lane mask.

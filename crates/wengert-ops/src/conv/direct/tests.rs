@@ -108,7 +108,10 @@ fn by_definition(g: &Geometry, x: &[f64], w: &[f64], gy: &[f64]) -> [Vec<f64>; 3
 /// The direct kernels on every instruction set this CPU has, against
 /// the definition in f64 on the same values, within f32 rounding of
 /// the sums of |terms|.
-fn check<S: Simd, const O: usize, const TT: usize>() {
+fn check<S: Simd, const WO: usize, const TT: usize>() {
+    // The forward tiles hold 8 output channels on every instruction set;
+    // the weight gradient's tiles `WO`.
+    const O: usize = CHANNEL_TILE;
     for g in geometries() {
         let x = values(g.n * g.c_in * g.h * g.w, 1);
         let w = values(g.c_out * g.k(), 2);
@@ -130,7 +133,7 @@ fn check<S: Simd, const O: usize, const TT: usize>() {
         }
         // Every weight-gradient kernel that takes this geometry.
         let mut kernels: Vec<(&str, Vec<f32>)> =
-            vec![("pixel lanes", unsafe { weight_grad_with::<S, f32, O, TT>(&g, &x, &gy) })];
+            vec![("pixel lanes", unsafe { weight_grad_with::<S, f32, WO, TT>(&g, &x, &gy) })];
         if outer_applies::<S>(&g) {
             kernels.push(("channel lanes", unsafe { weight_grad_outer::<S, f32>(&g, &x, &gy) }));
         }

@@ -60,8 +60,15 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
     let lanes = S::LANES;
     // Four vectors of channels × 4 inputs, or two × 8: 16 accumulators.
     // (One × 16, for 16 channels on AVX-512, would take 17 loads per 16
-    // multiply-adds: the pixel-vector kernel serves those layers.)
-    let (ov, ct) = if g.c_out.is_multiple_of(4 * lanes) { (4, 4) } else { (2, 8) };
+    // multiply-adds: the pixel-vector kernel serves those layers.) With 16
+    // registers, two × 6: 12 accumulators, 2 gradient vectors and an input.
+    let (ov, ct) = if S::REGISTERS < 32 {
+        (2, 6)
+    } else if g.c_out.is_multiple_of(4 * lanes) {
+        (4, 4)
+    } else {
+        (2, 8)
+    };
     let taps = g.kh * g.kw;
     let (p, hw) = (g.oh * g.ow, g.h * g.w);
     // The padded plane: every input pixel that some output pixel's tap
@@ -152,10 +159,10 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
                                         unsafe {
                                             let (gp, xp, dp) =
                                                 (gyt.as_ptr().add(ob), xt.as_ptr().add(xo), dwt.as_mut_ptr().add(dwo));
-                                            if ov == 4 {
-                                                S::wgrad_outer::<4, 4>(gp, xp, dp, &shape);
-                                            } else {
-                                                S::wgrad_outer::<2, 8>(gp, xp, dp, &shape);
+                                            match (ov, ct) {
+                                                (4, _) => S::wgrad_outer::<4, 4>(gp, xp, dp, &shape),
+                                                (_, 8) => S::wgrad_outer::<2, 8>(gp, xp, dp, &shape),
+                                                _ => S::wgrad_outer::<2, 6>(gp, xp, dp, &shape),
                                             }
                                         }
                                     }
