@@ -8,8 +8,8 @@ use wengert::ops::isa::{self, Isa};
 use wengert::ops::{conv2d, Conv2dOptions};
 
 /// ResNet layers: CIFAR's 3×3 stride 1 and 2, the ImageNet stem, a
-/// bottleneck's 1×1 widening and narrowing, and 3×3 layers of 256
-/// channels at 14×14 and 512 at 7×7.
+/// bottleneck's 1×1 widening and narrowing, 3×3 layers of 256 channels at
+/// 14×14 and 512 at 7×7, and a strided one widening to 256.
 fn layers() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dOptions)> {
     vec![
         ("cifar 3×3", [8, 16, 32, 32], [16, 16, 3, 3], Conv2dOptions::square(1, 1)),
@@ -19,6 +19,7 @@ fn layers() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dOptions)> {
         ("1×1 narrowing", [2, 256, 14, 14], [64, 256, 1, 1], Conv2dOptions::default()),
         ("wide 3×3", [2, 256, 14, 14], [256, 256, 3, 3], Conv2dOptions::square(1, 1)),
         ("wide 3×3 at 7×7", [2, 512, 7, 7], [512, 512, 3, 3], Conv2dOptions::square(1, 1)),
+        ("3×3/2 to 256", [2, 64, 32, 32], [256, 64, 3, 3], Conv2dOptions::square(2, 1)),
     ]
 }
 
@@ -73,6 +74,10 @@ fn f32_takes_the_direct_kernels_where_they_apply() {
     let wide = plan("wide 3×3");
     let chunked = if isa::active() >= Isa::Avx512 { Algorithm::Direct } else { Algorithm::Unfold };
     assert_eq!((wide.forward, wide.input_grad, wide.weight_grad), (chunked, chunked, Algorithm::Unfold), "{wide}");
+    // A strided layer's input gradient takes 256 output-gradient channels
+    // under a phase's four taps in chunks on AVX-512, and unfolds on AVX2.
+    let phases = if isa::active() >= Isa::Avx512 { Algorithm::DirectPhases } else { Algorithm::Unfold };
+    assert_eq!(plan("3×3/2 to 256").input_grad, phases, "{}", plan("3×3/2 to 256"));
     let small = plan("wide 3×3 at 7×7");
     assert_eq!(
         (small.forward, small.input_grad, small.weight_grad),

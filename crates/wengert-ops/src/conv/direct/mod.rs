@@ -198,10 +198,14 @@ pub(super) fn weight_kernel<T: Float>(g: &Geometry) -> Option<WeightKernel> {
 
 /// Whether the direct path computes the input gradient of this strided
 /// convolution, phase by phase ([`input_grad()`]): `f32`, one group, input
-/// channels a multiple of the channel tile, and [`applies`] with the output
-/// gradient as input.
+/// channels a multiple of the channel tile, the forward convolution on the
+/// direct path, and [`applies`] with the output gradient as input: its
+/// channels under a phase's taps fit one pass of the kernel, or take
+/// chunks where they pay ([`chunks_pay`]).
 pub(super) fn input_grad_applies<T: Float>(g: &Geometry) -> bool {
-    let fits = g.c_out * g.oh * g.ow * 4 <= MAX_IMAGE_BYTES;
+    let most_taps = g.kh.div_ceil(g.stride[0]) * g.kw.div_ceil(g.stride[1]);
+    let one_pass = g.c_out * most_taps <= MAX_WEIGHTS;
+    let fits = (one_pass || chunks_pay(g)) && g.c_out * g.oh * g.ow * 4 <= MAX_IMAGE_BYTES;
     g.stride != [1, 1] && g.groups == 1 && g.c_in.is_multiple_of(CHANNEL_TILE) && fits && forward_applies::<T>(g)
 }
 
