@@ -177,21 +177,21 @@ fn unfold_block<'a, T: Float>(
 
 /// `y = conv2d(x, w)`, by the algorithm the plan names.
 pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
-    match plan::forward::<T>(g) {
-        Algorithm::Direct => direct::forward(g, x, w),
-        _ => forward_im2col(g, x, w),
+    match plan::forward_kernel(plan::forward::<T>(g)) {
+        Some(kernel) => direct::forward(g, x, w, kernel),
+        None => forward_im2col(g, x, w),
     }
 }
 
 /// `y = conv2d(x, w)` and, where the direct path runs, the moments of
 /// every output row it gathered on the way (see [`direct::forward_moments`]).
 pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<f64>>) {
-    match plan::forward::<T>(g) {
-        Algorithm::Direct => {
-            let (y, rows) = direct::forward_moments(g, x, w);
+    match plan::forward_kernel(plan::forward::<T>(g)) {
+        Some(kernel) => {
+            let (y, rows) = direct::forward_moments(g, x, w, kernel);
             (y, Some(rows))
         }
-        _ => (forward_im2col(g, x, w), None),
+        None => (forward_im2col(g, x, w), None),
     }
 }
 

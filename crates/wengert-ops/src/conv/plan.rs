@@ -17,7 +17,7 @@
 //! # Ok::<(), wengert_core::Error>(())
 //! ```
 
-use super::direct::{self, WeightKernel};
+use super::direct::{self, ForwardKernel, WeightKernel};
 use super::{conv_geometry, Conv2dOptions, Geometry};
 use crate::isa::{self, Isa};
 use std::fmt;
@@ -37,8 +37,10 @@ pub enum Algorithm {
     /// The weight gradient by the direct kernel that holds one vector of
     /// output channels for each of a 3×3 kernel's nine taps.
     DirectTaps,
-    /// The weight gradient by the direct kernel with output channels in
-    /// the vector lanes (two vectors of them or more).
+    /// The direct kernel with output channels in the vector lanes (two
+    /// vectors of them or more), each step a broadcast input value times
+    /// vectors of channels: the weight gradient, and on AVX2 the forward
+    /// product (and so the flipped input gradient).
     DirectOuter,
     /// The weight gradient by the direct kernel's tiles of output channels
     /// × weight positions.
@@ -143,8 +145,11 @@ pub fn fp32_peak() -> Option<(f64, Isa)> {
 
 /// The forward product's algorithm.
 pub(super) fn forward<T: Float>(g: &Geometry) -> Algorithm {
-    if direct::forward_applies::<T>(g) {
-        Algorithm::Direct
+    if let Some(kernel) = direct::forward_kernel::<T>(g) {
+        match kernel {
+            ForwardKernel::Pixels => Algorithm::Direct,
+            ForwardKernel::Outer => Algorithm::DirectOuter,
+        }
     } else if g.is_pointwise() {
         Algorithm::Product
     } else {
@@ -172,6 +177,15 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry) -> Algorithm {
         Some(WeightKernel::Tiles) => Algorithm::DirectTiles,
         None if g.is_pointwise() => Algorithm::Product,
         None => Algorithm::Unfold,
+    }
+}
+
+/// The direct kernel an algorithm of the forward product names.
+pub(super) fn forward_kernel(a: Algorithm) -> Option<ForwardKernel> {
+    match a {
+        Algorithm::Direct => Some(ForwardKernel::Pixels),
+        Algorithm::DirectOuter => Some(ForwardKernel::Outer),
+        _ => None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The AVX-512F instructions behind [`Simd`]: 16 lanes, 32 registers,
 //! masks as `u16`.
 
-use super::forward::forward_unit;
+use super::forward::{forward_outer_tile, forward_unit};
 use super::peak::fma_chains;
 use super::plan::Plan;
 use super::weight_grad::{weight_grad_block, wgrad_outer, wgrad_taps, wgrad_tile, OuterShape, TapsShape};
@@ -61,6 +61,10 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn store(m: u16, p: *mut f32, v: __m512) {
         unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+    #[inline(always)]
+    unsafe fn storeu(p: *mut f32, v: __m512) {
+        unsafe { _mm512_storeu_ps(p, v) }
     }
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {

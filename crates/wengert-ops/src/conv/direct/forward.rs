@@ -3,9 +3,10 @@
 //! row's moments taken while its tile is in cache. The input gradient of a
 //! strided convolution runs this kernel once per phase.
 
-use super::plan::{with_input, Plan};
+use super::plan::{with_input, Padded, Plan};
 use super::{f32s_mut, Simd, CHANNEL_BLOCK, MAX_WEIGHTS};
 use crate::conv::Geometry;
+use crate::scratch::with_scratch;
 use wengert_core::Float;
 
 /// Where [`forward_with`] puts each output row's moments: `len` floats at
@@ -238,6 +239,170 @@ unsafe fn forward_tile<S: Simd, const O: usize, const V: usize, const ADD: bool>
             for (v, &a) in acc.iter().enumerate() {
                 let j = j0 + v;
                 S::store(plan.inside[j], y.add(o * p + j * lanes), a);
+            }
+        }
+    }
+}
+
+/// Output pixels one [`forward_outer_tile`] call holds: with two vectors of
+/// output channels, 12 accumulators, the two weight vectors and a
+/// broadcast input fill AVX2's 16 registers.
+const OUTER_PIXELS: usize = 6;
+
+/// Whether the forward convolution takes [`forward_outer_with`]: 16
+/// registers (AVX2, where the pixel-vector tiles hold one vector and
+/// load 9 values per 8 multiply-adds), and [`outer_fits`]. With 32, the
+/// pixel-vector tiles hold three vectors and load 11 values per 24.
+pub(super) fn outer_applies<S: Simd>(g: &Geometry) -> bool {
+    S::REGISTERS < 32 && outer_fits::<S>(g)
+}
+
+/// Whether [`forward_outer_with`] can compute this convolution: stride
+/// one, one group, and output channels a multiple of two vectors.
+pub(super) fn outer_fits<S: Simd>(g: &Geometry) -> bool {
+    g.stride == [1, 1] && g.groups == 1 && g.c_out.is_multiple_of(2 * S::LANES)
+}
+
+/// The forward convolution with output channels in the vector lanes: each
+/// step broadcasts one input value and multiplies it by two vectors of
+/// output channels' weights, `O = 2·lanes` channels × [`OUTER_PIXELS`]
+/// consecutive output pixels in registers: 8 loads per 12 multiply-adds
+/// and no masks, where [`forward_with`]'s tiles on AVX2 load 9 per 8.
+///
+/// Each unit (one image, `O` output channels) copies the image's input
+/// into zero-padded planes ([`Padded`]), so that every tap of every pixel
+/// reads inside them. The sums run in [`forward_tile`]'s order (blocks of
+/// [`CHANNEL_BLOCK`] input channels, then taps, then the block's
+/// channels), so the two kernels give the same floats. The unit's sums,
+/// `[pixel][channel]`, are transposed into its output planes at the end.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; [`outer_fits`] holds and `O =
+/// 2·S::LANES`.
+pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    rows: Option<RowsOut>,
+) -> Vec<T> {
+    assert!(outer_fits::<S>(g) && O == 2 * S::LANES);
+    let (cg, p, hw) = (g.c_in, g.oh * g.ow, g.h * g.w);
+    let padded = Padded::new(g);
+    let (cols, plane) = (padded.cols, padded.plane());
+    let taps: Vec<usize> = (0..g.kh * g.kw).map(|t| (t / g.kw) * g.dil[0] * cols + (t % g.kw) * g.dil[1]).collect();
+    let (nt, ne) = (taps.len(), cg * taps.len());
+    assert!(x.len() >= g.n * cg * hw && w.len() >= g.c_out * ne);
+    // Each output pixel's offset in the padded plane; the last tile's
+    // pixels past the plane repeat its last one (computed, not stored).
+    let offsets: Vec<usize> =
+        (0..p.next_multiple_of(OUTER_PIXELS)).map(|q| q.min(p - 1)).map(|q| (q / g.ow) * cols + q % g.ow).collect();
+    let tiles = g.c_out / O;
+    let mut wp = vec![0f32; tiles * ne * O];
+    for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
+        pack_tile::<O>(wt, cg, nt, |o, c, t| w[((tile * O + o) * cg + c) * nt + t]);
+    }
+    // A unit is an image's tiles, or one tile where the images are too
+    // few to keep every thread busy: each unit pads its image once.
+    let threads = rayon::current_num_threads();
+    let per_unit = if g.n >= 2 * threads { tiles } else { 1 };
+    let units = g.n * tiles / per_unit;
+    let per_task = units.div_ceil(threads);
+    let nq = offsets.len();
+    wengert_core::buffer::build_par(units * per_unit * O * p, per_unit * O * p, per_task, |u, yb: &mut [T]| {
+        let yb = f32s_mut(yb).expect("T is f32");
+        let (n, t0) = (u * per_unit / tiles, u * per_unit % tiles);
+        with_scratch(cg * plane + nq * O, |buf: &mut [f32]| {
+            let (xt, sums) = buf.split_at_mut(cg * plane);
+            xt.fill(0.0);
+            padded.copy_inside(g, &x[n * cg * hw..][..cg * hw], xt);
+            for (tile, yt) in (t0..).zip(yb.chunks_exact_mut(O * p)) {
+                let wt = &wp[tile * ne * O..][..ne * O];
+                for (j, at) in offsets.chunks_exact(OUTER_PIXELS).enumerate() {
+                    // SAFETY: the tile reads xt[c·plane + at[r] + taps[t]]
+                    // for c < cg, inside each padded plane (Padded), and
+                    // wt's ne·O floats, and writes the OUTER_PIXELS·O floats
+                    // of sums from j·OUTER_PIXELS·O, below nq·O; the CPU
+                    // supports S (the caller's promise).
+                    unsafe {
+                        S::forward_outer::<2, OUTER_PIXELS>(
+                            xt.as_ptr(),
+                            at.try_into().expect("a tile's pixels"),
+                            &taps,
+                            plane,
+                            cg,
+                            wt,
+                            sums.as_mut_ptr().add(j * OUTER_PIXELS * O),
+                        )
+                    };
+                }
+                for k in 0..O / S::LANES {
+                    let lanes = k * S::LANES;
+                    // SAFETY: reads sums[q·O + k·lanes + l] for q < P ≤ nq,
+                    // l < lanes, and writes yt[(k·lanes + l)·P + q], inside
+                    // its O planes of P.
+                    unsafe { S::scatter_planes(sums.as_ptr().add(lanes), O, yt.as_mut_ptr().add(lanes * p), p, p) };
+                }
+            }
+        });
+        if let Some(rows) = rows {
+            for (o, plane) in yb.chunks_exact(p).enumerate() {
+                // SAFETY: as in `forward_with`: row (n, t0·O + o) is this
+                // unit's.
+                unsafe { rows.put(n * g.c_out + t0 * O + o, crate::norm::row_moments(plane)) };
+            }
+        }
+    })
+}
+
+/// `R` output pixels × `OV` vectors of output channels: `sums[r·OV·lanes +
+/// o] = Σ_c Σ_t x[c·plane + at[r] + taps[t]]·w(o, c, t)`, with the weights
+/// packed by [`pack_tile`] (`O = OV·lanes`), summed in [`forward_tile`]'s
+/// order.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; `x` holds `cg` padded planes of
+/// `plane` floats, within each of which `at[r] + taps[t]` lies; `wt`
+/// holds `cg·taps.len()·OV·lanes` floats and `sums` has room for
+/// `R·OV·lanes`.
+#[inline(always)]
+pub(super) unsafe fn forward_outer_tile<S: Simd, const OV: usize, const R: usize>(
+    x: *const f32,
+    at: &[usize; R],
+    taps: &[usize],
+    plane: usize,
+    cg: usize,
+    wt: &[f32],
+    sums: *mut f32,
+) {
+    let lanes = S::LANES;
+    debug_assert!(wt.len() == cg * taps.len() * OV * lanes);
+    // SAFETY (every load and store below): input reads are at `c·plane +
+    // at[r] + taps[t]` for c < cg, weight reads below `wt.len()` (the
+    // blocks of channels step through it in order), sums writes below
+    // R·OV·lanes: the caller's promises. The CPU supports `S`.
+    unsafe {
+        let mut acc = [[S::zero(); OV]; R];
+        let mut wv = wt.as_ptr();
+        for c0 in (0..cg).step_by(CHANNEL_BLOCK) {
+            let cn = CHANNEL_BLOCK.min(cg - c0);
+            for &t in taps {
+                let mut xp = x.add(c0 * plane + t);
+                for _ in 0..cn {
+                    let wk: [S::V; OV] = std::array::from_fn(|k| S::loadu(wv.add(k * lanes)));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let b = S::splat(xp.add(at[r]));
+                        for k in 0..OV {
+                            acc[k] = S::fma(b, wk[k], acc[k]);
+                        }
+                    }
+                    xp = xp.add(plane);
+                    wv = wv.add(OV * lanes);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (k, &a) in acc.iter().enumerate() {
+                S::storeu(sums.add((r * OV + k) * lanes), a);
             }
         }
     }

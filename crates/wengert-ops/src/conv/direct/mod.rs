@@ -63,7 +63,7 @@ mod weight_grad;
 
 use super::Geometry;
 use crate::isa::{self, Isa};
-use forward::{forward_with, RowsOut};
+use forward::{forward_outer_with, forward_with, RowsOut};
 use input_grad::input_grad_phases;
 use plan::Plan;
 use weight_grad::{
@@ -231,9 +231,36 @@ fn require(holds: bool, what: &str) {
     assert!(holds, "the convolution plan chose the direct {what} where it does not apply");
 }
 
-/// `y = conv2d(x, w)` on the direct path; [`forward_applies`] must hold.
-pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
-    forward_gathering(g, x, w, None)
+/// Which of the direct path's two forward kernels runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ForwardKernel {
+    /// Output channels × pixel vectors in registers, inputs loaded under
+    /// lane masks ([`forward_with`]).
+    Pixels,
+    /// Output channels in the lanes, each input value broadcast from a
+    /// zero-padded copy ([`forward_outer_with`]).
+    Outer,
+}
+
+/// The direct path's kernel for the forward convolution, or `None` when it
+/// does not apply ([`forward_applies`]): on 16 registers (AVX2), the
+/// outer kernel where it applies ([`forward::outer_applies`]), whose
+/// tiles load less per multiply-add than one pixel vector's.
+pub(super) fn forward_kernel<T: Float>(g: &Geometry) -> Option<ForwardKernel> {
+    if !forward_applies::<T>(g) {
+        return None;
+    }
+    Some(match isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if forward::outer_applies::<Avx2>(g) => ForwardKernel::Outer,
+        _ => ForwardKernel::Pixels,
+    })
+}
+
+/// `y = conv2d(x, w)` on the direct path, by `kernel`, which
+/// [`forward_kernel`] chose.
+pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T], kernel: ForwardKernel) -> Vec<T> {
+    forward_gathering(g, x, w, kernel, None)
 }
 
 /// [`forward()`], and with it the mean and the sum of squared deviations of
@@ -241,24 +268,26 @@ pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
 /// taken as soon as its tile is written, while it is in cache: what batch
 /// norm reads its input for ([`crate::norm::row_moments`], so the same
 /// values to the bit). The moments' buffer comes from the tensor pool.
-pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> (Vec<T>, Vec<f64>) {
+pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T], kernel: ForwardKernel) -> (Vec<T>, Vec<f64>) {
     let mut rows = wengert_core::buffer::zeroed::<f64>(2 * g.n * g.c_out);
-    let y = forward_gathering(g, x, w, Some(RowsOut { at: rows.as_mut_ptr(), len: rows.len() }));
+    let y = forward_gathering(g, x, w, kernel, Some(RowsOut { at: rows.as_mut_ptr(), len: rows.len() }));
     (y, rows)
 }
 
 /// [`forward()`], putting each output row's moments into `rows` when given.
-fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], rows: Option<RowsOut>) -> Vec<T> {
-    require(forward_applies::<T>(g), "forward kernel");
+fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], kernel: ForwardKernel, rows: Option<RowsOut>) -> Vec<T> {
+    require(forward_kernel::<T>(g) == Some(kernel), "forward kernel");
     let (x, w) = (f32s(x).expect("f32"), f32s(w).expect("f32"));
-    // SAFETY: `active` never names a level the CPU lacks, and `applies`
-    // holds (checked above).
-    match isa::active() {
+    // SAFETY: `active` never names a level the CPU lacks, and the kernel's
+    // conditions hold (checked above).
+    match (isa::active(), kernel) {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { forward_with::<Avx512, T, 8>(g, x, w, rows) },
+        (Isa::Avx512, _) => unsafe { forward_with::<Avx512, T, 8>(g, x, w, rows) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { forward_with::<Avx2, T, 8>(g, x, w, rows) },
-        other => unreachable!("the direct path does not run on {}", other.name()),
+        (Isa::Avx2, ForwardKernel::Outer) => unsafe { forward_outer_with::<Avx2, T, 16>(g, x, w, rows) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, _) => unsafe { forward_with::<Avx2, T, 8>(g, x, w, rows) },
+        (other, _) => unreachable!("the direct path does not run on {}", other.name()),
     }
 }
 
@@ -341,6 +370,8 @@ trait Simd: Sized + 'static {
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `v`'s lanes in `m` to `p`.
     unsafe fn store(m: Self::M, p: *mut f32, v: Self::V);
+    /// All `LANES` of `v` to `p`.
+    unsafe fn storeu(p: *mut f32, v: Self::V);
     /// `a + b`, lane by lane.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `even[i] = src[2i]`, `odd[i] = src[2i + 1]` for `i < n`.
@@ -360,10 +391,32 @@ trait Simd: Sized + 'static {
     /// floats at `dst[i·step]`. `plane·LANES` fits an `i32`.
     unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, step: usize, n: usize);
 
+    /// `dst[l·plane + i] = src[i·step + l]` for `i < n`, `l < LANES`: `n`
+    /// runs of `LANES` floats, transposed into `LANES` planes
+    /// ([`gather_planes`](Simd::gather_planes) undone).
+    unsafe fn scatter_planes(src: *const f32, step: usize, dst: *mut f32, plane: usize, n: usize) {
+        for i in 0..n {
+            for l in 0..Self::LANES {
+                // SAFETY: the caller's.
+                unsafe { *dst.add(l * plane + i) = *src.add(i * step + l) };
+            }
+        }
+    }
+
     /// [`peak::fma_chains`] compiled for this instruction set.
     unsafe fn fma_chains(rounds: usize) -> f32;
     /// [`forward::forward_unit`] compiled for this instruction set.
     unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]);
+    /// [`forward::forward_outer_tile`] compiled for this instruction set.
+    unsafe fn forward_outer<const OV: usize, const R: usize>(
+        x: *const f32,
+        at: &[usize; R],
+        taps: &[usize],
+        plane: usize,
+        cg: usize,
+        wt: &[f32],
+        sums: *mut f32,
+    );
     /// [`weight_grad::wgrad_tile`] compiled for this instruction set, as a function of
     /// its own: inlined into its caller, its 24 accumulators were spilled.
     #[allow(clippy::too_many_arguments)]
@@ -432,6 +485,18 @@ macro_rules! kernels_for {
         #[target_feature(enable = $features)]
         unsafe fn forward_unit<const O: usize>(plan: &Plan<Self>, x: *const f32, y: *mut f32, wt: &[f32]) {
             unsafe { forward_unit::<Self, O>(plan, x, y, wt) }
+        }
+        #[target_feature(enable = $features)]
+        unsafe fn forward_outer<const OV: usize, const R: usize>(
+            x: *const f32,
+            at: &[usize; R],
+            taps: &[usize],
+            plane: usize,
+            cg: usize,
+            wt: &[f32],
+            sums: *mut f32,
+        ) {
+            unsafe { forward_outer_tile::<Self, OV, R>(x, at, taps, plane, cg, wt, sums) }
         }
         #[target_feature(enable = $features)]
         #[inline(never)]

@@ -65,6 +65,46 @@ pub(super) fn phase_split<S: Simd>(g: &Geometry, x: &[f32], out: &mut [f32]) {
     });
 }
 
+/// Input planes copied with zero padding around each, so that every tap of
+/// every output pixel reads inside its plane and the kernels that
+/// broadcast input values need no masks: input pixel `(iy, ix)` lies at
+/// `(iy + ph, ix + pw)` of a `rows × cols` plane, and output pixel `(oy,
+/// ox)`'s tap `(ky, kx)` reads `(oy·sy + ky·dh, ox·sx + kx·dw)`.
+#[derive(Clone, Copy)]
+pub(super) struct Padded {
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+}
+
+impl Padded {
+    pub(super) fn new(g: &Geometry) -> Self {
+        let ([sy, sx], [dh, dw]) = (g.stride, g.dil);
+        Padded {
+            rows: g.oh.saturating_sub(1) * sy + (g.kh - 1) * dh + 1,
+            cols: g.ow.saturating_sub(1) * sx + (g.kw - 1) * dw + 1,
+        }
+    }
+
+    /// Floats per padded plane.
+    pub(super) fn plane(self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Copies the pixels of `src`'s `H × W` planes that some tap reads
+    /// (all of them on the direct path's geometries, whose padding is
+    /// under half the kernel's span) into `dst`'s padded planes, leaving
+    /// the padding as it is.
+    pub(super) fn copy_inside(self, g: &Geometry, src: &[f32], dst: &mut [f32]) {
+        let width = g.w.min(self.cols.saturating_sub(g.pad[1]));
+        let inside = if width > 0 { self.rows.saturating_sub(g.pad[0]) } else { 0 };
+        for (src, dst) in src.chunks_exact(g.h * g.w).zip(dst.chunks_exact_mut(self.plane())) {
+            for (iy, row) in src.chunks_exact(g.w).enumerate().take(inside) {
+                dst[(iy + g.pad[0]) * self.cols + g.pad[1]..][..width].copy_from_slice(&row[..width]);
+            }
+        }
+    }
+}
+
 /// What every tile of one geometry shares: where each weight's input lies
 /// and the lane masks of every pixel vector.
 ///

@@ -12,7 +12,7 @@ use crate::conv::{conv_geometry, Conv2dOptions};
 fn geometries() -> Vec<Geometry> {
     // (x, w, padding, dilation, groups, stride)
     type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-    let cases: [Case; 30] = [
+    let cases: [Case; 31] = [
         ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -40,6 +40,10 @@ fn geometries() -> Vec<Geometry> {
         ([2, 16, 12, 10], [32, 16, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
         ([2, 8, 12, 12], [16, 8, 3, 3], [2, 2], [2, 2], 1, [2, 2]),
         ([1, 8, 9, 9], [8, 8, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
+        // Several tiles of output channels per image, with images enough
+        // that the forward kernel with channels in the lanes takes an
+        // image's tiles together.
+        ([5, 8, 6, 6], [64, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         // Large batches of small planes.
         ([200, 4, 5, 5], [8, 4, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([200, 4, 6, 6], [16, 4, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
@@ -125,6 +129,15 @@ fn check<S: Simd, const WO: usize, const TT: usize>() {
         for ((a, b), m) in y.iter().zip(&want_y).zip(&bound_y) {
             assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "forward {g:?}: {a} vs {b}");
         }
+        if forward::outer_fits::<S>(&g) {
+            // The same sums in the same order as the pixel-vector tiles.
+            // SAFETY: as above; outer_fits holds and O is two vectors.
+            let lanes: Vec<f32> = match S::LANES {
+                8 => unsafe { forward_outer_with::<S, f32, 16>(&g, &x, &w, None) },
+                _ => unsafe { forward_outer_with::<S, f32, 32>(&g, &x, &w, None) },
+            };
+            assert!(lanes.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()), "forward, channel lanes {g:?}");
+        }
         if g.stride != [1, 1] && g.groups == 1 && g.c_in.is_multiple_of(O) {
             let dx: Vec<f32> = unsafe { input_grad_phases::<S, f32, O>(&g, &gy, &w) };
             for ((a, b), m) in dx.iter().zip(&want_dx).zip(&bound_dx) {
@@ -188,6 +201,44 @@ fn interleaves_match_their_definition() {
             unsafe { S::interleave(even.as_ptr(), odd.as_ptr(), dst.as_mut_ptr(), n) };
             assert_eq!(dst[..2 * n], src[..2 * n], "interleave n={n}");
             assert!(dst[2 * n..].iter().all(|&v| v == 7.0), "interleave n={n} wrote past");
+        }
+    }
+    if isa::detected() >= Isa::Avx512 {
+        check::<Avx512>();
+    }
+    if isa::detected() >= Isa::Avx2 {
+        check::<Avx2>();
+    }
+}
+
+/// The transpositions between planes and runs on every instruction set
+/// this CPU has against their definitions, at every length from 0 to past
+/// two blocks of eight, leaving the floats past each plane's (or run's)
+/// `n` as they were.
+#[test]
+fn transpositions_match_their_definitions() {
+    fn check<S: Simd>() {
+        let (lanes, step) = (S::LANES, S::LANES + 3);
+        for n in 0..40 {
+            let plane = n + 2;
+            let src = values(n * step + 1, 5);
+            let mut dst = vec![7f32; lanes * plane];
+            // SAFETY: the caller checked the CPU; src holds n runs of
+            // `step`, dst `lanes` planes of n + 2.
+            unsafe { S::scatter_planes(src.as_ptr(), step, dst.as_mut_ptr(), plane, n) };
+            for l in 0..lanes {
+                for i in 0..plane {
+                    let want = if i < n { src[i * step + l] } else { 7.0 };
+                    assert_eq!(dst[l * plane + i], want, "scatter n={n} lane {l} pixel {i}");
+                }
+            }
+            let mut runs = vec![7f32; n * step + 1];
+            // SAFETY: as above, the other way round.
+            unsafe { S::gather_planes(dst.as_ptr(), plane, runs.as_mut_ptr(), step, n) };
+            for (i, &v) in runs.iter().enumerate() {
+                let want = if i % step < lanes && i < n * step { src[i] } else { 7.0 };
+                assert_eq!(v, want, "gather n={n} float {i}");
+            }
         }
     }
     if isa::detected() >= Isa::Avx512 {

@@ -4,7 +4,7 @@
 //! over pixel vectors ([`weight_grad_with`]). Each cuts the batch into a
 //! fixed number of chunks added in order, whatever the thread count.
 
-use super::plan::{with_input, Plan};
+use super::plan::{with_input, Padded, Plan};
 use super::{Simd, CHANNEL_TILE, WGRAD_CHUNKS, WGRAD_VECTORS};
 use crate::conv::Geometry;
 use crate::scratch::with_scratch;
@@ -71,17 +71,15 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
     };
     let taps = g.kh * g.kw;
     let (p, hw) = (g.oh * g.ow, g.h * g.w);
-    // The padded plane: every input pixel that some output pixel's tap
-    // reads, at (iy + ph, ix + pw).
     let ([sy, sx], [dil_y, dil_x]) = (g.stride, g.dil);
-    let rows = g.oh.saturating_sub(1) * sy + (g.kh - 1) * dil_y + 1;
-    let cols = g.ow.saturating_sub(1) * sx + (g.kw - 1) * dil_x + 1;
+    let padded = Padded::new(g);
+    let cols = padded.cols;
     let cpad = g.c_in.next_multiple_of(ct);
     let wlen = cpad * taps * g.c_out;
     let chunk = g.n.div_ceil(g.n.min(WGRAD_CHUNKS));
     let chunks = g.n.div_ceil(chunk);
     assert!(x.len() >= g.n * g.c_in * hw && gy.len() >= g.n * g.c_out * p);
-    let plane = rows * cols;
+    let plane = padded.plane();
     // gather_planes indexes the planes with i32 offsets.
     assert!(p * lanes <= i32::MAX as usize);
     // Output rows per band: every tile of the image reads the band's
@@ -109,19 +107,7 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
                 // image overwrites the inside.
                 xt.fill(0.0);
                 for n in ci * chunk..((ci + 1) * chunk).min(g.n) {
-                    // Columns of each row inside the plane (all of them on the
-                    // direct path's geometries, whose padding is under half
-                    // the kernel's span).
-                    let width = g.w.min(cols.saturating_sub(g.pad[1]));
-                    for (src, dst) in
-                        x[n * g.c_in * hw..][..g.c_in * hw].chunks_exact(hw).zip(xt.chunks_exact_mut(plane))
-                    {
-                        let inside = if width > 0 { rows.saturating_sub(g.pad[0]) } else { 0 };
-                        for (iy, row) in src.chunks_exact(g.w).enumerate().take(inside) {
-                            let r = iy + g.pad[0];
-                            dst[r * cols + g.pad[1]..][..width].copy_from_slice(&row[..width]);
-                        }
-                    }
+                    padded.copy_inside(g, &x[n * g.c_in * hw..][..g.c_in * hw], xt);
                     let gyn = &gy[n * g.c_out * p..][..g.c_out * p];
                     for r0 in (0..g.oh).step_by(band) {
                         let r1 = (r0 + band).min(g.oh);
@@ -313,7 +299,6 @@ pub(super) unsafe fn wgrad_taps<S: Simd, const CT: usize>(
     shape: &TapsShape,
 ) {
     let lanes = S::LANES;
-    let all = S::mask(u32::MAX >> (32 - lanes));
     // Rows per run: each run's sums start from zero and are added to `dw`
     // at its end, so that no running sum takes more than about RUN_PIXELS
     // terms (rounding grows with a sum's length).
@@ -340,7 +325,7 @@ pub(super) unsafe fn wgrad_taps<S: Simd, const CT: usize>(
             for (c, acc) in acc.iter().enumerate() {
                 for (t, &a) in acc.iter().enumerate() {
                     let d = dw.add((c * TAPS + t) * lanes);
-                    S::store(all, d, S::add(S::loadu(d), a));
+                    S::storeu(d, S::add(S::loadu(d), a));
                 }
             }
         }
@@ -381,7 +366,6 @@ pub(super) unsafe fn wgrad_outer<S: Simd, const OV: usize, const CT: usize>(
     shape: &OuterShape,
 ) {
     let lanes = S::LANES;
-    let all = S::mask(u32::MAX >> (32 - lanes));
     // SAFETY: the caller's contract bounds every pointer below.
     unsafe {
         // The sums start from zero and are added to `dw` at the end: a
@@ -405,7 +389,7 @@ pub(super) unsafe fn wgrad_outer<S: Simd, const OV: usize, const CT: usize>(
         for (c, acc) in acc.iter().enumerate() {
             for (v, &a) in acc.iter().enumerate() {
                 let d = dw.add(c * shape.dw_channel + v * lanes);
-                S::store(all, d, S::add(S::loadu(d), a));
+                S::storeu(d, S::add(S::loadu(d), a));
             }
         }
     }
