@@ -249,6 +249,11 @@ unsafe fn forward_tile<S: Simd, const O: usize, const V: usize, const ADD: bool>
 /// broadcast input fill AVX2's 16 registers.
 const OUTER_PIXELS: usize = 6;
 
+/// Output pixels [`forward_outer_with`] computes before it transposes
+/// their sums into the output planes: whole tiles and whole blocks of
+/// eight, few enough that the sums stay in the first-level cache.
+const OUTER_RUN: usize = 8 * OUTER_PIXELS;
+
 /// Whether the forward convolution takes [`forward_outer_with`]: 16
 /// registers (AVX2, where the pixel-vector tiles hold one vector and
 /// load 9 values per 8 multiply-adds), and [`outer_fits`]. With 32, the
@@ -257,10 +262,11 @@ pub(super) fn outer_applies<S: Simd>(g: &Geometry) -> bool {
     S::REGISTERS < 32 && outer_fits::<S>(g)
 }
 
-/// Whether [`forward_outer_with`] can compute this convolution: stride
-/// one, one group, and output channels a multiple of two vectors.
+/// Whether [`forward_outer_with`] can compute this convolution: one
+/// group, and output channels a multiple of two vectors (any stride: the
+/// padded planes hold the input unsplit).
 pub(super) fn outer_fits<S: Simd>(g: &Geometry) -> bool {
-    g.stride == [1, 1] && g.groups == 1 && g.c_out.is_multiple_of(2 * S::LANES)
+    g.groups == 1 && g.c_out.is_multiple_of(2 * S::LANES)
 }
 
 /// The forward convolution with output channels in the vector lanes: each
@@ -273,8 +279,9 @@ pub(super) fn outer_fits<S: Simd>(g: &Geometry) -> bool {
 /// into zero-padded planes ([`Padded`]), so that every tap of every pixel
 /// reads inside them. The sums run in [`forward_tile`]'s order (blocks of
 /// [`CHANNEL_BLOCK`] input channels, then taps, then the block's
-/// channels), so the two kernels give the same floats. The unit's sums,
-/// `[pixel][channel]`, are transposed into its output planes at the end.
+/// channels), so the two kernels give the same floats. The sums of each
+/// run of pixels, `[pixel][channel]`, are transposed into the output
+/// planes ([`OUTER_RUN`]).
 ///
 /// # Safety
 /// The CPU supports `S`'s instructions; [`outer_fits`] holds and `O =
@@ -294,8 +301,11 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
     assert!(x.len() >= g.n * cg * hw && w.len() >= g.c_out * ne);
     // Each output pixel's offset in the padded plane; the last tile's
     // pixels past the plane repeat its last one (computed, not stored).
-    let offsets: Vec<usize> =
-        (0..p.next_multiple_of(OUTER_PIXELS)).map(|q| q.min(p - 1)).map(|q| (q / g.ow) * cols + q % g.ow).collect();
+    let [sy, sx] = g.stride;
+    let offsets: Vec<usize> = (0..p.next_multiple_of(OUTER_PIXELS))
+        .map(|q| q.min(p - 1))
+        .map(|q| (q / g.ow) * sy * cols + (q % g.ow) * sx)
+        .collect();
     let tiles = g.c_out / O;
     let mut wp = vec![0f32; tiles * ne * O];
     for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
@@ -307,40 +317,46 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
     let per_unit = if g.n >= 2 * threads { tiles } else { 1 };
     let units = g.n * tiles / per_unit;
     let per_task = units.div_ceil(threads);
-    let nq = offsets.len();
     wengert_core::buffer::build_par(units * per_unit * O * p, per_unit * O * p, per_task, |u, yb: &mut [T]| {
         let yb = f32s_mut(yb).expect("T is f32");
         let (n, t0) = (u * per_unit / tiles, u * per_unit % tiles);
-        with_scratch(cg * plane + nq * O, |buf: &mut [f32]| {
+        with_scratch(cg * plane + OUTER_RUN * O, |buf: &mut [f32]| {
             let (xt, sums) = buf.split_at_mut(cg * plane);
             xt.fill(0.0);
             padded.copy_inside(g, &x[n * cg * hw..][..cg * hw], xt);
             for (tile, yt) in (t0..).zip(yb.chunks_exact_mut(O * p)) {
                 let wt = &wp[tile * ne * O..][..ne * O];
-                for (j, at) in offsets.chunks_exact(OUTER_PIXELS).enumerate() {
-                    // SAFETY: the tile reads xt[c·plane + at[r] + taps[t]]
-                    // for c < cg, inside each padded plane (Padded), and
-                    // wt's ne·O floats, and writes the OUTER_PIXELS·O floats
-                    // of sums from j·OUTER_PIXELS·O, below nq·O; the CPU
-                    // supports S (the caller's promise).
-                    unsafe {
-                        S::forward_outer::<2, OUTER_PIXELS>(
-                            xt.as_ptr(),
-                            at.try_into().expect("a tile's pixels"),
-                            &taps,
-                            plane,
-                            cg,
-                            wt,
-                            sums.as_mut_ptr().add(j * OUTER_PIXELS * O),
-                        )
-                    };
-                }
-                for k in 0..O / S::LANES {
-                    let lanes = k * S::LANES;
-                    // SAFETY: reads sums[q·O + k·lanes + l] for q < P ≤ nq,
-                    // l < lanes, and writes yt[(k·lanes + l)·P + q], inside
-                    // its O planes of P.
-                    unsafe { S::scatter_planes(sums.as_ptr().add(lanes), O, yt.as_mut_ptr().add(lanes * p), p, p) };
+                for (k, run) in offsets.chunks(OUTER_RUN).enumerate() {
+                    let q0 = k * OUTER_RUN;
+                    for (j, at) in run.chunks_exact(OUTER_PIXELS).enumerate() {
+                        // SAFETY: the tile reads xt[c·plane + at[r] +
+                        // taps[t]] for c < cg, inside each padded plane
+                        // (Padded), and wt's ne·O floats, and writes the
+                        // OUTER_PIXELS·O floats of sums from j·OUTER_PIXELS·O,
+                        // below OUTER_RUN·O; the CPU supports S (the caller's
+                        // promise).
+                        unsafe {
+                            S::forward_outer::<2, OUTER_PIXELS>(
+                                xt.as_ptr(),
+                                at.try_into().expect("a tile's pixels"),
+                                &taps,
+                                plane,
+                                cg,
+                                wt,
+                                sums.as_mut_ptr().add(j * OUTER_PIXELS * O),
+                            )
+                        };
+                    }
+                    let len = run.len().min(p - q0);
+                    for k in 0..O / S::LANES {
+                        let lanes = k * S::LANES;
+                        // SAFETY: reads sums[q·O + k·lanes + l] for q < len ≤
+                        // OUTER_RUN, l < lanes, and writes yt[(k·lanes + l)·P
+                        // + q0 + q], inside its O planes of P (q0 + len ≤ P).
+                        unsafe {
+                            S::scatter_planes(sums.as_ptr().add(lanes), O, yt.as_mut_ptr().add(lanes * p + q0), p, len)
+                        };
+                    }
                 }
             }
         });

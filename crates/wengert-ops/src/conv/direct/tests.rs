@@ -12,7 +12,7 @@ use crate::conv::{conv_geometry, Conv2dOptions};
 fn geometries() -> Vec<Geometry> {
     // (x, w, padding, dilation, groups, stride)
     type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-    let cases: [Case; 31] = [
+    let cases: [Case; 33] = [
         ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -44,6 +44,10 @@ fn geometries() -> Vec<Geometry> {
         // that the forward kernel with channels in the lanes takes an
         // image's tiles together.
         ([5, 8, 6, 6], [64, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+        // Strided, with two vectors of output channels (AVX2): 7×7/2 on
+        // three channels, as a stem, and 3×3/3.
+        ([1, 3, 14, 14], [16, 3, 7, 7], [3, 3], [1, 1], 1, [2, 2]),
+        ([2, 8, 9, 9], [16, 8, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
         // Large batches of small planes.
         ([200, 4, 5, 5], [8, 4, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([200, 4, 6, 6], [16, 4, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
