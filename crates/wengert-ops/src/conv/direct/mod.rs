@@ -21,7 +21,10 @@
 //! in registers (8 × 3 on AVX-512: 24 accumulators; 8 × 1 on AVX2, whose
 //! masks take registers too), and for each weight position loads `V`
 //! input vectors and broadcasts `O` weights: 24 fused multiply-adds per 11
-//! loads on AVX-512. It writes each output once, or, for a
+//! loads on AVX-512. On AVX2, where that is 9 loads per 8, the forward
+//! convolution puts two vectors of output channels in the lanes instead
+//! ([`forward_outer_with`]: the input zero-padded, one broadcast input per
+//! pixel, 8 loads per 12). The pixel-vector kernel writes each output once, or, for a
 //! layer with more weights per output channel than stay in the first-level
 //! cache ([`MAX_WEIGHTS`]: more than 64 input channels under a 3×3
 //! kernel), once per chunk of input channels, each chunk adding to what
