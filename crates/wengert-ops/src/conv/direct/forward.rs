@@ -275,7 +275,8 @@ pub(super) fn outer_fits<S: Simd>(g: &Geometry) -> bool {
 /// consecutive output pixels in registers: 8 loads per 12 multiply-adds
 /// and no masks, where [`forward_with`]'s tiles on AVX2 load 9 per 8.
 ///
-/// Each unit (one image, `O` output channels) copies the image's input
+/// Each unit (an image's tiles of `O` output channels, or one tile where
+/// the images are fewer than twice the threads) copies the image's input
 /// into zero-padded planes ([`Padded`]), so that every tap of every pixel
 /// reads inside them. The sums run in [`forward_tile`]'s order (blocks of
 /// [`CHANNEL_BLOCK`] input channels, then taps, then the block's
