@@ -1,7 +1,7 @@
 //! The AVX2 + FMA instructions behind [`Simd`]: 8 lanes, 16 registers,
 //! masks as vectors of all-ones or zero lanes.
 
-use super::forward::{forward_outer_tile, forward_unit};
+use super::forward::{forward_outer_tile, forward_unit, OuterTaps};
 use super::peak::fma_chains;
 use super::plan::Plan;
 use super::weight_grad::{weight_grad_block, wgrad_outer, wgrad_taps, wgrad_tile, OuterShape, TapsShape};

@@ -1,7 +1,7 @@
 //! The AVX-512F instructions behind [`Simd`]: 16 lanes, 32 registers,
 //! masks as `u16`.
 
-use super::forward::{forward_outer_tile, forward_unit};
+use super::forward::{forward_outer_tile, forward_unit, OuterTaps};
 use super::peak::fma_chains;
 use super::plan::Plan;
 use super::weight_grad::{weight_grad_block, wgrad_outer, wgrad_taps, wgrad_tile, OuterShape, TapsShape};

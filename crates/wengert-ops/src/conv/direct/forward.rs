@@ -299,6 +299,7 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
     let (cols, plane) = (padded.cols, padded.plane());
     let taps: Vec<usize> = (0..g.kh * g.kw).map(|t| (t / g.kw) * g.dil[0] * cols + (t % g.kw) * g.dil[1]).collect();
     let (nt, ne) = (taps.len(), cg * taps.len());
+    let shape = OuterTaps { taps: &taps, plane, cg };
     assert!(x.len() >= g.n * cg * hw && w.len() >= g.c_out * ne);
     // Each output pixel's offset in the padded plane; the last tile's
     // pixels past the plane repeat its last one (computed, not stored).
@@ -337,14 +338,13 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
                         // below OUTER_RUN·O; the CPU supports S (the caller's
                         // promise).
                         unsafe {
+                            let at = at.try_into().expect("a tile's pixels");
                             S::forward_outer::<2, OUTER_PIXELS>(
                                 xt.as_ptr(),
-                                at.try_into().expect("a tile's pixels"),
-                                &taps,
-                                plane,
-                                cg,
+                                at,
                                 wt,
                                 sums.as_mut_ptr().add(j * OUTER_PIXELS * O),
+                                &shape,
                             )
                         };
                     }
@@ -371,6 +371,16 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
     })
 }
 
+/// What every [`forward_outer_tile`] call of one convolution shares: each
+/// tap's offset in a padded plane, the plane's floats, and the input
+/// channels.
+#[derive(Clone, Copy)]
+pub(super) struct OuterTaps<'a> {
+    pub(super) taps: &'a [usize],
+    pub(super) plane: usize,
+    pub(super) cg: usize,
+}
+
 /// `R` output pixels × `OV` vectors of output channels: `sums[r·OV·lanes +
 /// o] = Σ_c Σ_t x[c·plane + at[r] + taps[t]]·w(o, c, t)`, with the weights
 /// packed by [`pack_tile`] (`O = OV·lanes`), summed in [`forward_tile`]'s
@@ -385,13 +395,11 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
 pub(super) unsafe fn forward_outer_tile<S: Simd, const OV: usize, const R: usize>(
     x: *const f32,
     at: &[usize; R],
-    taps: &[usize],
-    plane: usize,
-    cg: usize,
     wt: &[f32],
     sums: *mut f32,
+    shape: &OuterTaps,
 ) {
-    let lanes = S::LANES;
+    let (lanes, OuterTaps { taps, plane, cg }) = (S::LANES, *shape);
     debug_assert!(wt.len() == cg * taps.len() * OV * lanes);
     // SAFETY (every load and store below): input reads are at `c·plane +
     // at[r] + taps[t]` for c < cg, weight reads below `wt.len()` (the

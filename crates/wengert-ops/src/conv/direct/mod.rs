@@ -66,7 +66,7 @@ mod weight_grad;
 
 use super::Geometry;
 use crate::isa::{self, Isa};
-use forward::{forward_outer_with, forward_with, RowsOut};
+use forward::{forward_outer_with, forward_with, OuterTaps, RowsOut};
 use input_grad::input_grad_phases;
 use plan::Plan;
 use weight_grad::{
@@ -414,11 +414,9 @@ trait Simd: Sized + 'static {
     unsafe fn forward_outer<const OV: usize, const R: usize>(
         x: *const f32,
         at: &[usize; R],
-        taps: &[usize],
-        plane: usize,
-        cg: usize,
         wt: &[f32],
         sums: *mut f32,
+        shape: &OuterTaps,
     );
     /// [`weight_grad::wgrad_tile`] compiled for this instruction set, as a function of
     /// its own: inlined into its caller, its 24 accumulators were spilled.
@@ -493,13 +491,11 @@ macro_rules! kernels_for {
         unsafe fn forward_outer<const OV: usize, const R: usize>(
             x: *const f32,
             at: &[usize; R],
-            taps: &[usize],
-            plane: usize,
-            cg: usize,
             wt: &[f32],
             sums: *mut f32,
+            shape: &OuterTaps,
         ) {
-            unsafe { forward_outer_tile::<Self, OV, R>(x, at, taps, plane, cg, wt, sums) }
+            unsafe { forward_outer_tile::<Self, OV, R>(x, at, wt, sums, shape) }
         }
         #[target_feature(enable = $features)]
         #[inline(never)]
