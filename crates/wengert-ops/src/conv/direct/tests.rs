@@ -12,7 +12,7 @@ use crate::conv::{conv_geometry, Conv2dOptions};
 fn geometries() -> Vec<Geometry> {
     // (x, w, padding, dilation, groups, stride)
     type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-    let cases: [Case; 33] = [
+    let cases: [Case; 35] = [
         ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -48,6 +48,11 @@ fn geometries() -> Vec<Geometry> {
         // three channels, as a stem, and 3×3/3.
         ([1, 3, 14, 14], [16, 3, 7, 7], [3, 3], [1, 1], 1, [2, 2]),
         ([2, 8, 9, 9], [16, 8, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
+        // Input channels the weight gradient with channels in the lanes
+        // cuts into tiles of every width: one channel, and 13 (5 + 4 + 4
+        // on AVX2, 7 + 6 on AVX-512).
+        ([2, 1, 5, 7], [16, 1, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
+        ([2, 13, 6, 6], [32, 13, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         // Large batches of small planes.
         ([200, 4, 5, 5], [8, 4, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([200, 4, 6, 6], [16, 4, 3, 3], [1, 1], [1, 1], 1, [2, 2]),

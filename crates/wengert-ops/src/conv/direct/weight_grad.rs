@@ -62,7 +62,10 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
     // (One × 16, for 16 channels on AVX-512, would take 17 loads per 16
     // multiply-adds: the pixel-vector kernel serves those layers.) With 16
     // registers, two × 6: 12 accumulators, 2 gradient vectors and an input.
-    let (ov, ct) = if S::REGISTERS < 32 {
+    // These are the most input channels a tile takes: the channels are
+    // cut into as few tiles as that allows, as even as can be (16 into 6,
+    // 5 and 5), so that no tile multiplies channels of zeros.
+    let (ov, most) = if S::REGISTERS < 32 {
         (2, 6)
     } else if g.c_out.is_multiple_of(4 * lanes) {
         (4, 4)
@@ -74,8 +77,10 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
     let ([sy, sx], [dil_y, dil_x]) = (g.stride, g.dil);
     let padded = Padded::new(g);
     let cols = padded.cols;
-    let cpad = g.c_in.next_multiple_of(ct);
-    let wlen = cpad * taps * g.c_out;
+    let tiles = g.c_in.div_ceil(most);
+    let channel_tiles: Vec<(usize, usize)> =
+        (0..tiles).map(|i| (i * g.c_in / tiles, (i + 1) * g.c_in / tiles - i * g.c_in / tiles)).collect();
+    let wlen = g.c_in * taps * g.c_out;
     let chunk = g.n.div_ceil(g.n.min(WGRAD_CHUNKS));
     let chunks = g.n.div_ceil(chunk);
     assert!(x.len() >= g.n * g.c_in * hw && gy.len() >= g.n * g.c_out * p);
@@ -99,12 +104,11 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
     with_scratch(chunks * wlen, |partials: &mut [f32]| {
         partials.par_chunks_mut(wlen).enumerate().for_each(|(ci, dwt)| {
             dwt.fill(0.0);
-            let (gy_len, x_len) = (band * g.ow * g.c_out, cpad * plane);
+            let (gy_len, x_len) = (band * g.ow * g.c_out, g.c_in * plane);
             with_scratch(gy_len + x_len + 16, |buf: &mut [f32]| {
                 let at = buf.as_ptr().align_offset(64).min(16);
                 let (gyt, xt) = buf[at..at + gy_len + x_len].split_at_mut(gy_len);
-                // The padding (and the channels past c_in) stay zero; each
-                // image overwrites the inside.
+                // The padding stays zero; each image overwrites the inside.
                 xt.fill(0.0);
                 for n in ci * chunk..((ci + 1) * chunk).min(g.n) {
                     padded.copy_inside(g, &x[n * g.c_in * hw..][..g.c_in * hw], xt);
@@ -128,7 +132,7 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
                             };
                         }
                         let shape = OuterShape { oh: r1 - r0, ..shape };
-                        for cb in (0..cpad).step_by(ct) {
+                        for &(cb, ct) in &channel_tiles {
                             for ky in 0..g.kh {
                                 for kx in 0..g.kw {
                                     let tap = ky * g.kw + kx;
@@ -138,18 +142,35 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
                                         // SAFETY: the tile reads gyt[q][ob..ob + ov·lanes]
                                         // for the band's q < (r1 − r0)·OW, xt[c][oy·sy +
                                         // ky·dh][ox·sx + kx·dw] for oy in r0..r1 and c in
-                                        // cb..cb + ct ≤ cpad, inside each plane (rows ×
+                                        // cb..cb + ct ≤ c_in, inside each plane (rows ×
                                         // cols), and reads and writes dwt[cb + i][tap]
                                         // [ob..ob + ov·lanes] for i < ct: all inside the
                                         // buffers.
                                         unsafe {
                                             let (gp, xp, dp) =
                                                 (gyt.as_ptr().add(ob), xt.as_ptr().add(xo), dwt.as_mut_ptr().add(dwo));
-                                            match (ov, ct) {
-                                                (4, _) => S::wgrad_outer::<4, 4>(gp, xp, dp, &shape),
-                                                (_, 8) => S::wgrad_outer::<2, 8>(gp, xp, dp, &shape),
-                                                _ => S::wgrad_outer::<2, 6>(gp, xp, dp, &shape),
+                                            macro_rules! tile {
+                                                ($(($o:literal, $c:literal)),*) => {
+                                                    match (ov, ct) {
+                                                        $(($o, $c) => S::wgrad_outer::<$o, $c>(gp, xp, dp, &shape),)*
+                                                        _ => unreachable!("a tile of {ov} vectors × {ct} channels"),
+                                                    }
+                                                };
                                             }
+                                            tile!(
+                                                (4, 4),
+                                                (4, 3),
+                                                (4, 2),
+                                                (4, 1),
+                                                (2, 8),
+                                                (2, 7),
+                                                (2, 6),
+                                                (2, 5),
+                                                (2, 4),
+                                                (2, 3),
+                                                (2, 2),
+                                                (2, 1)
+                                            )
                                         }
                                     }
                                 }
@@ -159,7 +180,6 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
                 }
             });
         });
-        // The channels past c_in (cpad) are zero rows past the ones read.
         sum_transposed(g, partials, wlen)
     })
 }
