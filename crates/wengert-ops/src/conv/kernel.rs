@@ -9,7 +9,7 @@
 //! stride 1 and no padding needs no unfolding: the image is its own `cols`.
 
 use super::direct;
-use super::plan::{self, Algorithm};
+use super::plan;
 use super::Geometry;
 use crate::gemm::{matmul_into, Mat};
 use crate::scratch::with_scratch;
@@ -235,9 +235,9 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     if let Some(flipped) = g.flipped() {
         return forward(&flipped, gy, &flip_weights(g, w));
     }
-    match plan::strided_input_grad::<T>(g) {
-        Algorithm::DirectPhases => direct::input_grad(g, gy, w),
-        _ => input_grad_col2im(g, gy, w),
+    match plan::phases_kernel(plan::strided_input_grad::<T>(g)) {
+        Some(kernel) => direct::input_grad(g, gy, w, kernel),
+        None => input_grad_col2im(g, gy, w),
     }
 }
 

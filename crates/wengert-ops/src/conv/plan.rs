@@ -34,6 +34,10 @@ pub enum Algorithm {
     /// The input gradient of a strided convolution, by the direct kernel
     /// once per phase of the input.
     DirectPhases,
+    /// The input gradient of a strided convolution once per phase of the
+    /// input, by the direct kernel with channels in the vector lanes (AVX2,
+    /// dx's channels a multiple of two vectors).
+    DirectOuterPhases,
     /// The weight gradient by the direct kernel that holds one vector of
     /// output channels for each of a 3×3 kernel's nine taps.
     DirectTaps,
@@ -54,12 +58,14 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Its name in profiles: `direct`, `direct phases`, `direct taps`,
-    /// `direct outer`, `direct tiles`, `product` or `unfold`.
+    /// Its name in profiles: `direct`, `direct phases`, `direct outer
+    /// phases`, `direct taps`, `direct outer`, `direct tiles`, `product` or
+    /// `unfold`.
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Direct => "direct",
             Algorithm::DirectPhases => "direct phases",
+            Algorithm::DirectOuterPhases => "direct outer phases",
             Algorithm::DirectTaps => "direct taps",
             Algorithm::DirectOuter => "direct outer",
             Algorithm::DirectTiles => "direct tiles",
@@ -160,8 +166,11 @@ pub(super) fn forward<T: Float>(g: &Geometry) -> Algorithm {
 /// The input gradient's algorithm where it is not a flipped forward
 /// convolution (strides, or padding past the kernel's span).
 pub(super) fn strided_input_grad<T: Float>(g: &Geometry) -> Algorithm {
-    if direct::input_grad_applies::<T>(g) {
-        Algorithm::DirectPhases
+    if let Some(kernel) = direct::input_grad_kernel::<T>(g) {
+        match kernel {
+            ForwardKernel::Pixels => Algorithm::DirectPhases,
+            ForwardKernel::Outer => Algorithm::DirectOuterPhases,
+        }
     } else if g.is_pointwise() {
         Algorithm::Product
     } else {
@@ -185,6 +194,16 @@ pub(super) fn forward_kernel(a: Algorithm) -> Option<ForwardKernel> {
     match a {
         Algorithm::Direct => Some(ForwardKernel::Pixels),
         Algorithm::DirectOuter => Some(ForwardKernel::Outer),
+        _ => None,
+    }
+}
+
+/// The direct kernel an algorithm of a strided input gradient names, run
+/// once per phase.
+pub(super) fn phases_kernel(a: Algorithm) -> Option<ForwardKernel> {
+    match a {
+        Algorithm::DirectPhases => Some(ForwardKernel::Pixels),
+        Algorithm::DirectOuterPhases => Some(ForwardKernel::Outer),
         _ => None,
     }
 }

@@ -252,7 +252,7 @@ const OUTER_PIXELS: usize = 6;
 /// Output pixels [`forward_outer_with`] computes before it transposes
 /// their sums into the output planes: whole tiles and whole blocks of
 /// eight, few enough that the sums stay in the first-level cache.
-const OUTER_RUN: usize = 8 * OUTER_PIXELS;
+pub(super) const OUTER_RUN: usize = 8 * OUTER_PIXELS;
 
 /// Whether the forward convolution takes [`forward_outer_with`]: 16
 /// registers (AVX2, where the pixel-vector tiles hold one vector and
@@ -301,13 +301,7 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
     let (nt, ne) = (taps.len(), cg * taps.len());
     let shape = OuterTaps { taps: &taps, plane, cg };
     assert!(x.len() >= g.n * cg * hw && w.len() >= g.c_out * ne);
-    // Each output pixel's offset in the padded plane; the last tile's
-    // pixels past the plane repeat its last one (computed, not stored).
-    let [sy, sx] = g.stride;
-    let offsets: Vec<usize> = (0..p.next_multiple_of(OUTER_PIXELS))
-        .map(|q| q.min(p - 1))
-        .map(|q| (q / g.ow) * sy * cols + (q % g.ow) * sx)
-        .collect();
+    let offsets = outer_offsets(g.oh, g.ow, g.stride, cols);
     let tiles = g.c_out / O;
     let mut wp = vec![0f32; tiles * ne * O];
     for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
@@ -327,38 +321,10 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
             xt.fill(0.0);
             padded.copy_inside(g, &x[n * cg * hw..][..cg * hw], xt);
             for (tile, yt) in (t0..).zip(yb.chunks_exact_mut(O * p)) {
-                let wt = &wp[tile * ne * O..][..ne * O];
-                for (k, run) in offsets.chunks(OUTER_RUN).enumerate() {
-                    let q0 = k * OUTER_RUN;
-                    for (j, at) in run.chunks_exact(OUTER_PIXELS).enumerate() {
-                        // SAFETY: the tile reads xt[c·plane + at[r] +
-                        // taps[t]] for c < cg, inside each padded plane
-                        // (Padded), and wt's ne·O floats, and writes the
-                        // OUTER_PIXELS·O floats of sums from j·OUTER_PIXELS·O,
-                        // below OUTER_RUN·O; the CPU supports S (the caller's
-                        // promise).
-                        unsafe {
-                            let at = at.try_into().expect("a tile's pixels");
-                            S::forward_outer::<2, OUTER_PIXELS>(
-                                xt.as_ptr(),
-                                at,
-                                wt,
-                                sums.as_mut_ptr().add(j * OUTER_PIXELS * O),
-                                &shape,
-                            )
-                        };
-                    }
-                    let len = run.len().min(p - q0);
-                    for k in 0..O / S::LANES {
-                        let lanes = k * S::LANES;
-                        // SAFETY: reads sums[q·O + k·lanes + l] for q < len ≤
-                        // OUTER_RUN, l < lanes, and writes yt[(k·lanes + l)·P
-                        // + q0 + q], inside its O planes of P (q0 + len ≤ P).
-                        unsafe {
-                            S::scatter_planes(sums.as_ptr().add(lanes), O, yt.as_mut_ptr().add(lanes * p + q0), p, len)
-                        };
-                    }
-                }
+                // SAFETY: every offset plus every tap lies inside a padded
+                // plane (Padded), xt holds cg of them, wt is the tile's
+                // packed weights; the CPU supports S (the caller's promise).
+                unsafe { outer_planes::<S, O>(xt, &offsets, &wp[tile * ne * O..][..ne * O], &shape, sums, yt) };
             }
         });
         if let Some(rows) = rows {
@@ -369,6 +335,67 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
             }
         }
     })
+}
+
+/// Each of `oh × ow` output pixels' offset in a padded plane of `cols`
+/// columns, at `stride`, for [`outer_planes`]: whole tiles of
+/// [`OUTER_PIXELS`], the last tile's pixels past the plane repeating its
+/// last one (computed, not stored).
+pub(super) fn outer_offsets(oh: usize, ow: usize, [sy, sx]: [usize; 2], cols: usize) -> Vec<usize> {
+    let p = oh * ow;
+    (0..p.next_multiple_of(OUTER_PIXELS)).map(|q| q.min(p - 1)).map(|q| (q / ow) * sy * cols + (q % ow) * sx).collect()
+}
+
+/// One tile's `O` output planes, `yt` (`[channel][P]`), from zero-padded
+/// input planes `xt` by [`forward_outer_tile`]: output pixel `q`'s input
+/// for tap `t` lies at `c·plane + offsets[q] + taps[t]`; `offsets` runs
+/// past `P` to whole tiles of [`OUTER_PIXELS`] (those pixels computed, not
+/// stored), `wt` holds the tile's weights packed by [`pack_tile`], and
+/// `sums` is scratch for [`OUTER_RUN`] pixels of sums, transposed into
+/// `yt` run by run.
+///
+/// # Safety
+/// The CPU supports `S`'s instructions; `O = 2·S::LANES`; every
+/// `offsets[q] + taps[t]` lies inside a plane of `shape.plane` floats,
+/// of which `xt` holds `shape.cg`.
+pub(super) unsafe fn outer_planes<S: Simd, const O: usize>(
+    xt: &[f32],
+    offsets: &[usize],
+    wt: &[f32],
+    shape: &OuterTaps,
+    sums: &mut [f32],
+    yt: &mut [f32],
+) {
+    let p = yt.len() / O;
+    assert!(O == 2 * S::LANES && wt.len() == shape.cg * shape.taps.len() * O && sums.len() >= OUTER_RUN * O);
+    assert!(xt.len() >= shape.cg * shape.plane && offsets.len() >= p.next_multiple_of(OUTER_PIXELS));
+    for (k, run) in offsets[..p.next_multiple_of(OUTER_PIXELS)].chunks(OUTER_RUN).enumerate() {
+        let q0 = k * OUTER_RUN;
+        for (j, at) in run.chunks_exact(OUTER_PIXELS).enumerate() {
+            // SAFETY: the tile reads xt[c·plane + at[r] + taps[t]] for c <
+            // cg, inside each plane, and wt's cg·taps·O floats, and writes
+            // the OUTER_PIXELS·O floats of sums from j·OUTER_PIXELS·O, below
+            // OUTER_RUN·O; the CPU supports S (the caller's promises).
+            unsafe {
+                let at = at.try_into().expect("a tile's pixels");
+                S::forward_outer::<2, OUTER_PIXELS>(
+                    xt.as_ptr(),
+                    at,
+                    wt,
+                    sums.as_mut_ptr().add(j * OUTER_PIXELS * O),
+                    shape,
+                )
+            };
+        }
+        let len = run.len().min(p - q0);
+        for k in 0..O / S::LANES {
+            let lanes = k * S::LANES;
+            // SAFETY: reads sums[q·O + k·lanes + l] for q < len ≤
+            // OUTER_RUN, l < lanes, and writes yt[(k·lanes + l)·P + q0 +
+            // q], inside its O planes of P (q0 + len ≤ P).
+            unsafe { S::scatter_planes(sums.as_ptr().add(lanes), O, yt.as_mut_ptr().add(lanes * p + q0), p, len) };
+        }
+    }
 }
 
 /// What every [`forward_outer_tile`] call of one convolution shares: each

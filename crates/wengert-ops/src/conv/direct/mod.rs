@@ -67,7 +67,7 @@ mod weight_grad;
 use super::Geometry;
 use crate::isa::{self, Isa};
 use forward::{forward_outer_with, forward_with, OuterTaps, RowsOut};
-use input_grad::input_grad_phases;
+use input_grad::{input_grad_outer, input_grad_phases};
 use plan::Plan;
 use weight_grad::{
     outer_applies, taps_applies, weight_grad_outer, weight_grad_taps, weight_grad_with, OuterShape, TapsShape,
@@ -316,8 +316,26 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T], kernel: Wei
     }
 }
 
-/// `dx = conv2dᵀ(gy, w)` of a strided convolution on the direct path;
-/// [`input_grad_applies`] must hold.
+/// The direct path's kernel for each phase of a strided convolution's
+/// input gradient ([`input_grad()`]), or `None` when it does not apply
+/// ([`input_grad_applies`]): on 16 registers (AVX2), the kernel with dx's
+/// channels in the lanes where they are a multiple of two vectors
+/// ([`input_grad_outer`]), whose tiles load less per multiply-add than
+/// one pixel vector's; otherwise the pixel-vector tiles
+/// ([`input_grad_phases`]).
+pub(super) fn input_grad_kernel<T: Float>(g: &Geometry) -> Option<ForwardKernel> {
+    if !input_grad_applies::<T>(g) {
+        return None;
+    }
+    Some(match isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if g.c_in.is_multiple_of(2 * Avx2::LANES) => ForwardKernel::Outer,
+        _ => ForwardKernel::Pixels,
+    })
+}
+
+/// `dx = conv2dᵀ(gy, w)` of a strided convolution on the direct path, by
+/// `kernel`, which [`input_grad_kernel`] chose.
 ///
 /// Each phase `(ry, rx)` of `dx` (the pixels `(sy·a + ry, sx·b + rx)`) is
 /// a stride-1 convolution of `gy`: pixel `(a, b)` takes tap `(ky, kx)`
@@ -325,17 +343,19 @@ pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], gy: &[T], kernel: Wei
 /// at `(a + (ry + ph − ky·dh)/sy, …)`. A 3×3/2 kernel gives its phases 1,
 /// 2, 2 and 4 taps. So the forward kernel computes every phase with no
 /// unfolding and no col2im, and each phase is scattered into place once.
-pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
-    require(input_grad_applies::<T>(g), "input-gradient kernel");
+pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T], kernel: ForwardKernel) -> Vec<T> {
+    require(input_grad_kernel::<T>(g) == Some(kernel), "input-gradient kernel");
     let (gy, w) = (f32s(gy).expect("f32"), f32s(w).expect("f32"));
     // SAFETY: `active` never names a level the CPU lacks, and the kernel's
     // conditions hold (checked above).
-    match isa::active() {
+    match (isa::active(), kernel) {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { input_grad_phases::<Avx512, T, 8>(g, gy, w) },
+        (Isa::Avx512, _) => unsafe { input_grad_phases::<Avx512, T, 8>(g, gy, w) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { input_grad_phases::<Avx2, T, 8>(g, gy, w) },
-        other => unreachable!("the direct path does not run on {}", other.name()),
+        (Isa::Avx2, ForwardKernel::Outer) => unsafe { input_grad_outer::<Avx2, T, 16>(g, gy, w) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, _) => unsafe { input_grad_phases::<Avx2, T, 8>(g, gy, w) },
+        (other, _) => unreachable!("the direct path does not run on {}", other.name()),
     }
 }
 

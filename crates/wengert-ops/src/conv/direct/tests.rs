@@ -12,7 +12,7 @@ use crate::conv::{conv_geometry, Conv2dOptions};
 fn geometries() -> Vec<Geometry> {
     // (x, w, padding, dilation, groups, stride)
     type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-    let cases: [Case; 35] = [
+    let cases: [Case; 40] = [
         ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -40,6 +40,15 @@ fn geometries() -> Vec<Geometry> {
         ([2, 16, 12, 10], [32, 16, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
         ([2, 8, 12, 12], [16, 8, 3, 3], [2, 2], [2, 2], 1, [2, 2]),
         ([1, 8, 9, 9], [8, 8, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
+        // Strided input gradients with dx's channels a multiple of two
+        // vectors (the kernel with channels in the lanes): 3×3/2, 1×1/2
+        // (phases no tap reaches), 7×7/2 (taps shifted both ways),
+        // dilated, 3×3/3.
+        ([3, 32, 8, 6], [16, 32, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
+        ([2, 16, 10, 6], [8, 16, 1, 1], [0, 0], [1, 1], 1, [2, 2]),
+        ([1, 16, 14, 14], [8, 16, 7, 7], [3, 3], [1, 1], 1, [2, 2]),
+        ([2, 16, 12, 12], [16, 16, 3, 3], [2, 2], [2, 2], 1, [2, 2]),
+        ([1, 16, 9, 9], [8, 16, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
         // Several tiles of output channels per image, with images enough
         // that the forward kernel with channels in the lanes takes an
         // image's tiles together.
@@ -151,6 +160,17 @@ fn check<S: Simd, const WO: usize, const TT: usize>() {
             let dx: Vec<f32> = unsafe { input_grad_phases::<S, f32, O>(&g, &gy, &w) };
             for ((a, b), m) in dx.iter().zip(&want_dx).zip(&bound_dx) {
                 assert!((*a as f64 - b).abs() <= 1e-6 * m + 1e-30, "input grad {g:?}: {a} vs {b}");
+            }
+            if g.c_in.is_multiple_of(2 * S::LANES) {
+                // The same sums in the same order with dx's channels in
+                // the lanes.
+                // SAFETY: as above; two vectors divide c_in.
+                let lanes: Vec<f32> = match S::LANES {
+                    8 => unsafe { input_grad_outer::<S, f32, 16>(&g, &gy, &w) },
+                    _ => unsafe { input_grad_outer::<S, f32, 32>(&g, &gy, &w) },
+                };
+                let same = lanes.iter().zip(&dx).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "input grad, channel lanes {g:?}");
             }
         }
         // Every weight-gradient kernel that takes this geometry.
