@@ -2,21 +2,27 @@
 //! names, and the block Jacobian's approach to the identity.
 
 use wengert::core::functional::jacobian;
-use wengert::core::{BackwardOptions, Tape, Tensor};
+use wengert::core::{BackwardOptions, Float, Tape, Tensor};
 use wengert::nn::{Module, StateMut, StateRef, Step, Visit};
 use wengert::resnet::block::{Block, Kind, Shortcut};
 
-fn grads_of(block: &mut Block<f64>, x: &Tensor<f64>) -> (Tensor<f64>, Vec<Tensor<f64>>) {
+/// A fixed seed gradient: small integers.
+fn seed<T: Float>(shape: &[usize]) -> Tensor<T> {
+    Tensor::from_fn(shape.to_vec(), |i| T::of(((i * 13) % 7) as f64 - 3.0))
+}
+
+fn grads_of<T: Float>(block: &mut Block<T>, x: &Tensor<T>) -> (Tensor<T>, Vec<Tensor<T>>) {
     let tape = Tape::new();
     let xv = tape.leaf(x.clone());
     let mut step = Step::train(&tape, 0);
     let y = block.forward(&mut step, xv).unwrap();
-    let seed = Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0);
     let g = tape
-        .backward_with(y, BackwardOptions::default().with_seed(seed).with_wrt(&[xv]).with_retain_graph(true))
+        .backward_with(
+            y,
+            BackwardOptions::default().with_seed(seed(y.shape().dims())).with_wrt(&[xv]).with_retain_graph(true),
+        )
         .unwrap();
-    let loss =
-        y.mul(tape.constant(Tensor::from_fn(y.shape(), |i| ((i * 13) % 7) as f64 - 3.0))).unwrap().sum_all().unwrap();
+    let loss = y.mul(tape.constant(seed(y.shape().dims()))).unwrap().sum_all().unwrap();
     let pg = step.backward(loss).unwrap();
     let mut params = Vec::new();
     block.visit("", &mut |_, s| {
@@ -118,19 +124,19 @@ fn gradient_flow_measures_the_first_and_last_layers() {
 
 /// A block written out op by op from its parameters (by name): every batch
 /// norm, ReLU and sum a separate op, as the fused block replaces them.
-fn unfused<'t>(
+fn unfused<'t, T: Float>(
     kind: Kind,
     stride: usize,
     shortcut: Shortcut,
-    p: &std::collections::HashMap<String, wengert::core::Var<'t, f64>>,
-    x: wengert::core::Var<'t, f64>,
-) -> wengert::core::Result<wengert::core::Var<'t, f64>> {
+    p: &std::collections::HashMap<String, wengert::core::Var<'t, T>>,
+    x: wengert::core::Var<'t, T>,
+) -> wengert::core::Result<wengert::core::Var<'t, T>> {
     use wengert::ops::{batch_norm_train, conv2d, relu, Conv2dOptions};
-    type V<'t> = wengert::core::Var<'t, f64>;
-    let conv = |name: &str, h: V<'t>, s: usize, k: usize| {
+    type V<'t, T> = wengert::core::Var<'t, T>;
+    let conv = |name: &str, h: V<'t, T>, s: usize, k: usize| {
         conv2d(h, p[&format!("{name}.weight")], None, &Conv2dOptions::square(s, k / 2))
     };
-    let bn = |name: &str, h: V<'t>| -> wengert::core::Result<V<'t>> {
+    let bn = |name: &str, h: V<'t, T>| -> wengert::core::Result<V<'t, T>> {
         Ok(batch_norm_train(h, Some(p[&format!("{name}.weight")]), Some(p[&format!("{name}.bias")]), 1e-5)?.0)
     };
     let project = shortcut == Shortcut::Projection;
@@ -159,6 +165,62 @@ fn unfused<'t>(
     }
 }
 
+/// The block's output, then the gradients of its input and of every
+/// parameter, fused (as built) and unfused ([`unfused`]), with the names of
+/// the entries. The batch norms get scales and shifts that make ReLUs cut.
+#[allow(clippy::type_complexity)]
+fn fused_and_unfused<T: Float>(
+    x: &Tensor<T>,
+    (kind, c_in, width, stride, shortcut): (Kind, usize, usize, usize, Shortcut),
+) -> (Vec<String>, Vec<Tensor<T>>, Vec<Tensor<T>>) {
+    let mut block = Block::<T>::new(kind, c_in, width, stride, shortcut, &mut wengert::core::rng(3)).unwrap();
+    let mut k = 0;
+    block.visit_mut("", &mut |name, s| {
+        if let (StateMut::Param(p), true) = (s, name.contains("bn") || name.contains("downsample.1")) {
+            k += 1;
+            let shift = if name.ends_with("bias") { -0.3 } else { 0.8 };
+            p.value_mut()
+                .data_mut()
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = T::of(shift + 0.1 * ((i + k) % 5) as f64));
+        }
+    });
+
+    // Fused: the block as built.
+    let tape = Tape::new();
+    let y = block.forward(&mut Step::train(&tape, 0), tape.constant(x.clone())).unwrap().value().unwrap();
+    let (gx, gp) = grads_of(&mut block, x);
+    let mut names = vec!["y".to_string(), "x".to_string()];
+    block.visit("", &mut |name, s| {
+        if let StateRef::Param(_) = s {
+            names.push(name.to_string());
+        }
+    });
+    let fused: Vec<Tensor<T>> = [y, gx].into_iter().chain(gp).collect();
+
+    // Unfused: the same parameters, op by op.
+    let tape = Tape::new();
+    let xv = tape.leaf(x.clone());
+    let mut params = std::collections::HashMap::new();
+    let mut order = vec![xv];
+    block.visit("", &mut |name, s| {
+        if let StateRef::Param(p) = s {
+            let v = tape.leaf(p.value().clone());
+            params.insert(name.to_string(), v);
+            order.push(v);
+        }
+    });
+    let y = unfused(kind, stride, shortcut, &params, xv).unwrap();
+    let loss = y.mul(tape.constant(seed(y.shape().dims()))).unwrap().sum_all().unwrap();
+    let y = y.value().unwrap();
+    let g = tape.backward(loss).unwrap();
+    let reference: Vec<Tensor<T>> =
+        std::iter::once(y).chain(order.iter().map(|v| g.get(*v).unwrap().clone())).collect();
+    assert_eq!(fused.len(), reference.len(), "{kind:?}");
+    (names, fused, reference)
+}
+
 /// The fused blocks (batch norm with its ReLU, the sum with the final ReLU,
 /// one node) give the output and gradients of the same block written out
 /// op by op, for every post- and pre-activation layout and both shortcuts.
@@ -172,54 +234,7 @@ fn fused_blocks_match_the_unfused_composition() {
         (Kind::PreAct, 4, 1, Shortcut::Identity),
         (Kind::PreAct, 8, 2, Shortcut::Projection),
     ] {
-        let mut block = Block::new(kind, 4, width, stride, shortcut, &mut wengert::core::rng(3)).unwrap();
-        // Non-trivial batch-norm scales and shifts, so that ReLUs cut.
-        let mut k = 0;
-        block.visit_mut("", &mut |name, s| {
-            if let (StateMut::Param(p), true) = (s, name.contains("bn") || name.contains("downsample.1")) {
-                k += 1;
-                let shift = if name.ends_with("bias") { -0.3 } else { 0.8 };
-                p.value_mut()
-                    .data_mut()
-                    .iter_mut()
-                    .enumerate()
-                    .for_each(|(i, v)| *v = shift + 0.1 * ((i + k) % 5) as f64);
-            }
-        });
-        let seed = |shape: &[usize]| Tensor::from_fn(shape.to_vec(), |i| ((i * 13) % 7) as f64 - 3.0);
-
-        // Fused: the block as built.
-        let tape = Tape::new();
-        let y = block.forward(&mut Step::train(&tape, 0), tape.constant(x.clone())).unwrap().value().unwrap();
-        let (gx, gp) = grads_of(&mut block, &x);
-        let mut names = vec!["y".to_string(), "x".to_string()];
-        block.visit("", &mut |name, s| {
-            if let StateRef::Param(_) = s {
-                names.push(name.to_string());
-            }
-        });
-        let fused: Vec<Tensor<f64>> = [y, gx].into_iter().chain(gp).collect();
-
-        // Unfused: the same parameters, op by op.
-        let tape = Tape::new();
-        let xv = tape.leaf(x.clone());
-        let mut params = std::collections::HashMap::new();
-        let mut order = vec![xv];
-        block.visit("", &mut |name, s| {
-            if let StateRef::Param(p) = s {
-                let v = tape.leaf(p.value().clone());
-                params.insert(name.to_string(), v);
-                order.push(v);
-            }
-        });
-        let y = unfused(kind, stride, shortcut, &params, xv).unwrap();
-        let loss = y.mul(tape.constant(seed(y.shape().dims()))).unwrap().sum_all().unwrap();
-        let y = y.value().unwrap();
-        let g = tape.backward(loss).unwrap();
-        let reference: Vec<Tensor<f64>> =
-            std::iter::once(y).chain(order.iter().map(|v| g.get(*v).unwrap().clone())).collect();
-
-        assert_eq!(fused.len(), reference.len(), "{kind:?}");
+        let (names, fused, reference) = fused_and_unfused::<f64>(&x, (kind, 4, width, stride, shortcut));
         for ((name, a), b) in names.iter().zip(&fused).zip(&reference) {
             assert_eq!(a.dims(), b.dims(), "{kind:?} {name}");
             let scale = b.data().iter().fold(1.0f64, |m, v| m.max(v.abs()));
@@ -229,6 +244,29 @@ fn fused_blocks_match_the_unfused_composition() {
         }
         // Some ReLU must have cut, or the test would not test the masks.
         assert!(fused[0].data().contains(&0.0) || kind == Kind::PreAct, "{kind:?}");
+    }
+}
+
+/// In `f32`, where the convolutions run on the direct path (16 channels
+/// and more) and hand each batch norm the moments of its input as they
+/// write it, the blocks give the floats of the unfused composition, whose
+/// batch norms read their inputs for them: every convolution of every
+/// layout, strided and projected ones too.
+#[test]
+fn f32_blocks_take_their_moments_from_the_convolutions() {
+    let x = Tensor::<f32>::normal([2, 16, 8, 8], 0.5, 1.0, &mut wengert::core::rng(7)).unwrap();
+    for (kind, width, stride, shortcut) in [
+        (Kind::Basic, 16, 1, Shortcut::Identity),
+        (Kind::Basic, 32, 2, Shortcut::Projection),
+        (Kind::Bottleneck, 16, 2, Shortcut::Projection),
+        (Kind::PreAct, 32, 2, Shortcut::Projection),
+    ] {
+        let (names, fused, reference) = fused_and_unfused::<f32>(&x, (kind, 16, width, stride, shortcut));
+        for ((name, a), b) in names.iter().zip(&fused).zip(&reference) {
+            assert_eq!(a.dims(), b.dims(), "{kind:?} {name}");
+            let same = a.data().iter().zip(b.data()).all(|(u, v)| u.to_bits() == v.to_bits());
+            assert!(same, "{kind:?} {shortcut:?} {name}");
+        }
     }
 }
 

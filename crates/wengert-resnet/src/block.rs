@@ -30,7 +30,8 @@
 use crate::residual::{Identity, Residual, ZeroPad};
 use wengert_core::{Error, Float, Result, Rng, Var};
 use wengert_nn::init::{kaiming_normal, Fan, RELU_GAIN};
-use wengert_nn::layer::{BatchNorm2d, Conv2d, Sequential};
+use wengert_nn::layer::{BatchNorm2d, Conv2d, ConvBn2d, Sequential};
+use wengert_nn::module::join;
 use wengert_nn::{Module, Param, StateMut, StateRef, Step, Visit};
 use wengert_ops::Conv2dOptions;
 
@@ -147,29 +148,33 @@ impl<T: Float> Block<T> {
         let s = stride;
         let bn = BatchNorm2d::new;
         let project = shortcut == Shortcut::Projection && kind != Kind::Plain;
+        // Each convolution and the batch norm after it run fused
+        // (`ConvNorm`), their state under torchvision's names.
         let (pre, branch) = match kind {
             Kind::Basic | Kind::Plain => {
                 let (c1, c2) = (conv(width, c_in, 3, s)?, conv(width, width, 3, 1)?);
-                let branch = Sequential::new().push_named("conv1", c1).push_named("bn1", bn(width).with_relu());
-                (None, branch.push_named("conv2", c2).push_named("bn2", bn(width)))
+                let branch =
+                    Sequential::new().push_named("", ConvNorm::new(["conv1", "bn1"], c1, bn(width).with_relu()));
+                (None, branch.push_named("", ConvNorm::new(["conv2", "bn2"], c2, bn(width))))
             }
             Kind::Bottleneck => {
                 let (c1, c2, c3) = (conv(width, c_in, 1, 1)?, conv(width, width, 3, s)?, conv(c_out, width, 1, 1)?);
-                let branch = Sequential::new().push_named("conv1", c1).push_named("bn1", bn(width).with_relu());
-                let branch = branch.push_named("conv2", c2).push_named("bn2", bn(width).with_relu());
-                (None, branch.push_named("conv3", c3).push_named("bn3", bn(c_out)))
+                let branch =
+                    Sequential::new().push_named("", ConvNorm::new(["conv1", "bn1"], c1, bn(width).with_relu()));
+                let branch = branch.push_named("", ConvNorm::new(["conv2", "bn2"], c2, bn(width).with_relu()));
+                (None, branch.push_named("", ConvNorm::new(["conv3", "bn3"], c3, bn(c_out))))
             }
             Kind::PreAct => {
                 let (c1, c2) = (conv(width, c_in, 3, s)?, conv(width, width, 3, 1)?);
                 let (pre, branch) = preactivate(project, bn(c_in));
-                let branch = branch.push_named("conv1", c1).push_named("bn2", bn(width).with_relu());
+                let branch = branch.push_named("", ConvNorm::new(["conv1", "bn2"], c1, bn(width).with_relu()));
                 (pre, branch.push_named("conv2", c2))
             }
             Kind::PreActBottleneck => {
                 let (c1, c2, c3) = (conv(width, c_in, 1, 1)?, conv(width, width, 3, s)?, conv(c_out, width, 1, 1)?);
                 let (pre, branch) = preactivate(project, bn(c_in));
-                let branch = branch.push_named("conv1", c1).push_named("bn2", bn(width).with_relu());
-                let branch = branch.push_named("conv2", c2).push_named("bn3", bn(width).with_relu());
+                let branch = branch.push_named("", ConvNorm::new(["conv1", "bn2"], c1, bn(width).with_relu()));
+                let branch = branch.push_named("", ConvNorm::new(["conv2", "bn3"], c2, bn(width).with_relu()));
                 (pre, branch.push_named("conv3", c3))
             }
         };
@@ -182,7 +187,7 @@ impl<T: Float> Block<T> {
                 Some(Box::new(if kind.pre_activation() {
                     Sequential::new().push_named("shortcut.0", c)
                 } else {
-                    Sequential::new().push_named("downsample.0", c).push_named("downsample.1", bn(c_out))
+                    Sequential::new().push_named("", ConvNorm::new(["downsample.0", "downsample.1"], c, bn(c_out)))
                 }))
             }
         };
@@ -256,6 +261,41 @@ impl<T: Float> Block<T> {
             }
         });
         Ok(((c_out, oh, ow), macs?, outputs))
+    }
+}
+
+/// A convolution and the batch norm after it, run fused as
+/// [`ConvBn2d`] runs them (the convolution's kernel gathers the moments
+/// the batch norm needs in training), with their state under names of the
+/// block's own (`conv1` and `bn1`, as torchvision names them) instead of
+/// `ConvBn2d`'s `conv` and `bn`: checkpoints and exports see the two
+/// layers.
+struct ConvNorm<T: Float> {
+    names: [&'static str; 2],
+    layer: ConvBn2d<T>,
+}
+
+impl<T: Float> ConvNorm<T> {
+    fn new(names: [&'static str; 2], conv: Conv2d<T>, bn: BatchNorm2d<T>) -> Self {
+        ConvNorm { names, layer: ConvBn2d { conv, bn } }
+    }
+}
+
+impl<T: Float> Module<T> for ConvNorm<T> {
+    fn forward<'t>(&mut self, step: &mut Step<'t, T>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.layer.forward(step, x)
+    }
+}
+
+impl<T: Float> Visit<T> for ConvNorm<T> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, StateRef<'_, T>)) {
+        self.layer.conv.visit(&join(prefix, self.names[0]), f);
+        self.layer.bn.visit(&join(prefix, self.names[1]), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, StateMut<'_, T>)) {
+        self.layer.conv.visit_mut(&join(prefix, self.names[0]), f);
+        self.layer.bn.visit_mut(&join(prefix, self.names[1]), f);
     }
 }
 
