@@ -275,9 +275,9 @@ pub(super) fn outer_fits<S: Simd>(g: &Geometry) -> bool {
 /// consecutive output pixels in registers: 8 loads per 12 multiply-adds
 /// and no masks, where [`forward_with`]'s tiles on AVX2 load 9 per 8.
 ///
-/// Each unit (an image's tiles of `O` output channels, or one tile where
-/// the images are fewer than twice the threads) copies the image's input
-/// into zero-padded planes ([`Padded`]), so that every tap of every pixel
+/// Each unit ([`Units`]: an image's tiles of `O` output channels, or one
+/// tile where the images are fewer than twice the threads) copies the
+/// image's input into zero-padded planes ([`Padded`]), so that every tap of every pixel
 /// reads inside them. The sums run in [`forward_tile`]'s order (blocks of
 /// [`CHANNEL_BLOCK`] input channels, then taps, then the block's
 /// channels), so the two kernels give the same floats. The sums of each
@@ -307,15 +307,10 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
     for (tile, wt) in wp.chunks_exact_mut(ne * O).enumerate() {
         pack_tile::<O>(wt, cg, nt, |o, c, t| w[((tile * O + o) * cg + c) * nt + t]);
     }
-    // A unit is an image's tiles, or one tile where the images are too
-    // few to keep every thread busy: each unit pads its image once.
-    let threads = rayon::current_num_threads();
-    let per_unit = if g.n >= 2 * threads { tiles } else { 1 };
-    let units = g.n * tiles / per_unit;
-    let per_task = units.div_ceil(threads);
-    wengert_core::buffer::build_par(units * per_unit * O * p, per_unit * O * p, per_task, |u, yb: &mut [T]| {
+    let units = Units::new(g.n, tiles);
+    wengert_core::buffer::build_par(g.n * tiles * O * p, units.tiles * O * p, units.per_task, |u, yb: &mut [T]| {
         let yb = f32s_mut(yb).expect("T is f32");
-        let (n, t0) = (u * per_unit / tiles, u * per_unit % tiles);
+        let (n, t0) = units.first(u);
         with_scratch(cg * plane + OUTER_RUN * O, |buf: &mut [f32]| {
             let (xt, sums) = buf.split_at_mut(cg * plane);
             xt.fill(0.0);
@@ -335,6 +330,32 @@ pub(super) unsafe fn forward_outer_with<S: Simd, T: Float, const O: usize>(
             }
         }
     })
+}
+
+/// How the kernels with channels in the lanes share a convolution's
+/// images × tiles of channels among the threads: a unit is an image's
+/// tiles, or one tile where the images are too few to keep every thread
+/// busy, and each unit pads its image once.
+pub(super) struct Units {
+    /// Tiles of one image per unit.
+    pub(super) tiles: usize,
+    /// Units per task of the thread pool.
+    pub(super) per_task: usize,
+    /// Tiles of one image in all.
+    per_image: usize,
+}
+
+impl Units {
+    pub(super) fn new(images: usize, per_image: usize) -> Self {
+        let threads = rayon::current_num_threads();
+        let tiles = if images >= 2 * threads { per_image } else { 1 };
+        Units { tiles, per_task: (images * per_image / tiles).div_ceil(threads), per_image }
+    }
+
+    /// Unit `u`'s image and first tile.
+    pub(super) fn first(&self, u: usize) -> (usize, usize) {
+        (u * self.tiles / self.per_image, u * self.tiles % self.per_image)
+    }
 }
 
 /// Each of `oh × ow` output pixels' offset in a padded plane of `cols`

@@ -4,7 +4,7 @@
 //! ([`input_grad_phases`]) or, on AVX2, the kernel with input channels in
 //! the lanes ([`input_grad_outer`]).
 
-use super::forward::{outer_offsets, outer_planes, pack_tile, OuterTaps, OUTER_RUN};
+use super::forward::{outer_offsets, outer_planes, pack_tile, OuterTaps, Units, OUTER_RUN};
 use super::plan::Plan;
 use super::{f32s_mut, Simd};
 use crate::conv::Geometry;
@@ -159,8 +159,7 @@ pub(super) unsafe fn input_grad_phases<S: Simd, T: Float, const O: usize>(
 /// multiply-adds where the pixel-vector tiles of [`input_grad_phases`]
 /// load 9 per 8.
 ///
-/// Each unit (an image's tiles, or one tile where the images are fewer
-/// than twice the threads) copies the image's output gradient once into
+/// Each unit ([`Units`]) copies its image's output gradient once into
 /// zero-bordered planes wide enough for every phase's taps, so that every
 /// phase reads inside them and no load needs a mask. The sums run in the
 /// pixel-vector kernel's order, so the two give the same floats.
@@ -198,13 +197,10 @@ pub(super) unsafe fn input_grad_outer<S: Simd, T: Float, const O: usize>(
     let packed = pack_phases::<O>(g, w, &phases);
     let tiles = g.c_in / O;
     let (hw, img) = (g.h * g.w, g.c_out * p);
-    let threads = rayon::current_num_threads();
-    let per_unit = if g.n >= 2 * threads { tiles } else { 1 };
-    let units = g.n * tiles / per_unit;
-    let per_task = units.div_ceil(threads);
-    wengert_core::buffer::build_par(units * per_unit * O * hw, per_unit * O * hw, per_task, |u, dxb: &mut [T]| {
+    let units = Units::new(g.n, tiles);
+    wengert_core::buffer::build_par(g.n * tiles * O * hw, units.tiles * O * hw, units.per_task, |u, dxb: &mut [T]| {
         let dxb = f32s_mut(dxb).expect("T is f32");
-        let (n, t0) = (u * per_unit / tiles, u * per_unit % tiles);
+        let (n, t0) = units.first(u);
         let gyn = &gy[n * img..][..img];
         with_scratch(g.c_out * plane + OUTER_RUN * O + sy * sx * O * p, |buf: &mut [f32]| {
             let (xt, rest) = buf.split_at_mut(g.c_out * plane);

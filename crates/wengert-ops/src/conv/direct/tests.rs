@@ -12,7 +12,7 @@ use crate::conv::{conv_geometry, Conv2dOptions};
 fn geometries() -> Vec<Geometry> {
     // (x, w, padding, dilation, groups, stride)
     type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], usize, [usize; 2]);
-    let cases: [Case; 40] = [
+    let cases: [Case; 41] = [
         ([2, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([3, 8, 7, 5], [16, 8, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
         ([1, 3, 9, 9], [8, 3, 3, 3], [1, 1], [1, 1], 1, [1, 1]),
@@ -41,10 +41,12 @@ fn geometries() -> Vec<Geometry> {
         ([2, 8, 12, 12], [16, 8, 3, 3], [2, 2], [2, 2], 1, [2, 2]),
         ([1, 8, 9, 9], [8, 8, 3, 3], [1, 1], [1, 1], 1, [3, 3]),
         // Strided input gradients with dx's channels a multiple of two
-        // vectors (the kernel with channels in the lanes): 3×3/2, 1×1/2
+        // vectors (the kernel with channels in the lanes): 3×3/2 (with
+        // images enough that a unit takes an image's two tiles), 1×1/2
         // (phases no tap reaches), 7×7/2 (taps shifted both ways),
         // dilated, 3×3/3.
         ([3, 32, 8, 6], [16, 32, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
+        ([9, 32, 6, 6], [16, 32, 3, 3], [1, 1], [1, 1], 1, [2, 2]),
         ([2, 16, 10, 6], [8, 16, 1, 1], [0, 0], [1, 1], 1, [2, 2]),
         ([1, 16, 14, 14], [8, 16, 7, 7], [3, 3], [1, 1], 1, [2, 2]),
         ([2, 16, 12, 12], [16, 16, 3, 3], [2, 2], [2, 2], 1, [2, 2]),
