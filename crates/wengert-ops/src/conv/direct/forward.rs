@@ -277,8 +277,8 @@ pub(super) fn outer_fits<S: Simd>(g: &Geometry) -> bool {
 ///
 /// Each unit ([`Units`]: an image's tiles of `O` output channels, or one
 /// tile where the images are fewer than twice the threads) copies the
-/// image's input into zero-padded planes ([`Padded`]), so that every tap of every pixel
-/// reads inside them. The sums run in [`forward_tile`]'s order (blocks of
+/// image's input into zero-padded planes ([`Padded`]), so that every tap
+/// of every pixel reads inside them. The sums run in [`forward_tile`]'s order (blocks of
 /// [`CHANNEL_BLOCK`] input channels, then taps, then the block's
 /// channels), so the two kernels give the same floats. The sums of each
 /// run of pixels, `[pixel][channel]`, are transposed into the output
