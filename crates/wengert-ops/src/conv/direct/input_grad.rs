@@ -5,7 +5,7 @@
 //! the lanes ([`input_grad_outer`]).
 
 use super::forward::{outer_offsets, outer_planes, pack_tile, OuterTaps, Units, OUTER_RUN};
-use super::plan::Plan;
+use super::plan::{Padded, Plan};
 use super::{f32s_mut, Simd};
 use crate::conv::Geometry;
 use crate::scratch::with_scratch;
@@ -183,8 +183,8 @@ pub(super) unsafe fn input_grad_outer<S: Simd, T: Float, const O: usize>(
     let border = |v: Option<isize>| v.unwrap_or(0).max(0) as usize;
     let (top, bottom) = (border(shifts().map(|t| -t.dy).max()), border(shifts().map(|t| t.dy).max()));
     let (left, right) = (border(shifts().map(|t| -t.dx).max()), border(shifts().map(|t| t.dx).max()));
-    let (rows, cols) = (g.oh + top + bottom, g.ow + left + right);
-    let plane = rows * cols;
+    let bordered = Padded { rows: g.oh + top + bottom, cols: g.ow + left + right };
+    let (cols, plane) = (bordered.cols, bordered.plane());
     // Per phase, each tap's offset in a bordered plane from the pixel it
     // serves: (a + dy + top, b + dx + left) lies inside for a < OH, b < OW.
     let offsets_of_taps: Vec<Vec<usize>> = phases
@@ -207,11 +207,7 @@ pub(super) unsafe fn input_grad_outer<S: Simd, T: Float, const O: usize>(
             // Every phase of a tile's O channels, [phase][channel][P].
             let (sums, all) = rest.split_at_mut(OUTER_RUN * O);
             xt.fill(0.0);
-            for (src, dst) in gyn.chunks_exact(p).zip(xt.chunks_exact_mut(plane)) {
-                for (a, row) in src.chunks_exact(g.ow).enumerate() {
-                    dst[(a + top) * cols + left..][..g.ow].copy_from_slice(row);
-                }
-            }
+            bordered.copy_at(g.oh, g.ow, [top, left], gyn, xt);
             for (tile, dxt) in (t0..).zip(dxb.chunks_exact_mut(O * hw)) {
                 let phases = phases.iter().zip(&offsets_of_taps).zip(&packed);
                 for (out, ((taps, at), wp)) in all.chunks_exact_mut(O * p).zip(phases) {

@@ -95,11 +95,19 @@ impl Padded {
     /// under half the kernel's span) into `dst`'s padded planes, leaving
     /// the padding as it is.
     pub(super) fn copy_inside(self, g: &Geometry, src: &[f32], dst: &mut [f32]) {
-        let width = g.w.min(self.cols.saturating_sub(g.pad[1]));
-        let inside = if width > 0 { self.rows.saturating_sub(g.pad[0]) } else { 0 };
-        for (src, dst) in src.chunks_exact(g.h * g.w).zip(dst.chunks_exact_mut(self.plane())) {
-            for (iy, row) in src.chunks_exact(g.w).enumerate().take(inside) {
-                dst[(iy + g.pad[0]) * self.cols + g.pad[1]..][..width].copy_from_slice(&row[..width]);
+        self.copy_at(g.h, g.w, g.pad, src, dst);
+    }
+
+    /// Copies `src`'s `h × w` planes into `dst`'s padded planes with pixel
+    /// `(y, x)` at `(y + top, x + left)`, leaving the rest as it is; the
+    /// pixels that fall past the padded plane's rows or columns are not
+    /// copied.
+    pub(super) fn copy_at(self, h: usize, w: usize, [top, left]: [usize; 2], src: &[f32], dst: &mut [f32]) {
+        let width = w.min(self.cols.saturating_sub(left));
+        let inside = if width > 0 { self.rows.saturating_sub(top) } else { 0 };
+        for (src, dst) in src.chunks_exact(h * w).zip(dst.chunks_exact_mut(self.plane())) {
+            for (y, row) in src.chunks_exact(w).enumerate().take(inside) {
+                dst[(y + top) * self.cols + left..][..width].copy_from_slice(&row[..width]);
             }
         }
     }

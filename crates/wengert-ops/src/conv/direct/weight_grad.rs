@@ -78,8 +78,9 @@ pub(super) unsafe fn weight_grad_outer<S: Simd, T: Float>(g: &Geometry, x: &[f32
     let padded = Padded::new(g);
     let cols = padded.cols;
     let tiles = g.c_in.div_ceil(most);
-    let channel_tiles: Vec<(usize, usize)> =
-        (0..tiles).map(|i| (i * g.c_in / tiles, (i + 1) * g.c_in / tiles - i * g.c_in / tiles)).collect();
+    let start = |i: usize| i * g.c_in / tiles;
+    // (first channel, channels) of each tile.
+    let channel_tiles: Vec<(usize, usize)> = (0..tiles).map(|i| (start(i), start(i + 1) - start(i))).collect();
     let wlen = g.c_in * taps * g.c_out;
     let chunk = g.n.div_ceil(g.n.min(WGRAD_CHUNKS));
     let chunks = g.n.div_ceil(chunk);
