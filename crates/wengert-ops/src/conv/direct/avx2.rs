@@ -108,7 +108,7 @@ impl Simd for Avx2 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn transpose8(src: *const f32, from: usize, dst: *mut f32, to: usize) {
+pub(super) unsafe fn transpose8(src: *const f32, from: usize, dst: *mut f32, to: usize) {
     // SAFETY: the caller's.
     unsafe {
         let r: [__m256; 8] = std::array::from_fn(|k| _mm256_loadu_ps(src.add(k * from)));

@@ -1,6 +1,7 @@
 //! The AVX-512F instructions behind [`Simd`]: 16 lanes, 32 registers,
 //! masks as `u16`.
 
+use super::avx2::transpose8;
 use super::forward::{forward_outer_tile, forward_unit, OuterTaps};
 use super::peak::fma_chains;
 use super::plan::Plan;
@@ -112,13 +113,39 @@ impl Simd for Avx512 {
     }
     #[target_feature(enable = "avx512f")]
     unsafe fn gather_planes(src: *const f32, plane: usize, dst: *mut f32, step: usize, n: usize) {
+        // Blocks of 8 columns as two 8 × 8 transposes by shuffles, one per
+        // half of the planes: a gather instruction per column loads its 16
+        // floats one by one, and Zen's gathers are slow.
+        let full = n / 8 * 8;
+        for i in (0..full).step_by(8) {
+            unsafe {
+                transpose8(src.add(i), plane, dst.add(i * step), step);
+                transpose8(src.add(8 * plane + i), plane, dst.add(i * step + 8), step);
+            }
+        }
         debug_assert!(plane * 16 <= i32::MAX as usize);
         let idx = _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
             _mm512_set1_epi32(plane as i32),
         );
-        for i in 0..n {
+        for i in full..n {
             unsafe { _mm512_storeu_ps(dst.add(i * step), _mm512_i32gather_ps::<4>(idx, src.add(i))) };
+        }
+    }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scatter_planes(src: *const f32, step: usize, dst: *mut f32, plane: usize, n: usize) {
+        // As `gather_planes`, the other way.
+        let full = n / 8 * 8;
+        for i in (0..full).step_by(8) {
+            unsafe {
+                transpose8(src.add(i * step), step, dst.add(i), plane);
+                transpose8(src.add(i * step + 8), step, dst.add(8 * plane + i), plane);
+            }
+        }
+        for i in full..n {
+            for l in 0..16 {
+                unsafe { *dst.add(l * plane + i) = *src.add(i * step + l) };
+            }
         }
     }
     kernels_for!("avx512f");
