@@ -43,8 +43,9 @@ pub enum Algorithm {
     DirectTaps,
     /// The direct kernel with output channels in the vector lanes (two
     /// vectors of them or more), each step a broadcast input value times
-    /// vectors of channels: the weight gradient, and on AVX2 the forward
-    /// product (and so the flipped input gradient).
+    /// vectors of channels: the weight gradient, on AVX2 the forward
+    /// product (and so the flipped input gradient), and on AVX-512 the
+    /// forward product of a strided layer.
     DirectOuter,
     /// The weight gradient by the direct kernel's tiles of output channels
     /// × weight positions.

@@ -4,7 +4,7 @@
 //! strided convolution runs this kernel once per phase.
 
 use super::plan::{with_input, Padded, Plan};
-use super::{f32s_mut, Simd, CHANNEL_BLOCK, MAX_WEIGHTS};
+use super::{f32s_mut, fits_one_pass, Simd, CHANNEL_BLOCK, MAX_WEIGHTS};
 use crate::conv::Geometry;
 use crate::scratch::with_scratch;
 use wengert_core::Float;
@@ -254,12 +254,17 @@ const OUTER_PIXELS: usize = 6;
 /// eight, few enough that the sums stay in the first-level cache.
 pub(super) const OUTER_RUN: usize = 8 * OUTER_PIXELS;
 
-/// Whether the forward convolution takes [`forward_outer_with`]: 16
-/// registers (AVX2, where the pixel-vector tiles hold one vector and
-/// load 9 values per 8 multiply-adds), and [`outer_fits`]. With 32, the
-/// pixel-vector tiles hold three vectors and load 11 values per 24.
+/// Whether the forward convolution takes [`forward_outer_with`]:
+/// [`outer_fits`], and either 16 registers (AVX2, where the pixel-vector
+/// tiles hold one vector and load 9 values per 8 multiply-adds) or a
+/// strided convolution whose weights fit one pass ([`fits_one_pass`]).
+/// With 32 registers the pixel-vector tiles hold three vectors and load
+/// 11 values per 24, but a strided input reaches them split into phases,
+/// one more copy of it per call, where the padded copy this kernel makes
+/// of each image takes the stride as it is (`docs/architecture.md` gives
+/// the measurement).
 pub(super) fn outer_applies<S: Simd>(g: &Geometry) -> bool {
-    S::REGISTERS < 32 && outer_fits::<S>(g)
+    outer_fits::<S>(g) && (S::REGISTERS < 32 || (g.stride != [1, 1] && fits_one_pass(g)))
 }
 
 /// Whether [`forward_outer_with`] can compute this convolution: one

@@ -24,7 +24,8 @@
 //! loads on AVX-512. On AVX2, where that is 9 loads per 8, the forward
 //! convolution puts two vectors of output channels in the lanes instead
 //! ([`forward_outer_with`]: the input zero-padded, one broadcast input per
-//! pixel, 8 loads per 12). The pixel-vector kernel writes each output once, or, for a
+//! pixel, 8 loads per 12), and so does a strided one on AVX-512, which
+//! it reads without splitting the input into phases. The pixel-vector kernel writes each output once, or, for a
 //! layer with more weights per output channel than stay in the first-level
 //! cache ([`MAX_WEIGHTS`]: more than 64 input channels under a 3×3
 //! kernel), once per chunk of input channels, each chunk adding to what
@@ -246,9 +247,10 @@ pub(super) enum ForwardKernel {
 }
 
 /// The direct path's kernel for the forward convolution, or `None` when it
-/// does not apply ([`forward_applies`]): on 16 registers (AVX2), the
-/// outer kernel where it applies ([`forward::outer_applies`]), whose
-/// tiles load less per multiply-add than one pixel vector's.
+/// does not apply ([`forward_applies`]): the outer kernel where it
+/// applies ([`forward::outer_applies`]: on AVX2, whose tiles load less
+/// per multiply-add than one pixel vector's, and on AVX-512 for strided
+/// layers, which it reads without splitting them into phases).
 pub(super) fn forward_kernel<T: Float>(g: &Geometry) -> Option<ForwardKernel> {
     if !forward_applies::<T>(g) {
         return None;
@@ -256,6 +258,8 @@ pub(super) fn forward_kernel<T: Float>(g: &Geometry) -> Option<ForwardKernel> {
     Some(match isa::active() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if forward::outer_applies::<Avx2>(g) => ForwardKernel::Outer,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if forward::outer_applies::<Avx512>(g) => ForwardKernel::Outer,
         _ => ForwardKernel::Pixels,
     })
 }
@@ -284,6 +288,8 @@ fn forward_gathering<T: Float>(g: &Geometry, x: &[T], w: &[T], kernel: ForwardKe
     // SAFETY: `active` never names a level the CPU lacks, and the kernel's
     // conditions hold (checked above).
     match (isa::active(), kernel) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, ForwardKernel::Outer) => unsafe { forward_outer_with::<Avx512, T, 32>(g, x, w, rows) },
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, _) => unsafe { forward_with::<Avx512, T, 8>(g, x, w, rows) },
         #[cfg(target_arch = "x86_64")]
