@@ -72,6 +72,13 @@ fn f32_takes_the_direct_kernels_where_they_apply() {
     // ones run direct (docs/architecture.md has the measurements).
     assert_eq!(plan("1×1 widening").weight_grad, Algorithm::Product);
     assert!(is_direct(plan("1×1 narrowing").weight_grad), "{}", plan("1×1 narrowing"));
+    // On AVX-512 the forward product of a 1×1 layer that widens, and so
+    // the input gradient of one that narrows, multiplies too; AVX2 runs
+    // them direct.
+    let (widening, narrowing) = (plan("1×1 widening"), plan("1×1 narrowing"));
+    let product = if isa::active() >= Isa::Avx512 { Algorithm::Product } else { Algorithm::DirectOuter };
+    assert_eq!((widening.forward, narrowing.input_grad), (product, product), "{widening}; {narrowing}");
+    assert!(is_direct(narrowing.forward) && is_direct(widening.input_grad), "{widening}; {narrowing}");
     // 256 channels of 3×3 weights do not stay in cache in one pass: on
     // AVX-512 the forward kernel (and so the flipped input gradient) takes
     // them in chunks of 64; the weight gradient, and AVX2, unfold. So do

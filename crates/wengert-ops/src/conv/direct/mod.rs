@@ -246,13 +246,25 @@ pub(super) enum ForwardKernel {
     Outer,
 }
 
+/// Whether a 1×1 stride-1 layer's forward product (and so the flipped
+/// input gradient of one that narrows) runs faster as a matrix product
+/// than on the direct path: on AVX-512, where it keeps or widens the
+/// channels. With one tap per input channel, every tile of 8 output
+/// channels streams the whole image's input through the cache again,
+/// where `gemm` blocks the product for it (`docs/architecture.md` gives
+/// the measurement).
+fn product_pays(g: &Geometry) -> bool {
+    g.is_pointwise() && g.og() >= g.cg() && isa::active() >= Isa::Avx512
+}
+
 /// The direct path's kernel for the forward convolution, or `None` when it
-/// does not apply ([`forward_applies`]): the outer kernel where it
+/// does not apply ([`forward_applies`]) or a product is faster
+/// ([`product_pays`]): the outer kernel where it
 /// applies ([`forward::outer_applies`]: on AVX2, whose tiles load less
 /// per multiply-add than one pixel vector's, and on AVX-512 for strided
 /// layers, which it reads without splitting them into phases).
 pub(super) fn forward_kernel<T: Float>(g: &Geometry) -> Option<ForwardKernel> {
-    if !forward_applies::<T>(g) {
+    if !forward_applies::<T>(g) || product_pays(g) {
         return None;
     }
     Some(match isa::active() {
