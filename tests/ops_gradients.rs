@@ -95,6 +95,51 @@ proptest! {
         assert_gradients(|_, v| ops::global_avg_pool2d(v[0]), &[x])?;
     }
 
+    /// Max-pooling's value and gradient route by its definition, where
+    /// ties and NaNs make the choice matter: the window's first maximum
+    /// in row-major order, and a NaN over any number (the first NaN of a
+    /// row, a later row's over an earlier one's).
+    #[test]
+    fn max_pool_routes_to_its_definition((dims, p) in pool_case(), picks in proptest::collection::vec(0usize..5, 64)) {
+        let levels = [0.0, 1.0, 1.0, 2.0, f64::NAN];
+        let x = Tensor::from_fn(dims.as_slice(), |i| levels[picks[i % picks.len()]]);
+        let tape = wengert::core::Tape::new();
+        let xv = tape.leaf(x.clone());
+        let y = ops::max_pool2d(xv, &p).unwrap();
+        let (yd, yv) = (y.shape().dims().to_vec(), y.value().unwrap());
+        let grads = tape.backward(y.sum_all().unwrap()).unwrap();
+        let grad = grads.get(xv).unwrap();
+        let (h, w) = (dims[2], dims[3]);
+        let span = |o: usize, a: usize, n: usize| {
+            let start = (o * p.stride[a]) as isize - p.padding[a] as isize;
+            (start.max(0) as usize, ((start + p.kernel[a] as isize).min(n as isize)).max(0) as usize)
+        };
+        let mut want_grad = vec![0.0; x.numel()];
+        for plane in 0..dims[0] * dims[1] {
+            for oy in 0..yd[2] {
+                for ox in 0..yd[3] {
+                    let ((y0, y1), (x0, x1)) = (span(oy, 0, h), span(ox, 1, w));
+                    let (mut best, mut at) = (f64::NEG_INFINITY, y0 * w + x0);
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            let v = x.data()[plane * h * w + iy * w + ix];
+                            if v > best || v.is_nan() {
+                                (best, at) = (v, iy * w + ix);
+                                if v.is_nan() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let got = yv.data()[(plane * yd[2] + oy) * yd[3] + ox];
+                    prop_assert!(got == best || (got.is_nan() && best.is_nan()), "{p:?} {dims:?}: {got} vs {best}");
+                    want_grad[plane * h * w + at] += 1.0;
+                }
+            }
+        }
+        prop_assert_eq!(grad.data(), want_grad.as_slice(), "{:?} {:?}", p, dims);
+    }
+
     #[test]
     fn matmul_and_linear(b1 in 1usize..3, b2 in 1usize..3, m in 1usize..4, k in 1usize..4, n in 1usize..4, bcast in any::<bool>()) {
         let a = Tensor::from_fn([b1, b2, m, k], |i| (i as f64 * 0.37).sin());
