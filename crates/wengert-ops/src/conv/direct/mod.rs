@@ -5,7 +5,8 @@
 //! 3×3 with padding 1, 1×1, any dilation; and 3×3/2, 1×1/2, 7×7/2 on even
 //! sizes), output channels per group a multiple of 8, and a size whose
 //! tiles stay in cache. Everything else takes the im2col path in
-//! `kernel.rs`.
+//! `kernel.rs`, and so, on AVX-512, does the forward product of a 1×1
+//! layer that keeps or widens its channels ([`product_pays`]).
 //!
 //! The activations stay NCHW. At stride 1 with `OW = W`, output pixel `q`
 //! (flattened `oy·W + ox`) reads input pixel `q + (ky·dh − ph)·W + (kx·dw −
@@ -25,7 +26,8 @@
 //! convolution puts two vectors of output channels in the lanes instead
 //! ([`forward_outer_with`]: the input zero-padded, one broadcast input per
 //! pixel, 8 loads per 12), and so does a strided one on AVX-512, which
-//! it reads without splitting the input into phases. The pixel-vector kernel writes each output once, or, for a
+//! it reads without splitting the input into phases. The pixel-vector
+//! kernel writes each output once, or, for a
 //! layer with more weights per output channel than stay in the first-level
 //! cache ([`MAX_WEIGHTS`]: more than 64 input channels under a 3×3
 //! kernel), once per chunk of input channels, each chunk adding to what
@@ -171,8 +173,9 @@ pub(super) enum WeightKernel {
     Tiles,
 }
 
-/// Whether the direct path computes the forward convolution (and, on it,
-/// gathers each output row's moments): `f32` and [`applies`].
+/// Whether the direct path can compute the forward convolution: `f32`
+/// and [`applies`]. It does unless a product is faster
+/// ([`forward_kernel`]); the other two products' kernels need it too.
 pub(super) fn forward_applies<T: Float>(g: &Geometry) -> bool {
     T::DTYPE == DType::F32 && applies(g)
 }
