@@ -189,7 +189,7 @@ pub(super) fn forward_applies<T: Float>(g: &Geometry) -> bool {
 /// narrowing ones (64→16) run faster direct, and stay there.
 /// `docs/architecture.md` gives the measurements.
 pub(super) fn weight_kernel<T: Float>(g: &Geometry) -> Option<WeightKernel> {
-    if !forward_applies::<T>(g) || !fits_one_pass(g) || (g.is_pointwise() && g.og() >= g.cg()) {
+    if !forward_applies::<T>(g) || !fits_one_pass(g) || keeps_or_widens_pointwise(g) {
         return None;
     }
     Some(match isa::active() {
@@ -257,7 +257,15 @@ pub(super) enum ForwardKernel {
 /// where `gemm` blocks the product for it (`docs/architecture.md` gives
 /// the measurement).
 fn product_pays(g: &Geometry) -> bool {
-    g.is_pointwise() && g.og() >= g.cg() && isa::active() >= Isa::Avx512
+    keeps_or_widens_pointwise(g) && isa::active() >= Isa::Avx512
+}
+
+/// A 1×1 stride-1 layer with at least as many output channels per group
+/// as input channels: the layers a product serves better than the direct
+/// kernels (the weight gradient on every instruction set, the forward
+/// product on AVX-512).
+fn keeps_or_widens_pointwise(g: &Geometry) -> bool {
+    g.is_pointwise() && g.og() >= g.cg()
 }
 
 /// The direct path's kernel for the forward convolution, or `None` when it
