@@ -179,8 +179,14 @@ fn unfold_block<'a, T: Float>(
 pub(super) fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     match plan::forward_kernel(plan::forward::<T>(g)) {
         Some(kernel) => direct::forward(g, x, w, kernel),
-        None => forward_im2col(g, x, w),
+        None => forward_im2col(g, x, |grp| row_major_weights(g, w, grp)),
     }
+}
+
+/// Group `grp`'s weights as the `og × K` matrix of its product.
+fn row_major_weights<'a, T: Float>(g: &Geometry, w: &'a [T], grp: usize) -> Mat<'a, T> {
+    let (og, k) = (g.og(), g.k());
+    Mat::row_major(&w[grp * og * k..(grp + 1) * og * k], og, k)
 }
 
 /// `y = conv2d(x, w)` and, where the direct path runs, the moments of
@@ -191,13 +197,14 @@ pub(super) fn forward_moments<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> (Vec<
             let (y, rows) = direct::forward_moments(g, x, w, kernel);
             (y, Some(rows))
         }
-        None => (forward_im2col(g, x, w), None),
+        None => (forward_im2col(g, x, |grp| row_major_weights(g, w, grp)), None),
     }
 }
 
 /// `y = conv2d(x, w)` by unfolding and GEMM (the input its own unfolding
-/// where the kernel is 1×1): every geometry and type.
-fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
+/// where the kernel is 1×1): every geometry and type. `weights(grp)` is
+/// group `grp`'s `og × K` weight matrix, a view that may be transposed.
+fn forward_im2col<'w, T: Float>(g: &Geometry, x: &[T], weights: impl Fn(usize) -> Mat<'w, T> + Sync) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.oh * g.ow);
     let threads = gemm_threads(g);
     let block = block_images(g);
@@ -207,7 +214,7 @@ fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
         with_scratch(k * ld + if nb > 1 { og * ld } else { 0 }, |buf: &mut [T]| {
             let (cols, out) = buf.split_at_mut(k * ld);
             for grp in 0..g.groups {
-                let a = Mat::row_major(&w[grp * og * k..(grp + 1) * og * k], og, k);
+                let a = weights(grp);
                 let cols = unfold_block(g, x, n0, nb, grp, cols);
                 if nb == 1 {
                     matmul_into(&mut yb[grp * og * p..(grp + 1) * og * p], a, cols, false, threads);
@@ -233,6 +240,11 @@ fn forward_im2col<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
 /// direct kernel's phases or col2im.
 pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     if let Some(flipped) = g.flipped() {
+        if flipped.is_pointwise() && plan::forward_kernel(plan::forward::<T>(&flipped)).is_none() {
+            // A 1×1 kernel flipped is the transpose of each group's
+            // weights, which the product reads as a view: no copy.
+            return forward_im2col(&flipped, gy, |grp| row_major_weights(g, w, grp).t());
+        }
         return forward(&flipped, gy, &flip_weights(g, w));
     }
     match plan::phases_kernel(plan::strided_input_grad::<T>(g)) {
@@ -245,14 +257,19 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
 /// forward convolution [`Geometry::flipped`] describes.
 fn flip_weights<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
     let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
-    let mut flipped = wengert_core::buffer::zeroed(w.len());
+    // Blocks of channels, so that the writes, `og·kk` apart, reuse the
+    // cache lines and pages a block of reads brought in.
+    const BLOCK: usize = 32;
+    let mut flipped = wengert_core::buffer::stale(w.len());
     for grp in 0..g.groups {
-        for o in 0..og {
-            for c in 0..cg {
-                let src = &w[((grp * og + o) * cg + c) * kk..][..kk];
-                let dst = &mut flipped[((grp * cg + c) * og + o) * kk..][..kk];
-                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                    *d = *s;
+        for c0 in (0..cg).step_by(BLOCK) {
+            for o in 0..og {
+                for c in c0..(c0 + BLOCK).min(cg) {
+                    let src = &w[((grp * og + o) * cg + c) * kk..][..kk];
+                    let dst = &mut flipped[((grp * cg + c) * og + o) * kk..][..kk];
+                    for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                        *d = *s;
+                    }
                 }
             }
         }
@@ -316,12 +333,19 @@ fn weight_grad_gemm<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
     let blocks = g.n.div_ceil(block);
     // `dwt` is `dw` itself in the two cases above.
     let wide = og > k || og * k >= 1 << 20;
+    // Each task's first block writes its sum rather than adding to zeros:
+    // a product that adds reads its destination first, and a fresh
+    // buffer's pages, read before they are written, are the system's
+    // shared zero page, copied and remapped page by page at the first
+    // write (every thread's TLB flushed for each).
     let dwt = (0..blocks)
         .into_par_iter()
         .with_min_len(blocks_per_task(g, block))
         .fold(
-            || wengert_core::buffer::zeroed(wlen),
-            |mut dwt, b| {
+            || None,
+            |sum: Option<Vec<T>>, b| {
+                let accumulate = sum.is_some();
+                let mut dwt = sum.unwrap_or_else(|| wengert_core::buffer::stale(wlen));
                 let (n0, nb) = (b * block, block.min(g.n - b * block));
                 let ld = nb * p;
                 with_scratch(k * ld + og * ld, |buf: &mut [T]| {
@@ -342,27 +366,33 @@ fn weight_grad_gemm<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
                         let a = unfold_block(g, x, n0, nb, grp, cols);
                         let dst = &mut dwt[grp * k * og..(grp + 1) * k * og];
                         if wide {
-                            matmul_into(dst, gmat, a.t(), true, threads);
+                            matmul_into(dst, gmat, a.t(), accumulate, threads);
                         } else {
-                            matmul_into(dst, a, gmat.t(), true, threads);
+                            matmul_into(dst, a, gmat.t(), accumulate, threads);
                         }
                     }
                 });
-                dwt
+                Some(dwt)
             },
         )
         .reduce(
-            || wengert_core::buffer::zeroed(wlen),
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                a
+            || None,
+            |a, b| match (a, b) {
+                (Some(mut a), Some(b)) => {
+                    a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                    Some(a)
+                }
+                (a, None) => a,
+                (None, b) => b,
             },
-        );
+        )
+        // No images: no block ran.
+        .unwrap_or_else(|| wengert_core::buffer::zeroed(wlen));
     if wide {
         return dwt;
     }
-    // Per group, dwᵀ is K × og; dw is og × K.
-    let mut dw = wengert_core::buffer::zeroed(wlen);
+    // Per group, dwᵀ is K × og; dw is og × K, every element written below.
+    let mut dw = wengert_core::buffer::stale(wlen);
     for grp in 0..g.groups {
         let (src, dst) = (&dwt[grp * k * og..(grp + 1) * k * og], &mut dw[grp * og * k..(grp + 1) * og * k]);
         for r in 0..k {
