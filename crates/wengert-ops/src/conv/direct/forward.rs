@@ -213,6 +213,17 @@ unsafe fn forward_tile<S: Simd, const O: usize, const V: usize, const ADD: bool>
                 }
             }
         }
+        // Asks for the input lines the next tile reads first (one per
+        // vector of pixels past the farthest tap of this one, in every
+        // channel): in a training step a layer's input comes from memory,
+        // not cache, and the tile reads one stream per channel plane. A
+        // prefetch of an address past the planes reads and faults nothing.
+        let ahead = plan.taps.iter().map(|t| t.0).max().unwrap_or(0) + ((j0 + V) * lanes) as isize;
+        for c in channels.clone() {
+            for v in 0..V {
+                S::prefetch(x.wrapping_offset(c as isize * plan.channel + ahead + (v * lanes) as isize));
+            }
+        }
         let mut wv = wt.as_ptr().add(channels.start * nt * O);
         for c0 in channels.clone().step_by(CHANNEL_BLOCK) {
             let cn = CHANNEL_BLOCK.min(channels.end - c0);

@@ -426,6 +426,16 @@ trait Simd: Sized + 'static {
     unsafe fn storeu(p: *mut f32, v: Self::V);
     /// `a + b`, lane by lane.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// Asks for the cache line holding `p` to be brought into the
+    /// first-level cache; a hint, which never faults, whatever `p` is.
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch reads nothing and faults on no address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+        }
+    }
     /// `even[i] = src[2i]`, `odd[i] = src[2i + 1]` for `i < n`.
     unsafe fn deinterleave(src: *const f32, even: *mut f32, odd: *mut f32, n: usize) {
         // SAFETY: the caller's.
