@@ -141,7 +141,7 @@ impl<T: Float> BatchNorm2d<T> {
     }
 
     /// The forward pass, with `moments` of `x`'s rows that the convolution
-    /// before it gathered ([`conv_bn`](crate::layer::conv_bn)), which a
+    /// before it gathered ([`conv_bn`](fn@crate::layer::conv_bn)), which a
     /// pass with batch statistics then does not compute again.
     pub(crate) fn forward_with<'t>(
         &mut self,

@@ -92,7 +92,7 @@ pub struct ConvPlan {
     /// `dw = Σ gy ⋆ x`.
     pub weight_grad: Algorithm,
     /// The instruction set the direct kernels run on
-    /// ([`isa::active`](crate::isa::active)).
+    /// ([`crate::isa::active`]).
     pub isa: Isa,
 }
 
