@@ -257,8 +257,8 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
 /// forward convolution [`Geometry::flipped`] describes.
 fn flip_weights<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
     let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
-    // Blocks of channels, so that the writes, `og·kk` apart, reuse the
-    // cache lines and pages a block of reads brought in.
+    // Blocks of input channels: the block's destination rows, `og·kk`
+    // apart, stay in cache while the output channels walk along them.
     const BLOCK: usize = 32;
     let mut flipped = wengert_core::buffer::stale(w.len());
     for grp in 0..g.groups {
