@@ -240,12 +240,16 @@ fn forward_im2col<'w, T: Float>(g: &Geometry, x: &[T], weights: impl Fn(usize) -
 /// direct kernel's phases or col2im.
 pub(super) fn input_grad<T: Float>(g: &Geometry, gy: &[T], w: &[T]) -> Vec<T> {
     if let Some(flipped) = g.flipped() {
-        if flipped.is_pointwise() && plan::forward_kernel(plan::forward::<T>(&flipped)).is_none() {
+        return match plan::forward_kernel(plan::forward::<T>(&flipped)) {
+            Some(kernel) => direct::forward(&flipped, gy, &flip_weights(g, w), kernel),
             // A 1×1 kernel flipped is the transpose of each group's
             // weights, which the product reads as a view: no copy.
-            return forward_im2col(&flipped, gy, |grp| row_major_weights(g, w, grp).t());
-        }
-        return forward(&flipped, gy, &flip_weights(g, w));
+            None if flipped.is_pointwise() => forward_im2col(&flipped, gy, |grp| row_major_weights(g, w, grp).t()),
+            None => {
+                let wf = flip_weights(g, w);
+                forward_im2col(&flipped, gy, |grp| row_major_weights(&flipped, &wf, grp))
+            }
+        };
     }
     match plan::phases_kernel(plan::strided_input_grad::<T>(g)) {
         Some(kernel) => direct::input_grad(g, gy, w, kernel),

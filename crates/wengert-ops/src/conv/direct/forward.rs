@@ -218,7 +218,7 @@ unsafe fn forward_tile<S: Simd, const O: usize, const V: usize, const ADD: bool>
         // channel): in a training step a layer's input comes from memory,
         // not cache, and the tile reads one stream per channel plane. A
         // prefetch of an address past the planes reads and faults nothing.
-        let ahead = plan.taps.iter().map(|t| t.0).max().unwrap_or(0) + ((j0 + V) * lanes) as isize;
+        let ahead = plan.reach + ((j0 + V) * lanes) as isize;
         for c in channels.clone() {
             for v in 0..V {
                 S::prefetch(x.wrapping_offset(c as isize * plan.channel + ahead + (v * lanes) as isize));

@@ -135,6 +135,9 @@ pub(super) struct Plan<S: Simd> {
     /// Per tap `(ky, kx)`: its input's offset from its channel's first
     /// plane, and its mask; the forward kernel's order.
     pub(super) taps: Vec<(isize, usize)>,
+    /// The largest of the taps' offsets: a tile of pixel vectors reads its
+    /// channels' input up to this far past its first pixel.
+    pub(super) reach: isize,
     /// Floats from one input channel's planes (or phases) to the next.
     pub(super) channel: isize,
     /// Distinct masks per vector.
@@ -210,6 +213,7 @@ impl<S: Simd> Plan<S> {
             }
         }
         let inside = (0..nv).map(|j| S::mask(bits(j, &|_, _| true))).collect();
-        Plan { p, nv, ne: cg * taps.len(), entries, shift, taps, channel, ns: shifts.len(), masks, inside }
+        let reach = taps.iter().map(|t| t.0).max().unwrap_or(0);
+        Plan { p, nv, ne: cg * taps.len(), entries, shift, taps, reach, channel, ns: shifts.len(), masks, inside }
     }
 }
