@@ -286,10 +286,10 @@ impl<T: Float> Tape<T> {
     }
 
     /// Frees, once a forward pass is done, every value that no op's
-    /// backward reads ([`Op::reads_input`],
-    /// [`Op::reads_output`]), and the values of
-    /// [recomputable](crate::Op::recomputable) ops whose inputs stay, which
-    /// backward forms again when it needs them. The entries in `keep` stay.
+    /// backward reads ([`Op::reads_input`], [`Op::reads_output`]), and the
+    /// values of [recomputable](crate::Op::recomputable) ops whose inputs
+    /// stay, which backward forms again when it needs them. The entries in
+    /// `keep` stay.
     /// For a private tape whose backward passes are never recorded (a
     /// function recorded as one node), where nothing else reads the values.
     pub(crate) fn release_unread(&self, keep: &[u32]) {

@@ -337,11 +337,11 @@ fn weight_grad_gemm<T: Float>(g: &Geometry, x: &[T], gy: &[T]) -> Vec<T> {
     let blocks = g.n.div_ceil(block);
     // `dwt` is `dw` itself in the two cases above.
     let wide = og > k || og * k >= 1 << 20;
-    // Each task's first block writes its sum rather than adding to zeros:
-    // a product that adds reads its destination first, and a fresh
-    // buffer's pages, read before they are written, are the system's
-    // shared zero page, copied and remapped page by page at the first
-    // write (every thread's TLB flushed for each).
+    // Each of rayon's splits writes its first block's sum rather than
+    // adding it to zeros: a product that adds reads its destination first,
+    // and a fresh buffer's pages, read before they are written, are the
+    // system's shared zero page, copied and remapped page by page at the
+    // first write (every thread's TLB flushed for each).
     let dwt = (0..blocks)
         .into_par_iter()
         .with_min_len(blocks_per_task(g, block))
